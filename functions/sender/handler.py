@@ -1,0 +1,43 @@
+"""SQS send queue -> deliver chunks. Reports partial batch failures so one failing chunk is
+retried without replaying the others."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailsage.domain.models import ChunkRef
+from mailsage.settings import SenderSettings
+from mailsage.wiring import delivery_service
+from pydantic import BaseModel, Json
+
+settings = SenderSettings()  # validated at cold start
+logger = Logger(service="mailsage-sender")
+
+
+class ChunkBody(BaseModel):
+    account_id: str
+    job_id: str
+    chunk: int
+
+
+class ChunkRecord(SqsRecordModel):
+    body: Json[ChunkBody]  # type: ignore[assignment]
+
+
+processor = BatchProcessor(event_type=EventType.SQS, model=ChunkRecord)
+
+
+def record_handler(record: ChunkRecord) -> None:
+    body = record.body
+    delivery_service(settings).deliver(
+        ChunkRef(body.account_id, body.job_id, body.chunk),
+        receipt=record.receiptHandle,
+        receive_count=int(record.attributes.ApproximateReceiveCount),
+    )
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

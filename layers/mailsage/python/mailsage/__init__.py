@@ -1,0 +1,1 @@
+"""MailSage: the shared package (domain, ports, adapters, local runtime) shipped as a Lambda layer."""

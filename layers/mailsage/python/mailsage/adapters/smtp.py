@@ -1,0 +1,101 @@
+"""The transport port over SMTP: any relay, or the local runtime's built-in sink."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from mailsage.errors import PermanentSendError, TransientSendError
+
+
+@dataclass(slots=True, frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False  # implicit TLS (smtps://)
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 30.0) -> SmtpConfig:
+        """`smtp://user:pass@host:587?starttls=true` or `smtps://host:465`."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(
+                f"SMTP URL must look like smtp://[user:pass@]host[:port], got {parts.scheme}://..."
+            )
+        query = parse_qs(parts.query)
+        tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            starttls=query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
+            tls=tls,
+            timeout=timeout,
+        )
+
+
+def _classify(code: int, text: bytes | str, what: str) -> Exception:
+    reply = text.decode(errors="replace") if isinstance(text, bytes) else text
+    message = f"{what}: {code} {reply}".strip()
+    if 400 <= code < 500:
+        return TransientSendError(message, {"smtp_code": code})
+    return PermanentSendError(message, {"smtp_code": code})
+
+
+class SmtpSession:
+    def __init__(self, conn: smtplib.SMTP) -> None:
+        self.conn = conn
+
+    def send(self, sender: str, recipient: str, data: bytes) -> str | None:
+        try:
+            self.conn.sendmail(sender, [recipient], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(recipient, (550, b"recipient refused"))
+            raise _classify(code, text, "recipient refused") from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TransientSendError(f"connection lost: {exc}", connection_lost=True) from exc
+        except smtplib.SMTPResponseException as exc:  # sender refused, data refused
+            raise _classify(exc.smtp_code, exc.smtp_error, "relay refused") from exc
+        except OSError as exc:
+            raise TransientSendError(f"connection error: {exc}", connection_lost=True) from exc
+        return None
+
+    def close(self) -> None:
+        try:
+            self.conn.quit()
+        except (smtplib.SMTPException, OSError):
+            self.conn.close()
+
+
+class SmtpTransport:
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+
+    def open(self) -> SmtpSession:
+        cfg = self.config
+        try:
+            if cfg.tls:
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, timeout=cfg.timeout, context=ssl.create_default_context()
+                )
+            else:
+                conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+            if cfg.starttls:
+                conn.starttls(context=ssl.create_default_context())
+            if cfg.username:
+                conn.login(cfg.username, cfg.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            # Wrong credentials will not fix themselves, but the relay config can: retry the chunk.
+            raise TransientSendError(f"SMTP login failed: {exc.smtp_code}", connection_lost=True) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransientSendError(
+                f"cannot connect to SMTP relay {cfg.host}:{cfg.port}: {exc}", connection_lost=True
+            ) from exc
+        return SmtpSession(conn)

@@ -1,0 +1,1 @@
+"""The HTTP surfaces (Powertools REST resolver): request/response models, routes, error mapping."""

@@ -1,0 +1,106 @@
+"""`/api/v1/emails`: send, batch, job status and control. Each route makes one domain call."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from mailsage.api.security import services_of
+from mailsage.api.v1.models import (
+    AcceptedMessage,
+    BatchReply,
+    BatchRequest,
+    ControlRequest,
+    JobReply,
+    Progress,
+    RejectedRecipient,
+    SendReply,
+    SendRequest,
+    iso,
+)
+from mailsage.domain.models import MESSAGE_UNSENT, Job, MessageStatus
+from mailsage.domain.submission import JobRequest, RecipientInput
+
+router = APIGatewayRouter()
+
+
+def _job_request(body: SendRequest | BatchRequest, kind: str, recipients: list[RecipientInput]) -> JobRequest:
+    return JobRequest(
+        kind=kind,
+        recipients=recipients,
+        subject=body.subject,
+        text=body.body,
+        html=body.html,
+        template_id=body.template_id,
+        from_addr=body.from_,
+        reply_to=body.reply_to,
+        campaign_id=body.campaign_id,
+        strict=isinstance(body, BatchRequest) and body.validation == "strict",
+    )
+
+
+def job_reply(job: Job) -> JobReply:
+    counts = {s.value: 0 for s in MessageStatus} | job.counts
+    processed = job.total - sum(counts[s.value] for s in MESSAGE_UNSENT)
+    return JobReply(
+        job_id=job.id,
+        kind=job.kind,
+        state=job.state.value,
+        campaign_id=job.campaign_id,
+        total=job.total,
+        counts=counts,
+        progress=Progress(
+            processed=processed,
+            total=job.total,
+            percent=round(100.0 * processed / job.total, 2) if job.total else 100.0,
+        ),
+        dead_letters=job.dead_letters,
+        created_at=iso(job.created_at) or "",
+        updated_at=iso(job.updated_at) or "",
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+    )
+
+
+@router.post("/send")
+def send(body: SendRequest) -> Response[SendReply]:
+    services, account_id = services_of()
+    r = body.recipient
+    accepted = services.submission.submit(
+        account_id, _job_request(body, "send", [RecipientInput(r.email, r.name, r.variables)])
+    )
+    message = accepted.messages[0]
+    reply = SendReply(job_id=accepted.job.id, message_id=message.id, status=message.status.value)
+    return Response(202, content_types.APPLICATION_JSON, reply)
+
+
+@router.post("/batch")
+def batch(body: BatchRequest) -> Response[BatchReply]:
+    services, account_id = services_of()
+    recipients = [RecipientInput(r.email, r.name, r.variables) for r in body.recipients]
+    accepted = services.submission.submit(account_id, _job_request(body, "batch", recipients))
+    reply = BatchReply(
+        job_id=accepted.job.id,
+        status=accepted.job.state.value,
+        campaign_id=accepted.job.campaign_id,
+        accepted=len(accepted.messages),
+        rejected=len(accepted.rejected),
+        messages=[
+            AcceptedMessage(index=m.seq, email=m.email, message_id=m.id, status=m.status.value)
+            for m in accepted.messages
+        ],
+        errors=[RejectedRecipient(**r.as_dict()) for r in accepted.rejected],
+    )
+    return Response(202, content_types.APPLICATION_JSON, reply)
+
+
+@router.get("/jobs/<job_id>")
+def get_job(job_id: str) -> JobReply:
+    services, account_id = services_of()
+    return job_reply(services.jobs.status(account_id, job_id))
+
+
+@router.post("/jobs/<job_id>/control")
+def control_job(job_id: str, body: ControlRequest) -> JobReply:
+    services, account_id = services_of()
+    return job_reply(services.jobs.control(account_id, job_id, body.action))

@@ -1,0 +1,148 @@
+"""MailSage v1 request and response models. These are the wire format: the OpenAPI schema and the
+request validation both come from them. Unknown fields are rejected so typos do not pass silently."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _single_line(value: str | None) -> str | None:
+    if value is not None and ("\r" in value or "\n" in value):
+        raise ValueError("must not contain a line break (CR or LF)")
+    return value
+
+
+SingleLine = Annotated[str, AfterValidator(_single_line)]
+Subject = Annotated[str, Field(min_length=1, max_length=998), AfterValidator(_single_line)]
+Body = Annotated[str, Field(max_length=1_000_000)]
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RecipientIn(Strict):
+    # Address syntax and CR/LF are checked per recipient by the domain, so a batch can reject one
+    # recipient and accept the rest. Here only the shape is checked.
+    email: str = Field(max_length=320)
+    name: str | None = Field(None, max_length=256)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class _ContentIn(Strict):
+    subject: Subject | None = None
+    body: Body | None = Field(None, description="The text/plain part.")
+    html: Body | None = Field(None, description="The text/html part.")
+    template_id: Id | None = None
+    from_: Annotated[SingleLine, Field(max_length=320)] | None = Field(None, alias="from")
+    reply_to: Annotated[SingleLine, Field(max_length=320)] | None = None
+    campaign_id: Id | None = None
+
+
+class SendRequest(_ContentIn):
+    recipient: RecipientIn
+
+
+class BatchRequest(_ContentIn):
+    recipients: list[RecipientIn] = Field(min_length=1)
+    validation: Literal["lenient", "strict"] = Field(
+        "lenient", description="strict: reject the whole batch (400) if any recipient fails."
+    )
+
+
+class ControlRequest(Strict):
+    action: Literal["pause", "resume", "stop"]
+
+
+class TemplateIn(Strict):
+    name: str = Field(min_length=1, max_length=256)
+    subject: Subject
+    html: Body | None = None
+    text: Body | None = None
+
+
+class PreviewRequest(Strict):
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- replies -------------------------------------------------------------------------------------
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class SendReply(BaseModel):
+    job_id: str
+    message_id: str
+    status: str
+
+
+class AcceptedMessage(BaseModel):
+    index: int
+    email: str
+    message_id: str
+    status: str
+
+
+class RejectedRecipient(BaseModel):
+    index: int
+    email: str
+    code: str
+    message: str
+
+
+class BatchReply(BaseModel):
+    job_id: str
+    status: str
+    campaign_id: str | None
+    accepted: int
+    rejected: int
+    messages: list[AcceptedMessage]
+    errors: list[RejectedRecipient]
+
+
+class Progress(BaseModel):
+    processed: int
+    total: int
+    percent: float
+
+
+class JobReply(BaseModel):
+    job_id: str
+    kind: str
+    state: str
+    campaign_id: str | None
+    total: int
+    counts: dict[str, int]
+    progress: Progress
+    dead_letters: list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class TemplateReply(BaseModel):
+    template_id: str
+    name: str
+    subject: str
+    html: str | None
+    text: str | None
+    created_at: str
+    updated_at: str
+
+
+class TemplateList(BaseModel):
+    data: list[TemplateReply]
+    next_cursor: str | None
+
+
+class PreviewReply(BaseModel):
+    subject: str
+    html: str | None
+    text: str | None

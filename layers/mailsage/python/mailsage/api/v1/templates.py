@@ -1,0 +1,78 @@
+"""`/api/v1/templates`: CRUD and preview."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from mailsage.api.security import services_of
+from mailsage.api.v1.models import PreviewReply, PreviewRequest, TemplateIn, TemplateList, TemplateReply, iso
+from mailsage.domain.models import Template
+from mailsage.domain.templates import TemplateDraft
+
+router = APIGatewayRouter()
+
+
+def _reply(t: Template) -> TemplateReply:
+    return TemplateReply(
+        template_id=t.id,
+        name=t.name,
+        subject=t.subject,
+        html=t.html,
+        text=t.text,
+        created_at=iso(t.created_at) or "",
+        updated_at=iso(t.updated_at) or "",
+    )
+
+
+def _draft(body: TemplateIn) -> TemplateDraft:
+    return TemplateDraft(name=body.name, subject=body.subject, html=body.html, text=body.text)
+
+
+@router.post("")
+def create_template(body: TemplateIn) -> Response[TemplateReply]:
+    services, account_id = services_of()
+    template = services.templates.create(account_id, _draft(body))
+    return Response(201, content_types.APPLICATION_JSON, _reply(template))
+
+
+@router.get("")
+def list_templates(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+) -> TemplateList:
+    services, account_id = services_of()
+    templates = services.templates.list(account_id, limit, after)
+    return TemplateList(
+        data=[_reply(t) for t in templates],
+        next_cursor=templates[-1].id if len(templates) == limit else None,
+    )
+
+
+@router.get("/<template_id>")
+def get_template(template_id: str) -> TemplateReply:
+    services, account_id = services_of()
+    return _reply(services.templates.get(account_id, template_id))
+
+
+@router.put("/<template_id>")
+def update_template(template_id: str, body: TemplateIn) -> TemplateReply:
+    services, account_id = services_of()
+    return _reply(services.templates.update(account_id, template_id, _draft(body)))
+
+
+@router.delete("/<template_id>")
+def delete_template(template_id: str) -> Response:
+    services, account_id = services_of()
+    services.templates.delete(account_id, template_id)
+    return Response(204)
+
+
+@router.post("/<template_id>/preview")
+def preview_template(template_id: str, body: PreviewRequest) -> PreviewReply:
+    services, account_id = services_of()
+    rendered = services.templates.preview(account_id, template_id, body.variables)
+    return PreviewReply(subject=rendered.subject, html=rendered.html, text=rendered.text)

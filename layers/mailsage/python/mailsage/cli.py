@@ -1,0 +1,101 @@
+"""`mailsage serve | invoke | dead-letters`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mailsage.local.runtime import LocalRuntime, RuntimeConfig
+
+    runtime = LocalRuntime(
+        RuntimeConfig(
+            data_dir=Path(args.data_dir).resolve(),
+            port=args.port,
+            smtp_port=args.smtp_port,
+            workers=args.workers,
+        )
+    )
+    account_id, key = runtime.start()
+    relay = os.environ.get("MAILSAGE_SMTP_URL", "")
+    print(f"MailSage is running on http://127.0.0.1:{args.port}", flush=True)
+    print(f"  account id: {account_id}", flush=True)
+    print(f"  API key:    {key}", flush=True)
+    print(f"  data dir:   {runtime.config.data_dir}", flush=True)
+    print(
+        f"  mail goes to {relay.split('@')[-1]} (sink outbox: {runtime.config.data_dir / 'outbox'})",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: runtime._stopping.set())
+    runtime.wait()
+    print("stopping: finishing the chunks in hand...", flush=True)
+    runtime.stop()
+    return 0
+
+
+SAMPLE_API_KEY = "ms_sample_key_for_events"  # the key the API samples in events/ carry
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from mailsage.domain.auth import AuthService
+    from mailsage.local.functions import LocalContext, load_handler
+    from mailsage.local.runtime import dev_credentials
+    from mailsage.settings import ApiSettings
+    from mailsage.wiring import backends
+
+    os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
+    os.environ.setdefault("MAILSAGE_DEV_API_KEY", SAMPLE_API_KEY)
+    dev_credentials(Path(os.environ["MAILSAGE_DATA_DIR"]), AuthService(backends(ApiSettings()).store))
+    event = json.loads(Path(args.event).read_text())
+    handler = load_handler(args.function)
+    result = handler.lambda_handler(event, LocalContext(f"mailsage-{args.function}"))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from mailsage.settings import CommonSettings
+    from mailsage.wiring import backends
+
+    os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
+    print(json.dumps(backends(CommonSettings()).queue.dead_letters(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailsage", description="MailSage email-sending API, run locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_dir = os.environ.get("MAILSAGE_DATA_DIR", ".mailsage")
+
+    serve = sub.add_parser("serve", help="run the API, the sender and an SMTP sink on this machine")
+    serve.add_argument(
+        "--data-dir", default=data_dir, help="SQLite database and outbox (default: %(default)s)"
+    )
+    serve.add_argument("--port", type=int, default=8025, help="HTTP port on 127.0.0.1 (default: %(default)s)")
+    serve.add_argument("--smtp-port", type=int, default=1025, help="SMTP sink port (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=2, help="sender worker threads (default: %(default)s)")
+    serve.set_defaults(run=_serve)
+
+    invoke = sub.add_parser("invoke", help="run one handler once with a sample event")
+    invoke.add_argument("function", choices=["api", "sender"])
+    invoke.add_argument("event", help="path to an event JSON file, e.g. events/api_send.json")
+    invoke.add_argument("--data-dir", default=data_dir)
+    invoke.set_defaults(run=_invoke)
+
+    dead = sub.add_parser("dead-letters", help="list chunks the send queue gave up on")
+    dead.add_argument("--data-dir", default=data_dir)
+    dead.set_defaults(run=_dead_letters)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("MAILSAGE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

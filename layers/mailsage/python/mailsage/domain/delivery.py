@@ -1,0 +1,135 @@
+"""The sender's work: deliver one chunk, exactly once per message.
+
+Queues deliver at least once, so every step is conditional: a message is sent only after this
+worker moved it `queued -> sending`; a redelivered chunk finds its messages past `queued` and skips
+them. A message stuck in `sending` longer than the claim lease (its worker died mid-chunk) may be
+claimed again: the only window for a duplicate is between the relay's 250 reply and our write.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from mailsage.domain.mime import build_message
+from mailsage.domain.models import ChunkRef, JobState, MessageStatus
+from mailsage.domain.rendering import CompiledContent
+from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
+from mailsage.ports import Queue, Store, Transport, TransportSession
+
+log = logging.getLogger(__name__)
+
+_SENDABLE = (MessageStatus.QUEUED, MessageStatus.SENDING)
+
+
+class RetryChunk(Exception):
+    """Raised to report the chunk as failed so the queue delivers it again after the set delay."""
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryPolicy:
+    max_attempts: int = 5
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 900.0
+    claim_lease_seconds: float = 300.0
+    message_id_domain: str = "mailsage.local"
+
+    def retry_delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5-1.0."""
+        delay = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(0, attempt - 1))
+        return delay * (0.5 + random.random() / 2)
+
+
+class DeliveryService:
+    def __init__(self, store: Store, queue: Queue, transport: Transport, policy: DeliveryPolicy) -> None:
+        self.store = store
+        self.queue = queue
+        self.transport = transport
+        self.policy = policy
+
+    def deliver(self, ref: ChunkRef, receipt: str, receive_count: int) -> None:
+        job = self.store.get_job(ref.account_id, ref.job_id, with_counts=False)
+        if job is None:
+            log.warning("chunk for unknown job %s dropped", ref.job_id)
+            return
+        if job.state == JobState.PAUSED:
+            return  # dropped; resume re-enqueues every chunk that still has work
+        if job.state not in (JobState.QUEUED, JobState.RUNNING):
+            return  # stopped, completed or expired: nothing more goes out
+
+        pending = [m for m in self.store.chunk_messages(ref.job_id, ref.chunk) if m.status in _SENDABLE]
+        claimed = set(
+            self.store.claim_messages(ref.job_id, [m.id for m in pending], self.policy.claim_lease_seconds)
+        )
+        to_send = [m for m in pending if m.id in claimed]
+        last_attempt = receive_count >= self.policy.max_attempts
+        envelope_from = parseaddr(job.content.from_addr)[1]
+        compiled = CompiledContent.of(job.content)  # compiled once per chunk
+        retry_reason: str | None = None
+        session: TransportSession | None = None
+        try:
+            for index, message in enumerate(to_send):
+                try:
+                    rendered = compiled.render(message.variables)
+                except TemplateError as exc:
+                    self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
+                    continue
+                data = build_message(
+                    rendered,
+                    from_addr=job.content.from_addr,
+                    to_email=message.email,
+                    to_name=message.name,
+                    reply_to=job.content.reply_to,
+                    message_id=f"<{message.id}@{self.policy.message_id_domain}>",
+                    headers={"X-MailSage-Job-ID": job.id, "X-MailSage-Message-ID": message.id},
+                )
+                try:
+                    if session is None:
+                        session = self.transport.open()
+                    session.send(envelope_from, message.email, data)
+                except PermanentSendError as exc:
+                    self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
+                    continue
+                except TransientSendError as exc:
+                    retry_reason = exc.message
+                    if last_attempt:
+                        self.store.finish_message(
+                            message.id,
+                            MessageStatus.FAILED,
+                            exc.code,
+                            f"gave up after {receive_count} attempts: {exc.message}",
+                        )
+                    else:
+                        self.store.release_message(message.id, exc.message)
+                    if exc.connection_lost:
+                        session = None
+                        # The relay is unreachable: the rest of the chunk waits for the retry too.
+                        for rest in to_send[index + 1 :]:
+                            if last_attempt:
+                                self.store.finish_message(
+                                    rest.id,
+                                    MessageStatus.FAILED,
+                                    exc.code,
+                                    f"gave up after {receive_count} attempts: {exc.message}",
+                                )
+                            else:
+                                self.store.release_message(rest.id, exc.message)
+                        break
+                    continue
+                self.store.finish_message(message.id, MessageStatus.SENT)
+        finally:
+            if session is not None:
+                session.close()
+
+        self.store.complete_job_if_done(ref.job_id)
+        if retry_reason is None:
+            return
+        if last_attempt:
+            # Its messages are failed (terminal) and the job can complete; the chunk stays visible
+            # on the job as a dead letter.
+            self.store.record_dead_letter(ref.job_id, ref.chunk, retry_reason)
+            return
+        self.queue.retry_later(receipt, self.policy.retry_delay(receive_count))
+        raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {retry_reason}")

@@ -1,0 +1,140 @@
+"""Domain models: plain dataclasses, independent of the API and of how adapters store them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    EXPIRED = "expired"
+
+
+JOB_FINAL = frozenset({JobState.COMPLETED, JobState.STOPPED, JobState.EXPIRED})
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+# Statuses from which a message may still be sent. Everything else is past the point of sending.
+MESSAGE_UNSENT = frozenset({MessageStatus.QUEUED, MessageStatus.SCHEDULED, MessageStatus.SENDING})
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+@dataclass(slots=True)
+class Content:
+    """What a job sends: Jinja2 sources for subject, text and HTML, plus envelope headers."""
+
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    from_addr: str = ""
+    reply_to: str | None = None
+    template_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "from": self.from_addr,
+            "reply_to": self.reply_to,
+            "template_id": self.template_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Content:
+        return cls(
+            subject=data["subject"],
+            text=data.get("text"),
+            html=data.get("html"),
+            from_addr=data.get("from") or "",
+            reply_to=data.get("reply_to"),
+            template_id=data.get("template_id"),
+        )
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    account_id: str
+    kind: str  # "send" | "batch"
+    state: JobState
+    content: Content
+    total: int
+    created_at: float
+    updated_at: float
+    campaign_id: str | None = None
+    chunks: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Message:
+    id: str
+    job_id: str
+    account_id: str
+    seq: int  # position in the request, 0-based
+    chunk: int
+    email: str
+    name: str | None
+    variables: dict[str, Any]
+    status: MessageStatus = MessageStatus.QUEUED
+    attempts: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Template:
+    id: str
+    account_id: str
+    name: str
+    subject: str
+    html: str | None
+    text: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(slots=True)
+class ChunkRef:
+    """The body of one queue message: a pointer to up to 50 messages of one job."""
+
+    account_id: str
+    job_id: str
+    chunk: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"account_id": self.account_id, "job_id": self.job_id, "chunk": self.chunk}
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.job_id}:{self.chunk}"

@@ -1,0 +1,81 @@
+"""Jinja2 rendering in the sandbox. A job's content compiles once into a `CompiledContent`,
+then renders per recipient; undefined variables are errors, never silent blanks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from mailsage.errors import TemplateError
+
+if TYPE_CHECKING:  # jinja2 is imported lazily: it is not needed to load a handler
+    from jinja2 import Template as JinjaTemplate
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from mailsage.domain.models import Content
+
+
+@dataclass(slots=True, frozen=True)
+class Rendered:
+    subject: str
+    text: str | None
+    html: str | None
+
+
+@lru_cache(maxsize=2)
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def _compile(source: str | None, part: str, autoescape: bool) -> JinjaTemplate | None:
+    if source is None:
+        return None
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        return _environment(autoescape).from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"{part}: {exc.message} (line {exc.lineno})", {"part": part}) from exc
+
+
+def _render(template: JinjaTemplate | None, part: str, variables: dict[str, Any]) -> str | None:
+    if template is None:
+        return None
+    from jinja2 import TemplateError as JinjaError
+
+    try:
+        return template.render(variables)
+    except JinjaError as exc:
+        raise TemplateError(f"{part}: {exc.message or type(exc).__name__}", {"part": part}) from exc
+    except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        # Template code can fail like any code (a division by zero, a bad filter argument).
+        raise TemplateError(f"{part}: {type(exc).__name__}: {exc}", {"part": part}) from exc
+
+
+class CompiledContent:
+    """Subject, text and HTML compiled once; `render` is the per-recipient hot path."""
+
+    __slots__ = ("_subject", "_text", "_html")
+
+    def __init__(self, subject: str, text: str | None, html: str | None) -> None:
+        self._subject = _compile(subject, "subject", autoescape=False)
+        self._text = _compile(text, "text", autoescape=False)
+        self._html = _compile(html, "html", autoescape=True)
+
+    @classmethod
+    def of(cls, content: Content) -> CompiledContent:
+        return cls(content.subject, content.text, content.html)
+
+    def render(self, variables: dict[str, Any]) -> Rendered:
+        subject = _render(self._subject, "subject", variables) or ""
+        if "\r" in subject or "\n" in subject:
+            raise TemplateError("subject: the rendered subject contains a line break", {"part": "subject"})
+        return Rendered(
+            subject=subject.strip(),
+            text=_render(self._text, "text", variables),
+            html=_render(self._html, "html", variables),
+        )

@@ -1,0 +1,181 @@
+"""Accepting work: validate and pre-render every recipient, persist the job, enqueue its chunks.
+
+Render before you accept: a missing variable or a bad address is reported per recipient in the
+reply, never discovered later by the sender.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailsage.domain.addresses import check_display_name, normalize_email, parse_mailbox
+from mailsage.domain.models import ChunkRef, Content, Job, JobState, Message, MessageStatus, new_id
+from mailsage.domain.rendering import CompiledContent
+from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
+from mailsage.ports import Queue, Store
+
+
+@dataclass(slots=True)
+class RecipientInput:
+    email: str
+    name: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class JobRequest:
+    kind: str  # "send" | "batch"
+    recipients: list[RecipientInput]
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    template_id: str | None = None
+    from_addr: str | None = None
+    reply_to: str | None = None
+    campaign_id: str | None = None
+    strict: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    index: int
+    email: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "email": self.email, "code": self.code, "message": self.message}
+
+
+@dataclass(slots=True)
+class Accepted:
+    job: Job
+    messages: list[Message]
+    rejected: list[Rejection]
+
+
+@dataclass(slots=True, frozen=True)
+class SubmissionLimits:
+    chunk_size: int = 50
+    max_recipients: int = 1000
+    max_variables_bytes: int = 16_384
+    default_from: str = "MailSage <noreply@mailsage.example>"
+
+
+class SubmissionService:
+    def __init__(self, store: Store, queue: Queue, limits: SubmissionLimits) -> None:
+        self.store = store
+        self.queue = queue
+        self.limits = limits
+
+    def submit(self, account_id: str, request: JobRequest) -> Accepted:
+        if len(request.recipients) > self.limits.max_recipients:
+            raise ValidationFailed(
+                f"at most {self.limits.max_recipients} recipients per request, got {len(request.recipients)}",
+                {"field": "recipients", "max": self.limits.max_recipients},
+            )
+        content = self._content(account_id, request)
+        compiled = CompiledContent.of(content)
+        job_id = new_id("job")
+        now = time.time()
+
+        messages: list[Message] = []
+        rejected: list[Rejection] = []
+        seen: dict[str, int] = {}
+        for index, recipient in enumerate(request.recipients):
+            try:
+                email = self._check_recipient(recipient, seen, index)
+                compiled.render(recipient.variables)
+            except MailSageError as exc:
+                if request.kind == "send":
+                    raise  # a single send has nothing else to accept: the error is the reply
+                rejected.append(Rejection(index, recipient.email, exc.code, exc.message))
+                continue
+            seen[email.lower()] = index
+            messages.append(
+                Message(
+                    id=new_id("msg"),
+                    job_id=job_id,
+                    account_id=account_id,
+                    seq=index,
+                    chunk=len(messages) // self.limits.chunk_size,
+                    email=email,
+                    name=recipient.name,
+                    variables=recipient.variables,
+                    updated_at=now,
+                )
+            )
+
+        details = {"rejected": [r.as_dict() for r in rejected]}
+        if rejected and request.strict:
+            raise ValidationFailed(
+                f"{len(rejected)} of {len(request.recipients)} recipients were rejected (strict validation)",
+                details,
+            )
+        if not messages:
+            raise ValidationFailed("no valid recipients: nothing was accepted", details)
+
+        chunks = messages[-1].chunk + 1
+        job = Job(
+            id=job_id,
+            account_id=account_id,
+            kind=request.kind,
+            state=JobState.QUEUED,
+            content=content,
+            total=len(messages),
+            chunks=chunks,
+            created_at=now,
+            updated_at=now,
+            campaign_id=request.campaign_id,
+            counts={MessageStatus.QUEUED.value: len(messages)},
+        )
+        self.store.create_job(job, messages)
+        enqueue_chunks(self.queue, account_id, job_id, range(chunks))
+        return Accepted(job, messages, rejected)
+
+    def _content(self, account_id: str, request: JobRequest) -> Content:
+        subject, text, html = request.subject, request.text, request.html
+        if request.template_id is not None:
+            if text is not None or html is not None:
+                raise ValidationFailed("give either template_id or body/html, not both")
+            template = self.store.get_template(account_id, request.template_id)
+            if template is None:
+                raise TemplateError(
+                    f"template {request.template_id!r} does not exist", {"field": "template_id"}
+                )
+            # The job keeps a copy: editing the template later does not change mail already accepted.
+            subject = subject if subject is not None else template.subject
+            text, html = template.text, template.html
+        elif text is None and html is None:
+            raise ValidationFailed("give the content: body (text), html, or template_id")
+        if not subject:
+            raise ValidationFailed("subject is required", {"field": "subject"})
+        return Content(
+            subject=subject,
+            text=text,
+            html=html,
+            from_addr=parse_mailbox(request.from_addr or self.limits.default_from, "from"),
+            reply_to=parse_mailbox(request.reply_to, "reply_to") if request.reply_to else None,
+            template_id=request.template_id,
+        )
+
+    def _check_recipient(self, recipient: RecipientInput, seen: dict[str, int], index: int) -> str:
+        email = normalize_email(recipient.email)
+        check_display_name(recipient.name)
+        if email.lower() in seen:
+            raise InvalidRecipient(f"duplicate address: the same as recipient {seen[email.lower()]}")
+        size = len(json.dumps(recipient.variables, separators=(",", ":")))
+        if size > self.limits.max_variables_bytes:
+            raise ValidationFailed(
+                f"variables are {size} bytes; at most {self.limits.max_variables_bytes} per recipient"
+            )
+        return email
+
+
+def enqueue_chunks(queue: Queue, account_id: str, job_id: str, chunks: Any) -> None:
+    refs = [ChunkRef(account_id, job_id, c) for c in chunks]
+    if refs:
+        queue.send([r.to_dict() for r in refs], [r.dedup_key for r in refs])

@@ -1,0 +1,76 @@
+"""Stored templates: CRUD scoped by account, checked by compiling on every write, and preview."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mailsage.domain.addresses import has_line_break
+from mailsage.domain.models import Template, new_id
+from mailsage.domain.rendering import CompiledContent, Rendered
+from mailsage.errors import NotFound, ValidationFailed
+from mailsage.ports import Store
+
+
+@dataclass(slots=True)
+class TemplateDraft:
+    name: str
+    subject: str
+    html: str | None = None
+    text: str | None = None
+
+
+def _check(draft: TemplateDraft) -> None:
+    if draft.html is None and draft.text is None:
+        raise ValidationFailed("a template needs html, text or both")
+    if has_line_break(draft.subject):
+        raise ValidationFailed("subject must not contain a line break", {"field": "subject"})
+    CompiledContent(draft.subject, draft.text, draft.html)  # raises TemplateError on bad syntax
+
+
+class TemplateService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, account_id: str, draft: TemplateDraft) -> Template:
+        _check(draft)
+        now = time.time()
+        template = Template(
+            new_id("tpl"), account_id, draft.name, draft.subject, draft.html, draft.text, now, now
+        )
+        self.store.put_template(template)
+        return template
+
+    def get(self, account_id: str, template_id: str) -> Template:
+        template = self.store.get_template(account_id, template_id)
+        if template is None:
+            raise NotFound(f"template {template_id!r} not found")
+        return template
+
+    def list(self, account_id: str, limit: int, after: str | None) -> list[Template]:
+        return self.store.list_templates(account_id, limit, after)
+
+    def update(self, account_id: str, template_id: str, draft: TemplateDraft) -> Template:
+        current = self.get(account_id, template_id)
+        _check(draft)
+        updated = Template(
+            current.id,
+            account_id,
+            draft.name,
+            draft.subject,
+            draft.html,
+            draft.text,
+            current.created_at,
+            time.time(),
+        )
+        self.store.put_template(updated)
+        return updated
+
+    def delete(self, account_id: str, template_id: str) -> None:
+        if not self.store.delete_template(account_id, template_id):
+            raise NotFound(f"template {template_id!r} not found")
+
+    def preview(self, account_id: str, template_id: str, variables: dict[str, Any]) -> Rendered:
+        template = self.get(account_id, template_id)
+        return CompiledContent(template.subject, template.text, template.html).render(variables)

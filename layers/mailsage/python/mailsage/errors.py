@@ -1,0 +1,68 @@
+"""Domain errors. Each carries the public error code; the API surfaces map classes to HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MailSageError(Exception):
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ValidationFailed(MailSageError):
+    code = "validation_error"
+
+
+class InvalidRecipient(MailSageError):
+    code = "invalid_recipient"
+
+
+class TemplateError(MailSageError):
+    code = "template_error"
+
+
+class Unauthorized(MailSageError):
+    code = "unauthorized"
+
+
+class NotFound(MailSageError):
+    code = "not_found"
+
+
+class Conflict(MailSageError):
+    """An impossible state transition, or a conditional write that lost."""
+
+    code = "conflict"
+
+
+class PayloadTooLarge(MailSageError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(MailSageError):
+    code = "unsupported_media_type"
+
+
+class RateLimited(MailSageError):
+    code = "rate_limit"
+
+
+class SendError(MailSageError):
+    code = "smtp_error"
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: 4xx replies, throttling, lost connections."""
+
+    def __init__(self, message: str, details: Any = None, connection_lost: bool = False) -> None:
+        super().__init__(message, details)
+        self.connection_lost = connection_lost
+
+
+class PermanentSendError(SendError):
+    """Retrying will not help: 5xx replies, rejected recipients."""

@@ -1,0 +1,56 @@
+"""Load a function's `handler.py` the way Lambda does, and a stand-in for the Lambda context."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import mailsage
+
+FUNCTIONS = ("api", "sender")
+
+
+def functions_dir() -> Path:
+    """`functions/` of the checkout (the package is installed in editable mode from layers/)."""
+    configured = os.environ.get("MAILSAGE_FUNCTIONS_DIR")
+    if configured:
+        return Path(configured)
+    # layers/mailsage/python/mailsage/__init__.py -> the repository root is four levels up
+    return Path(mailsage.__file__).resolve().parents[4] / "functions"
+
+
+def load_handler(name: str) -> ModuleType:
+    """A fresh module for functions/<name>/handler.py: a cold start, reading settings from the
+    environment as it is now."""
+    if name not in FUNCTIONS:
+        raise ValueError(f"unknown function {name!r}; expected one of {', '.join(FUNCTIONS)}")
+    path = functions_dir() / name / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"mailsage_function_{name}_{uuid.uuid4().hex}", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class LocalContext:
+    """Duck-types aws_lambda_powertools.utilities.typing.LambdaContext."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000

@@ -1,0 +1,207 @@
+"""`mailsage serve`: the HTTP front door, the sender worker loop, the scheduler loop and the SMTP
+sink in one process, all on one data directory that survives restarts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mailsage.domain.auth import AuthService
+from mailsage.domain.submission import enqueue_chunks
+from mailsage.local.events import api_gateway_event, sqs_event
+from mailsage.local.functions import LocalContext, load_handler
+from mailsage.settings import ApiSettings
+from mailsage.wiring import Backends, backends
+
+log = logging.getLogger("mailsage.local")
+
+
+@dataclass
+class RuntimeConfig:
+    data_dir: Path
+    port: int = 8025
+    smtp_port: int = 1025
+    host: str = "127.0.0.1"
+    workers: int = 2
+    sink: bool = True
+
+
+def dev_credentials(data_dir: Path, auth: AuthService) -> tuple[str, str]:
+    """The local account and a key for it: from MAILSAGE_DEV_ACCOUNT_ID / MAILSAGE_DEV_API_KEY when
+    set, otherwise the account remembered in the data directory and a fresh key."""
+    account_file = data_dir / "dev-account.json"
+    account_id = os.environ.get("MAILSAGE_DEV_ACCOUNT_ID")
+    if not account_id and account_file.exists():
+        account_id = json.loads(account_file.read_text())["account_id"]
+    if not account_id:
+        account_id = str(uuid.uuid4())
+    uuid.UUID(account_id)  # a clear error for a malformed MAILSAGE_DEV_ACCOUNT_ID
+    data_dir.mkdir(parents=True, exist_ok=True)
+    account_file.write_text(json.dumps({"account_id": account_id}))
+    key = os.environ.get("MAILSAGE_DEV_API_KEY")
+    if key:
+        auth.register_key(account_id, key)
+    else:
+        key = auth.create_key(account_id)
+    return account_id, key
+
+
+class LocalRuntime:
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._http: ThreadingHTTPServer | None = None
+        self._sink: Any = None
+        self.api: ModuleType | None = None
+        self.sender: ModuleType | None = None
+        self.backends: Backends | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> tuple[str, str]:
+        cfg = self.config
+        os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
+        if cfg.sink:
+            from mailsage.local.sink import SmtpSink
+
+            self._sink = SmtpSink(cfg.data_dir / "outbox", cfg.smtp_port, cfg.host)
+            self._sink.start()
+            # Mail goes to the sink unless a real relay is named.
+            os.environ.setdefault("MAILSAGE_SMTP_URL", f"smtp://{cfg.host}:{cfg.smtp_port}")
+
+        self.api = load_handler("api")
+        self.sender = load_handler("sender")
+        self.backends = backends(ApiSettings())
+        credentials = dev_credentials(cfg.data_dir, AuthService(self.backends.store))
+        self._recover()
+
+        for i in range(cfg.workers):
+            self._spawn(f"worker-{i}", self._worker_loop)
+        self._spawn("scheduler", self._scheduler_loop)
+        self._http = ThreadingHTTPServer((cfg.host, cfg.port), _request_handler(self.api, ApiSettings()))
+        self._http.daemon_threads = True
+        self._spawn("http", self._http.serve_forever)
+        return credentials
+
+    def stop(self) -> None:
+        """Graceful: stop taking requests, let workers finish the chunk in hand, then stop the sink."""
+        self._stopping.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        if self._sink is not None:
+            self._sink.stop()
+
+    def wait(self) -> None:
+        try:
+            while not self._stopping.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _recover(self) -> None:
+        """Re-enqueue every chunk with work left of every active job. The queue skips chunks still
+        waiting in it, and the sender skips messages already sent, so this never duplicates mail."""
+        assert self.backends is not None
+        store, queue = self.backends.store, self.backends.queue
+        for account_id, job_id in store.active_jobs():
+            enqueue_chunks(queue, account_id, job_id, store.pending_chunks(job_id))
+
+    # -- loops ------------------------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        assert self.backends is not None and self.sender is not None
+        queue = self.backends.queue
+        while not self._stopping.is_set():
+            received = queue.receive(max_messages=10, wait_seconds=0.5)
+            if not received:
+                continue
+            try:
+                result = self.sender.lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))
+            except Exception:
+                log.exception("sender invocation failed; its chunks return after the visibility timeout")
+                continue
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            for r in received:
+                if r.message_id not in failed:
+                    queue.ack(r.receipt)
+
+    def _scheduler_loop(self) -> None:
+        assert self.backends is not None
+        scheduler, queue = self.backends.scheduler, self.backends.queue
+        while not self._stopping.wait(0.5):
+            for name, payload in scheduler.due(time.time()):
+                queue.send([payload], [f"schedule:{name}"])
+                scheduler.delete(name)
+
+
+def _request_handler(api: ModuleType, settings: ApiSettings) -> type[BaseHTTPRequestHandler]:
+    limit = settings.max_request_bytes
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "MailSage-local"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                # Like API Gateway: refuse before reading an oversized body into memory.
+                self.close_connection = True
+                self._reply(
+                    413,
+                    {},
+                    json.dumps(
+                        {
+                            "error": {
+                                "code": "payload_too_large",
+                                "message": f"the request body is {length} bytes; the limit is {limit}",
+                            }
+                        }
+                    ).encode(),
+                )
+                return
+            body = self.rfile.read(length) if length else b""
+            event = api_gateway_event(
+                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+            )
+            result = api.lambda_handler(event, LocalContext("mailsage-api"))
+            headers = dict(result.get("headers") or {})
+            for key, values in (result.get("multiValueHeaders") or {}).items():
+                headers[key] = values[-1]
+            raw = result.get("body") or ""
+            payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+            self._reply(int(result["statusCode"]), headers, payload)
+
+        def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in ("content-length", "connection"):
+                    self.send_header(key, value)
+            if payload and not any(k.lower() == "content-type" for k in headers):
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.info("%s %s", self.address_string(), format % args)
+
+    return Handler

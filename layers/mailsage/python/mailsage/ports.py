@@ -1,0 +1,118 @@
+"""The four ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter,
+and one contract suite in tests/contract runs against every adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mailsage.domain.models import Job, JobState, Message, MessageStatus, Template
+
+
+class Store(Protocol):
+    # accounts and keys
+    def put_api_key(self, account_id: str, key_id: str, key_hash: str) -> None: ...
+    def get_api_key(self, key_id: str) -> tuple[str, str] | None:
+        """(account_id, key_hash) for a key id, or None."""
+
+    # templates: every call is scoped by account; another account's id is simply not found
+    def put_template(self, template: Template) -> None: ...
+    def get_template(self, account_id: str, template_id: str) -> Template | None: ...
+    def list_templates(self, account_id: str, limit: int, after: str | None) -> list[Template]: ...
+    def delete_template(self, account_id: str, template_id: str) -> bool: ...
+
+    # jobs and messages
+    def create_job(self, job: Job, messages: Sequence[Message]) -> None:
+        """Persist a job with all its messages atomically (all or nothing)."""
+
+    def get_job(self, account_id: str, job_id: str, with_counts: bool = True) -> Job | None:
+        """The job, with `counts` per message status filled in unless `with_counts` is False."""
+
+    def transition_job(
+        self, account_id: str, job_id: str, allowed_from: Iterable[JobState], to: JobState
+    ) -> Job | None:
+        """Move the job to `to` only if it is in one of `allowed_from`; None if it was not."""
+
+    def complete_job_if_done(self, job_id: str) -> bool:
+        """Mark the job completed when no message is left to send; True if this call did it."""
+
+    def record_dead_letter(self, job_id: str, chunk: int, reason: str) -> None: ...
+
+    def chunk_messages(self, job_id: str, chunk: int) -> list[Message]: ...
+
+    def pending_chunks(self, job_id: str) -> list[int]:
+        """Chunk numbers that still hold a message in a sendable state (queued, or sending)."""
+
+    def claim_messages(self, job_id: str, message_ids: Sequence[str], lease_seconds: float) -> list[str]:
+        """queued -> sending, conditionally, for each id. A message stuck in `sending` for longer than
+        the lease (its worker died) may be claimed again. Returns the ids this call claimed."""
+
+    def finish_message(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """sending -> status, conditionally. False if the message was not in `sending`."""
+
+    def release_message(self, message_id: str, error_message: str) -> bool:
+        """sending -> queued after a transient failure, counting the attempt."""
+
+    def cancel_unsent(self, job_id: str) -> int:
+        """queued|scheduled -> cancelled for the whole job; returns how many were cancelled."""
+
+    def get_message(self, account_id: str, message_id: str) -> Message | None: ...
+
+    def active_jobs(self) -> list[tuple[str, str]]:
+        """(account_id, job_id) of jobs in queued or running state: used to recover after a restart."""
+
+
+@dataclass(slots=True, frozen=True)
+class Received:
+    receipt: str
+    body: dict[str, Any]
+    receive_count: int
+    message_id: str
+
+
+class Queue(Protocol):
+    """At-least-once queue with delayed retry and a dead-letter area (SQS semantics)."""
+
+    def send(self, bodies: Sequence[dict[str, Any]], dedup_keys: Sequence[str] | None = None) -> None:
+        """Enqueue bodies. A dedup key that is already waiting in the queue is not added twice."""
+
+    def receive(self, max_messages: int = 10, wait_seconds: float = 0.0) -> list[Received]: ...
+    def ack(self, receipt: str) -> None: ...
+    def retry_later(self, receipt: str, delay_seconds: float) -> None:
+        """Make a received message visible again after the delay (it keeps its receive count)."""
+
+    def dead_letters(self) -> list[dict[str, Any]]: ...
+    def depth(self) -> int: ...
+
+
+class Scheduler(Protocol):
+    """Run a payload (a queue body) at a time; one schedule per job, cancellable."""
+
+    def schedule(self, name: str, at: float, payload: dict[str, Any]) -> None:
+        """Create or replace the schedule `name`."""
+
+    def delete(self, name: str) -> bool:
+        """Cancel a schedule, or remove one that has fired. False if there was none."""
+
+    def due(self, now: float) -> list[tuple[str, dict[str, Any]]]:
+        """Embedded runtime: the schedules due at `now`; each stays until deleted (at least once)."""
+
+
+class TransportSession(Protocol):
+    def send(self, sender: str, recipient: str, data: bytes) -> str | None:
+        """Send one message; returns the provider's id if any. Raises TransientSendError or
+        PermanentSendError."""
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def open(self) -> TransportSession:
+        """One session per chunk: SMTP reuses one connection for every message of the chunk."""
