@@ -24,7 +24,9 @@ class ChunkRecord(SqsRecordModel):
     body: Json[ChunkBody]  # type: ignore[assignment]
 
 
-processor = BatchProcessor(event_type=EventType.SQS, model=ChunkRecord)
+# Every failed chunk is reported as an item failure, even when all failed: the sender has already
+# set each one's retry delay, and raising would turn an expected retry into a crashed invocation.
+processor = BatchProcessor(event_type=EventType.SQS, model=ChunkRecord, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: ChunkRecord) -> None:

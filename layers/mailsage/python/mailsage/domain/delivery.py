@@ -64,6 +64,9 @@ class DeliveryService:
             self.store.claim_messages(ref.job_id, [m.id for m in pending], self.policy.claim_lease_seconds)
         )
         to_send = [m for m in pending if m.id in claimed]
+        # Messages another delivery still holds: if that worker died, they are ours once its lease
+        # runs out, so this chunk must come back then instead of being acknowledged.
+        held_elsewhere = any(m.status == MessageStatus.SENDING and m.id not in claimed for m in pending)
         last_attempt = receive_count >= self.policy.max_attempts
         envelope_from = parseaddr(job.content.from_addr)[1]
         compiled = CompiledContent.of(job.content)  # compiled once per chunk
@@ -124,12 +127,16 @@ class DeliveryService:
                 session.close()
 
         self.store.complete_job_if_done(ref.job_id)
+        delay = self.policy.retry_delay(receive_count)
+        if held_elsewhere and retry_reason is None:
+            retry_reason = "messages of this chunk are claimed by another delivery"
+            delay = self.policy.claim_lease_seconds
         if retry_reason is None:
             return
         if last_attempt:
-            # Its messages are failed (terminal) and the job can complete; the chunk stays visible
-            # on the job as a dead letter.
+            # Its failed messages are terminal and the job can complete; the chunk stays visible on
+            # the job as a dead letter.
             self.store.record_dead_letter(ref.job_id, ref.chunk, retry_reason)
             return
-        self.queue.retry_later(receipt, self.policy.retry_delay(receive_count))
+        self.queue.retry_later(receipt, delay)
         raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {retry_reason}")

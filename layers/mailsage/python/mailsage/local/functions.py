@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -54,3 +57,29 @@ class LocalContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 900_000
+
+
+class HandlerPool:
+    """Handler instances used one caller at a time, like Lambda execution environments: a module's
+    resolver and batch processor hold per-invocation state and are not thread-safe."""
+
+    def __init__(self, name: str, size: int) -> None:
+        import queue
+
+        self.name = name
+        self._idle: queue.LifoQueue[ModuleType] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def acquire(self) -> Iterator[ModuleType]:
+        import queue
+
+        with self._slots:
+            try:
+                module = self._idle.get_nowait()
+            except queue.Empty:
+                module = load_handler(self.name)  # a cold start
+            try:
+                yield module
+            finally:
+                self._idle.put(module)

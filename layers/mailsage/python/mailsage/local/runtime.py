@@ -13,13 +13,12 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from mailsage.domain.auth import AuthService
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.local.events import api_gateway_event, sqs_event
-from mailsage.local.functions import LocalContext, load_handler
+from mailsage.local.functions import HandlerPool, LocalContext, load_handler
 from mailsage.settings import ApiSettings
 from mailsage.wiring import Backends, backends
 
@@ -63,8 +62,6 @@ class LocalRuntime:
         self._threads: list[threading.Thread] = []
         self._http: ThreadingHTTPServer | None = None
         self._sink: Any = None
-        self.api: ModuleType | None = None
-        self.sender: ModuleType | None = None
         self.backends: Backends | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -79,8 +76,10 @@ class LocalRuntime:
             # Mail goes to the sink unless a real relay is named.
             os.environ.setdefault("MAILSAGE_SMTP_URL", f"smtp://{cfg.host}:{cfg.smtp_port}")
 
-        self.api = load_handler("api")
-        self.sender = load_handler("sender")
+        # Handlers are loaded after the environment is set, as in a Lambda cold start.
+        api = HandlerPool("api", size=4)
+        with api.acquire():
+            pass  # load one now: a bad setting fails at start, not on the first request
         self.backends = backends(ApiSettings())
         credentials = dev_credentials(cfg.data_dir, AuthService(self.backends.store))
         self._recover()
@@ -88,7 +87,7 @@ class LocalRuntime:
         for i in range(cfg.workers):
             self._spawn(f"worker-{i}", self._worker_loop)
         self._spawn("scheduler", self._scheduler_loop)
-        self._http = ThreadingHTTPServer((cfg.host, cfg.port), _request_handler(self.api, ApiSettings()))
+        self._http = ThreadingHTTPServer((cfg.host, cfg.port), _request_handler(api, ApiSettings()))
         self._http.daemon_threads = True
         self._spawn("http", self._http.serve_forever)
         return credentials
@@ -126,14 +125,15 @@ class LocalRuntime:
 
     # -- loops ------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
-        assert self.backends is not None and self.sender is not None
+        assert self.backends is not None
         queue = self.backends.queue
+        sender = load_handler("sender")  # one per worker, like one Lambda execution environment
         while not self._stopping.is_set():
             received = queue.receive(max_messages=10, wait_seconds=0.5)
             if not received:
                 continue
             try:
-                result = self.sender.lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))
+                result = sender.lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))
             except Exception:
                 log.exception("sender invocation failed; its chunks return after the visibility timeout")
                 continue
@@ -151,7 +151,7 @@ class LocalRuntime:
                 scheduler.delete(name)
 
 
-def _request_handler(api: ModuleType, settings: ApiSettings) -> type[BaseHTTPRequestHandler]:
+def _request_handler(api: HandlerPool, settings: ApiSettings) -> type[BaseHTTPRequestHandler]:
     limit = settings.max_request_bytes
 
     class Handler(BaseHTTPRequestHandler):
@@ -180,7 +180,8 @@ def _request_handler(api: ModuleType, settings: ApiSettings) -> type[BaseHTTPReq
             event = api_gateway_event(
                 self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
             )
-            result = api.lambda_handler(event, LocalContext("mailsage-api"))
+            with api.acquire() as handler:
+                result = handler.lambda_handler(event, LocalContext("mailsage-api"))
             headers = dict(result.get("headers") or {})
             for key, values in (result.get("multiValueHeaders") or {}).items():
                 headers[key] = values[-1]
