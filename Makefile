@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint invoke clean
+.PHONY: run test lint invoke openapi clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 ## invoke: run one handler with a sample event, e.g. make invoke FUNCTION=api EVENT=events/api_send.json
 invoke: $(STAMP)
 	$(BIN)/mailsage invoke $(FUNCTION) $(EVENT)
+
+## openapi: regenerate functions/api/openapi.json (a test fails when it drifts from the code)
+openapi: $(STAMP)
+	$(BIN)/python -m mailsage.api > functions/api/openapi.json
 
 clean:
 	rm -rf $(VENV) .mailsage .pytest_cache

@@ -5,10 +5,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Json
+
 from mailsage.domain.models import ChunkRef
 from mailsage.settings import SenderSettings
 from mailsage.wiring import delivery_service
-from pydantic import BaseModel, Json
 
 settings = SenderSettings()  # validated at cold start
 logger = Logger(service="mailsage-sender")

@@ -37,7 +37,9 @@ def test_send_sample_event_is_accepted_and_delivered(api: ApiClient, worker: Wor
     assert "Hello <b>John</b>" in msg.get_body(("html",)).get_content()
 
 
-def test_batch_renders_each_recipient_with_its_own_variables(api: ApiClient, worker: Worker, smtp_sink) -> None:
+def test_batch_renders_each_recipient_with_its_own_variables(
+    api: ApiClient, worker: Worker, smtp_sink
+) -> None:
     reply = api.post("/api/v1/emails/batch", batch_body(120))
     worker.drain()
     assert reply.status == 202

@@ -17,6 +17,7 @@ from mailsage.api.v1.models import (
     SendReply,
     SendRequest,
     iso,
+    responses,
 )
 from mailsage.domain.models import MESSAGE_UNSENT, Job, MessageStatus
 from mailsage.domain.submission import JobRequest, RecipientInput
@@ -62,7 +63,7 @@ def job_reply(job: Job) -> JobReply:
     )
 
 
-@router.post("/send")
+@router.post("/send", responses=responses(202, SendReply, 400))
 def send(body: SendRequest) -> Response[SendReply]:
     services, account_id = services_of()
     r = body.recipient
@@ -74,7 +75,7 @@ def send(body: SendRequest) -> Response[SendReply]:
     return Response(202, content_types.APPLICATION_JSON, reply)
 
 
-@router.post("/batch")
+@router.post("/batch", responses=responses(202, BatchReply, 400))
 def batch(body: BatchRequest) -> Response[BatchReply]:
     services, account_id = services_of()
     recipients = [RecipientInput(r.email, r.name, r.variables) for r in body.recipients]
@@ -94,13 +95,13 @@ def batch(body: BatchRequest) -> Response[BatchReply]:
     return Response(202, content_types.APPLICATION_JSON, reply)
 
 
-@router.get("/jobs/<job_id>")
+@router.get("/jobs/<job_id>", responses=responses(200, JobReply, 404))
 def get_job(job_id: str) -> JobReply:
     services, account_id = services_of()
     return job_reply(services.jobs.status(account_id, job_id))
 
 
-@router.post("/jobs/<job_id>/control")
+@router.post("/jobs/<job_id>/control", responses=responses(200, JobReply, 400, 404, 409))
 def control_job(job_id: str, body: ControlRequest) -> JobReply:
     services, account_id = services_of()
     return job_reply(services.jobs.control(account_id, job_id, body.action))

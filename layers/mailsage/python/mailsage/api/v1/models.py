@@ -146,3 +146,37 @@ class PreviewReply(BaseModel):
     subject: str
     html: str | None
     text: str | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+_ERROR_TEXT = {
+    400: "validation_error, invalid_recipient or template_error",
+    401: "unauthorized: missing or invalid API key",
+    404: "not_found (also for another account's ids)",
+    409: "conflict: impossible job transition",
+    413: "payload_too_large",
+    415: "unsupported_media_type: the body must be application/json",
+}
+
+
+def responses(status: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
+    """The OpenAPI `responses` of a route: its success reply and the error envelopes it can give."""
+    success: dict[str, Any] = {"description": "Success"}
+    if model is not None:
+        success["content"] = {"application/json": {"model": model}}
+    out: dict[int, Any] = {status: success}
+    for code in (401, 413, 415, *errors):
+        out[code] = {
+            "description": _ERROR_TEXT[code],
+            "content": {"application/json": {"model": ErrorEnvelope}},
+        }
+    return out

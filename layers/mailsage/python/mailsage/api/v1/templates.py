@@ -9,7 +9,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from mailsage.api.security import services_of
-from mailsage.api.v1.models import PreviewReply, PreviewRequest, TemplateIn, TemplateList, TemplateReply, iso
+from mailsage.api.v1.models import (
+    PreviewReply,
+    PreviewRequest,
+    TemplateIn,
+    TemplateList,
+    TemplateReply,
+    iso,
+    responses,
+)
 from mailsage.domain.models import Template
 from mailsage.domain.templates import TemplateDraft
 
@@ -32,14 +40,14 @@ def _draft(body: TemplateIn) -> TemplateDraft:
     return TemplateDraft(name=body.name, subject=body.subject, html=body.html, text=body.text)
 
 
-@router.post("")
+@router.post("", responses=responses(201, TemplateReply, 400))
 def create_template(body: TemplateIn) -> Response[TemplateReply]:
     services, account_id = services_of()
     template = services.templates.create(account_id, _draft(body))
     return Response(201, content_types.APPLICATION_JSON, _reply(template))
 
 
-@router.get("")
+@router.get("", responses=responses(200, TemplateList, 400))
 def list_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     after: Annotated[str | None, Query(max_length=128)] = None,
@@ -52,26 +60,26 @@ def list_templates(
     )
 
 
-@router.get("/<template_id>")
+@router.get("/<template_id>", responses=responses(200, TemplateReply, 404))
 def get_template(template_id: str) -> TemplateReply:
     services, account_id = services_of()
     return _reply(services.templates.get(account_id, template_id))
 
 
-@router.put("/<template_id>")
+@router.put("/<template_id>", responses=responses(200, TemplateReply, 400, 404))
 def update_template(template_id: str, body: TemplateIn) -> TemplateReply:
     services, account_id = services_of()
     return _reply(services.templates.update(account_id, template_id, _draft(body)))
 
 
-@router.delete("/<template_id>")
-def delete_template(template_id: str) -> Response:
+@router.delete("/<template_id>", responses=responses(204, None, 404))
+def delete_template(template_id: str) -> Response[None]:
     services, account_id = services_of()
     services.templates.delete(account_id, template_id)
     return Response(204)
 
 
-@router.post("/<template_id>/preview")
+@router.post("/<template_id>/preview", responses=responses(200, PreviewReply, 400, 404))
 def preview_template(template_id: str, body: PreviewRequest) -> PreviewReply:
     services, account_id = services_of()
     rendered = services.templates.preview(account_id, template_id, body.variables)
