@@ -54,3 +54,32 @@ def test_batch_renders_each_recipient_with_its_own_variables(
     assert job["progress"] == {"processed": 120, "total": 120, "percent": 100.0}
     # 120 recipients in chunks of at most 50: three queue messages, not 120
     assert worker.invocations == 1
+
+
+def test_each_chunk_is_sent_over_one_smtp_connection(api: ApiClient, stores, tmp_path, monkeypatch) -> None:
+    from aiosmtpd.controller import Controller
+
+    from mailsage.local.functions import load_handler
+    from mailsage.local.sink import OutboxHandler
+    from tests.conftest import free_port
+
+    class CountingHandler(OutboxHandler):
+        connections = 0
+
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+            CountingHandler.connections += 1
+            session.host_name = hostname
+            return responses
+
+    port = free_port()
+    controller = Controller(CountingHandler(tmp_path / "counted"), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("MAILSAGE_SMTP_URL", f"smtp://127.0.0.1:{port}")
+    try:
+        worker = Worker(load_handler("sender"), stores)
+        api.post("/api/v1/emails/batch", batch_body(120))  # chunks of 50, 50 and 20
+        worker.drain()
+    finally:
+        controller.stop()
+    assert len(list((tmp_path / "counted").glob("*.eml"))) == 120
+    assert CountingHandler.connections == 3
