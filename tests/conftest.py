@@ -13,6 +13,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -83,7 +84,7 @@ def account(new_account: Callable[[], Account]) -> Account:
 class Reply:
     status: int
     body: Any
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-case names
 
     @property
     def error(self) -> dict[str, Any]:
@@ -109,8 +110,12 @@ class ApiClient:
         headers: dict[str, str] | None = None,
     ) -> Reply:
         event = load_event("api_send.json")
+        path, _, query = path.partition("?")
+        params = dict(parse_qsl(query, keep_blank_values=True))  # API Gateway splits the query off
         event["httpMethod"] = event["requestContext"]["httpMethod"] = method
         event["path"] = event["resource"] = event["requestContext"]["path"] = path
+        event["queryStringParameters"] = params or None
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in params.items()} or None
         event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
         all_headers = dict(event["headers"])
         key = self.key if key == "default" else key
@@ -123,7 +128,10 @@ class ApiClient:
         event["multiValueHeaders"] = {k: [v] for k, v in all_headers.items()}
         result = self.handler.lambda_handler(event, LocalContext("mailsage-api"))
         text = result.get("body") or ""
-        return Reply(result["statusCode"], json.loads(text) if text else None, result.get("headers") or {})
+        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+        for name, values in (result.get("multiValueHeaders") or {}).items():  # how the REST resolver replies
+            headers[name.lower()] = ", ".join(values)
+        return Reply(result["statusCode"], json.loads(text) if text else None, headers)
 
     def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
         return self.request("POST", path, body, **kw)

@@ -8,7 +8,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from mailsage.api.security import Gate
 from mailsage.errors import (
@@ -77,6 +80,16 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             return envelope(400, "validation_error", "the request body is not valid JSON")
         return envelope(400, "validation_error", "the request is invalid", _describe(list(errors)))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def unsupported_content(exc: RequestUnsupportedContentType) -> Response:
+        # Powertools refuses content types it cannot parse before our gate runs; the gate gives
+        # the reply (401 without a key, otherwise 415).
+        try:
+            gate(app)
+        except MailSageError as gate_error:
+            return domain_error(gate_error)
+        return domain_error(UnsupportedMediaType("Content-Type must be application/json"))
 
     @app.not_found
     def no_route(exc: NotFoundError) -> Response:

@@ -28,9 +28,10 @@ def gate(settings: ApiSettings) -> Gate:
     def check(app: APIGatewayRestResolver) -> tuple[ApiServices, str]:
         event = app.current_event
         body = event.body or ""
-        if len(body) > settings.max_request_bytes:
+        size = len(body) if body.isascii() else len(body.encode())  # the limit is in bytes
+        if size > settings.max_request_bytes:
             raise PayloadTooLarge(
-                f"the request body is {len(body)} bytes; the limit is {settings.max_request_bytes}"
+                f"the request body is {size} bytes; the limit is {settings.max_request_bytes}"
             )
         content_type = event.headers.get("content-type", "")
         if body and content_type and not content_type.lower().startswith("application/json"):
