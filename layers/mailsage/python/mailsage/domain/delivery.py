@@ -97,28 +97,12 @@ class DeliveryService:
                     continue
                 except TransientSendError as exc:
                     retry_reason = exc.message
-                    if last_attempt:
-                        self.store.finish_message(
-                            message.id,
-                            MessageStatus.FAILED,
-                            exc.code,
-                            f"gave up after {receive_count} attempts: {exc.message}",
-                        )
-                    else:
-                        self.store.release_message(message.id, exc.message)
+                    # A lost connection means the relay is unreachable: the rest of the chunk waits too.
+                    affected = to_send[index:] if exc.connection_lost else [message]
+                    for waiting in affected:
+                        self._not_sent_yet(waiting.id, exc, receive_count, last_attempt)
                     if exc.connection_lost:
                         session = None
-                        # The relay is unreachable: the rest of the chunk waits for the retry too.
-                        for rest in to_send[index + 1 :]:
-                            if last_attempt:
-                                self.store.finish_message(
-                                    rest.id,
-                                    MessageStatus.FAILED,
-                                    exc.code,
-                                    f"gave up after {receive_count} attempts: {exc.message}",
-                                )
-                            else:
-                                self.store.release_message(rest.id, exc.message)
                         break
                     continue
                 self.store.finish_message(message.id, MessageStatus.SENT)
@@ -140,3 +124,13 @@ class DeliveryService:
             return
         self.queue.retry_later(receipt, delay)
         raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {retry_reason}")
+
+    def _not_sent_yet(
+        self, message_id: str, exc: TransientSendError, receive_count: int, last_attempt: bool
+    ) -> None:
+        """A transient failure: back to `queued` for the chunk's retry, or failed on the last attempt."""
+        if last_attempt:
+            reason = f"gave up after {receive_count} attempts: {exc.message}"
+            self.store.finish_message(message_id, MessageStatus.FAILED, exc.code, reason)
+        else:
+            self.store.release_message(message_id, exc.message)
