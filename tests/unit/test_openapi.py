@@ -20,5 +20,7 @@ def test_every_route_documents_its_success_status_and_the_error_envelope() -> No
     document = json.loads(COMMITTED.read_text())
     send = document["paths"]["/api/v1/emails/send"]["post"]["responses"]
     assert set(send) == {"202", "400", "401", "413", "415"}
-    assert send["401"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+    assert send["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorEnvelope"
+    }
     assert "204" in document["paths"]["/api/v1/templates/{template_id}"]["delete"]["responses"]
