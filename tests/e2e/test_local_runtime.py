@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.e2e.conftest import LocalServer
 
@@ -139,3 +140,14 @@ def test_serve_prints_a_working_key_when_none_is_given(tmp_path: Path, server_en
         assert reply.status_code == 202, reply.text
     finally:
         srv.stop()
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server: LocalServer) -> None:
+    reply = requests.post(
+        server.url + "/api/v1/emails/send",
+        data=b"x" * (5 * 1024 * 1024 + 1),
+        headers={"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"
