@@ -21,6 +21,7 @@ from mailsage.adapters.sqlite.scheduler import SqliteScheduler
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.models import Content, Job, JobState, Message, MessageStatus, new_id
 from mailsage.ports import Queue, Scheduler, Store
+from tests.contract import aws_messaging, aws_store
 
 # Queue timing for the contract: short enough that visibility expiry and dead-lettering can be
 # observed by waiting briefly. An adapter that cannot honour sub-second timeouts would need its own.
@@ -69,9 +70,18 @@ def _sqlite_scheduler(tmp_path: Path) -> Iterator[Scheduler]:
         yield SqliteScheduler(db)
 
 
-STORES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {"sqlite": _sqlite_store}
-QUEUES: dict[str, Callable[[Path, QueueConfig], AbstractContextManager[Queue]]] = {"sqlite": _sqlite_queue}
-SCHEDULERS: dict[str, Callable[[Path], AbstractContextManager[Scheduler]]] = {"sqlite": _sqlite_scheduler}
+STORES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {
+    "sqlite": _sqlite_store,
+    **aws_store.STORES,
+}
+QUEUES: dict[str, Callable[[Path, QueueConfig], AbstractContextManager[Queue]]] = {
+    "sqlite": _sqlite_queue,
+    **aws_messaging.QUEUES,
+}
+SCHEDULERS: dict[str, Callable[[Path], AbstractContextManager[Scheduler]]] = {
+    "sqlite": _sqlite_scheduler,
+    **aws_messaging.SCHEDULERS,
+}
 
 
 # -- port fixtures ----------------------------------------------------------------------------------

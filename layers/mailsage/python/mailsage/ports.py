@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mailsage.domain.models import Job, JobState, Message, MessageStatus, Template
+from mailsage.domain.models import Account, Job, JobState, Message, MessageStatus, Template
 
 
 class Store(Protocol):
@@ -15,6 +15,10 @@ class Store(Protocol):
     def put_api_key(self, account_id: str, key_id: str, key_hash: str) -> None: ...
     def get_api_key(self, key_id: str) -> tuple[str, str] | None:
         """(account_id, key_hash) for a key id, or None."""
+
+    # accounts: sending preferences per tenant
+    def put_account(self, account: Account) -> None: ...
+    def get_account(self, account_id: str) -> Account | None: ...
 
     # templates: every call is scoped by account; another account's id is simply not found
     def put_template(self, template: Template) -> None: ...
@@ -64,6 +68,18 @@ class Store(Protocol):
         """queued|scheduled -> cancelled for the whole job; returns how many were cancelled."""
 
     def get_message(self, account_id: str, message_id: str) -> Message | None: ...
+
+    def update_delivery_status(
+        self,
+        account_id: str,
+        message_id: str,
+        to: MessageStatus,
+        allowed_from: Iterable[MessageStatus],
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """After sending: move a message to `to` (delivered, bounced, ...) only from one of
+        `allowed_from`, keeping the job's counts right. False if it was in no such state."""
 
     def active_jobs(self) -> list[tuple[str, str]]:
         """(account_id, job_id) of jobs in queued or running state: used to recover after a restart."""

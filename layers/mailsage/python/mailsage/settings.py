@@ -6,35 +6,78 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAILSAGE_", frozen=True, extra="ignore")
 
-    backend: Literal["sqlite"] = "sqlite"
+    # "sqlite": the embedded backends under data_dir. "aws": DynamoDB, SQS, EventBridge Scheduler.
+    backend: Literal["sqlite", "aws"] = "sqlite"
     data_dir: Path = Path(".mailsage")
+    # AWS backend (set by the CDK app on every function)
+    table_name: str | None = None
+    send_queue_url: str | None = None
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Queue semantics of the embedded queue (on AWS these are properties of the SQS queue).
     queue_visibility_seconds: float = Field(300.0, gt=0)
     queue_max_receives: int = Field(8, ge=1)
 
+    def __hash__(self) -> int:
+        # Settings key the wiring caches; dict-valued fields make the default field hash fail.
+        return hash((type(self).__name__, self.model_dump_json()))
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "mailsage.db"
 
+    @model_validator(mode="after")
+    def _aws_needs_resources(self) -> CommonSettings:
+        if self.backend == "aws":
+            missing = [n for n in ("table_name", "send_queue_url") if not getattr(self, n)]
+            if missing:
+                names = ", ".join(f"MAILSAGE_{n.upper()}" for n in missing)
+                raise ValueError(f"MAILSAGE_BACKEND=aws needs {names}")
+        return self
 
-class ApiSettings(CommonSettings):
+
+class ProviderSettings(CommonSettings):
+    """Which transports exist. A provider is "ses" (AWS backend only) or the name of an SMTP relay."""
+
+    # name -> where its SMTP URL comes from: the URL itself with the sqlite backend; the name of a
+    # Secrets Manager secret holding {"url": "smtp://..."} with the AWS backend.
+    smtp_relays: dict[str, str] = Field(default_factory=dict)
+    # Locally the relay "default" is MAILSAGE_SMTP_URL (the built-in sink unless set).
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    default_provider: str | None = None  # None: "ses" on AWS, "default" locally
+    failover_provider: str | None = None  # used when the chosen provider fails transiently
+    ses_configuration_set: str | None = None
+
+    @property
+    def provider_names(self) -> frozenset[str]:
+        names = set(self.smtp_relays)
+        names.add("ses" if self.backend == "aws" else "default")
+        return frozenset(names)
+
+    @property
+    def effective_default_provider(self) -> str:
+        return self.default_provider or ("ses" if self.backend == "aws" else "default")
+
+
+class ApiSettings(ProviderSettings):
     chunk_size: int = Field(50, ge=1, le=50)
     max_batch_recipients: int = Field(1000, ge=1, le=10_000)
     max_request_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_variables_bytes: int = Field(16_384, ge=256)
     default_from: str = "MailSage <noreply@mailsage.example>"
+    # Scheduled sends on AWS: EventBridge Scheduler targets the send queue with this role.
+    schedule_group: str | None = None
+    scheduler_role_arn: str | None = None
+    send_queue_arn: str | None = None
 
 
-class SenderSettings(CommonSettings):
-    smtp_url: str = "smtp://127.0.0.1:1025"
+class SenderSettings(ProviderSettings):
     smtp_timeout_seconds: float = Field(30.0, gt=0)
     # A chunk whose sends keep failing transiently is given up after this many deliveries; keep it
     # below queue_max_receives so the sender, not the queue, decides (and marks the messages failed).
@@ -43,3 +86,11 @@ class SenderSettings(CommonSettings):
     retry_max_seconds: float = Field(900.0, ge=0)
     claim_lease_seconds: float = Field(300.0, gt=0)
     message_id_domain: str = "mailsage.local"
+
+
+class IngestSettings(ApiSettings):
+    """The ingest function accepts the same requests as the API, from a queue."""
+
+
+class EventsSettings(CommonSettings):
+    """The events function applies SES notifications to the store."""

@@ -54,6 +54,7 @@ class Content:
     from_addr: str = ""
     reply_to: str | None = None
     template_id: str | None = None
+    provider: str | None = None  # the transport chosen at submit time; None: the default
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Content:
             "from": self.from_addr,
             "reply_to": self.reply_to,
             "template_id": self.template_id,
+            "provider": self.provider,
         }
 
     @classmethod
@@ -74,6 +76,7 @@ class Content:
             from_addr=data.get("from") or "",
             reply_to=data.get("reply_to"),
             template_id=data.get("template_id"),
+            provider=data.get("provider"),
         )
 
 
@@ -110,6 +113,15 @@ class Message:
     error_code: str | None = None
     error_message: str | None = None
     updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Account:
+    """The tenant boundary and its sending preferences."""
+
+    id: str
+    default_provider: str | None = None  # None: the deployment's default provider
+    sender_domains: list[str] | None = None  # None: any sender domain is allowed
 
 
 @dataclass(slots=True)

@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    default_provider TEXT,
+    sender_domains TEXT
+);
 CREATE TABLE IF NOT EXISTS templates (
     account_id TEXT NOT NULL,
     id TEXT NOT NULL,

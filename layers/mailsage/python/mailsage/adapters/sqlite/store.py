@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from mailsage.adapters.sqlite.db import Database
-from mailsage.domain.models import Content, Job, JobState, Message, MessageStatus, Template
+from mailsage.domain.models import Account, Content, Job, JobState, Message, MessageStatus, Template
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -79,6 +79,21 @@ class SqliteStore:
             .fetchone()
         )
         return (row["account_id"], row["key_hash"]) if row else None
+
+    # -- accounts ---------------------------------------------------------------------------
+    def put_account(self, account: Account) -> None:
+        domains = json.dumps(account.sender_domains) if account.sender_domains is not None else None
+        self.db.connection().execute(
+            "INSERT OR REPLACE INTO accounts (id, default_provider, sender_domains) VALUES (?, ?, ?)",
+            (account.id, account.default_provider, domains),
+        )
+
+    def get_account(self, account_id: str) -> Account | None:
+        row = self.db.connection().execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        if row is None:
+            return None
+        domains = json.loads(row["sender_domains"]) if row["sender_domains"] is not None else None
+        return Account(row["id"], row["default_provider"], domains)
 
     # -- templates --------------------------------------------------------------------------
     def put_template(self, template: Template) -> None:
@@ -274,6 +289,24 @@ class SqliteStore:
             (time.time(), job_id),
         )
         return cur.rowcount
+
+    def update_delivery_status(
+        self,
+        account_id: str,
+        message_id: str,
+        to: MessageStatus,
+        allowed_from: Iterable[MessageStatus],
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        states = [s.value for s in allowed_from]
+        cur = self.db.connection().execute(
+            "UPDATE messages SET status = ?, error_code = coalesce(?, error_code),"
+            " error_message = coalesce(?, error_message), updated_at = ?"
+            f" WHERE id = ? AND account_id = ? AND status IN ({','.join('?' * len(states))})",
+            (to.value, error_code, error_message, time.time(), message_id, account_id, *states),
+        )
+        return cur.rowcount == 1
 
     def get_message(self, account_id: str, message_id: str) -> Message | None:
         row = (
