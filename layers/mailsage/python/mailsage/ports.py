@@ -96,8 +96,13 @@ class Received:
 class Queue(Protocol):
     """At-least-once queue with delayed retry and a dead-letter area (SQS semantics)."""
 
+    supports_dedup: bool
+    """Whether `send` honours dedup keys. SQS standard queues cannot; duplicates are harmless
+    (the sender claims messages), dedup only saves work."""
+
     def send(self, bodies: Sequence[dict[str, Any]], dedup_keys: Sequence[str] | None = None) -> None:
-        """Enqueue bodies. A dedup key that is already waiting in the queue is not added twice."""
+        """Enqueue bodies. With `supports_dedup`, a dedup key already waiting untouched in the queue
+        is not added twice."""
 
     def receive(self, max_messages: int = 10, wait_seconds: float = 0.0) -> list[Received]: ...
     def ack(self, receipt: str) -> None: ...
@@ -122,9 +127,12 @@ class Scheduler(Protocol):
 
 
 class TransportSession(Protocol):
-    def send(self, sender: str, recipient: str, data: bytes) -> str | None:
-        """Send one message; returns the provider's id if any. Raises TransientSendError or
-        PermanentSendError."""
+    def send(
+        self, sender: str, recipient: str, data: bytes, tags: dict[str, str] | None = None
+    ) -> str | None:
+        """Send one message; returns the provider's id if any. `tags` (account_id, job_id,
+        message_id) travel with the message where the provider supports it (SES message tags), so
+        its delivery events can be matched back. Raises TransientSendError or PermanentSendError."""
 
     def close(self) -> None: ...
 

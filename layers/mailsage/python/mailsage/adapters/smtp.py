@@ -53,7 +53,10 @@ class SmtpSession:
     def __init__(self, conn: smtplib.SMTP) -> None:
         self.conn = conn
 
-    def send(self, sender: str, recipient: str, data: bytes) -> str | None:
+    def send(
+        self, sender: str, recipient: str, data: bytes, tags: dict[str, str] | None = None
+    ) -> str | None:
+        # SMTP carries no tags: the X-MailSage-* headers in `data` identify the message instead.
         try:
             self.conn.sendmail(sender, [recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -91,7 +91,12 @@ class DeliveryService:
                 try:
                     if session is None:
                         session = self.transport.open()
-                    session.send(envelope_from, message.email, data)
+                    session.send(
+                        envelope_from,
+                        message.email,
+                        data,
+                        {"account_id": job.account_id, "job_id": job.id, "message_id": message.id},
+                    )
                 except PermanentSendError as exc:
                     self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
                     continue

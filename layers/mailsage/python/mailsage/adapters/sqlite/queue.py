@@ -15,6 +15,8 @@ from mailsage.ports import Received
 
 
 class SqliteQueue:
+    supports_dedup = True
+
     def __init__(
         self,
         db: Database,
