@@ -28,7 +28,8 @@ class Store(Protocol):
 
     # jobs and messages
     def create_job(self, job: Job, messages: Sequence[Message]) -> None:
-        """Persist a job with all its messages atomically (all or nothing)."""
+        """Persist a job with all its messages atomically (all or nothing). Raises Conflict if a job
+        with that id exists (callers that retry pass a deterministic id)."""
 
     def get_job(self, account_id: str, job_id: str, with_counts: bool = True) -> Job | None:
         """The job, with `counts` per message status filled in unless `with_counts` is False."""

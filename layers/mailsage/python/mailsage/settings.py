@@ -19,6 +19,7 @@ class CommonSettings(BaseSettings):
     # AWS backend (set by the CDK app on every function)
     table_name: str | None = None
     send_queue_url: str | None = None
+    send_dlq_url: str | None = None
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Queue semantics of the embedded queue (on AWS these are properties of the SQS queue).
     queue_visibility_seconds: float = Field(300.0, gt=0)
@@ -53,6 +54,17 @@ class ProviderSettings(CommonSettings):
     default_provider: str | None = None  # None: "ses" on AWS, "default" locally
     failover_provider: str | None = None  # used when the chosen provider fails transiently
     ses_configuration_set: str | None = None
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> ProviderSettings:
+        for field in ("default_provider", "failover_provider"):
+            name = getattr(self, field)
+            if name is not None and name not in self.provider_names:
+                raise ValueError(
+                    f"MAILSAGE_{field.upper()}={name!r} is not a configured provider;"
+                    f" configured: {', '.join(sorted(self.provider_names))}"
+                )
+        return self
 
     @property
     def provider_names(self) -> frozenset[str]:

@@ -3,6 +3,7 @@ API and the sender in one local process share one database and one queue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -13,20 +14,22 @@ from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.auth import AuthService
 from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
 from mailsage.domain.jobs import JobService
+from mailsage.domain.providers import Providers
 from mailsage.domain.submission import SubmissionLimits, SubmissionService
 from mailsage.domain.templates import TemplateService
-from mailsage.settings import ApiSettings, CommonSettings, SenderSettings
+from mailsage.ports import Queue, Scheduler, Store, Transport
+from mailsage.settings import ApiSettings, CommonSettings, ProviderSettings, SenderSettings
 
 
 @dataclass(slots=True, frozen=True)
 class Backends:
-    store: SqliteStore
-    queue: SqliteQueue
-    scheduler: SqliteScheduler
+    store: Store
+    queue: Queue
+    scheduler: Scheduler | None  # None on AWS when the function does not schedule
 
 
 @lru_cache(maxsize=8)
-def _backends(path: str, synchronous: str, visibility: float, max_receives: int) -> Backends:
+def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receives: int) -> Backends:
     db = Database(path, synchronous)
     return Backends(
         store=SqliteStore(db),
@@ -35,13 +38,65 @@ def _backends(path: str, synchronous: str, visibility: float, max_receives: int)
     )
 
 
+@lru_cache(maxsize=8)
+def _aws_backends(settings: CommonSettings) -> Backends:
+    # Imported here: the embedded runtime never needs boto3. Clients are created on first use.
+    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.eventbridge_scheduler import EventBridgeScheduler
+    from mailsage.adapters.aws.sqs_queue import SqsQueue
+
+    assert settings.table_name and settings.send_queue_url  # checked by the settings validator
+    scheduler = None
+    group = getattr(settings, "schedule_group", None)
+    if group:
+        scheduler = EventBridgeScheduler(
+            group_name=group,
+            target_arn=getattr(settings, "send_queue_arn", None) or "",
+            role_arn=getattr(settings, "scheduler_role_arn", None) or "",
+        )
+    return Backends(
+        store=DynamoStore(settings.table_name),
+        queue=SqsQueue(settings.send_queue_url, dead_letter_url=settings.send_dlq_url),
+        scheduler=scheduler,
+    )
+
+
 def backends(settings: CommonSettings) -> Backends:
-    return _backends(
+    if settings.backend == "aws":
+        return _aws_backends(settings)
+    return _sqlite_backends(
         str(settings.database_path),
         settings.sqlite_synchronous,
         settings.queue_visibility_seconds,
         settings.queue_max_receives,
     )
+
+
+def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Providers:
+    """Every configured transport by name, each built on first use."""
+    from mailsage.adapters.smtp import SmtpConfig, SmtpTransport
+
+    def smtp(url: str) -> Callable[[], Transport]:
+        return lambda: SmtpTransport(SmtpConfig.from_url(url, smtp_timeout))
+
+    def smtp_from_secret(secret_name: str) -> Callable[[], Transport]:
+        def build() -> Transport:
+            from mailsage.adapters.aws.secrets import smtp_url_from_secret
+
+            return SmtpTransport(SmtpConfig.from_url(smtp_url_from_secret(secret_name), smtp_timeout))
+
+        return build
+
+    factories: dict[str, Callable[[], Transport]] = {}
+    if settings.backend == "aws":
+        from mailsage.adapters.aws.ses_transport import SesTransport
+
+        factories["ses"] = lambda: SesTransport(settings.ses_configuration_set)
+        factories.update({name: smtp_from_secret(secret) for name, secret in settings.smtp_relays.items()})
+    else:
+        factories["default"] = smtp(settings.smtp_url)
+        factories.update({name: smtp(url) for name, url in settings.smtp_relays.items()})
+    return Providers(factories, settings.effective_default_provider, settings.failover_provider)
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,6 +115,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
         max_recipients=settings.max_batch_recipients,
         max_variables_bytes=settings.max_variables_bytes,
         default_from=settings.default_from,
+        providers=settings.provider_names,
     )
     return ApiServices(
         auth=AuthService(b.store),
@@ -71,10 +127,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
 
 @lru_cache(maxsize=8)
 def delivery_service(settings: SenderSettings) -> DeliveryService:
-    from mailsage.adapters.smtp import SmtpConfig, SmtpTransport
-
     b = backends(settings)
-    transport = SmtpTransport(SmtpConfig.from_url(settings.smtp_url, settings.smtp_timeout_seconds))
     policy = DeliveryPolicy(
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
@@ -82,4 +135,4 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         claim_lease_seconds=settings.claim_lease_seconds,
         message_id_domain=settings.message_id_domain,
     )
-    return DeliveryService(b.store, b.queue, transport, policy)
+    return DeliveryService(b.store, b.queue, providers(settings, settings.smtp_timeout_seconds), policy)

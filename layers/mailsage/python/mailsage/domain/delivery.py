@@ -15,9 +15,10 @@ from email.utils import parseaddr
 
 from mailsage.domain.mime import build_message
 from mailsage.domain.models import ChunkRef, JobState, MessageStatus
+from mailsage.domain.providers import Providers
 from mailsage.domain.rendering import CompiledContent
 from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
-from mailsage.ports import Queue, Store, Transport, TransportSession
+from mailsage.ports import Queue, Store, TransportSession
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,10 @@ class DeliveryPolicy:
 
 
 class DeliveryService:
-    def __init__(self, store: Store, queue: Queue, transport: Transport, policy: DeliveryPolicy) -> None:
+    def __init__(self, store: Store, queue: Queue, providers: Providers, policy: DeliveryPolicy) -> None:
         self.store = store
         self.queue = queue
-        self.transport = transport
+        self.providers = providers
         self.policy = policy
 
     def deliver(self, ref: ChunkRef, receipt: str, receive_count: int) -> None:
@@ -70,8 +71,10 @@ class DeliveryService:
         last_attempt = receive_count >= self.policy.max_attempts
         envelope_from = parseaddr(job.content.from_addr)[1]
         compiled = CompiledContent.of(job.content)  # compiled once per chunk
+        primary = job.content.provider or self.providers.default
+        routes = [primary] + [p for p in [self.providers.failover_for(primary)] if p]
         retry_reason: str | None = None
-        session: TransportSession | None = None
+        sessions = _Sessions(self.providers)
         try:
             for index, message in enumerate(to_send):
                 try:
@@ -88,32 +91,24 @@ class DeliveryService:
                     message_id=f"<{message.id}@{self.policy.message_id_domain}>",
                     headers={"X-MailSage-Job-ID": job.id, "X-MailSage-Message-ID": message.id},
                 )
+                tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
                 try:
-                    if session is None:
-                        session = self.transport.open()
-                    session.send(
-                        envelope_from,
-                        message.email,
-                        data,
-                        {"account_id": job.account_id, "job_id": job.id, "message_id": message.id},
-                    )
+                    sessions.send_first(routes, envelope_from, message.email, data, tags)
                 except PermanentSendError as exc:
                     self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
                     continue
                 except TransientSendError as exc:
                     retry_reason = exc.message
-                    # A lost connection means the relay is unreachable: the rest of the chunk waits too.
+                    # Every route unreachable: the rest of the chunk waits for the retry too.
                     affected = to_send[index:] if exc.connection_lost else [message]
                     for waiting in affected:
                         self._not_sent_yet(waiting.id, exc, receive_count, last_attempt)
                     if exc.connection_lost:
-                        session = None
                         break
                     continue
                 self.store.finish_message(message.id, MessageStatus.SENT)
         finally:
-            if session is not None:
-                session.close()
+            sessions.close()
 
         self.store.complete_job_if_done(ref.job_id)
         delay = self.policy.retry_delay(receive_count)
@@ -139,3 +134,43 @@ class DeliveryService:
             self.store.finish_message(message_id, MessageStatus.FAILED, exc.code, reason)
         else:
             self.store.release_message(message_id, exc.message)
+
+
+class _Sessions:
+    """The transport sessions of one chunk: one per provider, opened on first use and reused for
+    every message (one SMTP connection per chunk). A provider whose connection is lost is not
+    tried again within the chunk."""
+
+    def __init__(self, providers: Providers) -> None:
+        self._providers = providers
+        self._open: dict[str, TransportSession] = {}
+        self._down: dict[str, TransientSendError] = {}
+
+    def send_first(
+        self, routes: list[str], sender: str, recipient: str, data: bytes, tags: dict[str, str]
+    ) -> None:
+        """Send through the first route that takes the message: a transient failure moves on to the
+        next (the failover); the last route's error is raised."""
+        live = [r for r in routes if r not in self._down]
+        if not live:
+            raise next(iter(self._down.values()))
+        for position, name in enumerate(live):
+            try:
+                session = self._open.get(name)
+                if session is None:
+                    session = self._open[name] = self._providers.get(name).open()
+                session.send(sender, recipient, data, tags)
+                return
+            except TransientSendError as exc:
+                if exc.connection_lost:
+                    self._down[name] = exc
+                    self._open.pop(name, None)
+                if position == len(live) - 1:
+                    if len(self._down) < len(routes):
+                        # Some route is still up: only this message waits, not the rest of the chunk.
+                        exc.connection_lost = False
+                    raise
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()

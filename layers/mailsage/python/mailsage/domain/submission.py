@@ -13,6 +13,7 @@ from typing import Any
 
 from mailsage.domain.addresses import check_display_name, normalize_email, parse_mailbox
 from mailsage.domain.models import ChunkRef, Content, Job, JobState, Message, MessageStatus, new_id
+from mailsage.domain.providers import check_provider
 from mailsage.domain.rendering import CompiledContent
 from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
 from mailsage.ports import Queue, Store
@@ -36,6 +37,7 @@ class JobRequest:
     from_addr: str | None = None
     reply_to: str | None = None
     campaign_id: str | None = None
+    provider: str | None = None
     strict: bool = False
 
 
@@ -63,6 +65,7 @@ class SubmissionLimits:
     max_recipients: int = 1000
     max_variables_bytes: int = 16_384
     default_from: str = "MailSage <noreply@mailsage.example>"
+    providers: frozenset[str] = frozenset({"default"})
 
 
 class SubmissionService:
@@ -71,7 +74,9 @@ class SubmissionService:
         self.queue = queue
         self.limits = limits
 
-    def submit(self, account_id: str, request: JobRequest) -> Accepted:
+    def submit(self, account_id: str, request: JobRequest, job_id: str | None = None) -> Accepted:
+        """Accept a request. `job_id` makes the call idempotent for callers that retry (the ingest
+        queue delivers at least once): a second submit with the same id raises Conflict."""
         if len(request.recipients) > self.limits.max_recipients:
             raise ValidationFailed(
                 f"at most {self.limits.max_recipients} recipients per request, got {len(request.recipients)}",
@@ -79,7 +84,7 @@ class SubmissionService:
             )
         content = self._content(account_id, request)
         compiled = CompiledContent.of(content)
-        job_id = new_id("job")
+        job_id = job_id or new_id("job")
         now = time.time()
 
         messages: list[Message] = []
@@ -153,6 +158,11 @@ class SubmissionService:
             raise ValidationFailed("give the content: body (text), html, or template_id")
         if not subject:
             raise ValidationFailed("subject is required", {"field": "subject"})
+        check_provider(request.provider, self.limits.providers)
+        provider = request.provider
+        if provider is None:
+            account = self.store.get_account(account_id)
+            provider = account.default_provider if account else None
         return Content(
             subject=subject,
             text=text,
@@ -160,6 +170,7 @@ class SubmissionService:
             from_addr=parse_mailbox(request.from_addr or self.limits.default_from, "from"),
             reply_to=parse_mailbox(request.reply_to, "reply_to") if request.reply_to else None,
             template_id=request.template_id,
+            provider=provider,
         )
 
     def _check_recipient(self, recipient: RecipientInput, seen: dict[str, int], index: int) -> str:

@@ -145,6 +145,8 @@ class LocalRuntime:
     def _scheduler_loop(self) -> None:
         assert self.backends is not None
         scheduler, queue = self.backends.scheduler, self.backends.queue
+        if scheduler is None:
+            return
         while not self._stopping.wait(0.5):
             for name, payload in scheduler.due(time.time()):
                 queue.send([payload], [f"schedule:{name}"])

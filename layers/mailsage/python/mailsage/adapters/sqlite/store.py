@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from mailsage.adapters.sqlite.db import Database
 from mailsage.domain.models import Account, Content, Job, JobState, Message, MessageStatus, Template
+from mailsage.errors import Conflict
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -135,6 +136,8 @@ class SqliteStore:
 
     # -- jobs -------------------------------------------------------------------------------
     def create_job(self, job: Job, messages: Sequence[Message]) -> None:
+        if self.db.connection().execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone():
+            raise Conflict(f"job {job.id!r} already exists")
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, account_id, kind, state, content, campaign_id, total, chunks,"

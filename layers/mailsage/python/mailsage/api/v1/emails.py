@@ -36,6 +36,7 @@ def _job_request(body: SendRequest | BatchRequest, kind: str, recipients: list[R
         from_addr=body.from_,
         reply_to=body.reply_to,
         campaign_id=body.campaign_id,
+        provider=body.provider,
         strict=isinstance(body, BatchRequest) and body.validation == "strict",
     )
 

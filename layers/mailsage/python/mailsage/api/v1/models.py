@@ -41,6 +41,9 @@ class _ContentIn(Strict):
     from_: Annotated[SingleLine, Field(max_length=320)] | None = Field(None, alias="from")
     reply_to: Annotated[SingleLine, Field(max_length=320)] | None = None
     campaign_id: Id | None = None
+    provider: Id | None = Field(
+        None, description='Send through this provider ("ses" or an SMTP relay name) instead of the default.'
+    )
 
 
 class SendRequest(_ContentIn):
