@@ -103,6 +103,14 @@ class SenderSettings(ProviderSettings):
 class IngestSettings(ApiSettings):
     """The ingest function accepts the same requests as the API, from a queue."""
 
+    ingest_dlq_url: str | None = None  # AWS: where invalid records go (locally: a SQLite queue)
+
+    @model_validator(mode="after")
+    def _aws_needs_dead_letters(self) -> IngestSettings:
+        if self.backend == "aws" and not self.ingest_dlq_url:
+            raise ValueError("MAILSAGE_BACKEND=aws needs MAILSAGE_INGEST_DLQ_URL")
+        return self
+
 
 class EventsSettings(CommonSettings):
     """The events function applies SES notifications to the store."""

@@ -13,12 +13,21 @@ from mailsage.adapters.sqlite.scheduler import SqliteScheduler
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.auth import AuthService
 from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+from mailsage.domain.feedback import FeedbackService
+from mailsage.domain.ingest import IngestService
 from mailsage.domain.jobs import JobService
 from mailsage.domain.providers import Providers
 from mailsage.domain.submission import SubmissionLimits, SubmissionService
 from mailsage.domain.templates import TemplateService
 from mailsage.ports import Queue, Scheduler, Store, Transport
-from mailsage.settings import ApiSettings, CommonSettings, ProviderSettings, SenderSettings
+from mailsage.settings import (
+    ApiSettings,
+    CommonSettings,
+    EventsSettings,
+    IngestSettings,
+    ProviderSettings,
+    SenderSettings,
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -136,3 +145,21 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         message_id_domain=settings.message_id_domain,
     )
     return DeliveryService(b.store, b.queue, providers(settings, settings.smtp_timeout_seconds), policy)
+
+
+@lru_cache(maxsize=8)
+def ingest_service(settings: IngestSettings) -> IngestService:
+    if settings.backend == "aws":
+        from mailsage.adapters.aws.sqs_queue import SqsQueue
+
+        assert settings.ingest_dlq_url  # checked by the settings validator
+        dead_letters: Queue = SqsQueue(settings.ingest_dlq_url)
+    else:
+        db = Database(str(settings.database_path), settings.sqlite_synchronous)
+        dead_letters = SqliteQueue(db, "ingest-dlq")
+    return IngestService(api_services(settings).submission, dead_letters)
+
+
+@lru_cache(maxsize=8)
+def feedback_service(settings: EventsSettings) -> FeedbackService:
+    return FeedbackService(backends(settings).store)

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import mailsage
 
-FUNCTIONS = ("api", "sender")
+FUNCTIONS = ("api", "sender", "ingest", "events")
 
 
 def functions_dir() -> Path:

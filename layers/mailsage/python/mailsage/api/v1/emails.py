@@ -17,28 +17,12 @@ from mailsage.api.v1.models import (
     SendReply,
     SendRequest,
     iso,
+    job_request,
     responses,
 )
 from mailsage.domain.models import MESSAGE_UNSENT, Job, MessageStatus
-from mailsage.domain.submission import JobRequest, RecipientInput
 
 router = APIGatewayRouter()
-
-
-def _job_request(body: SendRequest | BatchRequest, kind: str, recipients: list[RecipientInput]) -> JobRequest:
-    return JobRequest(
-        kind=kind,
-        recipients=recipients,
-        subject=body.subject,
-        text=body.body,
-        html=body.html,
-        template_id=body.template_id,
-        from_addr=body.from_,
-        reply_to=body.reply_to,
-        campaign_id=body.campaign_id,
-        provider=body.provider,
-        strict=isinstance(body, BatchRequest) and body.validation == "strict",
-    )
 
 
 def job_reply(job: Job) -> JobReply:
@@ -67,10 +51,7 @@ def job_reply(job: Job) -> JobReply:
 @router.post("/send", responses=responses(202, SendReply, 400))
 def send(body: SendRequest) -> Response[SendReply]:
     services, account_id = services_of()
-    r = body.recipient
-    accepted = services.submission.submit(
-        account_id, _job_request(body, "send", [RecipientInput(r.email, r.name, r.variables)])
-    )
+    accepted = services.submission.submit(account_id, job_request(body))
     message = accepted.messages[0]
     reply = SendReply(job_id=accepted.job.id, message_id=message.id, status=message.status.value)
     return Response(202, content_types.APPLICATION_JSON, reply)
@@ -79,8 +60,7 @@ def send(body: SendRequest) -> Response[SendReply]:
 @router.post("/batch", responses=responses(202, BatchReply, 400))
 def batch(body: BatchRequest) -> Response[BatchReply]:
     services, account_id = services_of()
-    recipients = [RecipientInput(r.email, r.name, r.variables) for r in body.recipients]
-    accepted = services.submission.submit(account_id, _job_request(body, "batch", recipients))
+    accepted = services.submission.submit(account_id, job_request(body))
     reply = BatchReply(
         job_id=accepted.job.id,
         status=accepted.job.state.value,

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from mailsage.domain.submission import JobRequest, RecipientInput
+
 
 def _single_line(value: str | None) -> str | None:
     if value is not None and ("\r" in value or "\n" in value):
@@ -70,6 +72,27 @@ class TemplateIn(Strict):
 
 class PreviewRequest(Strict):
     variables: dict[str, Any] = Field(default_factory=dict)
+
+
+def job_request(body: SendRequest | BatchRequest) -> JobRequest:
+    """API request -> domain request (shared by the HTTP routes and the ingest queue)."""
+    if isinstance(body, SendRequest):
+        kind, recipients = "send", [body.recipient]
+    else:
+        kind, recipients = "batch", body.recipients
+    return JobRequest(
+        kind=kind,
+        recipients=[RecipientInput(r.email, r.name, r.variables) for r in recipients],
+        subject=body.subject,
+        text=body.body,
+        html=body.html,
+        template_id=body.template_id,
+        from_addr=body.from_,
+        reply_to=body.reply_to,
+        campaign_id=body.campaign_id,
+        provider=body.provider,
+        strict=isinstance(body, BatchRequest) and body.validation == "strict",
+    )
 
 
 # -- replies -------------------------------------------------------------------------------------

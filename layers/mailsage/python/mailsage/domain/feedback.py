@@ -1,0 +1,103 @@
+"""What happened after sending: SES event notifications -> message statuses.
+
+A status only moves forward (a late `Delivery` never undoes a `Bounce`), so duplicate and
+out-of-order notifications are harmless: every update is conditional on the states it may follow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mailsage.domain.models import MessageStatus as S
+from mailsage.ports import Store
+
+log = logging.getLogger(__name__)
+
+_AFTER_SEND = (S.SENT, S.DEFERRED)
+
+
+@dataclass(slots=True, frozen=True)
+class Transition:
+    to: S
+    allowed_from: tuple[S, ...]
+    error_code: str | None = None
+
+
+def _bounce(event: dict[str, Any]) -> Transition:
+    bounce = event.get("bounce", {})
+    if bounce.get("bounceType") == "Transient":  # a soft bounce: the mail may still arrive
+        return Transition(S.DEFERRED, (S.SENT,))
+    return Transition(S.BOUNCED, (*_AFTER_SEND, S.DELIVERED), "bounced")
+
+
+# SES eventType -> how it moves the message (None: recorded, no status change).
+_TRANSITIONS: dict[str, Any] = {
+    "Send": None,  # SES accepted it: the sender already marked it sent
+    "Delivery": Transition(S.DELIVERED, _AFTER_SEND),
+    "Bounce": _bounce,
+    "Complaint": Transition(S.COMPLAINED, (*_AFTER_SEND, S.DELIVERED), "complained"),
+    "DeliveryDelay": Transition(S.DEFERRED, (S.SENT,)),
+    "Reject": Transition(S.FAILED, (S.SENT,), "rejected"),
+    "Rendering Failure": Transition(S.FAILED, (S.SENT,), "rendering_failure"),
+    "Open": None,  # engagement, not delivery state (counted by tracking)
+    "Click": None,
+}
+
+
+@dataclass(slots=True, frozen=True)
+class FeedbackOutcome:
+    event_type: str
+    message_id: str | None
+    status: str | None  # the status it moved the message to; None if it moved nothing
+    reason: str = ""
+
+
+def _tag(event: dict[str, Any], name: str) -> str | None:
+    values = event.get("mail", {}).get("tags", {}).get(name) or []
+    return values[0] if values else None
+
+
+def _detail(event: dict[str, Any]) -> str | None:
+    for key, recipients_key in (("bounce", "bouncedRecipients"), ("deliveryDelay", "delayedRecipients")):
+        recipients = event.get(key, {}).get(recipients_key) or []
+        if recipients and recipients[0].get("diagnosticCode"):
+            return str(recipients[0]["diagnosticCode"])
+    if "reject" in event:
+        return str(event["reject"].get("reason", "rejected by SES"))
+    if "failure" in event:
+        return str(event["failure"].get("errorMessage", "rendering failure"))
+    if "complaint" in event:
+        return f"complaint: {event['complaint'].get('complaintFeedbackType', 'unspecified')}"
+    return None
+
+
+class FeedbackService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def apply(self, event: dict[str, Any]) -> FeedbackOutcome:
+        event_type = str(event.get("eventType") or event.get("notificationType") or "")
+        account_id, message_id = _tag(event, "account_id"), _tag(event, "message_id")
+        if event_type not in _TRANSITIONS:
+            return FeedbackOutcome(event_type, message_id, None, "unknown event type")
+        if not account_id or not message_id:
+            # Mail not sent by MailSage (or sent without tags) through the same configuration set.
+            return FeedbackOutcome(event_type, message_id, None, "no MailSage tags")
+        rule = _TRANSITIONS[event_type]
+        transition = rule(event) if callable(rule) else rule
+        if transition is None:
+            return FeedbackOutcome(event_type, message_id, None, "no status change")
+        moved = self.store.update_delivery_status(
+            account_id,
+            message_id,
+            transition.to,
+            transition.allowed_from,
+            transition.error_code,
+            _detail(event),
+        )
+        if not moved:
+            # A duplicate, or older news than what the message already shows.
+            return FeedbackOutcome(event_type, message_id, None, "already past this state")
+        return FeedbackOutcome(event_type, message_id, transition.to.value)
