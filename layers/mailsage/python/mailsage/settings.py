@@ -87,6 +87,16 @@ class ApiSettings(ProviderSettings):
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
     send_queue_arn: str | None = None
+    schedule_dlq_arn: str | None = None  # where EventBridge puts a schedule it could not deliver
+
+    @model_validator(mode="after")
+    def _scheduling_is_complete(self) -> ApiSettings:
+        if self.backend == "aws" and self.schedule_group:
+            missing = [n for n in ("scheduler_role_arn", "send_queue_arn") if not getattr(self, n)]
+            if missing:
+                names = ", ".join(f"MAILSAGE_{n.upper()}" for n in missing)
+                raise ValueError(f"MAILSAGE_SCHEDULE_GROUP needs {names}")
+        return self
 
 
 class SenderSettings(ProviderSettings):

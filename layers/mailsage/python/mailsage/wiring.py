@@ -56,12 +56,13 @@ def _aws_backends(settings: CommonSettings) -> Backends:
 
     assert settings.table_name and settings.send_queue_url  # checked by the settings validator
     scheduler = None
-    group = getattr(settings, "schedule_group", None)
-    if group:
+    if isinstance(settings, ApiSettings) and settings.schedule_group:
+        assert settings.send_queue_arn and settings.scheduler_role_arn  # checked by the settings validator
         scheduler = EventBridgeScheduler(
-            group_name=group,
-            target_arn=getattr(settings, "send_queue_arn", None) or "",
-            role_arn=getattr(settings, "scheduler_role_arn", None) or "",
+            group_name=settings.schedule_group,
+            target_arn=settings.send_queue_arn,
+            role_arn=settings.scheduler_role_arn,
+            dead_letter_arn=settings.schedule_dlq_arn,
         )
     return Backends(
         store=DynamoStore(settings.table_name),

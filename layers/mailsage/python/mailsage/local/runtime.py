@@ -129,8 +129,9 @@ class LocalRuntime:
         queue = self.backends.queue
         sender = load_handler("sender")  # one per worker, like one Lambda execution environment
         while not self._stopping.is_set():
-            received = queue.receive(max_messages=10, wait_seconds=0.5)
+            received = queue.receive(max_messages=10, wait_seconds=1.0)
             if not received:
+                self._stopping.wait(0.05)  # an empty receive may return at once (no long polling)
                 continue
             try:
                 result = sender.lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))

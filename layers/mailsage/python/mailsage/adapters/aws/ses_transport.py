@@ -1,0 +1,151 @@
+"""The transport port on Amazon SES v2: each message goes out as raw MIME through SendEmail.
+
+There is no connection to hold, so a session is just a handle on the transport's SES client, which
+is created on first use and shared by every session (boto3 clients are thread-safe).
+
+Message tags: SES accepts only ASCII letters, digits, "_" and "-" in tag names and values, at most
+256 characters (SES v2 API reference, MessageTag). Other characters become "_" and longer values are
+cut, so MailSage's ids (letters, digits, "_") pass unchanged; a tag whose value is empty is left out.
+Tags only reach event destinations through a configuration set.
+
+Errors: SES's answers are classified like SMTP replies.
+- Transient, and the rest of the chunk waits too (connection_lost=True), because the condition holds
+  for every message: throttling (TooManyRequestsException, LimitExceededException, Throttling*),
+  SendingPausedException, credential or permission errors and NotFoundException (a missing
+  configuration set: fixable configuration, like an SMTP login failure), and connection errors
+  (EndpointConnectionError, ConnectionClosedError, timeouts).
+- Transient for this message only: InternalFailure, ServiceUnavailable and any other 5xx.
+- Permanent: MessageRejected, MailFromDomainNotVerifiedException, AccountSuspendedException,
+  BadRequestException, and any other 4xx.
+botocore's own retries (standard mode) run before any of these reach the sender.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from mailsage.errors import PermanentSendError, TransientSendError
+
+MAX_TAG_LENGTH = 256
+
+_TAG_INVALID = re.compile(r"[^A-Za-z0-9_-]")
+_ACCOUNT_WIDE = frozenset(
+    {"TooManyRequestsException", "LimitExceededException", "SendingPausedException", "NotFoundException"}
+)
+_CREDENTIALS = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    }
+)
+_SERVER_SIDE = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable"})
+_PERMANENT = frozenset(
+    {
+        "MessageRejected",
+        "MailFromDomainNotVerifiedException",
+        "AccountSuspendedException",
+        "BadRequestException",
+    }
+)
+
+
+def sanitize_tag(text: str) -> str:
+    """A tag name or value SES accepts: other characters become "_", cut at 256 characters."""
+    return _TAG_INVALID.sub("_", text)[:MAX_TAG_LENGTH]
+
+
+def message_tags(tags: dict[str, str] | None) -> list[dict[str, str]]:
+    out = []
+    for name, value in (tags or {}).items():
+        clean_name, clean_value = sanitize_tag(name), sanitize_tag(str(value))
+        if clean_name and clean_value:
+            out.append({"Name": clean_name, "Value": clean_value})
+    return out
+
+
+def classify_client_error(exc: Exception) -> TransientSendError | PermanentSendError:
+    """The send error for a botocore ClientError from SendEmail; its message names the AWS code."""
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    code = str(error.get("Code") or "Unknown")
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    message = f"SES {code}: {error.get('Message') or exc}"
+    details = {"aws_error_code": code, "http_status": status}
+    if code in _PERMANENT:
+        return PermanentSendError(message, details)
+    if code in _ACCOUNT_WIDE or code.startswith("Throttl") or code in _CREDENTIALS:
+        return TransientSendError(message, details, connection_lost=True)
+    if code in _SERVER_SIDE or status >= 500 or status == 0:
+        return TransientSendError(message, details)
+    return PermanentSendError(message, details)
+
+
+class SesSession:
+    def __init__(self, transport: SesTransport) -> None:
+        self.transport = transport
+
+    def send(
+        self, sender: str, recipient: str, data: bytes, tags: dict[str, str] | None = None
+    ) -> str | None:
+        from botocore.exceptions import (
+            ClientError,
+            CredentialRetrievalError,
+            HTTPClientError,
+            NoCredentialsError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        request: dict[str, Any] = {
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [recipient]},
+            "Content": {"Raw": {"Data": data}},
+        }
+        if self.transport.configuration_set:
+            request["ConfigurationSetName"] = self.transport.configuration_set
+        email_tags = message_tags(tags)
+        if email_tags:
+            request["EmailTags"] = email_tags
+        try:
+            response = self.transport.client().send_email(**request)
+        except ClientError as exc:
+            raise classify_client_error(exc) from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            # EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError
+            raise TransientSendError(f"SES unreachable: {exc}", connection_lost=True) from exc
+        except (NoCredentialsError, CredentialRetrievalError) as exc:
+            raise TransientSendError(f"no AWS credentials for SES: {exc}", connection_lost=True) from exc
+        message_id = response.get("MessageId")
+        return str(message_id) if message_id else None
+
+    def close(self) -> None:
+        """Nothing to close: the client stays with the transport."""
+
+
+class SesTransport:
+    def __init__(self, configuration_set: str | None = None, client: Any | None = None) -> None:
+        self.configuration_set = configuration_set
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    def client(self) -> Any:
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    self._client = boto3.client("sesv2", config=Config(retries={"mode": "standard"}))
+        return self._client
+
+    def open(self) -> SesSession:
+        return SesSession(self)
