@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint invoke openapi clean
+.PHONY: run test lint invoke openapi clean build synth deploy
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ test: $(STAMP)
 
 ## lint: ruff and mypy
 lint: $(STAMP)
-	$(BIN)/ruff check layers functions tests
-	$(BIN)/ruff format --check layers functions tests
+	$(BIN)/ruff check layers functions infra tests
+	$(BIN)/ruff format --check layers functions infra tests
 	$(BIN)/mypy layers/mailsage/python/mailsage
 
 ## invoke: run one handler with a sample event, e.g. make invoke FUNCTION=api EVENT=events/api_send.json
@@ -34,5 +34,25 @@ invoke: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m mailsage.api > functions/api/openapi.json
 
+# --- AWS deployment (infra/README.md) -------------------------------------------------------
+# The CDK CLI is pinned in package.json; the app runs with the virtualenv's python3 (cdk.json).
+CDK_ENV    := PATH="$(CURDIR)/$(BIN):$$PATH" CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+NODE_STAMP := node_modules/.package-lock.json
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+## build: the two Lambda layers under build/layers/ (pip wheels for python3.12/arm64, no Docker)
+build: $(STAMP)
+	$(BIN)/python -m infra.build_layers
+
+## synth: build, then synthesize the CDK app offline into cdk.out/ (cdk-nag runs on synthesis)
+synth: build $(NODE_STAMP)
+	$(CDK_ENV) npx cdk synth --no-notices --quiet $(CDK_ARGS)
+
+## deploy: build, then deploy with your AWS credentials, e.g. make deploy CDK_ARGS="-c stage=prod"
+deploy: build $(NODE_STAMP)
+	$(CDK_ENV) npx cdk deploy --no-notices $(CDK_ARGS)
+
 clean:
-	rm -rf $(VENV) .mailsage .pytest_cache
+	rm -rf $(VENV) .mailsage .pytest_cache build cdk.out

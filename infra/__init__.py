@@ -1,0 +1,1 @@
+"""The MailSage CDK app: one thin stack composed of capability constructs."""

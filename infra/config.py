@@ -1,0 +1,308 @@
+"""CDK context -> one typed, validated `MailSageConfig`.
+
+Plain Python (no CDK import), so the layer build can read the runtime constants cheaply. Values
+come from `cdk.json` (JSON types) or from `cdk synth -c key=value` (always strings), so every
+parser accepts both. A bad value fails synthesis with `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The Lambda runtime and architecture: one constant shared by the layer build
+# (infra/build_layers.py picks the wheel platform from it) and by every function and layer.
+PYTHON_RUNTIME_VERSION = "3.12"
+ARCHITECTURE = "arm64"
+# Wheel platform tag per architecture (always manylinux2014: a newer tag alone has silently
+# resolved pydantic-core to a placeholder release).
+WHEEL_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_SOURCE = PROJECT_ROOT / "layers" / "mailsage" / "python"
+
+# Keys this app reads from the CDK context (cdk.json or `-c key=value`).
+CONTEXT_KEYS = (
+    "stage",
+    "sender_identities",
+    "allowed_origins",
+    "alarm_email",
+    "smtp_relay_secrets",
+    "default_from",
+    "default_provider",
+    "failover_provider",
+    "max_receive_count",
+    "api_rate_limit",
+    "api_burst_limit",
+    "sender_max_concurrency",
+    "deletion_protection",
+    "log_level",
+    "layers_dir",
+)
+
+_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+_EMAIL = re.compile(r"^[^@\s<>]+@([^@\s<>]+)$")
+_ADDRESS = re.compile(r"^(?:[^<>]*<)?([^@\s<>]+@[^@\s<>]+)>?$")  # "Name <a@b.c>" or "a@b.c"
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+_RELAY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# SQS event source mappings accept a maximum concurrency of 2..1000.
+_MIN_CONCURRENCY, _MAX_CONCURRENCY = 2, 1000
+
+
+class ConfigError(ValueError):
+    """A context value is missing, malformed or inconsistent."""
+
+
+class LayersNotBuilt(ConfigError):
+    """The layer directories the app deploys do not exist yet."""
+
+
+def _sender_max_attempts() -> int:
+    """The sender's MAILSAGE_MAX_ATTEMPTS default (the queue must redrive only after it)."""
+    from mailsage.settings import SenderSettings
+
+    return int(SenderSettings.model_fields["max_attempts"].default)
+
+
+def _default_from() -> str:
+    from mailsage.settings import ApiSettings
+
+    return str(ApiSettings.model_fields["default_from"].default)
+
+
+@dataclass(frozen=True)
+class MailSageConfig:
+    stage: str = "dev"
+    sender_identities: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    alarm_email: str | None = None
+    smtp_relay_secrets: Mapping[str, str] = field(default_factory=dict)
+    default_from: str = "MailSage <noreply@mailsage.example>"
+    default_provider: str = "ses"
+    failover_provider: str | None = None
+    max_receive_count: int = 8
+    api_rate_limit: int = 50
+    api_burst_limit: int = 100
+    sender_max_concurrency: int = 10
+    deletion_protection: bool = False
+    log_level: str = "INFO"
+    layers_dir: Path = PROJECT_ROOT / "build" / "layers"
+    functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
+
+    @property
+    def is_prod(self) -> bool:
+        return self.stage == "prod"
+
+    @property
+    def deps_layer_dir(self) -> Path:
+        return self.layers_dir / "deps"
+
+    @property
+    def package_layer_dir(self) -> Path:
+        return self.layers_dir / "mailsage"
+
+    def require_layers(self) -> None:
+        """Raise `LayersNotBuilt` unless both layer directories hold their `python/` folder."""
+        missing = [
+            str(d / "python")
+            for d in (self.deps_layer_dir, self.package_layer_dir)
+            if not (d / "python").is_dir()
+        ]
+        if missing:
+            raise LayersNotBuilt(
+                f"Lambda layers not found ({', '.join(missing)}): run `make build` first "
+                "(or pass -c layers_dir=<dir> holding deps/python and mailsage/python)."
+            )
+
+    def require_function_sources(self, names: tuple[str, ...]) -> None:
+        missing = [n for n in names if not (self.functions_dir / n / "handler.py").is_file()]
+        if missing:
+            raise ConfigError(
+                f"function sources missing under {self.functions_dir}: "
+                + ", ".join(f"{n}/handler.py" for n in missing)
+            )
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> MailSageConfig:
+        """Build from a context getter such as `app.node.try_get_context`."""
+        stage = _string(get, "stage", "dev")
+        if not _STAGE.match(stage):
+            raise ConfigError(f"context 'stage' must be lower-case letters, digits and '-' (got {stage!r})")
+
+        identities = _string_list(get, "sender_identities")
+        for identity in identities:
+            if not (
+                _DOMAIN.match(identity) or (_EMAIL.match(identity) and _DOMAIN.match(identity.split("@")[1]))
+            ):
+                raise ConfigError(
+                    f"context 'sender_identities': {identity!r} is neither a domain nor an address"
+                )
+
+        origins = _string_list(get, "allowed_origins")
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ConfigError(
+                    f"context 'allowed_origins': {origin!r} must be a scheme and host, e.g. https://app.example.com"
+                )
+
+        alarm_email = _optional_string(get, "alarm_email")
+        if alarm_email is not None and not _EMAIL.match(alarm_email):
+            raise ConfigError(f"context 'alarm_email': {alarm_email!r} is not an email address")
+
+        relays = _string_dict(get, "smtp_relay_secrets")
+        for name, secret in relays.items():
+            if not _RELAY_NAME.match(name) or name == "ses":
+                raise ConfigError(
+                    f"context 'smtp_relay_secrets': relay name {name!r} must be lower-case letters, digits, "
+                    "'-' or '_' and not 'ses'"
+                )
+            if not _SECRET_NAME.match(secret):
+                raise ConfigError(
+                    f"context 'smtp_relay_secrets': {secret!r} is not a Secrets Manager secret name"
+                )
+
+        providers = {"ses", *relays}
+        default_provider = _string(get, "default_provider", "ses")
+        if default_provider not in providers:
+            raise ConfigError(
+                f"context 'default_provider' is {default_provider!r}; known providers: {sorted(providers)} "
+                "(SMTP relays come from 'smtp_relay_secrets')"
+            )
+        failover = _optional_string(get, "failover_provider")
+        if failover is not None and (failover not in providers or failover == default_provider):
+            raise ConfigError(
+                f"context 'failover_provider' is {failover!r}; it must be a known provider other than "
+                f"the default {default_provider!r}: {sorted(providers - {default_provider})}"
+            )
+
+        default_from = _string(get, "default_from", _default_from())
+        if not _ADDRESS.match(default_from):
+            raise ConfigError(f"context 'default_from': {default_from!r} is not an address")
+
+        max_attempts = _sender_max_attempts()
+        max_receive_count = _int(get, "max_receive_count", 8, minimum=1, maximum=1000)
+        if max_receive_count <= max_attempts:
+            raise ConfigError(
+                f"context 'max_receive_count' ({max_receive_count}) must exceed the sender's "
+                f"MAILSAGE_MAX_ATTEMPTS ({max_attempts}): the sender, not the queue, gives a chunk up"
+            )
+
+        rate = _int(get, "api_rate_limit", 50, minimum=1, maximum=10_000)
+        burst = _int(get, "api_burst_limit", 100, minimum=1, maximum=5_000)
+        concurrency = _int(
+            get, "sender_max_concurrency", 10, minimum=_MIN_CONCURRENCY, maximum=_MAX_CONCURRENCY
+        )
+
+        log_level = _string(get, "log_level", "INFO").upper()
+        if log_level not in _LOG_LEVELS:
+            raise ConfigError(
+                f"context 'log_level' must be one of {', '.join(_LOG_LEVELS)} (got {log_level!r})"
+            )
+
+        return cls(
+            stage=stage,
+            sender_identities=tuple(identities),
+            allowed_origins=tuple(origins),
+            alarm_email=alarm_email,
+            smtp_relay_secrets=dict(relays),
+            default_from=default_from,
+            default_provider=default_provider,
+            failover_provider=failover,
+            max_receive_count=max_receive_count,
+            api_rate_limit=rate,
+            api_burst_limit=burst,
+            sender_max_concurrency=concurrency,
+            deletion_protection=_bool(get, "deletion_protection", stage == "prod"),
+            log_level=log_level,
+            layers_dir=_path(get, "layers_dir", "build/layers"),
+        )
+
+
+# --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"
+
+
+def _string(get: Callable[[str], Any], key: str, default: str) -> str:
+    value = _optional_string(get, key)
+    return default if value is None else value
+
+
+def _optional_string(get: Callable[[str], Any], key: str) -> str | None:
+    value = get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"context {key!r} must be a string (got {value!r})")
+    return value.strip()
+
+
+def _int(get: Callable[[str], Any], key: str, default: int, *, minimum: int, maximum: int) -> int:
+    value = get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"context {key!r} must be an integer (got {value!r})")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"context {key!r} must be an integer (got {value!r})") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"context {key!r} must be between {minimum} and {maximum} (got {number})")
+    return number
+
+
+def _bool(get: Callable[[str], Any], key: str, default: bool) -> bool:
+    value = get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"context {key!r} must be true or false (got {value!r})")
+
+
+def _json(key: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"context {key!r} is not valid JSON ({exc.msg}): {value!r}") from None
+
+
+def _string_list(get: Callable[[str], Any], key: str) -> list[str]:
+    value = get(key)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        # `-c key='["a","b"]'` or `-c key=a,b`
+        value = _json(key, value) if value.lstrip().startswith("[") else value.split(",")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"context {key!r} must be a list of strings (got {value!r})")
+    items = [v.strip() for v in value if v.strip()]
+    if len(set(items)) != len(items):
+        raise ConfigError(f"context {key!r} lists a value twice: {items!r}")
+    return items
+
+
+def _string_dict(get: Callable[[str], Any], key: str) -> dict[str, str]:
+    value = get(key)
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = _json(key, value)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError(f"context {key!r} must be a JSON object of strings (got {value!r})")
+    return dict(value)
+
+
+def _path(get: Callable[[str], Any], key: str, default: str) -> Path:
+    path = Path(_string(get, key, default)).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path

@@ -1,0 +1,100 @@
+"""The public HTTPS entry point: a regional REST API proxying every path to the api function."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import MailSageConfig
+from infra.constructs import acknowledge
+
+# Headers a browser client sends: the bearer key, JSON bodies and idempotency keys.
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
+
+
+class Api(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: MailSageConfig, handler: lambda_.IFunction
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays.THREE_MONTHS if config.is_prod else logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.is_prod else cdk.RemovalPolicy.DESTROY,
+        )
+        cors = (
+            apigateway.CorsOptions(
+                allow_origins=list(config.allowed_origins),
+                allow_methods=apigateway.Cors.ALL_METHODS,
+                allow_headers=CORS_HEADERS,
+                max_age=cdk.Duration.hours(1),
+            )
+            if config.allowed_origins
+            else None
+        )
+        # Request size: API Gateway caps payloads at a fixed 10 MB (not configurable); the api
+        # function enforces the tighter MAILSAGE_MAX_REQUEST_BYTES itself and replies 413.
+        # Authentication: no API keys or authorizer here. MailSage authenticates its own bearer
+        # keys (hashed at rest, per account) in the function, for both API surfaces.
+        self.rest_api = apigateway.LambdaRestApi(
+            self,
+            "RestApi",
+            handler=handler,
+            proxy=True,
+            description=f"MailSage email-sending API ({config.stage})",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            default_cors_preflight_options=cors,
+            cloud_watch_role=False,  # an account-wide singleton; not this stack's to own
+            deploy_options=apigateway.StageOptions(
+                stage_name=config.stage,
+                throttling_rate_limit=config.api_rate_limit,
+                throttling_burst_limit=config.api_burst_limit,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+            ),
+        )
+        for rule, reason in (
+            (
+                "AwsSolutions-APIG2",
+                "No request validation at the gateway: the api function validates every body against "
+                "its pydantic models and returns per-field errors that a gateway validator cannot.",
+            ),
+            (
+                "AwsSolutions-APIG4",
+                "No gateway authorizer: MailSage authenticates its own per-account bearer API keys "
+                "(stored hashed, compared in constant time) inside the api function.",
+            ),
+            (
+                "AwsSolutions-COG4",
+                "No Cognito user pool: callers are systems holding MailSage API keys, which the api "
+                "function verifies itself.",
+            ),
+            (
+                "AwsSolutions-APIG6",
+                "Execution logging needs the account-wide API Gateway CloudWatch role, a regional "
+                "singleton this stack must not own; the stage writes JSON access logs and the function "
+                "logs every request as JSON.",
+            ),
+            (
+                "AwsSolutions-APIG3",
+                "No WAF web ACL by default: the stage is throttled and the function enforces per-key "
+                "authentication and size limits; attach an account-managed web ACL where required.",
+            ),
+        ):
+            acknowledge(self.rest_api, rule, reason)

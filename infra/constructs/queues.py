@@ -1,0 +1,67 @@
+"""The three work queues (send, ingest, events), each with its dead-letter queue, and the one way
+a function consumes a queue."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import MailSageConfig
+from infra.constructs.functions import EVENTS, INGEST, SENDER, FunctionSpec
+
+# AWS's guidance for Lambda consumers: visibility timeout at least six times the function timeout,
+# so a message is not redelivered while a (retried) invocation still holds it.
+VISIBILITY_FACTOR = 6
+
+
+class WorkQueue(Construct):
+    """A queue consumed by one function, dead-lettered after `max_receive_count` receives."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, consumer: FunctionSpec, config: MailSageConfig
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.consumer = consumer
+        self.dlq = sqs.Queue(
+            self,
+            "DeadLetters",
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            visibility_timeout=cdk.Duration.seconds(consumer.timeout_seconds * VISIBILITY_FACTOR),
+            retention_period=cdk.Duration.days(4),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=config.max_receive_count),
+        )
+
+    def consume_with(self, function: lambda_.IFunction, *, batch_size: int, max_concurrency: int) -> None:
+        """Attach the consumer. The event source grants ReceiveMessage, DeleteMessage and
+        ChangeMessageVisibility on this queue only (the sender delays retries through the latter)."""
+        function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=max_concurrency,
+            )
+        )
+
+
+class Queues(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: MailSageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.send = WorkQueue(self, "Send", consumer=SENDER, config=config)
+        self.ingest = WorkQueue(self, "Ingest", consumer=INGEST, config=config)
+        self.events = WorkQueue(self, "Events", consumer=EVENTS, config=config)
+
+    @property
+    def all(self) -> dict[str, WorkQueue]:
+        return {"send": self.send, "ingest": self.ingest, "events": self.events}

@@ -1,0 +1,108 @@
+"""SES: the configuration set every message is sent with, its event destination (an SNS topic
+the events queue subscribes to with raw delivery, so each SQS body is the SES event JSON itself),
+and the sender identities named in the context."""
+
+from __future__ import annotations
+
+import re
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_ses as ses
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import MailSageConfig
+from infra.constructs import acknowledge
+
+SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
+EVENTS = (
+    ses.EmailSendingEvent.SEND,
+    ses.EmailSendingEvent.DELIVERY,
+    ses.EmailSendingEvent.DELIVERY_DELAY,
+    ses.EmailSendingEvent.BOUNCE,
+    ses.EmailSendingEvent.COMPLAINT,
+    ses.EmailSendingEvent.REJECT,
+    ses.EmailSendingEvent.RENDERING_FAILURE,
+    ses.EmailSendingEvent.OPEN,
+    ses.EmailSendingEvent.CLICK,
+)
+
+
+def _construct_id(identity: str) -> str:
+    return "Identity" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", identity))
+
+
+class Ses(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: MailSageConfig, events_queue: sqs.IQueue
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.configuration_set = ses.ConfigurationSet(
+            self,
+            "ConfigurationSet",
+            reputation_metrics=True,
+            sending_enabled=True,
+            suppression_reasons=ses.SuppressionReasons.BOUNCES_AND_COMPLAINTS,
+        )
+        self.configuration_set_name = self.configuration_set.configuration_set_name
+        self.configuration_set_arn = stack.format_arn(
+            service="ses", resource="configuration-set", resource_name=self.configuration_set_name
+        )
+
+        self.topic = sns.Topic(self, "EventsTopic", display_name="MailSage SES events", enforce_ssl=True)
+        # The event destination adds the topic policy: SES may publish for this configuration set only.
+        self.configuration_set.add_event_destination(
+            "ToTopic",
+            destination=ses.EventDestination.sns_topic(self.topic),
+            events=list(EVENTS),
+        )
+        self.topic.add_subscription(subscriptions.SqsSubscription(events_queue, raw_message_delivery=True))
+
+        self.identities: dict[str, ses.EmailIdentity] = {}
+        for name in config.sender_identities:
+            is_address = "@" in name
+            identity = ses.EmailIdentity(
+                self,
+                _construct_id(name),
+                identity=ses.Identity.email(name) if is_address else ses.Identity.domain(name),
+                configuration_set=self.configuration_set,
+            )
+            self.identities[name] = identity
+            if not is_address:
+                # Easy DKIM: publish these three CNAME records in the domain's DNS.
+                for i, record in enumerate(identity.dkim_records, start=1):
+                    cdk.CfnOutput(
+                        self,
+                        f"{_construct_id(name)}Dkim{i}",
+                        value=cdk.Fn.join(" CNAME ", [record.name, record.value]),
+                        description=f"DKIM record {i} for {name}",
+                    )
+
+    def identity_arns(self) -> list[str]:
+        if self.identities:
+            return [identity.email_identity_arn for identity in self.identities.values()]
+        # No identities in the context: they are verified outside this stack (see infra/README.md).
+        return [cdk.Stack.of(self).format_arn(service="ses", resource="identity", resource_name="*")]
+
+    def grant_send(self, function: lambda_.Function) -> None:
+        """SendEmail/SendRawEmail with the sender identities and this configuration set only."""
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=list(SEND_ACTIONS),
+            resource_arns=[*self.identity_arns(), self.configuration_set_arn],
+        )
+        if not self.identities:
+            assert function.role is not None
+            acknowledge(
+                function.role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ses:<AWS::Region>:<AWS::AccountId>:identity/*]",
+                "No sender_identities in the context: the sending identities are verified outside this "
+                "stack, and SES authorizes SendEmail against the identity ARN, so the sender may use this "
+                "account's identities in this region (only with MailSage's configuration set). Set "
+                "sender_identities to scope it to named identities.",
+            )

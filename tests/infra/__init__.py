@@ -1,0 +1,1 @@
+"""Infra tests: the synthesized CDK template, cdk-nag and cfn-lint."""
