@@ -80,7 +80,10 @@ class MailSageStack(cdk.Stack):
                 environment={**common, **environment},
             )
 
-        api = function(API, submitting)
+        # The gateway answers CORS preflights; the function adds the headers to its own replies.
+        api = function(
+            API, {**submitting, "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins))}
+        )
         sender = function(SENDER, sending)
         ingest = function(INGEST, ingesting)
         events = function(EVENTS, {})

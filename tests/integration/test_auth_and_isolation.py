@@ -299,3 +299,16 @@ def test_template_ids_do_not_collide_across_accounts(
     b_template = other.post(TEMPLATES, TEMPLATE_BODY).body
     assert b_template["template_id"] != a_template["template_id"]
     assert api.get(f"{TEMPLATES}/{b_template['template_id']}").status == 404
+
+
+def test_an_allowed_origin_gets_cors_headers(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Any, account: Account
+) -> None:
+    from mailsage.local.functions import load_handler
+
+    monkeypatch.setenv("MAILSAGE_ALLOWED_ORIGINS", '["https://app.example.com"]')
+    api = ApiClient(load_handler("api"), account.key)
+    allowed = api.post(SEND, SEND_BODY, headers={"Origin": "https://app.example.com"})
+    other = api.post(SEND, SEND_BODY, headers={"Origin": "https://evil.example.com"})
+    assert allowed.headers.get("access-control-allow-origin") == "https://app.example.com"
+    assert "access-control-allow-origin" not in other.headers

@@ -83,6 +83,8 @@ class ApiSettings(ProviderSettings):
     max_request_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_variables_bytes: int = Field(16_384, ge=256)
     default_from: str = "MailSage <noreply@mailsage.example>"
+    # Browser origins allowed to call the API (CORS); empty: no CORS headers.
+    allowed_origins: list[str] = Field(default_factory=list)
     # Scheduled sends on AWS: EventBridge Scheduler targets the send queue with this role.
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None

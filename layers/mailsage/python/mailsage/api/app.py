@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
 from mailsage.api import errors, security
 from mailsage.api.v1 import emails, templates
@@ -10,7 +10,16 @@ from mailsage.settings import ApiSettings
 
 
 def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+    cors = None
+    if settings.allowed_origins:
+        first, *rest = settings.allowed_origins
+        cors = CORSConfig(
+            allow_origin=first,
+            extra_origins=rest,
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            max_age=600,
+        )
+    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
     gate = security.gate(settings)
     app.use(middlewares=[security.middleware(gate)])
     errors.install(app, gate)
