@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 
 from mailsage.domain.models import JobState, Message, MessageStatus, Template
+from mailsage.errors import Conflict
 from mailsage.ports import Store
 from tests.contract.conftest import JobFactory
 
@@ -245,6 +246,26 @@ def test_create_job_is_all_or_nothing(store: Store, jobs: JobFactory) -> None:
     assert store.get_message(job.account_id, messages[1].id) is None
     assert store.chunk_messages(job.id, 0) == []
     assert job.id not in {job_id for _, job_id in store.active_jobs()}
+
+
+def test_create_job_with_an_existing_id_is_a_conflict_and_changes_nothing(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given a job whose first message was already claimed
+    job, messages = jobs.create(chunk_sizes=(2,))
+    store.claim_messages(job.id, [messages[0].id], lease_seconds=60)
+    # When the same job id is created again, with other messages (a redelivered ingest record)
+    again, other_messages = jobs.build(chunk_sizes=(3,))
+    again.id = job.id
+    for m in other_messages:
+        m.job_id = job.id
+    with pytest.raises(Conflict):
+        store.create_job(again, other_messages)
+    # Then the existing job and its messages are untouched
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.total == 2
+    assert [m.id for m in store.chunk_messages(job.id, 0)] == [m.id for m in messages]
+    assert store.get_message(job.account_id, messages[0].id).status == MessageStatus.SENDING  # type: ignore[union-attr]
 
 
 def test_get_job_of_another_account_is_none(store: Store, jobs: JobFactory) -> None:

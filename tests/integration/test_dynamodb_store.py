@@ -1,0 +1,463 @@
+"""DynamoDB store behaviour that is not part of the port contract: batching limits, retries of
+unprocessed items, 1 MB query pages, the TTL attribute, the sparse index of active jobs, what a
+failed or duplicated create leaves behind, and the item sizes the write-unit costs in TABLE.md
+rest on. Runs in-process under moto (tests/contract/aws_store.py sets it up).
+
+Where moto differs from DynamoDB it is said next to the test that depends on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from mailsage.adapters.aws.dynamodb_store import BatchIncomplete, DynamoStore
+from mailsage.adapters.aws.table import TTL_ATTRIBUTE
+from mailsage.domain.models import JobState, MessageStatus, Template
+from mailsage.errors import Conflict
+from tests.contract.aws_store import dynamodb_table
+from tests.contract.conftest import JobFactory
+
+LEASE = 60.0
+Hook = Callable[[Callable[..., Any], dict[str, Any]], Any]
+
+
+class RecordingClient:
+    """The real (moto) client, recording every call; `hooks[operation]` may stand in for it, e.g.
+    to inject throttling, and receives the real method and the call's arguments."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.hooks: dict[str, Hook] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name in ("exceptions", "meta") or not callable(attribute):
+            return attribute
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            hook = self.hooks.get(name)
+            return hook(attribute, kwargs) if hook else attribute(**kwargs)
+
+        return call
+
+    def count(self, operation: str) -> int:
+        return sum(1 for name, _ in self.calls if name == operation)
+
+
+def client_error(code: str, operation: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    with dynamodb_table() as name:
+        yield name
+
+
+@pytest.fixture
+def client(table: str) -> RecordingClient:
+    import boto3
+
+    return RecordingClient(boto3.client("dynamodb"))
+
+
+@pytest.fixture
+def store(table: str, client: RecordingClient) -> DynamoStore:
+    store = DynamoStore(table, client)
+    store.BACKOFF_BASE_SECONDS = 0.0  # retries without waiting
+    return store
+
+
+@pytest.fixture
+def jobs(store: DynamoStore) -> JobFactory:
+    return JobFactory(store)
+
+
+def raw_item(client: RecordingClient, table: str, pk: str, sk: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = client._client.get_item(
+        TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+    ).get("Item")
+    return item
+
+
+def all_items(client: RecordingClient, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": table}
+    while True:
+        page = client._client.scan(**request)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it (per the developer guide's rules: attribute names
+    count, numbers take about one byte per two significant digits plus one, lists and maps three
+    bytes plus one per element)."""
+
+    def value_size(value: dict[str, Any]) -> int:
+        [(kind, raw)] = value.items()
+        if kind == "S":
+            return len(raw.encode())
+        if kind == "N":
+            digits = raw.lstrip("-").replace(".", "").strip("0") or "0"
+            return math.ceil(len(digits) / 2) + 1
+        if kind in ("NULL", "BOOL"):
+            return 1
+        if kind == "L":
+            return 3 + sum(1 + value_size(v) for v in raw)
+        if kind == "M":
+            return 3 + sum(1 + len(k.encode()) + value_size(v) for k, v in raw.items())
+        raise AssertionError(kind)
+
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+# -- batches ----------------------------------------------------------------------------------------
+
+
+def test_create_job_writes_batches_of_25_and_retries_unprocessed_items(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given DynamoDB that leaves the last five items of every full batch unprocessed (throttling)
+    def throttled(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        [(table, requests)] = kwargs["RequestItems"].items()
+        if len(requests) <= 5:
+            return real(**kwargs)
+        real(RequestItems={table: requests[:-5]})
+        return {"UnprocessedItems": {table: requests[-5:]}}
+
+    client.hooks["batch_write_item"] = throttled
+    # When a job of 120 messages is created
+    job, messages = jobs.create(chunk_sizes=(50, 50, 20))
+    # Then no call carried more than 25 items, the left-over items were sent again, and
+    # every message is there
+    sizes = [len(kw["RequestItems"][store.table_name]) for op, kw in client.calls if op == "batch_write_item"]
+    assert max(sizes) == 25
+    assert sizes.count(5) >= 5
+    assert [m.id for c in range(3) for m in store.chunk_messages(job.id, c)] == [m.id for m in messages]
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.counts == {"queued": 120}
+
+
+def test_create_job_that_cannot_write_its_messages_raises_and_leaves_nothing_visible(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given DynamoDB that never processes a batch
+    def always_throttled(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        return {"UnprocessedItems": kwargs["RequestItems"]}
+
+    client.hooks["batch_write_item"] = always_throttled
+    job, messages = jobs.build(chunk_sizes=(30,))
+    # When the job is created / Then it fails after the bounded retries
+    with pytest.raises(BatchIncomplete):
+        store.create_job(job, messages)
+    assert client.count("batch_write_item") >= store.BATCH_ATTEMPTS
+    # And nothing of it can be read
+    assert store.get_job(job.account_id, job.id) is None
+    assert store.get_message(job.account_id, messages[0].id) is None
+    assert store.chunk_messages(job.id, 0) == []
+    assert store.pending_chunks(job.id) == []
+
+
+def test_batch_reads_retry_unprocessed_keys(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a chunk of 50 messages, and DynamoDB that returns only part of every larger batch read
+    job, messages = jobs.create(chunk_sizes=(50,))
+
+    def partial(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        [(table, request)] = kwargs["RequestItems"].items()
+        keys = request["Keys"]
+        if len(keys) <= 10:
+            return real(**kwargs)
+        response = real(RequestItems={table: {**request, "Keys": keys[:-10]}})
+        return {**response, "UnprocessedKeys": {table: {**request, "Keys": keys[-10:]}}}
+
+    client.hooks["batch_get_item"] = partial
+    client.calls.clear()
+    # When the chunk is read / Then every message comes back, in seq order, the left-over keys
+    # having been asked for again
+    assert [m.id for m in store.chunk_messages(job.id, 0)] == [m.id for m in messages]
+    sizes = [
+        len(kw["RequestItems"][store.table_name]["Keys"]) for op, kw in client.calls if op == "batch_get_item"
+    ]
+    assert 10 in sizes[1:]
+
+
+# -- query pages ------------------------------------------------------------------------------------
+
+
+def test_list_templates_follows_query_pages_past_1_mb(store: DynamoStore, client: RecordingClient) -> None:
+    # Given templates of 200 KB each: a query page holds at most 1 MB, so five of them
+    # (moto enforces the 1 MB page size like DynamoDB)
+    for i in range(12):
+        store.put_template(Template(f"tpl_{i:02d}", "acc_a", f"T{i}", "Hi", "x" * 200_000, None, 1.0, 2.0))
+    # When ten are listed, then all of them a page of ten at a time
+    client.calls.clear()
+    first = store.list_templates("acc_a", 10, None)
+    queries = client.count("query")
+    rest = store.list_templates("acc_a", 10, first[-1].id)
+    # Then the first call followed LastEvaluatedKey over several pages and returned exactly ten,
+    # and the cursor continues after them
+    assert queries >= 2
+    assert [t.id for t in first] == [f"tpl_{i:02d}" for i in range(10)]
+    assert [t.id for t in rest] == ["tpl_10", "tpl_11"]
+
+
+# -- TTL --------------------------------------------------------------------------------------------
+
+
+def test_retention_sets_ttl_on_every_item_of_a_job(table: str, client: RecordingClient) -> None:
+    # Given a store that keeps jobs for a day
+    store = DynamoStore(table, client, retention_seconds=86_400)
+    job, messages = JobFactory(store).create(chunk_sizes=(2, 1))
+    # When its items are inspected
+    items = [i for i in all_items(client, table) if job.id in i["pk"]["S"] or "job_id" in i]
+    # Then every one of them (head, content, chunk states, members, messages) expires together
+    expected = str(int(job.created_at + 86_400))
+    assert len(items) == 1 + 1 + 2 + 2 + 3
+    assert {i[TTL_ATTRIBUTE]["N"] for i in items} == {expected}
+
+
+def test_without_retention_nothing_expires(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    jobs.create(chunk_sizes=(2,))
+    store.put_template(Template("tpl_1", "acc_a", "T", "Hi", None, "x", 1.0, 2.0))
+    assert not [i for i in all_items(client, store.table_name) if TTL_ATTRIBUTE in i]
+
+
+def test_an_expired_job_is_not_read_before_dynamodb_deletes_it(table: str, client: RecordingClient) -> None:
+    # Given a job created two days ago by a store that keeps jobs for one day. moto never deletes
+    # expired items; DynamoDB deletes them only some time after expiry (typically within days).
+    # Either way the items are still there, so the store must filter them on read.
+    store = DynamoStore(table, client, retention_seconds=86_400)
+    jobs = JobFactory(store)
+    job, messages = jobs.build(chunk_sizes=(2,))
+    job.created_at -= 2 * 86_400
+    store.create_job(job, messages)
+    assert raw_item(client, table, f"JOB#{job.id}", "JOB") is not None
+    # When it is read / Then it is gone
+    assert store.get_job(job.account_id, job.id) is None
+    assert store.get_message(job.account_id, messages[0].id) is None
+    assert store.chunk_messages(job.id, 0) == []
+
+
+# -- the sparse index of active jobs ----------------------------------------------------------------
+
+
+def test_only_queued_and_running_jobs_carry_the_active_index_keys(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    def indexed(job_id: str) -> bool:
+        head = raw_item(client, store.table_name, f"JOB#{job_id}", "JOB")
+        return head is not None and "gsi1pk" in head
+
+    # Given a queued job: in the index
+    job, messages = jobs.create(chunk_sizes=(1,))
+    assert indexed(job.id)
+    # When it is paused it leaves the index; when resumed it is back
+    store.transition_job(job.account_id, job.id, {JobState.QUEUED}, JobState.PAUSED)
+    assert not indexed(job.id)
+    store.transition_job(job.account_id, job.id, {JobState.PAUSED}, JobState.RUNNING)
+    assert indexed(job.id)
+    # And when it completes it leaves it for good
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    assert store.complete_job_if_done(job.id)
+    assert not indexed(job.id)
+    assert job.id not in {job_id for _, job_id in store.active_jobs()}
+    # A scheduled job is never in it
+    scheduled, _ = jobs.create(state=JobState.SCHEDULED, message_status=MessageStatus.SCHEDULED)
+    assert not indexed(scheduled.id)
+
+
+# -- failed and duplicated creates ------------------------------------------------------------------
+
+
+def test_a_create_that_fails_at_the_job_write_can_be_retried_with_the_same_job_id(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a create whose last write (the job head) fails
+    def head_write_fails(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        if kwargs["Item"]["sk"]["S"] == "JOB":
+            raise client_error("InternalServerError", "PutItem")
+        return real(**kwargs)
+
+    client.hooks["put_item"] = head_write_fails
+    job, first_try = jobs.build(chunk_sizes=(2,))
+    with pytest.raises(Exception, match="InternalServerError"):
+        store.create_job(job, first_try)
+    # Then nothing is visible
+    assert store.get_job(job.account_id, job.id) is None
+    assert store.chunk_messages(job.id, 0) == []
+    assert store.get_message(job.account_id, first_try[0].id) is None
+    # When the caller retries with the same job id and new message ids (an ingest redelivery)
+    del client.hooks["put_item"]
+    _, second_try = jobs.build(chunk_sizes=(2,))
+    for m in second_try:
+        m.job_id = job.id
+    store.create_job(job, second_try)
+    # Then the job holds the second try's messages, and the first try's ids are not found
+    assert [m.id for m in store.chunk_messages(job.id, 0)] == [m.id for m in second_try]
+    assert store.get_message(job.account_id, second_try[1].id) is not None
+    assert store.get_message(job.account_id, first_try[0].id) is None
+
+
+def test_reusing_the_id_of_a_failed_create_for_other_messages_is_a_conflict(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a create of two messages that failed at its last write, leaving its chunk state
+    def head_write_fails(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        if kwargs["Item"]["sk"]["S"] == "JOB":
+            raise client_error("InternalServerError", "PutItem")
+        return real(**kwargs)
+
+    client.hooks["put_item"] = head_write_fails
+    job, two = jobs.build(chunk_sizes=(2,))
+    with pytest.raises(Exception, match="InternalServerError"):
+        store.create_job(job, two)
+    del client.hooks["put_item"]
+    # When the same job id is created with three messages in that chunk / Then it is refused
+    _, three = jobs.build(chunk_sizes=(3,))
+    for m in three:
+        m.job_id = job.id
+    with pytest.raises(Conflict):
+        store.create_job(job, three)
+    assert store.get_job(job.account_id, job.id) is None
+
+
+def test_a_duplicate_create_racing_past_the_existence_check_does_not_reset_a_sending_job(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a job that is already sending: one message sent, one sending, one queued
+    job, messages = jobs.create(chunk_sizes=(3,))
+    store.claim_messages(job.id, [messages[0].id, messages[1].id], LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+
+    # When the same job id is created again by a caller whose existence check ran before the
+    # first create finished (simulated: the check finds nothing)
+    def head_not_found_yet(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        return {} if kwargs["Key"]["sk"]["S"] == "JOB" else real(**kwargs)
+
+    client.hooks["get_item"] = head_not_found_yet
+    _, again = jobs.build(chunk_sizes=(3,))
+    for m in again:
+        m.job_id = job.id
+    with pytest.raises(Conflict):
+        store.create_job(job, again)
+    del client.hooks["get_item"]
+    # Then the statuses of the running job are untouched
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.counts == {"sent": 1, "sending": 1, "queued": 1}
+    assert [m.status for m in store.chunk_messages(job.id, 0)] == [
+        MessageStatus.SENT,
+        MessageStatus.SENDING,
+        MessageStatus.QUEUED,
+    ]
+
+
+def test_create_job_with_an_existing_id_is_a_conflict_and_writes_nothing(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    job, _ = jobs.create()
+    _, again = jobs.build()
+    client.calls.clear()
+    with pytest.raises(Conflict):
+        store.create_job(job, again)
+    assert {op for op, _ in client.calls} == {"get_item"}
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+def test_errors_other_than_a_failed_condition_propagate(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a claimed message, and DynamoDB throttling every update
+    job, messages = jobs.create(chunk_sizes=(1,))
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+
+    def throttled(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        raise client_error("ProvisionedThroughputExceededException", "UpdateItem")
+
+    client.hooks["update_item"] = throttled
+    # When it is finished / Then the error is raised, not reported as "not in sending"
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        store.finish_message(messages[0].id, MessageStatus.SENT)
+
+
+# -- what a message costs ---------------------------------------------------------------------------
+
+
+def test_each_message_transition_is_one_write_and_a_chunk_claim_a_few(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a full chunk of 50 queued messages
+    job, messages = jobs.create(chunk_sizes=(50,))
+    client.calls.clear()
+    # When the chunk is claimed: two updates of 25 positions and the job's move to running
+    assert len(store.claim_messages(job.id, [m.id for m in messages], LEASE)) == 50
+    assert client.count("update_item") == 3
+    # And each finish is one update; the completion check writes only when the job is done
+    client.calls.clear()
+    for m in messages:
+        assert store.finish_message(m.id, MessageStatus.SENT)
+    assert client.count("update_item") == 50
+    client.calls.clear()
+    assert store.complete_job_if_done(job.id)
+    assert client.count("update_item") == 1
+    assert {op for op, _ in client.calls} <= {"query", "update_item"}
+
+
+def test_item_sizes_behind_the_write_unit_costs(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    """TABLE.md's cost per recipient rests on these sizes (1 write unit per started KB)."""
+    job, messages = jobs.create(chunk_sizes=(50, 30))
+    store.claim_messages(job.id, [m.id for m in messages], LEASE)  # the largest a state gets
+    full = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#000000")
+    smaller = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#000001")
+    message = raw_item(client, store.table_name, f"MSG#{messages[0].id}", "MSG")
+    head = raw_item(client, store.table_name, f"JOB#{job.id}", "JOB")
+    assert full is not None and smaller is not None and message is not None and head is not None
+    # A chunk state of 50 messages: every transition in it costs 2 write units; of 30: 1
+    assert 1024 < item_size(full) <= 2048
+    assert item_size(smaller) <= 1024
+    # A message with small variables, and the job head: 1 write unit each
+    assert item_size(message) <= 1024
+    assert item_size(head) <= 1024
+
+
+def test_concurrent_finishes_in_one_chunk_all_land(store: DynamoStore, jobs: JobFactory) -> None:
+    # Given a claimed chunk (one item holds the statuses of all its messages)
+    job, messages = jobs.create(chunk_sizes=(40,))
+    store.claim_messages(job.id, [m.id for m in messages], LEASE)
+    # When every message is finished from its own thread at once
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda m: store.finish_message(m.id, MessageStatus.SENT), messages))
+    # Then no update was lost: each one touched only its own position
+    assert all(results)
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.counts == {"sent": 40}
+
+
+def test_the_lease_is_measured_from_the_claim(store: DynamoStore, jobs: JobFactory) -> None:
+    job, messages = jobs.create(chunk_sizes=(1,))
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    claimed_at = store.chunk_messages(job.id, 0)[0].updated_at
+    assert time.time() - 1 < claimed_at <= time.time()
+    assert store.claim_messages(job.id, [messages[0].id], 30.0) == []
