@@ -689,3 +689,24 @@ def test_control_of_an_unknown_job_is_not_found(api: ApiClient, action: str) -> 
     reply = control(api, "job_doesnotexist", action)
     error = assert_error(reply, 404, "not_found")
     assert "job_doesnotexist" in error["message"]
+
+
+@pytest.fixture
+def small_content_api(monkeypatch: pytest.MonkeyPatch, data_dir: Any, account: Any) -> ApiClient:
+    from mailsage.local.functions import load_handler
+
+    monkeypatch.setenv("MAILSAGE_MAX_CONTENT_BYTES", "2048")
+    return ApiClient(load_handler("api"), account.key)
+
+
+@pytest.mark.parametrize("path", [SEND, "/api/v1/templates"])
+def test_content_over_the_stored_size_limit_is_payload_too_large(
+    small_content_api: ApiClient, stores: Backends, path: str
+) -> None:
+    # Given content that fits the request limit but not one stored item
+    html = "<p>" + "x" * 3000 + "</p>"
+    body = send_body(html=html) if path == SEND else {"name": "big", "subject": "s", "html": html}
+    # When it is submitted / Then it is refused, saying how large it was
+    error = assert_error(small_content_api.post(path, body), 413, "payload_too_large")
+    assert "2048" in error["message"]
+    assert stores.queue.depth() == 0

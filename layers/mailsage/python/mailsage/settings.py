@@ -82,6 +82,8 @@ class ApiSettings(ProviderSettings):
     max_batch_recipients: int = Field(1000, ge=1, le=10_000)
     max_request_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_variables_bytes: int = Field(16_384, ge=256)
+    # Subject + text + html of one job or template: it is stored as one item (DynamoDB: 400 KB).
+    max_content_bytes: int = Field(300_000, ge=1024, le=350_000)
     default_from: str = "MailSage <noreply@mailsage.example>"
     # Browser origins allowed to call the API (CORS); empty: no CORS headers.
     allowed_origins: list[str] = Field(default_factory=list)

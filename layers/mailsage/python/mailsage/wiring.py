@@ -126,10 +126,11 @@ def api_services(settings: ApiSettings) -> ApiServices:
         max_variables_bytes=settings.max_variables_bytes,
         default_from=settings.default_from,
         providers=settings.provider_names,
+        max_content_bytes=settings.max_content_bytes,
     )
     return ApiServices(
         auth=AuthService(b.store),
-        templates=TemplateService(b.store),
+        templates=TemplateService(b.store, settings.max_content_bytes),
         submission=SubmissionService(b.store, b.queue, limits),
         jobs=JobService(b.store, b.queue),
     )

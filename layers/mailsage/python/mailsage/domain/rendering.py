@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from mailsage.errors import TemplateError
+from mailsage.errors import PayloadTooLarge, TemplateError
 
 if TYPE_CHECKING:  # jinja2 is imported lazily: it is not needed to load a handler
     from jinja2 import Template as JinjaTemplate
@@ -54,6 +54,13 @@ def _render(template: JinjaTemplate | None, part: str, variables: dict[str, Any]
     except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
         # Template code can fail like any code (a division by zero, a bad filter argument).
         raise TemplateError(f"{part}: {type(exc).__name__}: {exc}", {"part": part}) from exc
+
+
+def check_content_size(subject: str, text: str | None, html: str | None, limit: int) -> None:
+    """Subject, text and HTML together must fit `limit` bytes (a stored item's size is bounded)."""
+    size = sum(len(part.encode()) for part in (subject, text, html) if part)
+    if size > limit:
+        raise PayloadTooLarge(f"subject, text and html are {size} bytes together; the limit is {limit}")
 
 
 class CompiledContent:

@@ -14,7 +14,7 @@ from typing import Any
 from mailsage.domain.addresses import check_display_name, normalize_email, parse_mailbox
 from mailsage.domain.models import ChunkRef, Content, Job, JobState, Message, MessageStatus, new_id
 from mailsage.domain.providers import check_provider
-from mailsage.domain.rendering import CompiledContent
+from mailsage.domain.rendering import CompiledContent, check_content_size
 from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
 from mailsage.ports import Queue, Store
 
@@ -66,6 +66,7 @@ class SubmissionLimits:
     max_variables_bytes: int = 16_384
     default_from: str = "MailSage <noreply@mailsage.example>"
     providers: frozenset[str] = frozenset({"default"})
+    max_content_bytes: int = 300_000
 
 
 class SubmissionService:
@@ -158,6 +159,7 @@ class SubmissionService:
             raise ValidationFailed("give the content: body (text), html, or template_id")
         if not subject:
             raise ValidationFailed("subject is required", {"field": "subject"})
+        check_content_size(subject, text, html, self.limits.max_content_bytes)
         check_provider(request.provider, self.limits.providers)
         provider = request.provider
         if provider is None:

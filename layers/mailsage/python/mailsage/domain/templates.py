@@ -8,7 +8,7 @@ from typing import Any
 
 from mailsage.domain.addresses import has_line_break
 from mailsage.domain.models import Template, new_id
-from mailsage.domain.rendering import CompiledContent, Rendered
+from mailsage.domain.rendering import CompiledContent, Rendered, check_content_size
 from mailsage.errors import NotFound, ValidationFailed
 from mailsage.ports import Store
 
@@ -21,20 +21,22 @@ class TemplateDraft:
     text: str | None = None
 
 
-def _check(draft: TemplateDraft) -> None:
+def _check(draft: TemplateDraft, max_content_bytes: int) -> None:
     if draft.html is None and draft.text is None:
         raise ValidationFailed("a template needs html, text or both")
     if has_line_break(draft.subject):
         raise ValidationFailed("subject must not contain a line break", {"field": "subject"})
+    check_content_size(draft.subject, draft.text, draft.html, max_content_bytes)
     CompiledContent(draft.subject, draft.text, draft.html)  # raises TemplateError on bad syntax
 
 
 class TemplateService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_content_bytes: int = 300_000) -> None:
         self.store = store
+        self.max_content_bytes = max_content_bytes
 
     def create(self, account_id: str, draft: TemplateDraft) -> Template:
-        _check(draft)
+        _check(draft, self.max_content_bytes)
         now = time.time()
         template = Template(
             new_id("tpl"), account_id, draft.name, draft.subject, draft.html, draft.text, now, now
@@ -53,7 +55,7 @@ class TemplateService:
 
     def update(self, account_id: str, template_id: str, draft: TemplateDraft) -> Template:
         current = self.get(account_id, template_id)
-        _check(draft)
+        _check(draft, self.max_content_bytes)
         updated = Template(
             current.id,
             account_id,
