@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from mailsage.domain.models import JobState, Message, MessageStatus, Template
+from mailsage.domain.models import Account, Job, JobState, Message, MessageStatus, Template
 from mailsage.errors import Conflict
 from mailsage.ports import Store
 from tests.contract.conftest import JobFactory
@@ -728,3 +728,98 @@ def test_racing_completion_checks_complete_the_job_once(store: Store, jobs: JobF
         results = run_together(8, lambda job_id=job.id: store.complete_job_if_done(job_id))
         # Then exactly one of them completed it
         assert results.count(True) == 1
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def test_account_preferences_roundtrip(store: Store) -> None:
+    store.put_account(
+        Account("acc_a", default_provider="relay", sender_domains=["acme.test", "mail.acme.test"])
+    )
+    assert store.get_account("acc_a") == Account("acc_a", "relay", ["acme.test", "mail.acme.test"])
+
+
+def test_account_preferences_left_unset_come_back_unset(store: Store) -> None:
+    store.put_account(Account("acc_a"))
+    assert store.get_account("acc_a") == Account("acc_a", None, None)
+
+
+def test_an_unknown_account_has_no_preferences(store: Store) -> None:
+    store.put_account(Account("acc_a", default_provider="relay"))
+    assert store.get_account("acc_b") is None
+
+
+def test_putting_an_account_again_replaces_its_preferences(store: Store) -> None:
+    store.put_account(Account("acc_a", default_provider="relay"))
+    store.put_account(Account("acc_a", default_provider="ses", sender_domains=[]))
+    assert store.get_account("acc_a") == Account("acc_a", "ses", [])
+
+
+# -- delivery status after sending -------------------------------------------------------------------
+
+
+def _sent(store: Store, jobs: JobFactory) -> tuple[Job, list[Message]]:
+    job, messages = jobs.create(chunk_sizes=(2,))
+    store.claim_messages(job.id, [m.id for m in messages], lease_seconds=60)
+    for m in messages:
+        store.finish_message(m.id, MessageStatus.SENT)
+    return job, messages
+
+
+def test_update_delivery_status_moves_a_sent_message_forward(store: Store, jobs: JobFactory) -> None:
+    job, messages = _sent(store, jobs)
+    moved = store.update_delivery_status(
+        job.account_id,
+        messages[0].id,
+        MessageStatus.BOUNCED,
+        [MessageStatus.SENT],
+        "bounced",
+        "550 user unknown",
+    )
+    assert moved is True
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None
+    assert (found.status, found.error_code, found.error_message) == (
+        MessageStatus.BOUNCED,
+        "bounced",
+        "550 user unknown",
+    )
+
+
+def test_update_delivery_status_refuses_a_state_it_may_not_follow(store: Store, jobs: JobFactory) -> None:
+    job, messages = _sent(store, jobs)
+    store.update_delivery_status(job.account_id, messages[0].id, MessageStatus.BOUNCED, [MessageStatus.SENT])
+    # A late "delivered" may only follow sent or deferred: the bounce stands
+    assert not store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT, MessageStatus.DEFERRED]
+    )
+    assert store.get_message(job.account_id, messages[0].id).status == MessageStatus.BOUNCED  # type: ignore[union-attr]
+
+
+def test_update_delivery_status_is_scoped_by_account(store: Store, jobs: JobFactory) -> None:
+    job, messages = _sent(store, jobs)
+    assert not store.update_delivery_status(
+        "acc_other", messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    assert store.get_message(job.account_id, messages[0].id).status == MessageStatus.SENT  # type: ignore[union-attr]
+
+
+def test_update_delivery_status_keeps_the_job_counts_right(store: Store, jobs: JobFactory) -> None:
+    job, messages = _sent(store, jobs)
+    store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None
+    assert (found.counts.get("sent"), found.counts.get("delivered")) == (1, 1)
+
+
+def test_update_delivery_status_of_an_unknown_message_is_false(store: Store, jobs: JobFactory) -> None:
+    job, _ = _sent(store, jobs)
+    assert not store.update_delivery_status(
+        job.account_id, "msg_missing", MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
