@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -59,6 +60,33 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _create_key(args: argparse.Namespace) -> int:
+    """A new API key for an account, on the local database or, with --table-name, a deployed table."""
+    import uuid
+
+    from mailsage.domain.auth import AuthService
+    from mailsage.domain.models import Account
+
+    account_id = args.account_id or str(uuid.uuid4())
+    uuid.UUID(account_id)  # a clear error for a malformed id
+    if args.table_name:
+        from mailsage.adapters.aws.dynamodb_store import DynamoStore
+
+        store: Any = DynamoStore(args.table_name)
+    else:
+        from mailsage.settings import CommonSettings
+        from mailsage.wiring import backends
+
+        os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
+        store = backends(CommonSettings()).store
+    if args.default_provider:
+        store.put_account(Account(account_id, default_provider=args.default_provider))
+    key = AuthService(store).create_key(account_id)
+    print(f"account id: {account_id}")
+    print(f"API key:    {key}   (shown once: only its hash is stored)")
+    return 0
+
+
 def _dead_letters(args: argparse.Namespace) -> int:
     from mailsage.settings import CommonSettings
     from mailsage.wiring import backends
@@ -87,6 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("event", help="path to an event JSON file, e.g. events/api_send.json")
     invoke.add_argument("--data-dir", default=data_dir)
     invoke.set_defaults(run=_invoke)
+
+    create = sub.add_parser(
+        "create-key", help="create an API key for an account (a new account if none given)"
+    )
+    create.add_argument("--account-id", help="the account (a UUID); default: a new account")
+    create.add_argument(
+        "--table-name", help="the deployed DynamoDB table (stack output); default: the local database"
+    )
+    create.add_argument(
+        "--default-provider", help="also set the account's default provider (ses or a relay name)"
+    )
+    create.add_argument("--data-dir", default=data_dir)
+    create.set_defaults(run=_create_key)
 
     dead = sub.add_parser("dead-letters", help="list chunks the send queue gave up on")
     dead.add_argument("--data-dir", default=data_dir)
