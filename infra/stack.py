@@ -40,9 +40,7 @@ class MailSageStack(cdk.Stack):
 
         storage = Storage(self, "Storage", config=config)
         queues = Queues(self, "Queues", config=config)
-        scheduling = Scheduling(
-            self, "Scheduling", send_queue=queues.send.queue, dead_letter_queue=queues.send.dlq
-        )
+        scheduling = Scheduling(self, "Scheduling", send_queue=queues.send.queue)
         ses = Ses(self, "Ses", config=config, events_queue=queues.events.queue)
         layers = SharedLayers(self, "Layers", config=config)
 
@@ -130,6 +128,7 @@ class MailSageStack(cdk.Stack):
             config=config,
             functions={name: f.function for name, f in self.functions.items()},
             queues=queues.all,
+            schedule_dead_letters=scheduling.dead_letter_queue,
             rest_api=http.rest_api,
         )
 

@@ -10,6 +10,7 @@ from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import MailSageConfig
@@ -27,6 +28,7 @@ class Monitoring(Construct):
         config: MailSageConfig,
         functions: dict[str, lambda_.IFunction],
         queues: dict[str, WorkQueue],
+        schedule_dead_letters: sqs.IQueue,
         rest_api: apigateway.RestApi,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -55,6 +57,13 @@ class Monitoring(Construct):
                 work.dlq.metric_approximate_number_of_messages_visible(period=_PERIOD, statistic="Maximum"),
                 f"Messages in the {name} dead-letter queue: inspect them, fix the cause, redrive.",
             )
+        alarm(
+            "ScheduleDeadLetters",
+            schedule_dead_letters.metric_approximate_number_of_messages_visible(
+                period=_PERIOD, statistic="Maximum"
+            ),
+            "A scheduled send EventBridge Scheduler could not deliver: the job never started; redrive it.",
+        )
         for name, function in functions.items():
             alarm(
                 f"{name.capitalize()}Errors",

@@ -28,14 +28,21 @@ class Scheduling(Construct):
         construct_id: str,
         *,
         send_queue: sqs.IQueue,
-        dead_letter_queue: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.group = scheduler.CfnScheduleGroup(self, "Group")  # CloudFormation names it
         # `Ref` of a schedule group is its name.
         self.group_name: str = self.group.ref
-        self.dead_letter_queue = dead_letter_queue
+        # Its own dead-letter queue: a schedule EventBridge could not deliver is a whole job that
+        # never started, worth an alarm of its own (MailSage sets it on every schedule it creates).
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetters",
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
         self.role = iam.Role(
             self,
             "Role",
@@ -46,8 +53,13 @@ class Scheduling(Construct):
             ),
         )
         send_queue.grant(self.role, "sqs:SendMessage")
-        # Deliveries the scheduler gives up on land in the send queue's dead-letter queue.
-        dead_letter_queue.grant(self.role, "sqs:SendMessage")
+        self.dead_letter_queue.grant(self.role, "sqs:SendMessage")
+        acknowledge(
+            self.dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter queue: EventBridge Scheduler's, named on each schedule "
+            "MailSage creates (no redrive policy points at it, which is what the rule looks for).",
+        )
         self.schedules_arn = stack.format_arn(
             service="scheduler", resource="schedule", resource_name=f"{self.group_name}/*"
         )

@@ -32,6 +32,7 @@ EXPECTED_ACKNOWLEDGMENTS = {
     "AwsSolutions-APIG4",
     "AwsSolutions-APIG6",
     "AwsSolutions-COG4",
+    "AwsSolutions-SQS3",  # the scheduler's dead-letter queue is referenced by schedules, not a redrive policy
 }
 VAGUE_REASONS = re.compile(r"^(todo|tbd|n/?a|none|ok|fine|needed|required|lorem.*|suppress(ed)?)\.?$", re.I)
 # cfn-lint 1.x has no `python -m cfnlint`; call its console entry point with this interpreter.

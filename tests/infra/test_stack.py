@@ -120,7 +120,7 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     t = synthesized.template
     t.resource_count_is("AWS::Lambda::Function", 4)
     t.resource_count_is("AWS::Lambda::LayerVersion", 2)
-    t.resource_count_is("AWS::SQS::Queue", 6)
+    t.resource_count_is("AWS::SQS::Queue", 7)  # 3 work queues, their 3 DLQs, the scheduler's DLQ
     t.resource_count_is("AWS::DynamoDB::Table", 1)
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
@@ -272,6 +272,7 @@ def test_every_sqs_event_source_reports_batch_item_failures_with_max_concurrency
 
 def test_each_work_queue_redrives_to_its_own_dead_letter_queue(synthesized: Synthesized) -> None:
     work, dead = queue_ids(synthesized)
+    dead = {k: v for k, v in dead.items() if not k.startswith("SchedulingDeadLetters")}
     assert len(work) == 3 and len(dead) == 3
     targets = set()
     for queue in work.values():
@@ -283,6 +284,27 @@ def test_each_work_queue_redrives_to_its_own_dead_letter_queue(synthesized: Synt
     assert targets == set(dead)
     for queue in dead.values():
         assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_the_scheduler_has_its_own_dead_letter_queue_with_an_alarm(synthesized: Synthesized) -> None:
+    [(dlq_id, dlq)] = [
+        (k, v)
+        for k, v in synthesized.resources("AWS::SQS::Queue").items()
+        if k.startswith("SchedulingDeadLetters")
+    ]
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # The api function hands it to every schedule it creates
+    api = next(v for k, v in synthesized.resources("AWS::Lambda::Function").items() if k.startswith("Api"))
+    variables = api["Properties"]["Environment"]["Variables"]
+    assert variables["MAILSAGE_SCHEDULE_DLQ_ARN"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    # And someone is told when a schedule lands there
+    alarmed = [
+        a
+        for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
+        in a["Properties"].get("Dimensions", [])
+    ]
+    assert len(alarmed) == 1
 
 
 def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(synthesized: Synthesized) -> None:
