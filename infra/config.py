@@ -41,6 +41,7 @@ CONTEXT_KEYS = (
     "sender_max_concurrency",
     "deletion_protection",
     "log_level",
+    "retention_days",
     "layers_dir",
 )
 
@@ -93,6 +94,7 @@ class MailSageConfig:
     sender_max_concurrency: int = 10
     deletion_protection: bool = False
     log_level: str = "INFO"
+    retention_days: int | None = None  # DynamoDB TTL on a job's items; None keeps them
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -206,6 +208,11 @@ class MailSageConfig:
                 f"context 'log_level' must be one of {', '.join(_LOG_LEVELS)} (got {log_level!r})"
             )
 
+        retention = get("retention_days")
+        retention_days = (
+            None if retention in (None, "") else _int(get, "retention_days", 0, minimum=1, maximum=3650)
+        )
+
         return cls(
             stage=stage,
             sender_identities=tuple(identities),
@@ -221,6 +228,7 @@ class MailSageConfig:
             sender_max_concurrency=concurrency,
             deletion_protection=_bool(get, "deletion_protection", stage == "prod"),
             log_level=log_level,
+            retention_days=retention_days,
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 

@@ -49,6 +49,8 @@ class MailSageStack(cdk.Stack):
             "MAILSAGE_TABLE_NAME": storage.table.table_name,
             "MAILSAGE_SEND_QUEUE_URL": queues.send.queue.queue_url,
         }
+        if config.retention_days:
+            common["MAILSAGE_RETENTION_DAYS"] = str(config.retention_days)
         # Provider names, default and failover: the sender uses them, and api and ingest check a
         # requested provider against the same names. Only the sender reads the relay secrets.
         providers = {

@@ -734,3 +734,13 @@ def test_layer_build_targets_the_runtime_constant_and_leaves_boto3_out() -> None
     assert requirements == [r for r in pinned if not r.lower().startswith("boto3")]
     assert all("==" in r for r in requirements)
     assert not [r for r in requirements if r.lower().startswith(("boto3", "botocore"))]
+
+
+def test_retention_days_reaches_every_function(build_app: Any) -> None:
+    from aws_cdk.assertions import Template
+
+    _, stack = build_app({"retention_days": 30})
+    functions = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
+    assert {
+        f["Properties"]["Environment"]["Variables"].get("MAILSAGE_RETENTION_DAYS") for f in functions.values()
+    } == {"30"}

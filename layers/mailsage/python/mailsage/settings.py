@@ -20,6 +20,9 @@ class CommonSettings(BaseSettings):
     table_name: str | None = None
     send_queue_url: str | None = None
     send_dlq_url: str | None = None
+    # AWS: DynamoDB removes a job's items (job, messages, state) this many days after it was
+    # accepted, through the table's TTL. None keeps them.
+    retention_days: int | None = Field(None, ge=1, le=3650)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Queue semantics of the embedded queue (on AWS these are properties of the SQS queue).
     queue_visibility_seconds: float = Field(300.0, gt=0)

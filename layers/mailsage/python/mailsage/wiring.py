@@ -65,7 +65,10 @@ def _aws_backends(settings: CommonSettings) -> Backends:
             dead_letter_arn=settings.schedule_dlq_arn,
         )
     return Backends(
-        store=DynamoStore(settings.table_name),
+        store=DynamoStore(
+            settings.table_name,
+            retention_seconds=settings.retention_days * 86_400 if settings.retention_days else None,
+        ),
         queue=SqsQueue(settings.send_queue_url, dead_letter_url=settings.send_dlq_url),
         scheduler=scheduler,
     )
