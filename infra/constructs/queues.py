@@ -17,6 +17,17 @@ from infra.constructs.functions import EVENTS, INGEST, SENDER, FunctionSpec
 VISIBILITY_FACTOR = 6
 
 
+def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+    """A dead-letter queue: kept 14 days (the most SQS allows) for someone to inspect and redrive."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        retention_period=cdk.Duration.days(14),
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+    )
+
+
 class WorkQueue(Construct):
     """A queue consumed by one function, dead-lettered after `max_receive_count` receives."""
 
@@ -25,13 +36,7 @@ class WorkQueue(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.consumer = consumer
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
+        self.dlq = dead_letter_queue(self, "DeadLetters")
         self.queue = sqs.Queue(
             self,
             "Queue",

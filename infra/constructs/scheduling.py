@@ -11,6 +11,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs import acknowledge
+from infra.constructs.queues import dead_letter_queue
 
 SCHEDULER_SERVICE = "scheduler.amazonaws.com"
 SCHEDULE_ACTIONS = (
@@ -36,13 +37,7 @@ class Scheduling(Construct):
         self.group_name: str = self.group.ref
         # Its own dead-letter queue: a schedule EventBridge could not deliver is a whole job that
         # never started, worth an alarm of its own (MailSage sets it on every schedule it creates).
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetters",
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetters")
         self.role = iam.Role(
             self,
             "Role",

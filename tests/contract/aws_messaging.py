@@ -10,7 +10,6 @@ mock. Queues are fresh and small per test: moto's SQS slows down as a queue fill
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,45 +19,13 @@ from typing import Any
 from unittest import mock
 
 from mailsage.ports import Queue, Scheduler
+from tests.moto_env import REGION, mocked_aws
 
-REGION = "eu-west-1"
 SCHEDULE_GROUP = "mailsage-contract"
 
 # Queue timing per adapter, for test_queue_contract's `queue_config`: SQS visibility timeouts are
 # whole seconds, so the contract's sub-second timeout becomes 1 s (its assertions scale with it).
 VISIBILITY_TIMEOUTS: dict[str, float] = {"sqs": 1.0}
-
-_FAKE_ENVIRONMENT = {
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-# Would send requests elsewhere, or to real credentials, while mocked.
-_CLEARED = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION")
-
-
-@contextmanager
-def mocked_aws() -> Iterator[None]:
-    """moto's in-process AWS with a region and fake credentials; restores the environment after."""
-    from moto import mock_aws
-
-    names = (*_FAKE_ENVIRONMENT, *_CLEARED)
-    saved = {name: os.environ.get(name) for name in names}
-    for name in _CLEARED:
-        os.environ.pop(name, None)
-    os.environ.update(_FAKE_ENVIRONMENT)
-    try:
-        with mock_aws():
-            yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager

@@ -8,7 +8,6 @@ creates its boto3 client lazily inside the mock.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -17,40 +16,9 @@ from typing import Any
 from unittest import mock
 
 from mailsage.ports import Store
+from tests.moto_env import mocked_aws
 
 TABLE_NAME = "mailsage-contract"
-
-_FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-# Would send requests elsewhere, or pick up real credentials, while mocked.
-_CLEARED = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE")
-
-
-@contextmanager
-def mocked_aws() -> Iterator[None]:
-    """moto's in-process AWS with a region and fake credentials; restores the environment after."""
-    from moto import mock_aws
-
-    names = ("AWS_DEFAULT_REGION", *_FAKE_CREDENTIALS, *_CLEARED)
-    saved = {name: os.environ.get(name) for name in names}
-    try:
-        for name in _CLEARED:
-            os.environ.pop(name, None)
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        os.environ.update(_FAKE_CREDENTIALS)
-        with mock_aws():
-            yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager
