@@ -123,3 +123,13 @@ def test_an_unconfigured_provider_setting_fails_the_cold_start(
         ValidationError, match="MAILSAGE_FAILOVER_PROVIDER='missing' is not a configured provider"
     ):
         load_handler("sender")
+
+
+def test_the_sandbox_provider_sends_nothing_anywhere(
+    api: ApiClient, smtp_sink: SmtpSink, backup_sink: SmtpSink, stores: Backends
+) -> None:
+    reply = send(api, "a@example.com", provider="sandbox")
+    Worker(load_handler("sender"), stores).drain()
+    assert smtp_sink.messages() == [] and backup_sink.messages() == []
+    job = api.get(f"/api/v1/emails/jobs/{reply.body['job_id']}").body
+    assert (job["state"], job["counts"]["sent"]) == ("completed", 1)

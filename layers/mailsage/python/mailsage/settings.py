@@ -73,6 +73,7 @@ class ProviderSettings(CommonSettings):
     def provider_names(self) -> frozenset[str]:
         names = set(self.smtp_relays)
         names.add("ses" if self.backend == "aws" else "default")
+        names.add("sandbox")
         return frozenset(names)
 
     @property

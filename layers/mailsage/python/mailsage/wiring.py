@@ -100,7 +100,10 @@ def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Provide
 
         return build
 
-    factories: dict[str, Callable[[], Transport]] = {}
+    from mailsage.adapters.sandbox import SandboxTransport
+
+    # "sandbox" is always there: the whole pipeline, nothing leaves the process.
+    factories: dict[str, Callable[[], Transport]] = {"sandbox": SandboxTransport}
     if settings.backend == "aws":
         from mailsage.adapters.aws.ses_transport import SesTransport
 
