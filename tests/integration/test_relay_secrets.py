@@ -55,7 +55,7 @@ def test_on_aws_the_providers_are_ses_and_the_relays_whose_secret_is_read_on_fir
         monkeypatch.setenv(key, value)
     registry = providers(SenderSettings())
     assert (registry.names, registry.default, registry.failover) == (
-        frozenset({"ses", "relay"}),
+        frozenset({"ses", "relay", "sandbox"}),
         "ses",
         "relay",
     )
