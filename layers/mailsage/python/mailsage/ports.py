@@ -7,7 +7,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mailsage.domain.models import Account, Job, JobState, Message, MessageStatus, Template
+from mailsage.domain.models import (
+    Account,
+    IdempotencyRecord,
+    Job,
+    JobState,
+    Message,
+    MessageQuery,
+    MessageStatus,
+    Suppression,
+    Template,
+)
 
 
 class Store(Protocol):
@@ -69,6 +79,58 @@ class Store(Protocol):
         """queued|scheduled -> cancelled for the whole job; returns how many were cancelled."""
 
     def get_message(self, account_id: str, message_id: str) -> Message | None: ...
+
+    def list_messages(self, account_id: str, query: MessageQuery) -> tuple[list[Message], bool]:
+        """The account's messages, newest first, filtered by `query`, at most `query.limit`; and
+        whether more match beyond this page. Tag and sender filters match the message's job."""
+
+    def start_scheduled_job(self, job_id: str) -> bool:
+        """scheduled -> queued, for the job and its scheduled messages, atomically; False if the job
+        was not scheduled (already started, cancelled, stopped)."""
+
+    def cancel_message(self, account_id: str, message_id: str) -> bool:
+        """scheduled -> cancelled (before its first attempt); False otherwise."""
+
+    def expire_unsent(self, job_id: str) -> int:
+        """queued|scheduled -> expired for the whole job (past its `expires_at`)."""
+
+    def purge_expired(self, now: float) -> int:
+        """Apply retention: drop message data (variables, job content) past `retention_data_days`
+        and whole records past `retention_metadata_days`. Stores with native TTL may do nothing."""
+
+    # suppressions: addresses that must not receive mail (per account; optionally per sender domain)
+    def put_suppression(self, suppression: Suppression) -> None:
+        """Create, or replace the one with the same account, email and domain."""
+
+    def list_suppressions(
+        self,
+        account_id: str,
+        email: str | None,
+        domain: str | None,
+        from_time: float | None,
+        to_time: float | None,
+        limit: int,
+        after: str | None,
+    ) -> tuple[list[Suppression], bool]: ...
+
+    def delete_suppressions(self, account_id: str, email: str | None, domain: str | None) -> int:
+        """Delete the matching suppressions (email None: all of the account, or of the domain)."""
+
+    def suppressed(self, account_id: str, emails: Sequence[str], domain: str | None, now: float) -> set[str]:
+        """Which of `emails` (lower-cased) are suppressed at `now` for mail from `domain`: by a
+        suppression without a domain, or one for that domain."""
+
+    # idempotency: one record per (account, key), expiring
+    def begin_idempotent(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Store `record` (state in_progress) unless a live one exists; None if stored, else the
+        existing record (an expired one is replaced)."""
+
+    def finish_idempotent(
+        self, account_id: str, key: str, status: int, body: str, headers: dict[str, str]
+    ) -> None: ...
+
+    def release_idempotent(self, account_id: str, key: str) -> None:
+        """Forget the key (the request failed with a 5xx and may run again)."""
 
     def update_delivery_status(
         self,

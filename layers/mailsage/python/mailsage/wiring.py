@@ -137,7 +137,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
     return ApiServices(
         auth=AuthService(b.store),
         templates=TemplateService(b.store, settings.max_content_bytes),
-        submission=SubmissionService(b.store, b.queue, limits),
+        submission=SubmissionService(b.store, b.queue, limits, b.scheduler),
         jobs=JobService(b.store, b.queue),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
-from mailsage.api import errors, security
+from mailsage.api import errors, idempotency, security, v2
 from mailsage.api.v1 import emails, templates
 from mailsage.settings import ApiSettings
 
@@ -21,10 +21,11 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
         )
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
     gate = security.gate(settings)
-    app.use(middlewares=[security.middleware(gate)])
+    app.use(middlewares=[security.middleware(gate), idempotency.middleware()])
     errors.install(app, gate)
     app.include_router(emails.router, prefix="/api/v1/emails")
     app.include_router(templates.router, prefix="/api/v1/templates")
+    app.include_router(v2.router, prefix="/v2")
     return app
 
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from email.utils import parseaddr
 
 from mailsage.domain.mime import build_message
-from mailsage.domain.models import ChunkRef, JobState, MessageStatus
+from mailsage.domain.models import ChunkRef, Job, JobState, MessageStatus
 from mailsage.domain.providers import Providers
 from mailsage.domain.rendering import CompiledContent
+from mailsage.domain.submission import START_CHUNK, enqueue_chunks
 from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
-from mailsage.ports import Queue, Store, TransportSession
+from mailsage.ports import Queue, Store, Transport, TransportSession
 
 log = logging.getLogger(__name__)
 
 _SENDABLE = (MessageStatus.QUEUED, MessageStatus.SENDING)
+SANDBOX_ROUTE = "sandbox:"  # + the outcome: a route the providers resolve to the sandbox transport
+_SANDBOX_OUTCOMES = {"deliver": MessageStatus.DELIVERED, "bounce": MessageStatus.BOUNCED}
 
 
 class RetryChunk(Exception):
@@ -55,16 +59,30 @@ class DeliveryService:
         if job is None:
             log.warning("chunk for unknown job %s dropped", ref.job_id)
             return
+        if ref.chunk == START_CHUNK:
+            self._start(job)
+            return
         if job.state == JobState.PAUSED:
             return  # dropped; resume re-enqueues every chunk that still has work
         if job.state not in (JobState.QUEUED, JobState.RUNNING):
             return  # stopped, completed or expired: nothing more goes out
+        if job.expires_at is not None and time.time() >= job.expires_at:
+            self._expire(job)  # never sent late
+            return
 
         pending = [m for m in self.store.chunk_messages(ref.job_id, ref.chunk) if m.status in _SENDABLE]
         claimed = set(
             self.store.claim_messages(ref.job_id, [m.id for m in pending], self.policy.claim_lease_seconds)
         )
         to_send = [m for m in pending if m.id in claimed]
+        # Suppressed since it was accepted (a bounce, a complaint, an unsubscribe): never sent.
+        domain = parseaddr(job.content.from_addr)[1].rpartition("@")[2]
+        suppressed = self.store.suppressed(job.account_id, [m.email for m in to_send], domain, time.time())
+        for message in [m for m in to_send if m.email.lower() in suppressed]:
+            self.store.finish_message(
+                message.id, MessageStatus.SUPPRESSED, "suppressed", "the recipient is on the suppression list"
+            )
+        to_send = [m for m in to_send if m.email.lower() not in suppressed]
         # Messages another delivery still holds: if that worker died, they are ours once its lease
         # runs out, so this chunk must come back then instead of being acknowledged.
         held_elsewhere = any(m.status == MessageStatus.SENDING and m.id not in claimed for m in pending)
@@ -73,6 +91,9 @@ class DeliveryService:
         compiled = CompiledContent.of(job.content)  # compiled once per chunk
         primary = job.content.provider or self.providers.default
         routes = [primary] + [p for p in [self.providers.failover_for(primary)] if p]
+        sandbox = job.content.sandbox_result
+        if sandbox:
+            routes = [f"{SANDBOX_ROUTE}{sandbox}"]  # never an SMTP relay or SES, whatever else is set
         retry_reason: str | None = None
         sessions = _Sessions(self.providers)
         try:
@@ -89,7 +110,12 @@ class DeliveryService:
                     to_name=message.name,
                     reply_to=job.content.reply_to,
                     message_id=f"<{message.id}@{self.policy.message_id_domain}>",
-                    headers={"X-MailSage-Job-ID": job.id, "X-MailSage-Message-ID": message.id},
+                    headers={
+                        **job.content.headers,
+                        "X-MailSage-Job-ID": job.id,
+                        "X-MailSage-Message-ID": message.id,
+                    },
+                    attachments=job.content.attachments,
                 )
                 tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
                 try:
@@ -98,6 +124,9 @@ class DeliveryService:
                     self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
                     continue
                 except TransientSendError as exc:
+                    if sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
+                        self.store.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message)
+                        continue
                     retry_reason = exc.message
                     # Every route unreachable: the rest of the chunk waits for the retry too.
                     affected = to_send[index:] if exc.connection_lost else [message]
@@ -106,7 +135,7 @@ class DeliveryService:
                     if exc.connection_lost:
                         break
                     continue
-                self.store.finish_message(message.id, MessageStatus.SENT)
+                self._sent(job.account_id, message.id, sandbox)
         finally:
             sessions.close()
 
@@ -124,6 +153,32 @@ class DeliveryService:
             return
         self.queue.retry_later(receipt, delay)
         raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {retry_reason}")
+
+    def _sent(self, account_id: str, message_id: str, sandbox: str | None) -> None:
+        if sandbox == "suppress":
+            self.store.finish_message(
+                message_id, MessageStatus.SUPPRESSED, "suppressed", "sandbox: suppressed"
+            )
+            return
+        self.store.finish_message(message_id, MessageStatus.SENT)
+        outcome = _SANDBOX_OUTCOMES.get(sandbox or "")
+        if outcome is not None:  # what a provider's event would report later, reported at once
+            self.store.update_delivery_status(
+                account_id, message_id, outcome, [MessageStatus.SENT], None, f"sandbox: {sandbox}"
+            )
+
+    def _start(self, job: Job) -> None:
+        """A scheduled job's first attempt is due: queue its chunks (or expire it, if too late)."""
+        if job.expires_at is not None and time.time() >= job.expires_at:
+            self.store.start_scheduled_job(job.id)
+            self._expire(job)
+            return
+        if self.store.start_scheduled_job(job.id):
+            enqueue_chunks(self.queue, job.account_id, job.id, self.store.pending_chunks(job.id))
+
+    def _expire(self, job: Job) -> None:
+        self.store.expire_unsent(job.id)
+        self.store.complete_job_if_done(job.id)
 
     def _not_sent_yet(
         self, message_id: str, exc: TransientSendError, receive_count: int, last_attempt: bool
@@ -158,7 +213,7 @@ class _Sessions:
             try:
                 session = self._open.get(name)
                 if session is None:
-                    session = self._open[name] = self._providers.get(name).open()
+                    session = self._open[name] = self._transport(name).open()
                 session.send(sender, recipient, data, tags)
                 return
             except TransientSendError as exc:
@@ -170,6 +225,13 @@ class _Sessions:
                         # Some route is still up: only this message waits, not the rest of the chunk.
                         exc.connection_lost = False
                     raise
+
+    def _transport(self, name: str) -> Transport:
+        if name.startswith(SANDBOX_ROUTE):
+            from mailsage.adapters.sandbox import SandboxTransport
+
+            return SandboxTransport(name.removeprefix(SANDBOX_ROUTE))  # type: ignore[arg-type]
+        return self._providers.get(name)
 
     def close(self) -> None:
         for session in self._open.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
+from typing import Any
 
 from mailsage.domain.rendering import Rendered
 
@@ -18,6 +19,7 @@ def build_message(
     reply_to: str | None,
     message_id: str,
     headers: dict[str, str] | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> bytes:
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = from_addr

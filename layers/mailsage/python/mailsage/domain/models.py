@@ -44,6 +44,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+def new_message_id() -> str:
+    """Message ids are plain UUIDs: the AhaSend contract types them as such, and clients parse them."""
+    return str(uuid.uuid4())
+
+
 @dataclass(slots=True)
 class Content:
     """What a job sends: Jinja2 sources for subject, text and HTML, plus envelope headers."""
@@ -55,6 +60,13 @@ class Content:
     reply_to: str | None = None
     template_id: str | None = None
     provider: str | None = None  # the transport chosen at submit time; None: the default
+    amp: str | None = None
+    # [{file_name, content_type, data (base64), disposition "attachment"|"inline", content_id?}]
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers, already checked
+    tags: list[str] = field(default_factory=list)
+    sandbox_result: str | None = None  # set: the sandbox transport, ending in this outcome
+    tracking: dict[str, bool] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +77,12 @@ class Content:
             "reply_to": self.reply_to,
             "template_id": self.template_id,
             "provider": self.provider,
+            "amp": self.amp,
+            "attachments": self.attachments,
+            "headers": self.headers,
+            "tags": self.tags,
+            "sandbox_result": self.sandbox_result,
+            "tracking": self.tracking,
         }
 
     @classmethod
@@ -77,6 +95,12 @@ class Content:
             reply_to=data.get("reply_to"),
             template_id=data.get("template_id"),
             provider=data.get("provider"),
+            amp=data.get("amp"),
+            attachments=list(data.get("attachments") or []),
+            headers=dict(data.get("headers") or {}),
+            tags=list(data.get("tags") or []),
+            sandbox_result=data.get("sandbox_result"),
+            tracking=data.get("tracking"),
         )
 
 
@@ -96,6 +120,12 @@ class Job:
     finished_at: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    # Scheduled sends: nothing goes out before first_attempt_at, and nothing after expires_at.
+    first_attempt_at: float | None = None
+    expires_at: float | None = None
+    # Retention in days: metadata (the message record) and data (bodies, variables, attachments).
+    retention_metadata_days: int | None = None
+    retention_data_days: int | None = None
 
 
 @dataclass(slots=True)
@@ -113,6 +143,12 @@ class Message:
     error_code: str | None = None
     error_message: str | None = None
     updated_at: float = 0.0
+    subject: str = ""  # rendered at submit (listing and filtering show what the recipient sees)
+    created_at: float = 0.0
+    sent_at: float | None = None
+    delivered_at: float | None = None
+    # Every delivery attempt and event: [{"time": epoch, "status": ..., "log": ...}]
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -122,6 +158,49 @@ class Account:
     id: str
     default_provider: str | None = None  # None: the deployment's default provider
     sender_domains: list[str] | None = None  # None: any sender domain is allowed
+
+
+@dataclass(slots=True)
+class Suppression:
+    """An address (optionally for one sender domain) that must not receive mail until expires_at."""
+
+    id: str
+    account_id: str
+    email: str
+    domain: str | None
+    reason: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(slots=True)
+class IdempotencyRecord:
+    account_id: str
+    key: str
+    fingerprint: str  # method, path and body hash of the first request
+    state: str  # "in_progress" | "done"
+    created_at: float
+    expires_at: float
+    status: int | None = None
+    body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class MessageQuery:
+    """Filters of a message listing (every field optional) and its cursor."""
+
+    statuses: tuple[str, ...] = ()
+    sender: str | None = None
+    recipient: str | None = None
+    subject: str | None = None
+    message_id: str | None = None
+    tags: tuple[str, ...] = ()
+    from_time: float | None = None
+    to_time: float | None = None
+    limit: int = 100
+    after: str | None = None  # newest first: the page after (older than) this message id
+    before: str | None = None  # the page before (newer than) this message id
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ class Rendered:
     subject: str
     text: str | None
     html: str | None
+    amp: str | None = None
 
 
 @lru_cache(maxsize=2)
@@ -56,9 +57,11 @@ def _render(template: JinjaTemplate | None, part: str, variables: dict[str, Any]
         raise TemplateError(f"{part}: {type(exc).__name__}: {exc}", {"part": part}) from exc
 
 
-def check_content_size(subject: str, text: str | None, html: str | None, limit: int) -> None:
-    """Subject, text and HTML together must fit `limit` bytes (a stored item's size is bounded)."""
-    size = sum(len(part.encode()) for part in (subject, text, html) if part)
+def check_content_size(
+    subject: str, text: str | None, html: str | None, limit: int, amp: str | None = None
+) -> None:
+    """Subject, text, HTML and AMP together must fit `limit` bytes (a stored item's size is bounded)."""
+    size = sum(len(part.encode()) for part in (subject, text, html, amp) if part)
     if size > limit:
         raise PayloadTooLarge(f"subject, text and html are {size} bytes together; the limit is {limit}")
 
@@ -66,16 +69,17 @@ def check_content_size(subject: str, text: str | None, html: str | None, limit: 
 class CompiledContent:
     """Subject, text and HTML compiled once; `render` is the per-recipient hot path."""
 
-    __slots__ = ("_subject", "_text", "_html")
+    __slots__ = ("_subject", "_text", "_html", "_amp")
 
-    def __init__(self, subject: str, text: str | None, html: str | None) -> None:
+    def __init__(self, subject: str, text: str | None, html: str | None, amp: str | None = None) -> None:
         self._subject = _compile(subject, "subject", autoescape=False)
         self._text = _compile(text, "text", autoescape=False)
         self._html = _compile(html, "html", autoescape=True)
+        self._amp = _compile(amp, "amp", autoescape=True)
 
     @classmethod
     def of(cls, content: Content) -> CompiledContent:
-        return cls(content.subject, content.text, content.html)
+        return cls(content.subject, content.text, content.html, content.amp)
 
     def render(self, variables: dict[str, Any]) -> Rendered:
         subject = _render(self._subject, "subject", variables) or ""
@@ -85,4 +89,5 @@ class CompiledContent:
             subject=subject.strip(),
             text=_render(self._text, "text", variables),
             html=_render(self._html, "html", variables),
+            amp=_render(self._amp, "amp", variables),
         )

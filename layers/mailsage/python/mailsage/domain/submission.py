@@ -9,14 +9,24 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from typing import Any
 
 from mailsage.domain.addresses import check_display_name, normalize_email, parse_mailbox
-from mailsage.domain.models import ChunkRef, Content, Job, JobState, Message, MessageStatus, new_id
+from mailsage.domain.models import (
+    ChunkRef,
+    Content,
+    Job,
+    JobState,
+    Message,
+    MessageStatus,
+    new_id,
+    new_message_id,
+)
 from mailsage.domain.providers import check_provider
 from mailsage.domain.rendering import CompiledContent, check_content_size
 from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
-from mailsage.ports import Queue, Store
+from mailsage.ports import Queue, Scheduler, Store
 
 
 @dataclass(slots=True)
@@ -39,6 +49,17 @@ class JobRequest:
     campaign_id: str | None = None
     provider: str | None = None
     strict: bool = False
+    # AhaSend v2 features (also open to v1 callers through the domain)
+    amp: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # already validated
+    headers: dict[str, str] = field(default_factory=dict)  # already validated
+    tags: list[str] = field(default_factory=list)
+    sandbox_result: str | None = None
+    tracking: dict[str, bool] | None = None
+    first_attempt_at: float | None = None
+    expires_at: float | None = None
+    retention_metadata_days: int | None = None
+    retention_data_days: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,10 +91,13 @@ class SubmissionLimits:
 
 
 class SubmissionService:
-    def __init__(self, store: Store, queue: Queue, limits: SubmissionLimits) -> None:
+    def __init__(
+        self, store: Store, queue: Queue, limits: SubmissionLimits, scheduler: Scheduler | None = None
+    ) -> None:
         self.store = store
         self.queue = queue
         self.limits = limits
+        self.scheduler = scheduler
 
     def submit(self, account_id: str, request: JobRequest, job_id: str | None = None) -> Accepted:
         """Accept a request. `job_id` makes the call idempotent for callers that retry (the ingest
@@ -94,7 +118,7 @@ class SubmissionService:
         for index, recipient in enumerate(request.recipients):
             try:
                 email = self._check_recipient(recipient, seen, index)
-                compiled.render(recipient.variables)
+                rendered = compiled.render(recipient.variables)
             except MailSageError as exc:
                 if request.kind == "send":
                     raise  # a single send has nothing else to accept: the error is the reply
@@ -103,15 +127,17 @@ class SubmissionService:
             seen[email.lower()] = index
             messages.append(
                 Message(
-                    id=new_id("msg"),
+                    id=new_message_id(),
                     job_id=job_id,
                     account_id=account_id,
                     seq=index,
-                    chunk=len(messages) // self.limits.chunk_size,
+                    chunk=0,
                     email=email,
                     name=recipient.name,
                     variables=recipient.variables,
                     updated_at=now,
+                    subject=rendered.subject,
+                    created_at=now,
                 )
             )
 
@@ -124,22 +150,54 @@ class SubmissionService:
         if not messages:
             raise ValidationFailed("no valid recipients: nothing was accepted", details)
 
-        chunks = messages[-1].chunk + 1
+        # Suppressed recipients get a message that ends `suppressed` at once: visible, never sent.
+        sender_domain = parseaddr(content.from_addr)[1].rpartition("@")[2]
+        suppressed = self.store.suppressed(account_id, [m.email for m in messages], sender_domain, now)
+        scheduled = request.first_attempt_at is not None and request.first_attempt_at > now
+        sendable = 0
+        for message in messages:
+            if message.email.lower() in suppressed:
+                message.status, message.chunk = MessageStatus.SUPPRESSED, -1
+                message.error_code, message.error_message = (
+                    "suppressed",
+                    "the recipient is on the suppression list",
+                )
+                continue
+            message.chunk = sendable // self.limits.chunk_size
+            message.status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
+            sendable += 1
+
+        chunks = -(-sendable // self.limits.chunk_size)
+        counts: dict[str, int] = {}
+        for message in messages:
+            counts[message.status.value] = counts.get(message.status.value, 0) + 1
         job = Job(
             id=job_id,
             account_id=account_id,
             kind=request.kind,
-            state=JobState.QUEUED,
+            state=JobState.SCHEDULED if scheduled else JobState.QUEUED,
             content=content,
             total=len(messages),
             chunks=chunks,
             created_at=now,
             updated_at=now,
             campaign_id=request.campaign_id,
-            counts={MessageStatus.QUEUED.value: len(messages)},
+            counts=counts,
+            first_attempt_at=request.first_attempt_at,
+            expires_at=request.expires_at,
+            retention_metadata_days=request.retention_metadata_days,
+            retention_data_days=request.retention_data_days,
         )
         self.store.create_job(job, messages)
-        enqueue_chunks(self.queue, account_id, job_id, range(chunks))
+        if scheduled:
+            if self.scheduler is None:
+                raise ValidationFailed("scheduled sending is not configured in this deployment")
+            assert request.first_attempt_at is not None
+            self.scheduler.schedule(job_id, request.first_attempt_at, start_ref(account_id, job_id))
+        elif chunks:
+            enqueue_chunks(self.queue, account_id, job_id, range(chunks))
+        else:
+            self.store.complete_job_if_done(job_id)  # every recipient was suppressed
         return Accepted(job, messages, rejected)
 
     def _content(self, account_id: str, request: JobRequest) -> Content:
@@ -159,7 +217,7 @@ class SubmissionService:
             raise ValidationFailed("give the content: body (text), html, or template_id")
         if not subject:
             raise ValidationFailed("subject is required", {"field": "subject"})
-        check_content_size(subject, text, html, self.limits.max_content_bytes)
+        check_content_size(subject, text, html, self.limits.max_content_bytes, request.amp)
         check_provider(request.provider, self.limits.providers)
         provider = request.provider
         if provider is None:
@@ -169,6 +227,12 @@ class SubmissionService:
             subject=subject,
             text=text,
             html=html,
+            amp=request.amp,
+            attachments=request.attachments,
+            headers=request.headers,
+            tags=request.tags,
+            sandbox_result=request.sandbox_result,
+            tracking=request.tracking,
             from_addr=parse_mailbox(request.from_addr or self.limits.default_from, "from"),
             reply_to=parse_mailbox(request.reply_to, "reply_to") if request.reply_to else None,
             template_id=request.template_id,
@@ -186,6 +250,14 @@ class SubmissionService:
                 f"variables are {size} bytes; at most {self.limits.max_variables_bytes} per recipient"
             )
         return email
+
+
+START_CHUNK = -1  # a queue message with this chunk number starts a scheduled job
+
+
+def start_ref(account_id: str, job_id: str) -> dict[str, Any]:
+    """What the scheduler puts on the send queue at a scheduled job's first attempt."""
+    return ChunkRef(account_id, job_id, START_CHUNK).to_dict()
 
 
 def enqueue_chunks(queue: Queue, account_id: str, job_id: str, chunks: Any) -> None:

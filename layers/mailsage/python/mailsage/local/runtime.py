@@ -148,10 +148,15 @@ class LocalRuntime:
         scheduler, queue = self.backends.scheduler, self.backends.queue
         if scheduler is None:
             return
+        last_purge = 0.0
         while not self._stopping.wait(0.5):
-            for name, payload in scheduler.due(time.time()):
+            now = time.time()
+            for name, payload in scheduler.due(now):
                 queue.send([payload], [f"schedule:{name}"])
                 scheduler.delete(name)
+            if now - last_purge >= 60:  # retention: what DynamoDB's TTL does on AWS
+                self.backends.store.purge_expired(now)
+                last_purge = now
 
 
 def _request_handler(api: HandlerPool, settings: ApiSettings) -> type[BaseHTTPRequestHandler]:

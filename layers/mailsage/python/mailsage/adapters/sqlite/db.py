@@ -49,7 +49,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    dead_letters TEXT NOT NULL DEFAULT '[]'
+    dead_letters TEXT NOT NULL DEFAULT '[]',
+    first_attempt_at REAL,
+    expires_at REAL,
+    retention_metadata_days INTEGER,
+    retention_data_days INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS messages (
@@ -66,8 +70,16 @@ CREATE TABLE IF NOT EXISTS messages (
     error_code TEXT,
     error_message TEXT,
     claimed_at REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL DEFAULT 0,
+    sent_at REAL,
+    delivered_at REAL,
+    events TEXT NOT NULL DEFAULT '[]',
+    data_until REAL,
+    metadata_until REAL
 );
+CREATE INDEX IF NOT EXISTS messages_by_account ON messages (account_id, created_at, id);
 CREATE INDEX IF NOT EXISTS messages_by_chunk ON messages (job_id, chunk);
 CREATE INDEX IF NOT EXISTS messages_by_status ON messages (job_id, status);
 CREATE TABLE IF NOT EXISTS queue_messages (
@@ -90,6 +102,28 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
     sent_at REAL NOT NULL,
     dead_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS suppressions (
+    account_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    domain TEXT NOT NULL DEFAULT '',
+    id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (account_id, email, domain)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    account_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    status INTEGER,
+    body TEXT,
+    headers TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (account_id, key)
+);
 CREATE TABLE IF NOT EXISTS schedules (
     name TEXT PRIMARY KEY,
     at REAL NOT NULL,
@@ -100,6 +134,21 @@ CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (at);
 """
 
 
+_ADDED_COLUMNS = [
+    ("jobs", "first_attempt_at", "REAL"),
+    ("jobs", "expires_at", "REAL"),
+    ("jobs", "retention_metadata_days", "INTEGER"),
+    ("jobs", "retention_data_days", "INTEGER"),
+    ("messages", "subject", "TEXT NOT NULL DEFAULT ''"),
+    ("messages", "created_at", "REAL NOT NULL DEFAULT 0"),
+    ("messages", "sent_at", "REAL"),
+    ("messages", "delivered_at", "REAL"),
+    ("messages", "events", "TEXT NOT NULL DEFAULT '[]'"),
+    ("messages", "data_until", "REAL"),
+    ("messages", "metadata_until", "REAL"),
+]
+
+
 class Database:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
         self.path = str(path)
@@ -107,7 +156,20 @@ class Database:
         self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
         self.connection().executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        """Add columns newer versions need to tables an older version created (data dirs survive
+        upgrades). New tables and indexes come from SCHEMA itself."""
+        conn = self.connection()
+        for table, column, decl in _ADDED_COLUMNS:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)
+            ).fetchone()
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if exists and column not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -7,9 +7,21 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from mailsage.adapters.sqlite.db import Database
-from mailsage.domain.models import Account, Content, Job, JobState, Message, MessageStatus, Template
+from mailsage.domain.models import (
+    Account,
+    Content,
+    IdempotencyRecord,
+    Job,
+    JobState,
+    Message,
+    MessageQuery,
+    MessageStatus,
+    Suppression,
+    Template,
+)
 from mailsage.errors import Conflict
 
 
@@ -28,6 +40,10 @@ def _job(row: sqlite3.Row) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         dead_letters=json.loads(row["dead_letters"]),
+        first_attempt_at=row["first_attempt_at"],
+        expires_at=row["expires_at"],
+        retention_metadata_days=row["retention_metadata_days"],
+        retention_data_days=row["retention_data_days"],
     )
 
 
@@ -46,7 +62,16 @@ def _message(row: sqlite3.Row) -> Message:
         error_code=row["error_code"],
         error_message=row["error_message"],
         updated_at=row["updated_at"],
+        subject=row["subject"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+        delivered_at=row["delivered_at"],
+        events=json.loads(row["events"]),
     )
+
+
+def _event(when: float, status: str, log: str | None) -> str:
+    return json.dumps({"time": when, "status": status, "log": log or ""})
 
 
 def _template(row: sqlite3.Row) -> Template:
@@ -141,7 +166,8 @@ class SqliteStore:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, account_id, kind, state, content, campaign_id, total, chunks,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, first_attempt_at, expires_at, retention_metadata_days,"
+                " retention_data_days) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.account_id,
@@ -153,11 +179,18 @@ class SqliteStore:
                     job.chunks,
                     job.created_at,
                     job.updated_at,
+                    job.first_attempt_at,
+                    job.expires_at,
+                    job.retention_metadata_days,
+                    job.retention_data_days,
                 ),
+            )
+            metadata_until = (
+                job.created_at + 86_400 * job.retention_metadata_days if job.retention_metadata_days else None
             )
             conn.executemany(
                 "INSERT INTO messages (id, job_id, account_id, seq, chunk, email, name, variables, status,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, subject, created_at, metadata_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -170,6 +203,9 @@ class SqliteStore:
                         json.dumps(m.variables, separators=(",", ":")),
                         m.status.value,
                         job.created_at,
+                        m.subject,
+                        job.created_at,
+                        metadata_until,
                     )
                     for m in messages
                 ],
@@ -208,7 +244,7 @@ class SqliteStore:
         now = time.time()
         cur = self.db.connection().execute(
             "UPDATE jobs SET state = 'completed', updated_at = ?, finished_at = ?"
-            " WHERE id = ? AND state IN ('queued', 'running', 'paused') AND NOT EXISTS ("
+            " WHERE id = ? AND state IN ('queued', 'scheduled', 'running', 'paused') AND NOT EXISTS ("
             "   SELECT 1 FROM messages WHERE job_id = ? AND status IN ('queued', 'scheduled', 'sending'))",
             (now, now, job_id, job_id),
         )
@@ -270,18 +306,28 @@ class SqliteStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> bool:
+        now = time.time()
+        event = _event(
+            now, status.value, error_message or ("accepted by the relay" if status == "sent" else "")
+        )
         cur = self.db.connection().execute(
             "UPDATE messages SET status = ?, error_code = ?, error_message = ?, attempts = attempts + 1,"
-            " updated_at = ? WHERE id = ? AND status = 'sending'",
-            (status.value, error_code, error_message, time.time(), message_id),
+            " updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
+            " events = json_insert(events, '$[#]', json(?)),"
+            # retention.data counts from now: 0 days means the data goes at the next purge
+            " data_until = (SELECT ? + 86400 * retention_data_days FROM jobs WHERE jobs.id = messages.job_id)"
+            " WHERE id = ? AND status = 'sending'",
+            (status.value, error_code, error_message, now, status.value, now, event, now, message_id),
         )
         return cur.rowcount == 1
 
     def release_message(self, message_id: str, error_message: str) -> bool:
+        now = time.time()
         cur = self.db.connection().execute(
             "UPDATE messages SET status = 'queued', error_message = ?, attempts = attempts + 1,"
-            " claimed_at = NULL, updated_at = ? WHERE id = ? AND status = 'sending'",
-            (error_message, time.time(), message_id),
+            " claimed_at = NULL, updated_at = ?, events = json_insert(events, '$[#]', json(?))"
+            " WHERE id = ? AND status = 'sending'",
+            (error_message, now, _event(now, "deferred", error_message), message_id),
         )
         return cur.rowcount == 1
 
@@ -303,11 +349,25 @@ class SqliteStore:
         error_message: str | None = None,
     ) -> bool:
         states = [s.value for s in allowed_from]
+        now = time.time()
         cur = self.db.connection().execute(
             "UPDATE messages SET status = ?, error_code = coalesce(?, error_code),"
-            " error_message = coalesce(?, error_message), updated_at = ?"
+            " error_message = coalesce(?, error_message), updated_at = ?,"
+            " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
+            " events = json_insert(events, '$[#]', json(?))"
             f" WHERE id = ? AND account_id = ? AND status IN ({','.join('?' * len(states))})",
-            (to.value, error_code, error_message, time.time(), message_id, account_id, *states),
+            (
+                to.value,
+                error_code,
+                error_message,
+                now,
+                to.value,
+                now,
+                _event(now, to.value, error_message or to.value),
+                message_id,
+                account_id,
+                *states,
+            ),
         )
         return cur.rowcount == 1
 
@@ -318,3 +378,249 @@ class SqliteStore:
             .fetchone()
         )
         return _message(row) if row else None
+
+    # -- listing, scheduling, expiry, retention ----------------------------------------------
+    def list_messages(self, account_id: str, query: MessageQuery) -> tuple[list[Message], bool]:
+        where: list[str] = ["m.account_id = ?"]
+        args: list[Any] = [account_id]
+        if query.statuses:
+            where.append(f"m.status IN ({','.join('?' * len(query.statuses))})")
+            args += list(query.statuses)
+        if query.recipient:
+            where.append("lower(m.email) = lower(?)")
+            args.append(query.recipient)
+        if query.sender:
+            where.append("instr(lower(json_extract(j.content, '$.from')), lower(?)) > 0")
+            args.append(query.sender)
+        if query.subject:
+            where.append("instr(lower(m.subject), lower(?)) > 0")
+            args.append(query.subject)
+        if query.message_id:
+            where.append("m.id = ?")
+            args.append(query.message_id)
+        for tag in query.tags:
+            where.append("EXISTS (SELECT 1 FROM json_each(j.content, '$.tags') WHERE value = ?)")
+            args.append(tag)
+        if query.from_time is not None:
+            where.append("m.created_at >= ?")
+            args.append(query.from_time)
+        if query.to_time is not None:
+            where.append("m.created_at <= ?")
+            args.append(query.to_time)
+        order = "DESC"
+        cursor = query.after or query.before
+        if cursor:
+            anchor = (
+                self.db.connection()
+                .execute(
+                    "SELECT created_at, id FROM messages WHERE id = ? AND account_id = ?",
+                    (cursor, account_id),
+                )
+                .fetchone()
+            )
+            if anchor is not None:
+                # Newest first: "after" pages towards older messages, "before" towards newer ones.
+                where.append(
+                    "(m.created_at, m.id) < (?, ?)" if query.after else "(m.created_at, m.id) > (?, ?)"
+                )
+                args += [anchor["created_at"], anchor["id"]]
+                order = "DESC" if query.after else "ASC"
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT m.* FROM messages m JOIN jobs j ON j.id = m.job_id WHERE {' AND '.join(where)}"
+                f" ORDER BY m.created_at {order}, m.id {order} LIMIT ?",
+                (*args, query.limit + 1),
+            )
+            .fetchall()
+        )
+        more = len(rows) > query.limit
+        messages = [_message(r) for r in rows[: query.limit]]
+        if order == "ASC":
+            messages.reverse()
+        return messages, more
+
+    def start_scheduled_job(self, job_id: str) -> bool:
+        now = time.time()
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'scheduled'",
+                (now, job_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute(
+                "UPDATE messages SET status = 'queued', updated_at = ? WHERE job_id = ? AND status = 'scheduled'",
+                (now, job_id),
+            )
+        return True
+
+    def cancel_message(self, account_id: str, message_id: str) -> bool:
+        now = time.time()
+        cur = self.db.connection().execute(
+            "UPDATE messages SET status = 'cancelled', updated_at = ?, events = json_insert(events, '$[#]', json(?))"
+            " WHERE id = ? AND account_id = ? AND status = 'scheduled'",
+            (now, _event(now, "cancelled", "cancelled before its first attempt"), message_id, account_id),
+        )
+        return cur.rowcount == 1
+
+    def expire_unsent(self, job_id: str) -> int:
+        now = time.time()
+        cur = self.db.connection().execute(
+            "UPDATE messages SET status = 'expired', updated_at = ?, events = json_insert(events, '$[#]', json(?))"
+            " WHERE job_id = ? AND status IN ('queued', 'scheduled')",
+            (now, _event(now, "expired", "not sent before the schedule expired"), job_id),
+        )
+        return cur.rowcount
+
+    def purge_expired(self, now: float) -> int:
+        with self.db.transaction() as conn:
+            data = conn.execute(
+                "UPDATE messages SET variables = '{}', data_until = NULL WHERE data_until <= ?", (now,)
+            ).rowcount
+            gone = conn.execute("DELETE FROM messages WHERE metadata_until <= ?", (now,)).rowcount
+            # A finished job's content goes once none of its messages still keeps data.
+            conn.execute(
+                "UPDATE jobs SET content = json_set(content, '$.text', NULL, '$.html', NULL, '$.amp', NULL,"
+                " '$.attachments', json('[]'), '$.purged', json('true'))"
+                " WHERE retention_data_days IS NOT NULL AND state IN ('completed', 'stopped', 'expired')"
+                " AND json_extract(content, '$.purged') IS NULL AND NOT EXISTS ("
+                "   SELECT 1 FROM messages WHERE job_id = jobs.id AND (data_until IS NOT NULL"
+                "   OR status IN ('queued', 'scheduled', 'sending')))"
+            )
+            conn.execute(
+                "DELETE FROM jobs WHERE retention_metadata_days IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM messages WHERE job_id = jobs.id)"
+            )
+        return data + gone
+
+    # -- suppressions --------------------------------------------------------------------------
+    def put_suppression(self, suppression: Suppression) -> None:
+        self.db.connection().execute(
+            "INSERT OR REPLACE INTO suppressions (account_id, email, domain, id, reason, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                suppression.account_id,
+                suppression.email.lower(),
+                (suppression.domain or "").lower(),
+                suppression.id,
+                suppression.reason,
+                suppression.created_at,
+                suppression.expires_at,
+            ),
+        )
+
+    def list_suppressions(
+        self,
+        account_id: str,
+        email: str | None,
+        domain: str | None,
+        from_time: float | None,
+        to_time: float | None,
+        limit: int,
+        after: str | None,
+    ) -> tuple[list[Suppression], bool]:
+        where: list[str] = ["account_id = ?", "expires_at > ?"]
+        args: list[Any] = [account_id, time.time()]
+        if email:
+            where.append("email = ?")
+            args.append(email.lower())
+        if domain:
+            where.append("domain = ?")
+            args.append(domain.lower())
+        if from_time is not None:
+            where.append("created_at >= ?")
+            args.append(from_time)
+        if to_time is not None:
+            where.append("created_at <= ?")
+            args.append(to_time)
+        if after:
+            where.append("id > ?")
+            args.append(after)
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT * FROM suppressions WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+                (*args, limit + 1),
+            )
+            .fetchall()
+        )
+        found = [
+            Suppression(
+                r["id"],
+                r["account_id"],
+                r["email"],
+                r["domain"] or None,
+                r["reason"],
+                r["created_at"],
+                r["expires_at"],
+            )
+            for r in rows[:limit]
+        ]
+        return found, len(rows) > limit
+
+    def delete_suppressions(self, account_id: str, email: str | None, domain: str | None) -> int:
+        where: list[str] = ["account_id = ?"]
+        args: list[Any] = [account_id]
+        if email:
+            where.append("email = ?")
+            args.append(email.lower())
+        if domain:
+            where.append("domain = ?")
+            args.append(domain.lower())
+        return (
+            self.db.connection()
+            .execute(f"DELETE FROM suppressions WHERE {' AND '.join(where)}", args)
+            .rowcount
+        )
+
+    def suppressed(self, account_id: str, emails: Sequence[str], domain: str | None, now: float) -> set[str]:
+        lowered = sorted({e.lower() for e in emails})
+        found: set[str] = set()
+        for start in range(0, len(lowered), 500):  # SQLite's bound-parameter limit
+            part = lowered[start : start + 500]
+            rows = self.db.connection().execute(
+                f"SELECT email FROM suppressions WHERE account_id = ? AND email IN ({','.join('?' * len(part))})"
+                " AND expires_at > ? AND (domain = '' OR domain = ?)",
+                (account_id, *part, now, (domain or "").lower()),
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    # -- idempotency ----------------------------------------------------------------------------
+    def begin_idempotent(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM idempotency WHERE account_id = ? AND key = ?", (record.account_id, record.key)
+            ).fetchone()
+            if row is not None and row["expires_at"] > record.created_at:
+                return IdempotencyRecord(
+                    row["account_id"],
+                    row["key"],
+                    row["fingerprint"],
+                    row["state"],
+                    row["created_at"],
+                    row["expires_at"],
+                    row["status"],
+                    row["body"],
+                    json.loads(row["headers"]),
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency (account_id, key, fingerprint, state, created_at, expires_at)"
+                " VALUES (?, ?, ?, 'in_progress', ?, ?)",
+                (record.account_id, record.key, record.fingerprint, record.created_at, record.expires_at),
+            )
+        return None
+
+    def finish_idempotent(
+        self, account_id: str, key: str, status: int, body: str, headers: dict[str, str]
+    ) -> None:
+        self.db.connection().execute(
+            "UPDATE idempotency SET state = 'done', status = ?, body = ?, headers = ? WHERE account_id = ? AND key = ?",
+            (status, body, json.dumps(headers), account_id, key),
+        )
+
+    def release_idempotent(self, account_id: str, key: str) -> None:
+        self.db.connection().execute(
+            "DELETE FROM idempotency WHERE account_id = ? AND key = ?", (account_id, key)
+        )
