@@ -21,7 +21,7 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
         )
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
     gate = security.gate(settings)
-    app.use(middlewares=[security.middleware(gate), idempotency.middleware()])
+    app.use(middlewares=[security.middleware(gate), idempotency.middleware(settings)])
     errors.install(app, gate)
     app.include_router(emails.router, prefix="/api/v1/emails")
     app.include_router(templates.router, prefix="/api/v1/templates")
