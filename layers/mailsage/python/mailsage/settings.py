@@ -91,6 +91,8 @@ class ApiSettings(ProviderSettings):
     default_from: str = "MailSage <noreply@mailsage.example>"
     # Browser origins allowed to call the API (CORS); empty: no CORS headers.
     allowed_origins: list[str] = Field(default_factory=list)
+    # How long an Idempotency-Key is remembered (per account) after its first request.
+    idempotency_ttl_seconds: int = Field(86_400, ge=1, le=30 * 86_400)
     # Scheduled sends on AWS: EventBridge Scheduler targets the send queue with this role.
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
