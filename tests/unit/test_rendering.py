@@ -37,3 +37,8 @@ def test_errors_raised_by_template_code_are_template_errors() -> None:
 def test_a_variable_that_puts_a_line_break_in_the_subject_is_rejected() -> None:
     with pytest.raises(TemplateError, match="line break"):
         CompiledContent("Hi {{ n }}", "x", None).render({"n": "a\r\nBcc: victim@example.com"})
+
+
+def test_a_variable_that_puts_a_control_character_in_the_subject_is_rejected() -> None:
+    with pytest.raises(TemplateError, match="control character"):
+        CompiledContent("Hi {{ n }}", "x", None).render({"n": "a\x00b"})

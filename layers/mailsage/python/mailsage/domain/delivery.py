@@ -25,6 +25,7 @@ from mailsage.ports import Queue, Store, Transport, TransportSession
 log = logging.getLogger(__name__)
 
 _SENDABLE = (MessageStatus.QUEUED, MessageStatus.SENDING)
+_LIVE = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED)
 SANDBOX_ROUTE = "sandbox:"  # + the outcome: a route the providers resolve to the sandbox transport
 _SANDBOX_OUTCOMES = {"deliver": MessageStatus.DELIVERED, "bounce": MessageStatus.BOUNCED}
 
@@ -103,20 +104,24 @@ class DeliveryService:
                 except TemplateError as exc:
                     self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
                     continue
-                data = build_message(
-                    rendered,
-                    from_addr=job.content.from_addr,
-                    to_email=message.email,
-                    to_name=message.name,
-                    reply_to=job.content.reply_to,
-                    message_id=f"<{message.id}@{self.policy.message_id_domain}>",
-                    headers={
-                        **job.content.headers,
-                        "X-MailSage-Job-ID": job.id,
-                        "X-MailSage-Message-ID": message.id,
-                    },
-                    attachments=job.content.attachments,
-                )
+                try:
+                    data = build_message(
+                        rendered,
+                        from_addr=job.content.from_addr,
+                        to_email=message.email,
+                        to_name=message.name,
+                        reply_to=job.content.reply_to,
+                        message_id=f"<{message.id}@{self.policy.message_id_domain}>",
+                        headers={
+                            **job.content.headers,
+                            "X-MailSage-Job-ID": job.id,
+                            "X-MailSage-Message-ID": message.id,
+                        },
+                        attachments=job.content.attachments,
+                    )
+                except ValueError as exc:  # a header value the MIME builder refuses: this message only
+                    self.store.finish_message(message.id, MessageStatus.FAILED, "invalid_message", str(exc))
+                    continue
                 tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
                 try:
                     sessions.send_first(routes, envelope_from, message.email, data, tags)
@@ -174,11 +179,16 @@ class DeliveryService:
             self._expire(job)
             return
         if self.store.start_scheduled_job(job.id):
-            enqueue_chunks(self.queue, job.account_id, job.id, self.store.pending_chunks(job.id))
+            pending = self.store.pending_chunks(job.id)
+            if pending:
+                enqueue_chunks(self.queue, job.account_id, job.id, pending)
+            else:
+                self.store.complete_job_if_done(job.id)  # every message was cancelled meanwhile
 
     def _expire(self, job: Job) -> None:
         self.store.expire_unsent(job.id)
-        self.store.complete_job_if_done(job.id)
+        if not self.store.pending_chunks(job.id):  # nothing still in flight: the job ends expired
+            self.store.transition_job(job.account_id, job.id, _LIVE, JobState.EXPIRED)
 
     def _not_sent_yet(
         self, message_id: str, exc: TransientSendError, receive_count: int, last_attempt: bool

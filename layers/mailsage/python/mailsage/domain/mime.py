@@ -1,13 +1,60 @@
-"""Rendered content -> RFC 5322 bytes."""
+"""Rendered content -> RFC 5322 bytes (MIME per RFC 2045/2046/2387).
+
+The structure, outermost first; a level with one child collapses into that child:
+
+    multipart/mixed                      when there are regular attachments
+      multipart/alternative              when there is more than one version of the body
+        text/plain                       `rendered.text`
+        text/x-amp-html                  `rendered.amp` (between text and html: html is preferred last)
+        multipart/related                when the html has inline parts (`content_id`)
+          text/html                      `rendered.html` (the root of the related group)
+          <inline part>...               Content-ID: <cid>, Content-Disposition: inline
+      <attachment>...                    Content-Disposition: attachment, base64
+
+An attachment is *inline* (in multipart/related, next to the HTML that refers to it by `cid:`)
+when it has a `content_id`, its disposition is not "attachment", and there is an HTML part;
+otherwise it goes into multipart/mixed, with its Content-ID if it has one.
+
+Encodings, the rules of `EmailMessage.set_content`: a text part whose lines are at most 78 bytes
+is 7bit (ASCII) or 8bit (UTF-8); longer lines are quoted-printable, or base64 when that is
+shorter (mostly non-Latin text); attachments are always base64. Header values that are not plain
+ASCII are RFC 2047-encoded, and non-ASCII file names RFC 2231-encoded, by the `email` package's
+header registry (policy SMTP), which also folds long values.
+
+The assembly is written out here rather than by `EmailMessage`: the common message (no
+attachments, ASCII headers) costs a few dozen microseconds instead of a millisecond, which is a
+visible share of a sender's time. tests/unit/test_mime.py parses every shape back with the
+`email` package.
+"""
 
 from __future__ import annotations
 
-from email import policy
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+import base64
+import binascii
+import random
+import re
+import sys
+from datetime import UTC, datetime
+from email import policy as _policies
+from email.message import MIMEPart
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
 from typing import Any
 
 from mailsage.domain.rendering import Rendered
+
+_POLICY = _policies.SMTP
+_CRLF = b"\r\n"
+_MAX_LINE = 78  # policy.SMTP.max_line_length: the line length that makes a text part 7bit/8bit
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext: printable ASCII except ':'
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")  # a MIME type or subtype (RFC 6838)
+_BOUNDARY_TOKEN_WIDTH = len(repr(sys.maxsize - 1))
+
+# Headers this module writes itself: a custom header of the same name is left out (the message's
+# identity and structure are not the caller's to change; the API layer rejects most of these).
+_OWN_HEADERS = frozenset({"from", "to", "subject", "date", "message-id", "mime-version"})
+
+_Entity = tuple[bytes, bytes]  # (header lines, body): one MIME entity, CRLF line endings
 
 
 def build_message(
@@ -21,20 +68,198 @@ def build_message(
     headers: dict[str, str] | None = None,
     attachments: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = from_addr
-    msg["To"] = formataddr((to_name, to_email)) if to_name else to_email
-    msg["Subject"] = rendered.subject
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = message_id
+    """The message for one recipient. `attachments` are Content.attachments dicts:
+    {file_name, content_type, data (base64), disposition "attachment"|"inline", content_id?}.
+
+    Raises ValueError for a header name that is not RFC 5322 ftext, or for a line break in any
+    header value (custom headers, file names, content ids): header injection is impossible."""
+    head = [
+        _header("From", from_addr),
+        _header("To", formataddr((to_name, to_email)) if to_name else to_email),
+        _header("Subject", rendered.subject),
+        _header("Date", format_datetime(datetime.now(UTC).replace(microsecond=0))),  # "+0000"
+        _header("Message-ID", message_id),
+    ]
     if reply_to:
-        msg["Reply-To"] = reply_to
-    for key, value in (headers or {}).items():
-        msg[key] = value
+        head.append(_header("Reply-To", reply_to))
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        if lowered in _OWN_HEADERS or lowered.startswith("content-") or (reply_to and lowered == "reply-to"):
+            continue
+        head.append(_header(name, value))
+    head.append(b"MIME-Version: 1.0\r\n")
+
+    part_headers, body = _body(rendered, attachments or [])
+    return b"".join(head) + part_headers + _CRLF + body
+
+
+# -- structure ------------------------------------------------------------------------------------
+def _body(rendered: Rendered, attachments: list[dict[str, Any]]) -> _Entity:
+    html_present = rendered.html is not None
+    inline: list[dict[str, Any]] = []
+    regular: list[dict[str, Any]] = []
+    for attachment in attachments:
+        related = (
+            html_present
+            and attachment.get("content_id")
+            and (attachment.get("disposition") or "inline") != "attachment"
+        )
+        (inline if related else regular).append(attachment)
+
+    versions: list[_Entity] = []
     if rendered.text is not None:
-        msg.set_content(rendered.text)
-        if rendered.html is not None:
-            msg.add_alternative(rendered.html, subtype="html")
+        versions.append(_text_part(rendered.text, "plain"))
+    if rendered.amp is not None:
+        versions.append(_text_part(rendered.amp, "x-amp-html"))
+    if html_present or not versions:  # no content at all: an empty HTML part, as before
+        html = _text_part(rendered.html or "", "html")
+        if inline:
+            html = _multipart("related", [html, *(_attachment_part(a, "inline") for a in inline)])
+        versions.append(html)
+    body = versions[0] if len(versions) == 1 else _multipart("alternative", versions)
+    if regular:
+        body = _multipart("mixed", [body, *(_attachment_part(a, "attachment") for a in regular)])
+    return body
+
+
+def _multipart(subtype: str, parts: list[_Entity]) -> _Entity:
+    """RFC 2046 5.1: each part after `--boundary`, closed by `--boundary--`; the boundary is random
+    and checked against the content so that no part can contain it."""
+    entities = [headers + _CRLF + body for headers, body in parts]
+    while True:
+        token = f"{random.randrange(sys.maxsize):0{_BOUNDARY_TOKEN_WIDTH}d}"
+        boundary = f"==============={token}=="
+        marker = boundary.encode("ascii")
+        if not any(marker in entity for entity in entities):
+            break
+    delimiter = b"--" + marker + _CRLF
+    body = delimiter + (_CRLF + delimiter).join(entities) + _CRLF + b"--" + marker + b"--" + _CRLF
+    params = ' type="text/html";' if subtype == "related" else ""  # RFC 2387: the root's type
+    content_type = f'Content-Type: multipart/{subtype};{params}\r\n boundary="{boundary}"\r\n'
+    return content_type.encode("ascii"), body
+
+
+# -- text parts -----------------------------------------------------------------------------------
+_TEXT_HEADERS = {
+    (subtype, cte): (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
+    ).encode("ascii")
+    for subtype in ("plain", "html", "x-amp-html")
+    for cte in ("7bit", "8bit", "quoted-printable", "base64")
+}
+
+
+def _text_part(text: str, subtype: str) -> _Entity:
+    """A UTF-8 text part: line endings become CRLF; the transfer encoding is chosen as
+    `email.contentmanager` does it (7bit, 8bit, then the shorter of quoted-printable and base64)."""
+    lines = text.encode("utf-8").splitlines()
+    data = _CRLF.join(lines) + _CRLF
+    if max(map(len, lines), default=0) <= _MAX_LINE and b"\0" not in data:  # RFC 2045: no NUL in 7bit/8bit
+        cte = "7bit" if data.isascii() else "8bit"
+        body = data
     else:
-        msg.set_content(rendered.html or "", subtype="html")
-    return msg.as_bytes()
+        sniff = _CRLF.join(lines[:10]) + _CRLF
+        if len(binascii.b2a_qp(sniff, istext=True)) > len(binascii.b2a_base64(sniff)):
+            cte, body = "base64", _base64_lines(data)
+        else:
+            # Soft line breaks keep every encoded line within RFC 2045's 76 characters.
+            cte, body = "quoted-printable", binascii.b2a_qp(data, istext=True)
+    return _TEXT_HEADERS[subtype, cte], body
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """base64 in lines of 76 characters, CRLF-terminated (RFC 2045 6.8)."""
+    return base64.encodebytes(data).replace(b"\n", _CRLF)
+
+
+# -- attachments ----------------------------------------------------------------------------------
+def _attachment_part(attachment: dict[str, Any], default_disposition: str) -> _Entity:
+    return _encoded_attachment(
+        attachment.get("file_name") or None,
+        attachment.get("content_type") or "application/octet-stream",
+        attachment["data"],
+        attachment.get("disposition") or default_disposition,
+        attachment.get("content_id") or None,
+    )
+
+
+@lru_cache(maxsize=8)
+def _encoded_attachment(
+    file_name: str | None, content_type: str, data: str, disposition: str, content_id: str | None
+) -> _Entity:
+    """One attachment, encoded once for every recipient of a chunk (they share it)."""
+    for field, value in (
+        ("file_name", file_name),
+        ("content_type", content_type),
+        ("content_id", content_id),
+    ):
+        if value is not None and _has_control(value):
+            raise ValueError(f"attachment {field} contains a line break or control character: {value!r}")
+    if disposition not in ("attachment", "inline"):
+        raise ValueError(f"attachment disposition must be 'attachment' or 'inline', got {disposition!r}")
+    maintype, subtype, params = _content_type(content_type)
+
+    # The email package writes the parameters: quoting, RFC 2231 for non-ASCII names, folding.
+    part = MIMEPart(policy=_POLICY)
+    part["Content-Type"] = f"{maintype}/{subtype}"
+    for key, value in params.items():
+        part.set_param(key, value)
+    if file_name is not None:
+        part.set_param("name", file_name)  # what older clients read
+    part["Content-Transfer-Encoding"] = "base64"
+    part["Content-Disposition"] = disposition
+    if file_name is not None:
+        part.set_param("filename", file_name, header="Content-Disposition")
+    if content_id is not None:
+        part["Content-ID"] = f"<{content_id.strip().removeprefix('<').removesuffix('>')}>"
+    head = b"".join(_POLICY.fold_binary(name, value) for name, value in part.items())
+    return head, _base64_lines(base64.b64decode(data))
+
+
+def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    """(maintype, subtype, params) of an attachment's content type. Anything that is not a leaf
+    type (multipart/*, and message/*, which RFC 2046 forbids to base64) is sent as
+    application/octet-stream."""
+    header = _POLICY.header_factory("Content-Type", value)
+    maintype, subtype = header.maintype, header.subtype  # type: ignore[attr-defined]
+    valid = not header.defects and _TOKEN.fullmatch(maintype) and _TOKEN.fullmatch(subtype)
+    if not valid or maintype in ("multipart", "message"):
+        return "application", "octet-stream", {}
+    params = {k: v for k, v in header.params.items() if k not in ("name", "boundary")}  # type: ignore[attr-defined]
+    return maintype, subtype, params
+
+
+# -- headers --------------------------------------------------------------------------------------
+def _header(name: str, value: str) -> bytes:
+    """One header line, folded and encoded exactly as `EmailMessage` under policy SMTP writes it;
+    a short plain-ASCII value (the usual case) is written as is without parsing it."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise ValueError(f"not a valid header name: {name!r}")
+    if (
+        len(name) + len(value) <= _MAX_LINE - 2
+        and value.isascii()
+        and value.isprintable()
+        and value
+        and value[0] != " "
+        and value[-1] != " "
+        and "  " not in value
+        and "=?" not in value  # an encoded word is decoded and re-encoded by the header registry
+    ):
+        return f"{name}: {value}\r\n".encode("ascii")
+    if _has_control(value, allow_tab=True):
+        raise ValueError(f"header {name} contains a line break or control character")
+    return _fold(name, value)
+
+
+@lru_cache(maxsize=1024)
+def _fold(name: str, value: str) -> bytes:
+    """The header registry's folding (RFC 2047 encoded words for non-ASCII). Cached: a subject
+    that is the same for every recipient is encoded once."""
+    return _POLICY.fold_binary(name, _POLICY.header_factory(name, value))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
+
+
+def _has_control(value: str, allow_tab: bool = False) -> bool:
+    return _CONTROL.search(value) is not None or (not allow_tab and "\t" in value)

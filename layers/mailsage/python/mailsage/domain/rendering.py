@@ -85,6 +85,10 @@ class CompiledContent:
         subject = _render(self._subject, "subject", variables) or ""
         if "\r" in subject or "\n" in subject:
             raise TemplateError("subject: the rendered subject contains a line break", {"part": "subject"})
+        if any(ord(c) < 32 or ord(c) == 127 for c in subject):
+            raise TemplateError(
+                "subject: the rendered subject contains a control character", {"part": "subject"}
+            )
         return Rendered(
             subject=subject.strip(),
             text=_render(self._text, "text", variables),
