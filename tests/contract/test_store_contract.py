@@ -11,7 +11,18 @@ from typing import TypeVar
 
 import pytest
 
-from mailsage.domain.models import Account, Job, JobState, Message, MessageStatus, Template
+from mailsage.domain.models import (
+    Account,
+    IdempotencyRecord,
+    Job,
+    JobState,
+    Message,
+    MessageQuery,
+    MessageStatus,
+    Suppression,
+    Template,
+    new_id,
+)
 from mailsage.errors import Conflict
 from mailsage.ports import Store
 from tests.contract.conftest import JobFactory
@@ -823,3 +834,833 @@ def test_update_delivery_status_of_an_unknown_message_is_false(store: Store, job
     assert not store.update_delivery_status(
         job.account_id, "msg_missing", MessageStatus.DELIVERED, [MessageStatus.SENT]
     )
+
+
+# -- new message fields: subject, created_at, sent_at, delivered_at, the event log --------------------
+
+
+def _events(message: Message | None) -> list[tuple[str, str]]:
+    assert message is not None
+    return [(e["status"], e["log"]) for e in message.events]
+
+
+def test_job_schedule_retention_and_full_content_roundtrip(store: Store, jobs: JobFactory) -> None:
+    # Given a scheduled job with every optional field of the job and of its content set
+    job, messages = jobs.build(
+        chunk_sizes=(2,), state=JobState.SCHEDULED, message_status=MessageStatus.SCHEDULED
+    )
+    job.first_attempt_at, job.expires_at = job.created_at + 3600, job.created_at + 7200
+    job.retention_metadata_days, job.retention_data_days = 30, 7
+    job.content.amp = "<html amp4email>{{ name }}</html>"
+    job.content.attachments = [
+        {
+            "file_name": "a.pdf",
+            "content_type": "application/pdf",
+            "data": "JVBERi0=",
+            "disposition": "attachment",
+        },
+        {
+            "file_name": "logo.png",
+            "content_type": "image/png",
+            "data": "iVBORw==",
+            "disposition": "inline",
+            "content_id": "logo",
+        },
+    ]
+    job.content.headers = {"X-Campaign": "spring"}
+    job.content.tags = ["billing", "eu"]
+    job.content.sandbox_result = "deliver"
+    job.content.tracking = {"open": True, "click": False}
+    job.content.provider = "relay"
+    job.content.template_id = "tpl_1"
+    # When it is created and read back
+    store.create_job(job, messages)
+    found = store.get_job(job.account_id, job.id)
+    # Then every field is preserved
+    assert found is not None
+    assert found.state == JobState.SCHEDULED
+    assert found.content == job.content
+    assert (found.first_attempt_at, found.expires_at) == (job.first_attempt_at, job.expires_at)
+    assert (found.retention_metadata_days, found.retention_data_days) == (30, 7)
+    assert nonzero(found.counts) == {"scheduled": 2}
+
+
+def test_message_subject_and_creation_time_roundtrip(store: Store, jobs: JobFactory) -> None:
+    # Given messages with rendered subjects
+    job, messages = jobs.build(chunk_sizes=(2,))
+    for m in messages:
+        m.subject = f"Hello {m.name} – ünïcode"
+    store.create_job(job, messages)
+    # When they are read / Then the subject is kept, and created_at is the job's creation time
+    found = store.get_message(job.account_id, messages[1].id)
+    assert found is not None
+    assert (found.subject, found.created_at) == ("Hello User 1 – ünïcode", job.created_at)
+    assert [(m.subject, m.created_at) for m in store.chunk_messages(job.id, 0)] == [
+        (m.subject, job.created_at) for m in messages
+    ]
+    # And a message nothing happened to yet has no events and no times
+    assert (found.events, found.sent_at, found.delivered_at) == ([], None, None)
+
+
+def test_finish_as_sent_sets_sent_at_and_logs_the_event(store: Store, jobs: JobFactory) -> None:
+    job, messages = jobs.create(chunk_sizes=(1,))
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    before = time.time()
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    after = time.time()
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None and found.sent_at is not None
+    assert before <= found.sent_at <= after
+    assert found.delivered_at is None
+    assert _events(found) == [("sent", "accepted by the relay")]
+    assert found.events[0]["time"] == found.sent_at
+
+
+def test_release_then_failure_log_both_attempts_in_order(store: Store, jobs: JobFactory) -> None:
+    # Given a message deferred once, then failed for good
+    job, messages = jobs.create(chunk_sizes=(1,))
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    store.release_message(messages[0].id, "421 try later")
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    store.finish_message(messages[0].id, MessageStatus.FAILED, "550", "mailbox unavailable")
+    # Then both attempts are logged, in order, and it was never sent
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None
+    assert _events(found) == [("deferred", "421 try later"), ("failed", "mailbox unavailable")]
+    assert found.events[0]["time"] <= found.events[1]["time"]
+    assert (found.attempts, found.sent_at) == (2, None)
+
+
+def test_delivery_status_updates_log_events_and_set_delivered_at(store: Store, jobs: JobFactory) -> None:
+    # Given a sent message
+    job, messages = _sent(store, jobs)
+    # When it is delivered, then reported as complained with a detail
+    before = time.time()
+    store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    after = time.time()
+    store.update_delivery_status(
+        job.account_id,
+        messages[0].id,
+        MessageStatus.COMPLAINED,
+        [MessageStatus.DELIVERED],
+        "complained",
+        "complaint: abuse",
+    )
+    # And a refused update logs nothing
+    store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    # Then every accepted change is in the log, after the send, and delivered_at is set
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None and found.delivered_at is not None
+    assert before <= found.delivered_at <= after
+    assert _events(found) == [
+        ("sent", "accepted by the relay"),
+        ("delivered", "delivered"),
+        ("complained", "complaint: abuse"),
+    ]
+    # And the other message, only sent, has no delivery time
+    other = store.get_message(job.account_id, messages[1].id)
+    assert other is not None and other.sent_at is not None and other.delivered_at is None
+
+
+def test_every_read_returns_the_same_message(store: Store, jobs: JobFactory) -> None:
+    # Given a chunk whose messages went different ways (sent and delivered, deferred, untouched)
+    job, messages = jobs.create(chunk_sizes=(3,))
+    store.claim_messages(job.id, [messages[0].id, messages[1].id], LONG_LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    store.release_message(messages[1].id, "451 greylisted")
+    # When they are read one by one, as a chunk and as a listing
+    one_by_one = [store.get_message(job.account_id, m.id) for m in messages]
+    as_chunk = store.chunk_messages(job.id, 0)
+    listed, _ = store.list_messages(job.account_id, MessageQuery())
+    # Then each read returns the same messages, events and times included
+    assert as_chunk == one_by_one
+    assert sorted(listed, key=lambda m: m.seq) == one_by_one
+    assert [len(m.events) for m in as_chunk] == [2, 1, 0]  # type: ignore[union-attr]
+
+
+# -- messages created suppressed -----------------------------------------------------------------------
+
+
+def _with_suppressed(jobs: JobFactory, sendable: int, suppressed: int) -> tuple[Job, list[Message]]:
+    """A job whose last `suppressed` recipients were suppressed at submission (chunk -1)."""
+    job, messages = jobs.build(chunk_sizes=(sendable + suppressed,))
+    for m in messages[sendable:]:
+        m.status, m.chunk = MessageStatus.SUPPRESSED, -1
+        m.error_code, m.error_message = "suppressed", "the recipient is on the suppression list"
+    job.chunks = 1 if sendable else 0
+    jobs.store.create_job(job, messages)
+    return job, messages
+
+
+def test_messages_created_suppressed_are_counted_listed_and_never_pending(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given a job of two sendable recipients and one suppressed at submission
+    job, messages = _with_suppressed(jobs, sendable=2, suppressed=1)
+    # Then the job counts it, it is readable and listed, but no chunk to send holds it
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and nonzero(found.counts) == {"queued": 2, "suppressed": 1}
+    assert status_of(store, messages[2]) == MessageStatus.SUPPRESSED
+    assert [m.id for m in store.chunk_messages(job.id, 0)] == [messages[0].id, messages[1].id]
+    assert store.pending_chunks(job.id) == [0]
+    listed, _ = store.list_messages(job.account_id, MessageQuery(statuses=("suppressed",)))
+    assert [m.id for m in listed] == [messages[2].id]
+    # And once the others are sent the job completes
+    store.claim_messages(job.id, [messages[0].id, messages[1].id], LONG_LEASE)
+    for m in messages[:2]:
+        store.finish_message(m.id, MessageStatus.SENT)
+    assert store.complete_job_if_done(job.id) is True
+
+
+def test_a_job_of_suppressed_recipients_only_completes_at_once(store: Store, jobs: JobFactory) -> None:
+    job, _ = _with_suppressed(jobs, sendable=0, suppressed=2)
+    assert store.pending_chunks(job.id) == []
+    assert store.complete_job_if_done(job.id) is True
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.state == JobState.COMPLETED
+
+
+# -- scheduled jobs: start, cancel a message, expire -----------------------------------------------------
+
+
+def _scheduled(jobs: JobFactory, chunk_sizes: tuple[int, ...] = (2, 1)) -> tuple[Job, list[Message]]:
+    return jobs.create(
+        chunk_sizes=chunk_sizes, state=JobState.SCHEDULED, message_status=MessageStatus.SCHEDULED
+    )
+
+
+def test_start_scheduled_job_queues_the_job_and_its_messages_once(store: Store, jobs: JobFactory) -> None:
+    # Given a scheduled job of three scheduled messages, one of which was cancelled
+    job, messages = _scheduled(jobs)
+    store.cancel_message(job.account_id, messages[1].id)
+    assert store.pending_chunks(job.id) == []
+    # When it is started
+    started = store.start_scheduled_job(job.id)
+    # Then the job and its scheduled messages are queued (the cancelled one stays cancelled), its
+    # chunks are pending, and it is active
+    assert started is True
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.state == JobState.QUEUED
+    assert [status_of(store, m) for m in messages] == [
+        MessageStatus.QUEUED,
+        MessageStatus.CANCELLED,
+        MessageStatus.QUEUED,
+    ]
+    assert store.pending_chunks(job.id) == [0, 1]
+    assert (job.account_id, job.id) in store.active_jobs()
+    # And starting it again does nothing
+    assert store.start_scheduled_job(job.id) is False
+
+
+@pytest.mark.parametrize("state", [JobState.QUEUED, JobState.STOPPED])
+def test_start_scheduled_job_of_a_job_not_scheduled_is_false(
+    store: Store, jobs: JobFactory, state: JobState
+) -> None:
+    # Given a job that is not scheduled (whose messages are still scheduled, to see they stay)
+    job, messages = jobs.create(chunk_sizes=(2,), state=state, message_status=MessageStatus.SCHEDULED)
+    # When it is started / Then nothing changes
+    assert store.start_scheduled_job(job.id) is False
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.state == state
+    assert {status_of(store, m) for m in messages} == {MessageStatus.SCHEDULED}
+    assert store.start_scheduled_job("job_unknown") is False
+
+
+def test_racing_starts_start_a_scheduled_job_once(store: Store, jobs: JobFactory) -> None:
+    for _ in range(3):  # several rounds: a race is probabilistic
+        job, messages = _scheduled(jobs, chunk_sizes=(5, 5))
+        results = run_together(8, lambda job_id=job.id: store.start_scheduled_job(job_id))
+        assert results.count(True) == 1
+        found = store.get_job(job.account_id, job.id)
+        assert found is not None and nonzero(found.counts) == {"queued": 10}
+
+
+def test_complete_job_if_done_completes_a_scheduled_job_with_nothing_left(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given a scheduled job: not done while a message is scheduled
+    job, messages = _scheduled(jobs, chunk_sizes=(2,))
+    assert store.complete_job_if_done(job.id) is False
+    # When every message is cancelled / Then it completes
+    for m in messages:
+        store.cancel_message(job.account_id, m.id)
+    assert store.complete_job_if_done(job.id) is True
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.state == JobState.COMPLETED and found.finished_at is not None
+
+
+def test_cancel_message_cancels_a_scheduled_message_once(store: Store, jobs: JobFactory) -> None:
+    job, messages = _scheduled(jobs)
+    assert store.cancel_message(job.account_id, messages[0].id) is True
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None and found.status == MessageStatus.CANCELLED
+    assert _events(found) == [("cancelled", "cancelled before its first attempt")]
+    # A second cancel is refused and logs nothing more; the other messages are untouched
+    assert store.cancel_message(job.account_id, messages[0].id) is False
+    assert len(store.get_message(job.account_id, messages[0].id).events) == 1  # type: ignore[union-attr]
+    assert status_of(store, messages[1]) == MessageStatus.SCHEDULED
+
+
+def test_cancel_message_refuses_queued_foreign_and_unknown_messages(store: Store, jobs: JobFactory) -> None:
+    job, queued = jobs.create(chunk_sizes=(1,))
+    scheduled_job, scheduled = _scheduled(jobs)
+    assert store.cancel_message(job.account_id, queued[0].id) is False
+    assert store.cancel_message("acc_other", scheduled[0].id) is False
+    assert store.cancel_message(job.account_id, "msg_unknown") is False
+    assert status_of(store, queued[0]) == MessageStatus.QUEUED
+    assert status_of(store, scheduled[0]) == MessageStatus.SCHEDULED
+
+
+def test_expire_unsent_expires_queued_and_scheduled_messages_only(store: Store, jobs: JobFactory) -> None:
+    # Given a job with two queued messages, one sending and one sent
+    job, messages = jobs.create(chunk_sizes=(2, 2))
+    store.claim_messages(job.id, [messages[2].id, messages[3].id], LONG_LEASE)
+    store.finish_message(messages[3].id, MessageStatus.SENT)
+    # When it expires
+    expired = store.expire_unsent(job.id)
+    # Then only the queued ones expired, each with an event; and again there is nothing to expire
+    assert expired == 2
+    assert [status_of(store, m) for m in messages] == [
+        MessageStatus.EXPIRED,
+        MessageStatus.EXPIRED,
+        MessageStatus.SENDING,
+        MessageStatus.SENT,
+    ]
+    assert _events(store.get_message(job.account_id, messages[0].id)) == [
+        ("expired", "not sent before the schedule expired")
+    ]
+    assert _events(store.get_message(job.account_id, messages[2].id)) == []
+    assert store.expire_unsent(job.id) == 0
+    # And a scheduled job's messages expire too
+    scheduled_job, _ = _scheduled(jobs)
+    assert store.expire_unsent(scheduled_job.id) == 3
+    found = store.get_job(scheduled_job.account_id, scheduled_job.id)
+    assert found is not None and nonzero(found.counts) == {"expired": 3}
+
+
+# -- listing messages ------------------------------------------------------------------------------------
+
+T0 = 1_700_000_000.123456
+
+
+def _job_at(
+    jobs: JobFactory,
+    created_at: float,
+    chunk_sizes: tuple[int, ...] = (2,),
+    account_id: str = "acc_a",
+    from_addr: str | None = None,
+    tags: list[str] | None = None,
+    subjects: list[str] | None = None,
+) -> tuple[Job, list[Message]]:
+    job, messages = jobs.build(account_id=account_id, chunk_sizes=chunk_sizes)
+    job.created_at = job.updated_at = created_at
+    if from_addr is not None:
+        job.content.from_addr = from_addr
+    if tags is not None:
+        job.content.tags = tags
+    for i, m in enumerate(messages):
+        m.created_at = created_at
+        m.subject = subjects[i] if subjects else f"Hello {m.name}"
+    jobs.store.create_job(job, messages)
+    return job, messages
+
+
+def _newest_first(*groups: tuple[Job, list[Message]]) -> list[str]:
+    pairs = [(job.created_at, m.id) for job, messages in groups for m in messages]
+    return [message_id for _, message_id in sorted(pairs, reverse=True)]
+
+
+def _ids(store: Store, account_id: str = "acc_a", **query: object) -> list[str]:
+    messages, _ = store.list_messages(account_id, MessageQuery(**query))  # type: ignore[arg-type]
+    return [m.id for m in messages]
+
+
+def test_list_messages_is_newest_first_then_by_id(store: Store, jobs: JobFactory) -> None:
+    # Given jobs created at different times (one of several chunks), out of order
+    middle = _job_at(jobs, T0 + 10, chunk_sizes=(2, 3))
+    oldest = _job_at(jobs, T0)
+    newest = _job_at(jobs, T0 + 20, chunk_sizes=(1,))
+    # When the account's messages are listed
+    listed, more = store.list_messages("acc_a", MessageQuery())
+    # Then they come newest first, ties (one job's messages) by descending id, nothing more
+    assert [m.id for m in listed] == _newest_first(oldest, middle, newest)
+    assert more is False
+    assert listed[0].created_at == T0 + 20 and listed[0].subject == "Hello User 0"
+
+
+def test_list_messages_is_scoped_by_account(store: Store, jobs: JobFactory) -> None:
+    mine = _job_at(jobs, T0)
+    theirs = _job_at(jobs, T0 + 1, account_id="acc_b")
+    assert _ids(store, "acc_a") == _newest_first(mine)
+    assert _ids(store, "acc_b") == _newest_first(theirs)
+    assert _ids(store, "acc_a", message_id=theirs[1][0].id) == []
+    assert _ids(store, "acc_c") == []
+
+
+def test_list_messages_filters_by_status(store: Store, jobs: JobFactory) -> None:
+    job, messages = _job_at(jobs, T0, chunk_sizes=(2, 2))
+    store.claim_messages(job.id, [messages[0].id, messages[1].id, messages[2].id], LONG_LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    store.finish_message(messages[2].id, MessageStatus.FAILED, "550", "no such user")
+    assert set(_ids(store, statuses=("sent", "failed"))) == {messages[0].id, messages[2].id}
+    assert _ids(store, statuses=("queued",)) == [messages[3].id]
+    assert _ids(store, statuses=("sending",)) == [messages[1].id]
+    assert _ids(store, statuses=("bounced",)) == []
+
+
+def test_list_messages_filters_by_recipient_exactly_ignoring_case(store: Store, jobs: JobFactory) -> None:
+    job, messages = _job_at(jobs, T0, chunk_sizes=(3,))
+    assert _ids(store, recipient="USER1@Example.COM") == [messages[1].id]
+    assert _ids(store, recipient="user1@example") == []  # not a substring match
+
+
+def test_list_messages_filters_by_part_of_the_sender(store: Store, jobs: JobFactory) -> None:
+    acme = _job_at(jobs, T0, from_addr="Acme Billing <billing@acme.test>")
+    other = _job_at(jobs, T0 + 1, from_addr="News <news@other.test>")
+    assert _ids(store, sender="ACME.test") == _newest_first(acme)
+    assert _ids(store, sender="news@") == _newest_first(other)
+    assert _ids(store, sender="nobody") == []
+
+
+def test_list_messages_filters_by_part_of_the_subject_ignoring_case(store: Store, jobs: JobFactory) -> None:
+    _, messages = _job_at(
+        jobs, T0, chunk_sizes=(3,), subjects=["Your invoice 42", "Welcome aboard", "Invoice 43"]
+    )
+    assert set(_ids(store, subject="INVOICE")) == {messages[0].id, messages[2].id}
+    assert _ids(store, subject="aboard") == [messages[1].id]
+
+
+def test_list_messages_filters_by_message_id(store: Store, jobs: JobFactory) -> None:
+    _, messages = _job_at(jobs, T0, chunk_sizes=(2, 2))
+    assert _ids(store, message_id=messages[3].id) == [messages[3].id]
+    assert _ids(store, message_id=messages[3].id, statuses=("sent",)) == []
+    assert _ids(store, message_id="msg_unknown") == []
+
+
+def test_list_messages_filters_by_all_of_the_tags(store: Store, jobs: JobFactory) -> None:
+    both = _job_at(jobs, T0, tags=["billing", "eu"])
+    billing = _job_at(jobs, T0 + 1, tags=["billing"])
+    _job_at(jobs, T0 + 2)
+    assert _ids(store, tags=("billing",)) == _newest_first(both, billing)
+    assert _ids(store, tags=("billing", "eu")) == _newest_first(both)
+    assert _ids(store, tags=("eu", "us")) == []
+
+
+def test_list_messages_filters_by_creation_time_inclusive(store: Store, jobs: JobFactory) -> None:
+    first = _job_at(jobs, T0)
+    second = _job_at(jobs, T0 + 10)
+    third = _job_at(jobs, T0 + 20)
+    assert _ids(store, from_time=T0 + 10) == _newest_first(second, third)
+    assert _ids(store, to_time=T0 + 10) == _newest_first(first, second)
+    assert _ids(store, from_time=T0 + 10, to_time=T0 + 10) == _newest_first(second)
+    assert _ids(store, from_time=T0 + 5, to_time=T0 + 6) == []
+
+
+def test_list_messages_combines_filters(store: Store, jobs: JobFactory) -> None:
+    tagged, tagged_messages = _job_at(jobs, T0, chunk_sizes=(3,), tags=["eu"])
+    _job_at(jobs, T0 + 1, chunk_sizes=(3,))
+    store.claim_messages(tagged.id, [tagged_messages[2].id], LONG_LEASE)
+    store.finish_message(tagged_messages[2].id, MessageStatus.SENT)
+    found = _ids(store, tags=("eu",), statuses=("queued",), recipient="user1@example.com", to_time=T0 + 0.5)
+    assert found == [tagged_messages[1].id]
+
+
+def test_list_messages_limit_reports_whether_more_match(store: Store, jobs: JobFactory) -> None:
+    groups = [_job_at(jobs, T0, chunk_sizes=(3,)), _job_at(jobs, T0 + 1, chunk_sizes=(2,))]
+    everything = _newest_first(*groups)
+    page, more = store.list_messages("acc_a", MessageQuery(limit=2))
+    assert ([m.id for m in page], more) == (everything[:2], True)
+    page, more = store.list_messages("acc_a", MessageQuery(limit=5))
+    assert ([m.id for m in page], more) == (everything, False)
+    page, more = store.list_messages("acc_a", MessageQuery(limit=6))
+    assert ([m.id for m in page], more) == (everything, False)
+    # with a filter, "more" counts only the matching ones
+    page, more = store.list_messages("acc_a", MessageQuery(limit=1, recipient="user0@example.com"))
+    assert (len(page), more) == (1, True)
+    page, more = store.list_messages("acc_a", MessageQuery(limit=2, recipient="user0@example.com"))
+    assert (len(page), more) == (2, False)
+
+
+def test_list_messages_pages_with_after_and_before_without_gaps_or_overlaps(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given eight messages of four jobs (one of them a job of two chunks, all at one time)
+    groups = [
+        _job_at(jobs, T0, chunk_sizes=(2,)),
+        _job_at(jobs, T0 + 1, chunk_sizes=(2, 1)),
+        _job_at(jobs, T0 + 2, chunk_sizes=(1,)),
+        _job_at(jobs, T0 + 3, chunk_sizes=(2,)),
+    ]
+    _job_at(jobs, T0 + 1.5, account_id="acc_b")
+    everything = _newest_first(*groups)
+    # When paging forward three at a time, each page's last id being the next cursor
+    pages: list[list[str]] = []
+    mores: list[bool] = []
+    after: str | None = None
+    while True:
+        page, more = store.list_messages("acc_a", MessageQuery(limit=3, after=after))
+        pages.append([m.id for m in page])
+        mores.append(more)
+        if not more:
+            break
+        after = page[-1].id
+    # Then every message is seen exactly once, in order
+    assert [m for page in pages for m in page] == everything
+    assert mores == [True, True, False]
+    # And `before` pages back towards newer messages, from any message
+    for i, message_id in enumerate(everything):
+        page, more = store.list_messages("acc_a", MessageQuery(limit=2, before=message_id))
+        assert [m.id for m in page] == everything[max(0, i - 2) : i]
+        assert more is (i > 2)
+        page, more = store.list_messages("acc_a", MessageQuery(limit=2, after=message_id))
+        assert [m.id for m in page] == everything[i + 1 : i + 3]
+        assert more is (i + 3 < len(everything))
+
+
+def test_list_messages_cursor_combines_with_filters(store: Store, jobs: JobFactory) -> None:
+    # Given three jobs of three messages each, and a cursor on a message that does not match
+    groups = [_job_at(jobs, T0 + i, chunk_sizes=(3,)) for i in range(3)]
+    matching = [(job.created_at, messages[1].id) for job, messages in groups]
+    cursor = groups[1][1][0]
+    anchor = (groups[1][0].created_at, cursor.id)
+    # When listing the matching ones after and before it / Then the cursor orders them all the same
+    older = [mid for key, mid in sorted(matching, reverse=True) if (key, mid) < anchor]
+    newer = [mid for key, mid in sorted(matching, reverse=True) if (key, mid) > anchor]
+    assert _ids(store, recipient="user1@example.com", after=cursor.id) == older
+    assert _ids(store, recipient="user1@example.com", before=cursor.id) == newer
+    assert len(older) + len(newer) == 3 and older and newer
+
+
+# -- retention -------------------------------------------------------------------------------------------
+
+
+def _purges_by_ttl(store: Store) -> bool:
+    """Stores with native TTL expire by the clock; purge_expired(now) cannot jump ahead there."""
+    return bool(getattr(store, "PURGES_BY_TTL", False))
+
+
+def test_data_retention_of_zero_days_drops_data_once_sent_and_keeps_metadata(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given a job that keeps no data after sending, one message sent and one still queued
+    job, messages = jobs.build(chunk_sizes=(2,))
+    job.retention_data_days = 0
+    job.content.attachments = [
+        {"file_name": "a.txt", "content_type": "text/plain", "data": "aGk=", "disposition": "attachment"}
+    ]
+    for m in messages:
+        m.subject = f"Hello {m.name}"
+    store.create_job(job, messages)
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    # When retention is applied
+    store.purge_expired(time.time())
+    # Then the sent message's variables are gone, its record is not; the queued one keeps its data,
+    # and so does the job while it is still sending
+    sent = store.get_message(job.account_id, messages[0].id)
+    assert sent is not None
+    assert sent.variables == {}
+    assert (sent.email, sent.subject, sent.status, _events(sent)) == (
+        "user0@example.com",
+        "Hello User 0",
+        MessageStatus.SENT,
+        [("sent", "accepted by the relay")],
+    )
+    assert store.get_message(job.account_id, messages[1].id).variables == messages[1].variables  # type: ignore[union-attr]
+    running = store.get_job(job.account_id, job.id)
+    assert running is not None and running.content == job.content
+    # When the job is done and retention applied again
+    store.claim_messages(job.id, [messages[1].id], LONG_LEASE)
+    store.finish_message(messages[1].id, MessageStatus.SENT)
+    assert store.complete_job_if_done(job.id)
+    store.purge_expired(time.time())
+    # Then its bodies and attachments are gone too; what describes the job stays
+    done = store.get_job(job.account_id, job.id)
+    assert done is not None
+    assert (done.content.text, done.content.html, done.content.amp, done.content.attachments) == (
+        None,
+        None,
+        None,
+        [],
+    )
+    assert (done.content.subject, done.content.from_addr, done.content.reply_to) == (
+        job.content.subject,
+        job.content.from_addr,
+        job.content.reply_to,
+    )
+    assert store.get_message(job.account_id, messages[1].id).variables == {}  # type: ignore[union-attr]
+    assert nonzero(done.counts) == {"sent": 2}
+
+
+def test_data_retention_keeps_data_until_it_has_passed(store: Store, jobs: JobFactory) -> None:
+    # Given a sent message of a job that keeps data for a day
+    job, messages = jobs.build(chunk_sizes=(1,))
+    job.retention_data_days = 1
+    store.create_job(job, messages)
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    assert store.complete_job_if_done(job.id)
+    # When retention is applied now / Then the data is still there
+    store.purge_expired(time.time())
+    assert store.get_message(job.account_id, messages[0].id).variables == messages[0].variables  # type: ignore[union-attr]
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.content == job.content
+    if _purges_by_ttl(store):
+        return  # TTL follows the clock (tests/integration/test_dynamodb_store.py checks the TTLs)
+    # When it is applied two days later / Then the data is gone, the records are not
+    store.purge_expired(time.time() + 2 * 86_400)
+    later = store.get_message(job.account_id, messages[0].id)
+    assert later is not None and later.variables == {} and later.status == MessageStatus.SENT
+    found = store.get_job(job.account_id, job.id)
+    assert found is not None and found.content.text is None and found.content.subject == job.content.subject
+
+
+def test_metadata_retention_removes_the_job_and_its_messages(store: Store, jobs: JobFactory) -> None:
+    # Given a job created three days ago that keeps its records for a day, and one that keeps them
+    old, old_messages = jobs.build(chunk_sizes=(2,))
+    old.created_at -= 3 * 86_400
+    old.retention_metadata_days = 1
+    store.create_job(old, old_messages)
+    kept, kept_messages = jobs.create(chunk_sizes=(1,))
+    # When retention is applied
+    store.purge_expired(time.time())
+    # Then the old job and its messages are gone everywhere; the other job is untouched
+    assert store.get_job(old.account_id, old.id) is None
+    assert store.get_message(old.account_id, old_messages[0].id) is None
+    assert store.chunk_messages(old.id, 0) == []
+    assert _ids(store) == [kept_messages[0].id]
+    assert store.get_job(kept.account_id, kept.id) is not None
+
+
+def test_purge_expired_keeps_jobs_without_retention(store: Store, jobs: JobFactory) -> None:
+    job, messages = jobs.build(chunk_sizes=(1,))
+    job.created_at -= 400 * 86_400
+    store.create_job(job, messages)
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    store.purge_expired(time.time() + 400 * 86_400)
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None and found.variables == messages[0].variables
+
+
+# -- suppressions ----------------------------------------------------------------------------------------
+
+
+def suppression(
+    email: str,
+    domain: str | None = None,
+    account_id: str = "acc_a",
+    suppression_id: str | None = None,
+    created_at: float = T0,
+    expires_in: float = 86_400,
+    reason: str = "bounced",
+) -> Suppression:
+    return Suppression(
+        id=suppression_id or new_id("sup"),
+        account_id=account_id,
+        email=email,
+        domain=domain,
+        reason=reason,
+        created_at=created_at,
+        expires_at=time.time() + expires_in,
+    )
+
+
+def test_a_suppression_without_domain_blocks_every_sender_domain(store: Store) -> None:
+    store.put_suppression(suppression("Bob@Example.com"))
+    now = time.time()
+    emails = ["bob@example.com", "BOB@EXAMPLE.COM", "alice@example.com"]
+    assert store.suppressed("acc_a", emails, "acme.test", now) == {"bob@example.com"}
+    assert store.suppressed("acc_a", emails, None, now) == {"bob@example.com"}
+    assert store.suppressed("acc_a", [], "acme.test", now) == set()
+
+
+def test_a_suppression_for_a_domain_blocks_only_that_sender_domain(store: Store) -> None:
+    store.put_suppression(suppression("bob@example.com", domain="Acme.test"))
+    now = time.time()
+    assert store.suppressed("acc_a", ["Bob@example.com"], "acme.TEST", now) == {"bob@example.com"}
+    assert store.suppressed("acc_a", ["bob@example.com"], "other.test", now) == set()
+    assert store.suppressed("acc_a", ["bob@example.com"], None, now) == set()
+
+
+def test_suppressions_expire_and_are_scoped_by_account(store: Store) -> None:
+    store.put_suppression(suppression("bob@example.com", expires_in=100))
+    store.put_suppression(suppression("carol@example.com", expires_in=-1))
+    now = time.time()
+    assert store.suppressed("acc_a", ["bob@example.com", "carol@example.com"], "acme.test", now) == {
+        "bob@example.com"
+    }
+    assert store.suppressed("acc_a", ["bob@example.com"], "acme.test", now + 200) == set()
+    assert store.suppressed("acc_b", ["bob@example.com"], "acme.test", now) == set()
+
+
+def test_put_suppression_replaces_the_one_for_the_same_email_and_domain(store: Store) -> None:
+    store.put_suppression(suppression("bob@example.com", suppression_id="sup_1", reason="bounced"))
+    store.put_suppression(suppression("BOB@example.com", suppression_id="sup_2", reason="complained"))
+    store.put_suppression(suppression("bob@example.com", domain="acme.test", suppression_id="sup_3"))
+    listed, more = store.list_suppressions("acc_a", None, None, None, None, 10, None)
+    assert [(s.id, s.email, s.domain, s.reason) for s in listed] == [
+        ("sup_2", "bob@example.com", None, "complained"),
+        ("sup_3", "bob@example.com", "acme.test", "bounced"),
+    ]
+    assert more is False
+
+
+def test_suppression_roundtrips_through_the_listing(store: Store) -> None:
+    original = suppression(
+        "bob@example.com", domain="acme.test", suppression_id="sup_1", created_at=T0 + 0.25
+    )
+    store.put_suppression(original)
+    listed, _ = store.list_suppressions("acc_a", None, None, None, None, 10, None)
+    assert listed == [original]
+
+
+def test_list_suppressions_filters_hides_expired_and_pages(store: Store) -> None:
+    store.put_suppression(suppression("a@example.com", suppression_id="sup_1", created_at=T0))
+    store.put_suppression(
+        suppression("b@example.com", "acme.test", suppression_id="sup_2", created_at=T0 + 10)
+    )
+    store.put_suppression(
+        suppression("a@example.com", "acme.test", suppression_id="sup_3", created_at=T0 + 20)
+    )
+    store.put_suppression(
+        suppression("c@example.com", suppression_id="sup_4", created_at=T0 + 30, expires_in=-1)
+    )
+    store.put_suppression(suppression("d@example.com", suppression_id="sup_5", created_at=T0 + 40))
+    store.put_suppression(suppression("a@example.com", account_id="acc_b", suppression_id="sup_0"))
+
+    def ids(
+        email: str | None = None,
+        domain: str | None = None,
+        from_time: float | None = None,
+        to_time: float | None = None,
+        limit: int = 10,
+        after: str | None = None,
+    ) -> tuple[list[str], bool]:
+        found, more = store.list_suppressions("acc_a", email, domain, from_time, to_time, limit, after)
+        return [s.id for s in found], more
+
+    assert ids() == (["sup_1", "sup_2", "sup_3", "sup_5"], False)  # by id; the expired one hidden
+    assert ids(email="A@example.com") == (["sup_1", "sup_3"], False)
+    assert ids(domain="ACME.test") == (["sup_2", "sup_3"], False)
+    assert ids(email="a@example.com", domain="acme.test") == (["sup_3"], False)
+    assert ids(from_time=T0 + 10, to_time=T0 + 20) == (["sup_2", "sup_3"], False)
+    assert ids(limit=2) == (["sup_1", "sup_2"], True)
+    assert ids(limit=2, after="sup_2") == (["sup_3", "sup_5"], False)
+    assert ids(limit=1, after="sup_3") == (["sup_5"], False)
+    assert ids(email="a@example.com", limit=1) == (["sup_1"], True)
+    assert ids(email="a@example.com", after="sup_1") == (["sup_3"], False)
+
+
+def test_delete_suppressions_by_email_domain_or_all(store: Store) -> None:
+    for email, domain in [
+        ("a@example.com", None),
+        ("a@example.com", "acme.test"),
+        ("b@example.com", "acme.test"),
+        ("c@example.com", "other.test"),
+        ("d@example.com", None),
+    ]:
+        store.put_suppression(suppression(email, domain))
+    store.put_suppression(suppression("a@example.com", account_id="acc_b"))
+    now = time.time()
+    # by email and domain: that one only
+    assert store.delete_suppressions("acc_a", "A@example.com", "acme.test") == 1
+    assert store.suppressed("acc_a", ["a@example.com"], None, now) == {"a@example.com"}
+    # by email: every domain of it
+    assert store.delete_suppressions("acc_a", "a@example.com", None) == 1
+    assert store.suppressed("acc_a", ["a@example.com"], "acme.test", now) == set()
+    # by domain: every address suppressed for it
+    assert store.delete_suppressions("acc_a", None, "acme.test") == 1
+    assert store.suppressed("acc_a", ["b@example.com"], "acme.test", now) == set()
+    # all: the rest of the account, and nothing of another account
+    assert store.delete_suppressions("acc_a", None, None) == 2
+    assert store.list_suppressions("acc_a", None, None, None, None, 10, None) == ([], False)
+    assert store.delete_suppressions("acc_a", None, None) == 0
+    assert store.suppressed("acc_b", ["a@example.com"], None, now) == {"a@example.com"}
+
+
+# -- idempotency records ---------------------------------------------------------------------------------
+
+
+def idempotency(
+    key: str = "key-1",
+    account_id: str = "acc_a",
+    at: float | None = None,
+    ttl: float = 3600,
+    fingerprint: str = "POST /v2/messages sha256:1",
+) -> IdempotencyRecord:
+    now = time.time() if at is None else at
+    return IdempotencyRecord(account_id, key, fingerprint, "in_progress", now, now + ttl)
+
+
+def test_begin_idempotent_stores_a_new_key_and_returns_it_while_in_progress(store: Store) -> None:
+    first = idempotency()
+    assert store.begin_idempotent(first) is None
+    again = store.begin_idempotent(idempotency(fingerprint="POST /v2/messages sha256:2"))
+    assert again == IdempotencyRecord(
+        "acc_a", "key-1", first.fingerprint, "in_progress", first.created_at, first.expires_at, None, None, {}
+    )
+
+
+def test_finished_idempotency_key_returns_the_stored_reply(store: Store) -> None:
+    first = idempotency()
+    store.begin_idempotent(first)
+    store.finish_idempotent("acc_a", "key-1", 201, '{"id": "job_1"}', {"Location": "/v2/jobs/job_1"})
+    found = store.begin_idempotent(idempotency())
+    assert found is not None
+    assert (found.state, found.status, found.body, found.headers) == (
+        "done",
+        201,
+        '{"id": "job_1"}',
+        {"Location": "/v2/jobs/job_1"},
+    )
+    assert (found.fingerprint, found.created_at, found.expires_at) == (
+        first.fingerprint,
+        first.created_at,
+        first.expires_at,
+    )
+
+
+def test_an_expired_idempotency_key_is_replaced(store: Store) -> None:
+    now = time.time()
+    store.begin_idempotent(idempotency(at=now - 100, ttl=50, fingerprint="old"))
+    store.finish_idempotent("acc_a", "key-1", 200, "old reply", {})
+    assert store.begin_idempotent(idempotency(at=now, fingerprint="new")) is None
+    found = store.begin_idempotent(idempotency(at=now + 1))
+    assert found is not None and (found.fingerprint, found.state, found.status) == (
+        "new",
+        "in_progress",
+        None,
+    )
+
+
+def test_released_idempotency_key_can_be_used_again(store: Store) -> None:
+    store.begin_idempotent(idempotency(fingerprint="first"))
+    store.release_idempotent("acc_a", "key-1")
+    assert store.begin_idempotent(idempotency(fingerprint="second")) is None
+    found = store.begin_idempotent(idempotency())
+    assert found is not None and found.fingerprint == "second"
+    store.release_idempotent("acc_a", "key-never")  # releasing an unknown key is harmless
+
+
+def test_idempotency_keys_are_scoped_by_account(store: Store) -> None:
+    assert store.begin_idempotent(idempotency(account_id="acc_a")) is None
+    assert store.begin_idempotent(idempotency(account_id="acc_b")) is None
+    store.finish_idempotent("acc_b", "key-1", 200, "b", {})
+    found = store.begin_idempotent(idempotency(account_id="acc_a"))
+    assert found is not None and found.state == "in_progress"
+
+
+def test_racing_begins_of_one_key_let_exactly_one_request_run(store: Store) -> None:
+    for round_ in range(3):  # several rounds: a race is probabilistic
+        key = f"key-{round_}"
+        results = run_together(8, lambda key=key: store.begin_idempotent(idempotency(key=key)))
+        assert results.count(None) == 1
+        assert all(r is not None and r.state == "in_progress" for r in results if r is not None)

@@ -17,7 +17,14 @@ import pytest
 
 from mailsage.adapters.aws.dynamodb_store import BatchIncomplete, DynamoStore
 from mailsage.adapters.aws.table import TTL_ATTRIBUTE
-from mailsage.domain.models import JobState, MessageStatus, Template
+from mailsage.domain.models import (
+    IdempotencyRecord,
+    JobState,
+    MessageQuery,
+    MessageStatus,
+    Suppression,
+    Template,
+)
 from mailsage.errors import Conflict
 from tests.contract.aws_store import dynamodb_table
 from tests.contract.conftest import JobFactory
@@ -401,7 +408,7 @@ def test_errors_other_than_a_failed_condition_propagate(
 # -- what a message costs ---------------------------------------------------------------------------
 
 
-def test_each_message_transition_is_one_write_and_a_chunk_claim_a_few(
+def test_each_message_transition_is_one_state_write_plus_its_event_and_a_chunk_claim_a_few(
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:
     # Given a full chunk of 50 queued messages
@@ -410,11 +417,14 @@ def test_each_message_transition_is_one_write_and_a_chunk_claim_a_few(
     # When the chunk is claimed: two updates of 25 positions and the job's move to running
     assert len(store.claim_messages(job.id, [m.id for m in messages], LEASE)) == 50
     assert client.count("update_item") == 3
-    # And each finish is one update; the completion check writes only when the job is done
+    # And each finish is one update of the chunk state and one of the message's log item; the
+    # completion check writes only when the job is done
     client.calls.clear()
     for m in messages:
         assert store.finish_message(m.id, MessageStatus.SENT)
-    assert client.count("update_item") == 50
+    updated = [kw["Key"]["sk"]["S"] for op, kw in client.calls if op == "update_item"]
+    assert sorted(set(updated)) == ["CHUNK#000000", "LOG"]
+    assert (updated.count("CHUNK#000000"), updated.count("LOG")) == (50, 50)
     client.calls.clear()
     assert store.complete_job_if_done(job.id)
     assert client.count("update_item") == 1
@@ -438,6 +448,16 @@ def test_item_sizes_behind_the_write_unit_costs(
     # A message with small variables, and the job head: 1 write unit each
     assert item_size(message) <= 1024
     assert item_size(head) <= 1024
+    # The members of a full chunk (ids and recipients, written once, and once more into gsi1)
+    members = raw_item(client, store.table_name, f"JOB#{job.id}", "MEMBERS#000000")
+    assert members is not None and item_size(members) <= 4096
+    # A message's log after its send and a delivery event: each event costs 1 write unit
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    log_item = raw_item(client, store.table_name, f"MSG#{messages[0].id}", "LOG")
+    assert log_item is not None and item_size(log_item) <= 1024
 
 
 def test_concurrent_finishes_in_one_chunk_all_land(store: DynamoStore, jobs: JobFactory) -> None:
@@ -461,3 +481,255 @@ def test_the_lease_is_measured_from_the_claim(store: DynamoStore, jobs: JobFacto
     claimed_at = store.chunk_messages(job.id, 0)[0].updated_at
     assert time.time() - 1 < claimed_at <= time.time()
     assert store.claim_messages(job.id, [messages[0].id], 30.0) == []
+
+
+# -- retention: TTLs instead of purge_expired -------------------------------------------------------
+
+
+def ttl_of(client: RecordingClient, table: str, pk: str, sk: str) -> int | None:
+    item = raw_item(client, table, pk, sk)
+    assert item is not None, (pk, sk)
+    return int(item[TTL_ATTRIBUTE]["N"]) if TTL_ATTRIBUTE in item else None
+
+
+def test_a_jobs_metadata_retention_puts_its_ttl_on_every_record_in_place_of_the_stores(
+    table: str, client: RecordingClient
+) -> None:
+    # Given a store keeping jobs for a day, and a job asking for three
+    store = DynamoStore(table, client, retention_seconds=86_400)
+    job, messages = JobFactory(store).build(chunk_sizes=(2,))
+    job.retention_metadata_days = 3
+    store.create_job(job, messages)
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    # Then every record of it, the log written later included, expires three days after creation
+    expected = int(job.created_at + 3 * 86_400)
+    keys = [(f"JOB#{job.id}", sk) for sk in ("JOB", "JOB#CONTENT", "CHUNK#000000", "MEMBERS#000000")]
+    keys += [(f"MSG#{m.id}", "MSG") for m in messages] + [(f"MSG#{messages[0].id}", "LOG")]
+    assert {ttl_of(client, table, pk, sk) for pk, sk in keys} == {expected}
+    # And nothing is kept apart as data: without a data retention there are no data or body items
+    assert raw_item(client, table, f"JOB#{job.id}", "JOB#BODY") is None
+    assert raw_item(client, table, f"MSG#{messages[0].id}", "DATA") is None
+
+
+def test_data_retention_keeps_variables_and_bodies_apart_and_expires_them_after_sending(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a job keeping its data for two days
+    job, messages = jobs.build(chunk_sizes=(2,))
+    job.retention_data_days = 2
+    store.create_job(job, messages)
+    message = raw_item(client, store.table_name, f"MSG#{messages[0].id}", "MSG")
+    assert message is not None and "variables" not in message
+    assert ttl_of(client, store.table_name, f"MSG#{messages[0].id}", "DATA") is None
+    # When a message is sent / Then its data item expires two days later; the other's does not
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    sent_at = time.time()
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    ttl = ttl_of(client, store.table_name, f"MSG#{messages[0].id}", "DATA")
+    assert ttl is not None and abs(ttl - (sent_at + 2 * 86_400)) <= 2
+    assert ttl_of(client, store.table_name, f"MSG#{messages[1].id}", "DATA") is None
+    # And when the job ends, its bodies expire two days later
+    store.transition_job(job.account_id, job.id, {JobState.RUNNING}, JobState.STOPPED)
+    body_ttl = ttl_of(client, store.table_name, f"JOB#{job.id}", "JOB#BODY")
+    assert body_ttl is not None and abs(body_ttl - (time.time() + 2 * 86_400)) <= 2
+
+
+def test_data_past_its_ttl_is_not_read_before_dynamodb_deletes_it(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a sent message of a job with a data retention whose TTLs have passed (moto never
+    # deletes expired items, and DynamoDB only some time after: reads must filter)
+    job, messages = jobs.build(chunk_sizes=(1,))
+    job.retention_data_days = 1
+    store.create_job(job, messages)
+    past = {":ttl": {"N": str(int(time.time()) - 10)}}
+    for pk, sk in ((f"MSG#{messages[0].id}", "DATA"), (f"JOB#{job.id}", "JOB#BODY")):
+        client._client.update_item(
+            TableName=store.table_name,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            UpdateExpression="SET #ttl = :ttl",
+            ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues=past,
+        )
+    # When it is read / Then its variables and bodies read as gone, everything else as it was
+    found = store.get_message(job.account_id, messages[0].id)
+    assert found is not None and found.variables == {} and found.email == messages[0].email
+    assert store.chunk_messages(job.id, 0)[0].variables == {}
+    found_job = store.get_job(job.account_id, job.id)
+    assert found_job is not None
+    assert (found_job.content.text, found_job.content.html, found_job.content.subject) == (
+        None,
+        None,
+        job.content.subject,
+    )
+
+
+def test_zero_days_of_data_retention_deletes_the_data_at_once(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    job, messages = jobs.build(chunk_sizes=(1,))
+    job.retention_data_days = 0
+    store.create_job(job, messages)
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    assert raw_item(client, store.table_name, f"MSG#{messages[0].id}", "DATA") is None
+    assert store.complete_job_if_done(job.id)
+    assert raw_item(client, store.table_name, f"JOB#{job.id}", "JOB#BODY") is None
+    assert store.purge_expired(time.time()) == 0
+
+
+def test_suppressions_and_idempotency_records_expire_by_ttl(
+    store: DynamoStore, client: RecordingClient
+) -> None:
+    expires = time.time() + 3600.4
+    store.put_suppression(Suppression("sup_1", "acc_a", "Bob@Example.com", None, "bounced", 1.0, expires))
+    store.begin_idempotent(IdempotencyRecord("acc_a", "k", "fp", "in_progress", 1.0, expires))
+    # never deleted before they expire: the TTL is rounded up
+    assert ttl_of(client, store.table_name, "ACCOUNT#acc_a", "SUPPRESSION#bob@example.com#") == math.ceil(
+        expires
+    )
+    assert ttl_of(client, store.table_name, "ACCOUNT#acc_a", "IDEMPOTENCY#k") == math.ceil(expires)
+
+
+# -- reads that cost: what the event log, suppressions, listings and idempotency read ---------------
+
+
+def log_keys_read(client: RecordingClient) -> int:
+    return sum(
+        1
+        for op, kw in client.calls
+        if op == "batch_get_item"
+        for key in next(iter(kw["RequestItems"].values()))["Keys"]
+        if key["sk"]["S"] == "LOG"
+    )
+
+
+def test_chunk_messages_reads_only_the_logs_of_messages_that_may_have_events(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a fresh chunk: no message can have an event yet, so no log is read
+    job, messages = jobs.create(chunk_sizes=(5,))
+    client.calls.clear()
+    store.chunk_messages(job.id, 0)
+    assert log_keys_read(client) == 0
+    # When one message was deferred and one sent / Then exactly their two logs are read
+    store.claim_messages(job.id, [messages[0].id, messages[1].id], LEASE)
+    store.release_message(messages[0].id, "421")
+    store.finish_message(messages[1].id, MessageStatus.SENT)
+    client.calls.clear()
+    read = store.chunk_messages(job.id, 0)
+    assert log_keys_read(client) == 2
+    assert [len(m.events) for m in read] == [1, 1, 0, 0, 0]
+
+
+def test_suppressed_reads_two_keys_per_address_in_one_call(
+    store: DynamoStore, client: RecordingClient
+) -> None:
+    store.put_suppression(
+        Suppression("sup_1", "acc_a", "a@example.com", "acme.test", "bounced", 1.0, time.time() + 60)
+    )
+    client.calls.clear()
+    emails = [f"user{i}@example.com" for i in range(40)] + ["A@example.com"]
+    assert store.suppressed("acc_a", emails, "acme.test", time.time()) == {"a@example.com"}
+    assert [op for op, _ in client.calls] == ["batch_get_item"]
+    [(_, kwargs)] = client.calls
+    [request] = kwargs["RequestItems"].values()
+    assert len(request["Keys"]) == 82 and request["ConsistentRead"] is False
+
+
+def test_begin_idempotent_is_one_conditional_write(store: DynamoStore, client: RecordingClient) -> None:
+    record = IdempotencyRecord("acc_a", "k", "fp", "in_progress", time.time(), time.time() + 60)
+    client.calls.clear()
+    assert store.begin_idempotent(record) is None
+    found = store.begin_idempotent(record)
+    assert found is not None and found.fingerprint == "fp"
+    assert [op for op, _ in client.calls] == ["put_item", "put_item"]
+
+
+def test_list_messages_reads_the_index_lazily_and_only_the_pages_message_items(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given 60 single sends and a batch of 200
+    singles = [jobs.create(chunk_sizes=(1,)) for _ in range(60)]
+    batch, batch_messages = jobs.create(chunk_sizes=(50, 50, 50, 50))
+    # When the newest ten are listed
+    client.calls.clear()
+    page, more = store.list_messages("acc_a", MessageQuery(limit=10))
+    # Then they are the batch's (newest), in id order, and only eleven message items were read
+    assert more is True
+    assert [m.id for m in page] == sorted((m.id for m in batch_messages), reverse=True)[:10]
+    message_keys = [
+        key
+        for op, kw in client.calls
+        if op == "batch_get_item"
+        for key in next(iter(kw["RequestItems"].values()))["Keys"]
+        if key["sk"]["S"] == "MSG"
+    ]
+    assert len(message_keys) == 11
+    # And paging through everything follows the index over several query pages
+    client.calls.clear()
+    seen: list[str] = []
+    after = None
+    while True:
+        page, more = store.list_messages("acc_a", MessageQuery(limit=100, after=after))
+        seen += [m.id for m in page]
+        if not more:
+            break
+        after = page[-1].id
+    assert len(seen) == len(set(seen)) == 260
+    assert set(seen) == {m.id for _, ms in singles for m in ms} | {m.id for m in batch_messages}
+    index_queries = [kw for op, kw in client.calls if op == "query" and kw.get("IndexName") == "gsi1"]
+    assert len(index_queries) >= 3
+
+
+def test_list_messages_by_message_id_reads_no_index(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    _, messages = jobs.create(chunk_sizes=(3,))
+    client.calls.clear()
+    assert [m.id for m in store.list_messages("acc_a", MessageQuery(message_id=messages[1].id))[0]] == [
+        messages[1].id
+    ]
+    assert not [kw for op, kw in client.calls if op == "query" and kw.get("IndexName")]
+
+
+def test_a_job_whose_create_failed_is_not_listed(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a create that failed at its last write: its chunk entries are in the index already
+    def head_write_fails(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        if kwargs["Item"]["sk"]["S"] == "JOB":
+            raise client_error("InternalServerError", "PutItem")
+        return real(**kwargs)
+
+    client.hooks["put_item"] = head_write_fails
+    failed, failed_messages = jobs.build(chunk_sizes=(2,))
+    with pytest.raises(Exception, match="InternalServerError"):
+        store.create_job(failed, failed_messages)
+    del client.hooks["put_item"]
+    _, messages = jobs.create(chunk_sizes=(1,))
+    # When the account's messages are listed / Then only the committed job's are there
+    assert [m.id for m in store.list_messages("acc_a", MessageQuery())[0]] == [messages[0].id]
+    assert store.list_messages("acc_a", MessageQuery(message_id=failed_messages[0].id)) == ([], False)
+
+
+def test_messages_created_suppressed_form_chunk_minus_one(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a job with one recipient suppressed at submission
+    job, messages = jobs.build(chunk_sizes=(2,))
+    messages[1].status, messages[1].chunk = MessageStatus.SUPPRESSED, -1
+    messages[1].error_code, messages[1].error_message = "suppressed", "on the suppression list"
+    store.create_job(job, messages)
+    # Then it has a chunk state of its own, sorted before chunk 0, keeping why it is suppressed
+    state = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#-00001")
+    assert state is not None and state["statuses"]["L"] == [{"S": "suppressed"}]
+    found = store.get_message(job.account_id, messages[1].id)
+    assert found is not None
+    assert (found.chunk, found.error_code, found.error_message) == (
+        -1,
+        "suppressed",
+        "on the suppression list",
+    )
+    assert [m.id for m in store.chunk_messages(job.id, -1)] == [messages[1].id]

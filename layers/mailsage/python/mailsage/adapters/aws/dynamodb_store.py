@@ -7,7 +7,9 @@ Every message transition is then ONE conditional UpdateItem on that item (`SET s
 IF statuses[3] = 'sending'`), a claim of a chunk one UpdateItem per 25 messages, and the job's
 counts are the chunk states added up: they cannot drift from the statuses, because they are the
 statuses.
-Message items (recipient, variables) are written once and never change.
+Message items (recipient, variables, subject) are written once and never change. What a message
+accumulates after that (its event log, sent_at, delivered_at) goes to a small per-message log item,
+written after the transition it records, so the chunk state stays small.
 
 Every read of a job's data goes through its head item, which `create_job` writes last: a job whose
 creation failed part way is not visible, whatever it left behind (see `create_job`).
@@ -17,8 +19,10 @@ boto3 is imported lazily, on first use, never at import time.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -26,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mailsage.adapters.aws.table import (
@@ -41,10 +46,13 @@ from mailsage.domain.models import (
     MESSAGE_UNSENT,
     Account,
     Content,
+    IdempotencyRecord,
     Job,
     JobState,
     Message,
+    MessageQuery,
     MessageStatus,
+    Suppression,
     Template,
 )
 from mailsage.errors import Conflict
@@ -55,28 +63,50 @@ Item = dict[str, Any]  # an item as plain Python values (see _to_attribute / _fr
 T = TypeVar("T")
 
 # -- keys -----------------------------------------------------------------------------------------
-# pk                  sk                  what
-# ACCOUNT#{account}   ACCOUNT             account preferences
-# ACCOUNT#{account}   TEMPLATE#{id}       template
-# APIKEY#{key_id}     APIKEY              api key
-# JOB#{job}           CHUNK#{n:06d}       chunk state: per-message status lists (mutable)
-# JOB#{job}           JOB                 job head: state, times, dead letters; gsi1 ACTIVE/{job}
-# JOB#{job}           JOB#CONTENT         the job's content (subject, bodies, envelope)
-# JOB#{job}           MEMBERS#{n:06d}     the chunk's message ids in seq order (immutable)
-# MSG#{message}       MSG                 message: recipient and variables (immutable)
+# pk                  sk                      what
+# ACCOUNT#{account}   ACCOUNT                 account preferences
+# ACCOUNT#{account}   TEMPLATE#{id}           template
+# ACCOUNT#{account}   SUPPRESSION#{email}#{domain}  suppression (domain "" for every domain);
+#                                             gsi1 ACCOUNT#{account}#SUPPRESSIONS/{id}; ttl
+# ACCOUNT#{account}   IDEMPOTENCY#{key}       idempotency record; ttl
+# APIKEY#{key_id}     APIKEY                  api key
+# JOB#{job}           CHUNK#{n:06d}           chunk state: per-message status lists (mutable)
+# JOB#{job}           JOB                     job head: state, times, dead letters; gsi1 ACTIVE/{job}
+# JOB#{job}           JOB#BODY                the content's bodies, when the job has a data retention
+# JOB#{job}           JOB#CONTENT             the job's content (subject, bodies, envelope, tags)
+# JOB#{job}           MEMBERS#{n:06d}         the chunk's message ids (and recipients) in seq order;
+#                                             gsi1 ACCOUNT#{account}#MESSAGES/{created}#{job}#{n}
+# MSG#{message}       DATA                    the message's variables, when the job has a data retention
+# MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions)
+# MSG#{message}       MSG                     message: recipient, subject, variables (immutable)
 # The sort keys of a job are chosen so that one range query reads exactly what a call needs:
-# CHUNK#... < JOB < JOB#CONTENT < MEMBERS#...
+# CHUNK#... < JOB < JOB#BODY < JOB#CONTENT < MEMBERS#...
+# Suppressed-at-creation messages form chunk -1 (`CHUNK#-00001`), which is never sent.
 HEAD_SK = "JOB"
+BODY_SK = "JOB#BODY"
 CONTENT_SK = "JOB#CONTENT"
 CHUNK_PREFIX = "CHUNK#"
 MEMBERS_PREFIX = "MEMBERS#"
+MEMBERS_END = "MEMBERS$"  # just past every MEMBERS# sort key
+MESSAGE_SK = "MSG"
+LOG_SK = "LOG"
+DATA_SK = "DATA"
 TEMPLATE_PREFIX = "TEMPLATE#"
+SUPPRESSION_PREFIX = "SUPPRESSION#"
+IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 ACTIVE = "ACTIVE"  # gsi1pk of the jobs that are queued or running (a sparse index)
 
 _ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
-_COMPLETABLE = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
+_COMPLETABLE = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED)
 _PENDING = frozenset({MessageStatus.QUEUED.value, MessageStatus.SENDING.value})
 _UNSENT = frozenset(s.value for s in MESSAGE_UNSENT)
+# A message in one of these statuses with no attempt has no event yet (see _may_have_events).
+_NO_EVENTS_YET = frozenset(
+    s.value
+    for s in (MessageStatus.QUEUED, MessageStatus.SCHEDULED, MessageStatus.SENDING, MessageStatus.SUPPRESSED)
+)
+_BODY_FIELDS = ("text", "html", "amp", "attachments")  # the content's data (retention_data_days)
+_DAY = 86_400
 
 # Every attribute an expression names goes through a placeholder (several are reserved words).
 _NAMES = {
@@ -84,6 +114,7 @@ _NAMES = {
     "#sk": SORT_KEY,
     "#g1pk": GSI1_PARTITION_KEY,
     "#g1sk": GSI1_SORT_KEY,
+    "#ttl": TTL_ATTRIBUTE,
     "#account": "account_id",
     "#state": "state",
     "#updated": "updated_at",
@@ -95,6 +126,13 @@ _NAMES = {
     "#changed": "changed_at",
     "#codes": "error_codes",
     "#errors": "error_messages",
+    "#events": "events",
+    "#sent": "sent_at",
+    "#delivered": "delivered_at",
+    "#expires": "expires_at",
+    "#status": "status",
+    "#body": "body",
+    "#headers": "headers",
 }
 
 
@@ -118,16 +156,50 @@ def _members_key(job_id: str, chunk: int) -> Item:
     return _key(_job_pk(job_id), f"{MEMBERS_PREFIX}{chunk:06d}")
 
 
-def _message_key(message_id: str) -> Item:
-    return _key(f"MSG#{message_id}", "MSG")
+def _message_key(message_id: str, sk: str = MESSAGE_SK) -> Item:
+    return _key(f"MSG#{message_id}", sk)
 
 
 def _template_key(account_id: str, template_id: str) -> Item:
     return _key(f"ACCOUNT#{account_id}", f"{TEMPLATE_PREFIX}{template_id}")
 
 
+def _suppression_key(account_id: str, email: str, domain: str | None) -> Item:
+    """Lower-cased email and domain ("" for a suppression of every sender domain). Domains hold
+    no '#', so the key is unambiguous even for an email that does."""
+    return _key(f"ACCOUNT#{account_id}", f"{SUPPRESSION_PREFIX}{email.lower()}#{(domain or '').lower()}")
+
+
+def _idempotency_key(account_id: str, key: str) -> Item:
+    return _key(f"ACCOUNT#{account_id}", f"{IDEMPOTENCY_PREFIX}{key}")
+
+
+def _messages_index(account_id: str) -> str:
+    return f"ACCOUNT#{account_id}#MESSAGES"
+
+
+def _suppressions_index(account_id: str) -> str:
+    return f"ACCOUNT#{account_id}#SUPPRESSIONS"
+
+
+def _index_time(created_at: float) -> str:
+    """created_at as a sort key prefix: fixed width, so that text order is time order."""
+    return f"{max(created_at, 0.0):020.6f}"
+
+
 def _key_of(item: Item) -> tuple[str, str]:
     return item[PARTITION_KEY], item[SORT_KEY]
+
+
+def _ttl_not_before(when: float) -> int | None:
+    """A TTL that never deletes an item before `when` (None: never, for a time beyond any TTL)."""
+    return math.ceil(when) if math.isfinite(when) else None
+
+
+def _expired(item: Item | None, now: float) -> bool:
+    """DynamoDB deletes expired items only eventually (typically within days), so reads filter."""
+    expires = None if item is None else item.get(TTL_ATTRIBUTE)
+    return expires is not None and expires <= now
 
 
 # -- attribute values -----------------------------------------------------------------------------
@@ -193,16 +265,30 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 # -- items <-> domain -----------------------------------------------------------------------------
 
 
-def _job(head: Item, content: Item, counts: dict[str, int]) -> Job:
+def _content(content: Item, body: Item | None, now: float) -> Content:
+    """The job's content; with a data retention its bodies are a separate item, which is gone (or
+    expired) once the retention has passed: then the bodies read as empty."""
+    data = json.loads(content["content"])
+    if content.get("body_separate"):
+        kept = json.loads(body["body"]) if body is not None and not _expired(body, now) else {}
+        data |= {field: kept.get(field) for field in _BODY_FIELDS}
+    return Content.from_dict(data)
+
+
+def _job(head: Item, content: Item, body: Item | None, counts: dict[str, int]) -> Job:
     return Job(
         id=head[PARTITION_KEY].removeprefix("JOB#"),
         account_id=head["account_id"],
         kind=head["kind"],
         state=JobState(head["state"]),
-        content=Content.from_dict(json.loads(content["content"])),
+        content=_content(content, body, time.time()),
         total=int(head["total"]),
         created_at=float(head["created_at"]),
         updated_at=float(head["updated_at"]),
@@ -212,6 +298,10 @@ def _job(head: Item, content: Item, counts: dict[str, int]) -> Job:
         finished_at=_optional_float(head.get("finished_at")),
         counts=counts,
         dead_letters=list(head.get("dead_letters", [])),
+        first_attempt_at=_optional_float(head.get("first_attempt_at")),
+        expires_at=_optional_float(head.get("expires_at")),
+        retention_metadata_days=head.get("retention_metadata_days"),
+        retention_data_days=head.get("retention_data_days"),
     )
 
 
@@ -219,8 +309,27 @@ def _message_id(item: Item) -> str:
     return str(item[PARTITION_KEY]).removeprefix("MSG#")
 
 
-def _message(item: Item, state: Item) -> Message:
+def _may_have_events(state: Item, pos: int) -> bool:
+    """Whether the message at `pos` may have a log item. Every transition that logs an event either
+    counts an attempt (finish, release) or leaves these statuses (cancel_message, expire_unsent,
+    update_delivery_status, which the domain only applies to attempted messages); so a message
+    still in one of them with no attempt has no event, and its log item need not be read."""
+    return int(state["attempts"][pos]) > 0 or state["statuses"][pos] not in _NO_EVENTS_YET
+
+
+def _variables(item: Item, data: Item | None, now: float) -> dict[str, Any]:
+    if "variables" in item:
+        return dict(json.loads(item["variables"]))
+    if data is None or _expired(data, now):  # past retention_data_days
+        return {}
+    return dict(json.loads(data["variables"]))
+
+
+def _message(
+    item: Item, state: Item, created_at: float, variables: dict[str, Any], log: Item | None
+) -> Message:
     pos = int(item["pos"])
+    events = sorted(log.get("events", []), key=lambda e: float(e["time"])) if log else []
     return Message(
         id=_message_id(item),
         job_id=item["job_id"],
@@ -229,12 +338,17 @@ def _message(item: Item, state: Item) -> Message:
         chunk=int(item["chunk"]),
         email=item["email"],
         name=item.get("name"),
-        variables=json.loads(item["variables"]),
+        variables=variables,
         status=MessageStatus(state["statuses"][pos]),
         attempts=int(state["attempts"][pos]),
         error_code=state["error_codes"][pos],
         error_message=state["error_messages"][pos],
         updated_at=float(state["changed_at"][pos]),
+        subject=item.get("subject", ""),
+        created_at=created_at,
+        sent_at=_optional_float(log.get("sent_at")) if log else None,
+        delivered_at=_optional_float(log.get("delivered_at")) if log else None,
+        events=events,
     )
 
 
@@ -251,6 +365,33 @@ def _template(item: Item) -> Template:
     )
 
 
+def _suppression(item: Item) -> Suppression:
+    return Suppression(
+        id=item["id"],
+        account_id=item["account_id"],
+        email=item["email"],
+        domain=item.get("domain") or None,
+        reason=item["reason"],
+        created_at=float(item["created_at"]),
+        expires_at=float(item["expires_at"]),
+    )
+
+
+def _idempotency(item: Item) -> IdempotencyRecord:
+    status = item.get("status")
+    return IdempotencyRecord(
+        account_id=item["account_id"],
+        key=item["key"],
+        fingerprint=item["fingerprint"],
+        state=item["state"],
+        created_at=float(item["created_at"]),
+        expires_at=float(item["expires_at"]),
+        status=None if status is None else int(status),
+        body=item.get("body"),
+        headers=dict(item.get("headers") or {}),
+    )
+
+
 def _counts(states: Iterable[Item]) -> dict[str, int]:
     return dict(Counter(status for state in states for status in state["statuses"]))
 
@@ -259,13 +400,23 @@ def _chunk_of(state: Item) -> int:
     return int(state[SORT_KEY].removeprefix(CHUNK_PREFIX))
 
 
+@dataclass(slots=True, frozen=True)
+class _Row:
+    """A message of a listing, before its message item is read: where it is and its sort key."""
+
+    created_at: float
+    message_id: str
+    state: Item
+
+
 class BatchIncomplete(RuntimeError):
     """DynamoDB kept returning unprocessed items or keys (throttling) after every retry."""
 
 
 class DynamoStore:
     """`retention_seconds`: when set, every item of a job carries `ttl` = created_at + retention
-    and DynamoDB deletes the job some time after; reads treat an expired job as gone already."""
+    and DynamoDB deletes the job some time after; reads treat an expired job as gone already. A
+    job's own `retention_metadata_days` takes its place for that job."""
 
     BATCH_WRITE_ITEMS = 25  # BatchWriteItem limit
     BATCH_GET_KEYS = 100  # BatchGetItem limit
@@ -275,6 +426,8 @@ class DynamoStore:
     WRITE_THREADS = 4  # concurrent batch calls while creating a large job
     POSITIONS_PER_UPDATE = 25  # messages moved by one UpdateItem (keeps expressions small)
     RACE_RETRIES = 10  # re-tries of a multi-message update that lost a race to another writer
+    LISTING_PAGE = 25  # index items of the first query page of a listing (doubling after)
+    PURGES_BY_TTL = True  # purge_expired does nothing: DynamoDB's TTL deletes (see TABLE.md)
 
     def __init__(
         self, table_name: str, client: Any | None = None, *, retention_seconds: float | None = None
@@ -357,14 +510,18 @@ class DynamoStore:
         return [_template(item) for item in items]
 
     def delete_template(self, account_id: str, template_id: str) -> bool:
-        response = self.client.delete_item(
-            TableName=self.table_name,
-            Key=_marshal(_template_key(account_id, template_id)),
-            ReturnValues="ALL_OLD",
-        )
-        return "Attributes" in response
+        return self._delete(_template_key(account_id, template_id))
 
     # -- jobs -------------------------------------------------------------------------------
+    def _metadata_ttl(self, job: Job) -> int | None:
+        """When the job's records go: its own retention_metadata_days (0 or None: none of its own,
+        as in the embedded store), else the store's retention, else never."""
+        if job.retention_metadata_days:
+            return int(job.created_at + _DAY * job.retention_metadata_days)
+        if self.retention_seconds is not None:
+            return int(job.created_at + self.retention_seconds)
+        return None
+
     def create_job(self, job: Job, messages: Sequence[Message]) -> None:
         """Messages, content and members first (batches of 25, in parallel), then each chunk state
         only if absent, then the head only if absent. Reads go through the head, so nothing is
@@ -373,17 +530,22 @@ class DynamoStore:
         retry with the same job id, or deleted by the TTL when a retention is configured. Nothing
         is deleted on failure: a concurrent create of the same id (a redelivered ingest record)
         may already reference these keys. A chunk state that exists is kept, never overwritten, so
-        that such a duplicate cannot reset the statuses of a job that is already sending."""
+        that such a duplicate cannot reset the statuses of a job that is already sending.
+
+        With a data retention (`retention_data_days`), the variables and the content's bodies are
+        items of their own, so that they can go before the rest (see finish_message)."""
         ids = [m.id for m in messages]
         if len(set(ids)) != len(ids):
             raise ValueError(f"job {job.id!r}: message ids must be unique")
         if self._get(_head_key(job.id)) is not None:
             raise Conflict(f"job {job.id!r} already exists")
-        ttl = None if self.retention_seconds is None else int(job.created_at + self.retention_seconds)
+        ttl = self._metadata_ttl(job)
+        separate_data = job.retention_data_days is not None
         by_chunk: dict[int, list[Message]] = {}
         for m in sorted(messages, key=lambda m: (m.chunk, m.seq)):
             by_chunk.setdefault(m.chunk, []).append(m)
 
+        variables = {m.id: _json(m.variables) for m in messages}
         message_items = [
             {
                 **_message_key(m.id),
@@ -394,21 +556,48 @@ class DynamoStore:
                 "seq": m.seq,
                 "email": m.email,
                 "name": m.name,
-                "variables": json.dumps(m.variables, separators=(",", ":")),
+                "subject": m.subject,
+                "variables": None if separate_data else variables[m.id],
+                "data_days": job.retention_data_days,
                 TTL_ATTRIBUTE: ttl,
             }
             for chunk, members in by_chunk.items()
             for pos, m in enumerate(members)
         ]
-        content = {
-            **_key(_job_pk(job.id), CONTENT_SK),
-            "content": json.dumps(job.content.to_dict(), separators=(",", ":")),
-            TTL_ATTRIBUTE: ttl,
-        }
-        self._batch_write([*message_items, content])
+        data_items = [
+            {**_message_key(m.id, DATA_SK), "variables": variables[m.id], TTL_ATTRIBUTE: ttl}
+            for m in messages
+            if separate_data
+        ]
+        content = job.content.to_dict()
+        job_items = [
+            {
+                **_key(_job_pk(job.id), CONTENT_SK),
+                "content": _json({k: v for k, v in content.items() if k not in _BODY_FIELDS})
+                if separate_data
+                else _json(content),
+                "body_separate": True if separate_data else None,
+                TTL_ATTRIBUTE: ttl,
+            }
+        ]
+        if separate_data:
+            body = _json({k: content[k] for k in _BODY_FIELDS})
+            job_items.append({**_key(_job_pk(job.id), BODY_SK), "body": body, TTL_ATTRIBUTE: ttl})
+        self._batch_write([*message_items, *data_items, *job_items])
+        sort_time = _index_time(job.created_at)
         self._batch_write(
             [
-                {**_members_key(job.id, chunk), "ids": [m.id for m in members], TTL_ATTRIBUTE: ttl}
+                {
+                    **_members_key(job.id, chunk),
+                    "ids": [m.id for m in members],
+                    "emails": [m.email.lower() for m in members],
+                    "account_id": job.account_id,
+                    "created_at": job.created_at,
+                    # the account's messages, newest first (list_messages): one entry per chunk
+                    GSI1_PARTITION_KEY: _messages_index(job.account_id),
+                    GSI1_SORT_KEY: f"{sort_time}#{job.id}#{chunk:06d}",
+                    TTL_ATTRIBUTE: ttl,
+                }
                 for chunk, members in by_chunk.items()
             ]
         )
@@ -418,8 +607,9 @@ class DynamoStore:
                 "statuses": [m.status.value for m in members],
                 "attempts": [0] * len(members),
                 "changed_at": [job.created_at] * len(members),
-                "error_codes": [None] * len(members),
-                "error_messages": [None] * len(members),
+                # set for the messages created suppressed
+                "error_codes": [m.error_code for m in members],
+                "error_messages": [m.error_message for m in members],
                 TTL_ATTRIBUTE: ttl,
             }
             for chunk, members in by_chunk.items()
@@ -442,6 +632,10 @@ class DynamoStore:
             "started_at": job.started_at,
             "finished_at": job.finished_at,
             "dead_letters": list(job.dead_letters),
+            "first_attempt_at": job.first_attempt_at,
+            "expires_at": job.expires_at,
+            "retention_metadata_days": job.retention_metadata_days,
+            "retention_data_days": job.retention_data_days,
             GSI1_PARTITION_KEY: ACTIVE if active else None,
             GSI1_SORT_KEY: job.id if active else None,
             TTL_ATTRIBUTE: ttl,
@@ -464,9 +658,10 @@ class DynamoStore:
         items = self._job_items(job_id, CHUNK_PREFIX if with_counts else HEAD_SK, CONTENT_SK)
         head = self._visible_head(items.pop(HEAD_SK, None), account_id)
         content = items.pop(CONTENT_SK, None)
+        body = items.pop(BODY_SK, None)
         if head is None or content is None:
             return None
-        return _job(head, content, _counts(items.values()) if with_counts else {})
+        return _job(head, content, body, _counts(items.values()) if with_counts else {})
 
     def transition_job(
         self, account_id: str, job_id: str, allowed_from: Iterable[JobState], to: JobState
@@ -488,7 +683,10 @@ class DynamoStore:
         condition = f"#account = :account AND #state IN ({', '.join(allowed)})"
         if not self._update(_head_key(job_id), update, values, condition):
             return None
-        return self.get_job(account_id, job_id)
+        job = self.get_job(account_id, job_id)
+        if job is not None and to in JOB_FINAL:
+            self._retire_body(job_id, job.retention_data_days, now)
+        return job
 
     def complete_job_if_done(self, job_id: str) -> bool:
         """Reads the chunk states and the head (one query), then one conditional UpdateItem on the
@@ -502,12 +700,15 @@ class DynamoStore:
             return False
         now = time.time()
         allowed = _placeholders("from", [s.value for s in _COMPLETABLE])
-        return self._update(
+        completed = self._update(
             _head_key(job_id),
             "SET #state = :completed, #updated = :now, #finished = :now REMOVE #g1pk, #g1sk",
             {":completed": JobState.COMPLETED.value, ":now": now, **allowed},
             f"#state IN ({', '.join(allowed)})",
         )
+        if completed:
+            self._retire_body(job_id, head.get("retention_data_days"), now)
+        return completed
 
     def record_dead_letter(self, job_id: str, chunk: int, reason: str) -> None:
         entry = {"chunk": chunk, "reason": reason, "at": time.time()}
@@ -524,16 +725,55 @@ class DynamoStore:
         items = self._query("#g1pk = :active", {":active": ACTIVE}, index=GSI1_NAME)
         return [(item["account_id"], item[GSI1_SORT_KEY]) for item in items]
 
+    def start_scheduled_job(self, job_id: str) -> bool:
+        """Messages first (scheduled -> queued, per position), then the head (scheduled -> queued,
+        conditionally): only the head write decides the answer, so exactly one caller gets True.
+        A caller that dies in between leaves the head scheduled, and the redelivered start does the
+        rest. A stop racing this ends with every message cancelled either way: cancel_unsent takes
+        queued and scheduled ones alike."""
+        items = self._job_items(job_id, CHUNK_PREFIX, HEAD_SK)
+        head = items.pop(HEAD_SK, None)
+        if head is None or head["state"] != JobState.SCHEDULED:
+            return False
+        now = time.time()
+        for state in items.values():
+            self._move_positions(
+                _key(state[PARTITION_KEY], state[SORT_KEY]),
+                state,
+                range(len(state["statuses"])),
+                lambda status, _changed_at: status == MessageStatus.SCHEDULED,
+                lambda p: f"#st[{p}] = :scheduled",
+                {":scheduled": MessageStatus.SCHEDULED.value},
+                MessageStatus.QUEUED,
+                now,
+            )
+        return self._update(
+            _head_key(job_id),
+            "SET #state = :queued, #updated = :now, #g1pk = :active, #g1sk = :job",
+            {
+                ":queued": JobState.QUEUED.value,
+                ":scheduled": JobState.SCHEDULED.value,
+                ":now": now,
+                ":active": ACTIVE,
+                ":job": job_id,
+            },
+            "#state = :scheduled",
+        )
+
     # -- messages ---------------------------------------------------------------------------
     def chunk_messages(self, job_id: str, chunk: int) -> list[Message]:
         keys = [_head_key(job_id), _state_key(job_id, chunk), _members_key(job_id, chunk)]
         found = self._batch_get(keys, consistent=True)
         head, state, members = (found.get(_key_of(key)) for key in keys)
-        if self._visible_head(head) is None or state is None or members is None:
+        head = self._visible_head(head)
+        if head is None or state is None or members is None:
             return []
         message_keys = [_message_key(message_id) for message_id in members["ids"]]
         items = self._immutable_items(message_keys)  # members are in seq order
-        return [_message(items[_key_of(key)], state) for key in message_keys if _key_of(key) in items]
+        created_at = float(head["created_at"])
+        return self._assemble(
+            [(items[_key_of(key)], state, created_at) for key in message_keys if _key_of(key) in items]
+        )
 
     def pending_chunks(self, job_id: str) -> list[int]:
         items = self._job_items(job_id, CHUNK_PREFIX, HEAD_SK)
@@ -596,78 +836,162 @@ class DynamoStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> bool:
+        """The transition (one conditional UpdateItem on the chunk state), then its event on the
+        message's log item, then, with a data retention, the message's data is deleted (0 days) or
+        given its TTL. A worker dying in between loses that event, or leaves the data until the
+        records' own TTL; the status is right either way."""
         message = self._locate(message_id)
         if message is None:
             return False
         p = int(message["pos"])
-        return self._update(
+        now = time.time()
+        moved = self._update(
             _state_key(message["job_id"], int(message["chunk"])),
             f"SET #st[{p}] = :to, #tries[{p}] = #tries[{p}] + :one, #changed[{p}] = :now,"
             f" #codes[{p}] = :code, #errors[{p}] = :error",
             {
                 ":to": status.value,
                 ":one": 1,
-                ":now": time.time(),
+                ":now": now,
                 ":code": error_code,
                 ":error": error_message,
                 ":sending": MessageStatus.SENDING.value,
             },
             f"#st[{p}] = :sending",
         )
+        if not moved:
+            return False
+        sent = status == MessageStatus.SENT
+        self._log_event(
+            message,
+            now,
+            status.value,
+            error_message or ("accepted by the relay" if sent else ""),
+            {"#sent": now} if sent else {},
+        )
+        self._retire_data(message, now)
+        return True
 
     def release_message(self, message_id: str, error_message: str) -> bool:
         message = self._locate(message_id)
         if message is None:
             return False
         p = int(message["pos"])
-        return self._update(
+        now = time.time()
+        moved = self._update(
             _state_key(message["job_id"], int(message["chunk"])),
             f"SET #st[{p}] = :queued, #tries[{p}] = #tries[{p}] + :one, #changed[{p}] = :now,"
             f" #errors[{p}] = :error",
             {
                 ":queued": MessageStatus.QUEUED.value,
                 ":one": 1,
-                ":now": time.time(),
+                ":now": now,
                 ":error": error_message,
                 ":sending": MessageStatus.SENDING.value,
             },
             f"#st[{p}] = :sending",
         )
+        if moved:
+            self._log_event(message, now, MessageStatus.DEFERRED.value, error_message)
+        return moved
 
     def cancel_unsent(self, job_id: str) -> int:
         items = self._job_items(job_id, CHUNK_PREFIX, HEAD_SK)
         if items.pop(HEAD_SK, None) is None:
             return 0
+        moved = self._move_unsent(items.values(), MessageStatus.CANCELLED, time.time())
+        return sum(len(positions) for _, positions in moved)
+
+    def cancel_message(self, account_id: str, message_id: str) -> bool:
+        message = self._locate(message_id)
+        if message is None or message["account_id"] != account_id:
+            return False
+        p = int(message["pos"])
         now = time.time()
-        cancellable = (MessageStatus.QUEUED.value, MessageStatus.SCHEDULED.value)
-        cancelled = 0
-        for state in items.values():
-            moved = self._move_positions(
+        moved = self._update(
+            _state_key(message["job_id"], int(message["chunk"])),
+            f"SET #st[{p}] = :cancelled, #changed[{p}] = :now",
+            {
+                ":cancelled": MessageStatus.CANCELLED.value,
+                ":scheduled": MessageStatus.SCHEDULED.value,
+                ":now": now,
+            },
+            f"#st[{p}] = :scheduled",
+        )
+        if moved:
+            self._log_event(message, now, MessageStatus.CANCELLED.value, "cancelled before its first attempt")
+        return moved
+
+    def expire_unsent(self, job_id: str) -> int:
+        items = self._job_items(job_id, CHUNK_PREFIX, MEMBERS_END)
+        head = items.pop(HEAD_SK, None)
+        if head is None:
+            return 0
+        states = [item for sk, item in items.items() if sk.startswith(CHUNK_PREFIX)]
+        members = {
+            sk.removeprefix(MEMBERS_PREFIX): item
+            for sk, item in items.items()
+            if sk.startswith(MEMBERS_PREFIX)
+        }
+        now = time.time()
+        expired: list[str] = []
+        for state, positions in self._move_unsent(states, MessageStatus.EXPIRED, now):
+            ids = members.get(state[SORT_KEY].removeprefix(CHUNK_PREFIX), {}).get("ids", [])
+            expired += [ids[p] for p in positions if p < len(ids)]
+        ttl = head.get(TTL_ATTRIBUTE)  # the same as its messages'
+        self._in_parallel(
+            lambda mid: self._log_event(
+                {**_message_key(mid), TTL_ATTRIBUTE: ttl},
+                now,
+                MessageStatus.EXPIRED.value,
+                "not sent before the schedule expired",
+            ),
+            expired,
+        )
+        return len(expired)
+
+    def _move_unsent(
+        self, states: Iterable[Item], to: MessageStatus, now: float
+    ) -> list[tuple[Item, list[int]]]:
+        """queued|scheduled -> `to` in every chunk state given; the positions moved, per state."""
+        unsent = (MessageStatus.QUEUED.value, MessageStatus.SCHEDULED.value)
+        moved: list[tuple[Item, list[int]]] = []
+        for state in states:
+            positions = self._move_positions(
                 _key(state[PARTITION_KEY], state[SORT_KEY]),
                 state,
                 range(len(state["statuses"])),
-                lambda status, _changed_at: status in cancellable,
+                lambda status, _changed_at: status in unsent,
                 lambda p: f"#st[{p}] IN (:queued, :scheduled)",
-                {":queued": cancellable[0], ":scheduled": cancellable[1]},
-                MessageStatus.CANCELLED,
+                {":queued": unsent[0], ":scheduled": unsent[1]},
+                to,
                 now,
             )
-            cancelled += len(moved)
-        return cancelled
+            if positions:
+                moved.append((state, positions))
+        return moved
 
     def get_message(self, account_id: str, message_id: str) -> Message | None:
-        message = self._locate(message_id)
+        # One query reads the message item, its log and its data (sort keys DATA < LOG < MSG).
+        parts = {
+            item[SORT_KEY]: item
+            for item in self._query("#pk = :pk", {":pk": f"MSG#{message_id}"}, consistent=True)
+        }
+        message = parts.get(MESSAGE_SK)
         if message is None or message["account_id"] != account_id:
             return None
         job_id, chunk, pos = message["job_id"], int(message["chunk"]), int(message["pos"])
         keys = [_head_key(job_id), _state_key(job_id, chunk), _members_key(job_id, chunk)]
         found = self._batch_get(keys, consistent=True)
         head, state, members = (found.get(_key_of(key)) for key in keys)
-        if self._visible_head(head, account_id) is None or state is None or members is None:
+        head = self._visible_head(head, account_id)
+        if head is None or state is None or members is None:
             return None
         if members["ids"][pos : pos + 1] != [message_id]:
             return None  # left behind by a failed create_job whose job id was created again since
-        return _message(message, state)
+        now = time.time()
+        variables = _variables(message, parts.get(DATA_SK), now)
+        return _message(message, state, float(head["created_at"]), variables, parts.get(LOG_SK))
 
     def update_delivery_status(
         self,
@@ -683,20 +1007,402 @@ class DynamoStore:
         if not allowed or message is None or message["account_id"] != account_id:
             return False
         p = int(message["pos"])
+        now = time.time()
         sets = [f"#st[{p}] = :to", f"#changed[{p}] = :now"]
-        values: dict[str, Any] = {":to": to.value, ":now": time.time(), **allowed}
+        values: dict[str, Any] = {":to": to.value, ":now": now, **allowed}
         if error_code is not None:  # like the embedded store: a missing detail keeps the old one
             sets.append(f"#codes[{p}] = :code")
             values[":code"] = error_code
         if error_message is not None:
             sets.append(f"#errors[{p}] = :error")
             values[":error"] = error_message
-        return self._update(
+        moved = self._update(
             _state_key(message["job_id"], int(message["chunk"])),
             "SET " + ", ".join(sets),
             values,
             f"#st[{p}] IN ({', '.join(allowed)})",
         )
+        if moved:
+            delivered = {"#delivered": now} if to == MessageStatus.DELIVERED else {}
+            self._log_event(message, now, to.value, error_message or to.value, delivered)
+        return moved
+
+    # -- listing ----------------------------------------------------------------------------
+    def list_messages(self, account_id: str, query: MessageQuery) -> tuple[list[Message], bool]:
+        """Reads gsi1's per-chunk entries of the account (`{created_at}#{job}#{chunk}`) newest first
+        (oldest first for `before`), a group of equal creation times at a time, and orders each
+        group's messages by (created_at, id) like the embedded store. Job-level filters (sender,
+        tags) use the job's content, status filters its chunk states, recipient filters the
+        entries' lower-cased addresses; only the messages still matching then have their message
+        items read (subject filter), and only the page's messages their logs and data."""
+        limit = max(query.limit, 0)
+        wanted = limit + 1
+        anchor, descending = self._anchor(account_id, query)
+        low, high = query.from_time, query.to_time
+        key_low, key_high = low, high
+        if anchor is not None and descending:
+            key_high = anchor[0] if key_high is None else min(key_high, anchor[0])
+        elif anchor is not None:
+            key_low = anchor[0] if key_low is None else max(key_low, anchor[0])
+
+        entries: Iterable[Item]
+        if query.message_id is not None:
+            entries = self._entries_of_message(account_id, query.message_id)
+        else:
+            entries = self._index_entries(account_id, key_low, key_high, descending)
+        recipient = query.recipient.lower() if query.recipient else None
+        subject = query.subject.lower() if query.subject else None
+        jobs: dict[tuple[str, str], Item] = {}  # head, content and chunk states, by key
+        matching_job: dict[str, bool] = {}
+        found: list[tuple[Item, Item, float]] = []
+
+        def job_matches(job_id: str) -> bool:
+            if job_id not in matching_job:
+                head = self._visible_head(jobs.get(_key_of(_head_key(job_id))), account_id)
+                content = jobs.get(_key_of(_key(_job_pk(job_id), CONTENT_SK)))
+                ok = head is not None and content is not None
+                if ok and (query.sender or query.tags):
+                    data = json.loads(content["content"])  # type: ignore[index]
+                    ok = (
+                        not query.sender or query.sender.lower() in (data.get("from") or "").lower()
+                    ) and all(tag in (data.get("tags") or []) for tag in query.tags)
+                matching_job[job_id] = ok
+            return matching_job[job_id]
+
+        def rows(entry: Item) -> Iterator[_Row]:
+            job_id = entry[PARTITION_KEY].removeprefix("JOB#")
+            if not job_matches(job_id):
+                return
+            head = jobs[_key_of(_head_key(job_id))]
+            created_at = float(head["created_at"])
+            if (low is not None and created_at < low) or (high is not None and created_at > high):
+                return
+            chunk = int(entry[SORT_KEY].removeprefix(MEMBERS_PREFIX))
+            state = jobs.get(_key_of(_state_key(job_id, chunk)))
+            ids, emails = entry["ids"], entry.get("emails")
+            if state is None or len(state["statuses"]) != len(ids):
+                return
+            for pos, message_id in enumerate(ids):
+                if query.message_id is not None and message_id != query.message_id:
+                    continue
+                if anchor is not None and (
+                    (created_at, message_id) >= anchor if descending else (created_at, message_id) <= anchor
+                ):
+                    continue
+                if query.statuses and state["statuses"][pos] not in query.statuses:
+                    continue
+                if recipient is not None and emails is not None and emails[pos] != recipient:
+                    continue
+                yield _Row(created_at, message_id, state)
+
+        for groups in self._entry_groups(entries):
+            self._read_jobs([entry for group in groups for entry in group], jobs)
+            ordered: list[_Row] = []
+            for group in groups:
+                ordered += sorted(
+                    (row for entry in group for row in rows(entry)),
+                    key=lambda row: (row.created_at, row.message_id),
+                    reverse=descending,
+                )
+            start = 0
+            while start < len(ordered) and len(found) < wanted:
+                # the message items of as many rows as may still be needed (more with a subject filter)
+                step = self.BATCH_GET_KEYS if subject else min(self.BATCH_GET_KEYS, wanted - len(found))
+                part, start = ordered[start : start + step], start + step
+                items = self._immutable_items([_message_key(row.message_id) for row in part])
+                for row in part:
+                    item = items.get(_key_of(_message_key(row.message_id)))
+                    if item is None or item["account_id"] != account_id:
+                        continue
+                    if recipient is not None and item["email"].lower() != recipient:
+                        continue
+                    if subject is not None and subject not in item.get("subject", "").lower():
+                        continue
+                    found.append((item, row.state, row.created_at))
+                    if len(found) >= wanted:
+                        break
+            if len(found) >= wanted:
+                break
+        messages = self._assemble(found[:limit])
+        if not descending:
+            messages.reverse()
+        return messages, len(found) > limit
+
+    def _anchor(self, account_id: str, query: MessageQuery) -> tuple[tuple[float, str] | None, bool]:
+        """The cursor's (created_at, id) and the direction: newest first, or oldest first to page
+        back with `before`. An unknown cursor (or another account's) is ignored, as embedded."""
+        cursor = query.after or query.before
+        if not cursor:
+            return None, True
+        message = self._locate(cursor)
+        if message is None or message["account_id"] != account_id:
+            return None, True
+        head = self._visible_head(self._get(_head_key(message["job_id"])), account_id)
+        if head is None:
+            return None, True
+        return (float(head["created_at"]), cursor), bool(query.after)
+
+    def _index_entries(
+        self, account_id: str, low: float | None, high: float | None, descending: bool
+    ) -> Iterator[Item]:
+        """The account's chunk entries in gsi1 with created_at in [low, high] (a little wider:
+        the sort key rounds to microseconds; callers compare the exact times)."""
+        condition = "#g1pk = :pk"
+        values: dict[str, Any] = {":pk": _messages_index(account_id)}
+        low_key = None if low is None else _index_time(low - 1e-5)
+        high_key = None if high is None else _index_time(high + 1e-5) + "~"  # after every "#..."
+        if low_key is not None and high_key is not None:
+            if low_key > high_key:
+                return iter(())
+            condition += " AND #g1sk BETWEEN :low AND :high"
+            values |= {":low": low_key, ":high": high_key}
+        elif low_key is not None:
+            condition += " AND #g1sk >= :low"
+            values[":low"] = low_key
+        elif high_key is not None:
+            condition += " AND #g1sk <= :high"
+            values[":high"] = high_key
+        return self._query(
+            condition, values, index=GSI1_NAME, forward=not descending, page_size=self.LISTING_PAGE
+        )
+
+    def _entries_of_message(self, account_id: str, message_id: str) -> list[Item]:
+        """The one chunk entry that holds the message (a message id filter needs no index)."""
+        message = self._locate(message_id)
+        if message is None or message["account_id"] != account_id:
+            return []
+        entry = self._get(_members_key(message["job_id"], int(message["chunk"])))
+        return [entry] if entry is not None else []
+
+    def _entry_groups(self, entries: Iterable[Item]) -> Iterator[list[list[Item]]]:
+        """Runs of entries with the same creation time (their messages are ordered by id), a few
+        runs at a time so that their jobs can be read together."""
+        batch: list[list[Item]] = []
+        size = 0
+        for _, run in itertools.groupby(
+            entries, key=lambda entry: entry.get(GSI1_SORT_KEY, "").split("#", 1)[0]
+        ):
+            group = list(run)
+            batch.append(group)
+            size += len(group)
+            if size >= self.LISTING_PAGE:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _read_jobs(self, entries: Sequence[Item], into: dict[tuple[str, str], Item]) -> None:
+        """The heads, contents and chunk states the entries refer to and `into` lacks."""
+        keys: list[Item] = []
+        for entry in entries:
+            job_id = entry[PARTITION_KEY].removeprefix("JOB#")
+            chunk = int(entry[SORT_KEY].removeprefix(MEMBERS_PREFIX))
+            for key in (_head_key(job_id), _key(_job_pk(job_id), CONTENT_SK), _state_key(job_id, chunk)):
+                if _key_of(key) not in into:
+                    keys.append(key)
+        if keys:
+            into |= self._batch_get(keys, consistent=True)
+
+    def _assemble(self, rows: Sequence[tuple[Item, Item, float]]) -> list[Message]:
+        """Messages from their items and chunk states: reads the data items (variables kept apart
+        for a data retention) and the log items of those that may have events."""
+        data_keys = [
+            _message_key(_message_id(item), DATA_SK) for item, _, _ in rows if "variables" not in item
+        ]
+        log_keys = [
+            _message_key(_message_id(item), LOG_SK)
+            for item, state, _ in rows
+            if _may_have_events(state, int(item["pos"]))
+        ]
+        data = self._batch_get(data_keys, consistent=False) if data_keys else {}
+        logs = self._batch_get(log_keys, consistent=True) if log_keys else {}
+        now = time.time()
+        messages = []
+        for item, state, created_at in rows:
+            message_id = _message_id(item)
+            variables = _variables(item, data.get(_key_of(_message_key(message_id, DATA_SK))), now)
+            log_item = logs.get(_key_of(_message_key(message_id, LOG_SK)))
+            messages.append(_message(item, state, created_at, variables, log_item))
+        return messages
+
+    # -- retention --------------------------------------------------------------------------
+    def purge_expired(self, now: float) -> int:
+        """Nothing to do: every item that retention removes carries a TTL (TABLE.md, Retention),
+        DynamoDB deletes it, and reads treat it as gone from the moment it expires."""
+        return 0
+
+    def _retire_data(self, message: Item, now: float) -> None:
+        """A finished message of a job with a data retention: its data item goes now (0 days) or
+        `days` from now (TTL), like the embedded store's data_until."""
+        days = message.get("data_days")
+        if days is None:
+            return
+        key = _message_key(_message_id(message), DATA_SK)
+        if int(days) <= 0:
+            self._delete(key)
+        else:
+            self._lower_ttl(key, int(now + _DAY * int(days)))
+
+    def _retire_body(self, job_id: str, days: int | None, now: float) -> None:
+        """A job that ended, with a data retention: its bodies go now (0 days) or `days` from now."""
+        if days is None:
+            return
+        key = _key(_job_pk(job_id), BODY_SK)
+        if days <= 0:
+            self._delete(key)
+        else:
+            self._lower_ttl(key, int(now + _DAY * days))
+
+    def _lower_ttl(self, key: Item, ttl: int) -> bool:
+        """Bring an existing item's TTL forward to `ttl` (never later than it already is)."""
+        return self._update(
+            key,
+            "SET #ttl = :ttl",
+            {":ttl": ttl},
+            "attribute_exists(#pk) AND (attribute_not_exists(#ttl) OR #ttl > :ttl)",
+        )
+
+    def _log_event(
+        self, message: Item, now: float, status: str, text: str | None, times: dict[str, float] | None = None
+    ) -> None:
+        """Append an event to the message's log item (created by the first), setting `times`
+        (#sent / #delivered) with it. The log expires with the message's records."""
+        sets = ["#events = list_append(if_not_exists(#events, :empty), :event)"]
+        values: dict[str, Any] = {
+            ":empty": [],
+            ":event": [{"time": now, "status": status, "log": text or ""}],
+        }
+        if message.get(TTL_ATTRIBUTE) is not None:
+            sets.append("#ttl = :ttl")
+            values[":ttl"] = message[TTL_ATTRIBUTE]
+        for i, (name, value) in enumerate((times or {}).items()):
+            sets.append(f"{name} = :time{i}")
+            values[f":time{i}"] = value
+        self._try_update(_message_key(_message_id(message), LOG_SK), "SET " + ", ".join(sets), values)
+
+    # -- suppressions -----------------------------------------------------------------------
+    def put_suppression(self, suppression: Suppression) -> None:
+        self._put(
+            {
+                **_suppression_key(suppression.account_id, suppression.email, suppression.domain),
+                "id": suppression.id,
+                "account_id": suppression.account_id,
+                "email": suppression.email.lower(),
+                "domain": (suppression.domain or "").lower(),
+                "reason": suppression.reason,
+                "created_at": suppression.created_at,
+                "expires_at": suppression.expires_at,
+                TTL_ATTRIBUTE: _ttl_not_before(suppression.expires_at),
+                # the account's suppressions in id order (list_suppressions)
+                GSI1_PARTITION_KEY: _suppressions_index(suppression.account_id),
+                GSI1_SORT_KEY: suppression.id,
+            }
+        )
+
+    def list_suppressions(
+        self,
+        account_id: str,
+        email: str | None,
+        domain: str | None,
+        from_time: float | None,
+        to_time: float | None,
+        limit: int,
+        after: str | None,
+    ) -> tuple[list[Suppression], bool]:
+        now = time.time()
+        items: Iterable[Item]
+        if email:  # its few items, from the table (at most one per sender domain)
+            items = sorted(self._suppressions_of(account_id, email), key=lambda item: item["id"])
+            items = [item for item in items if after is None or item["id"] > after]
+        else:  # the account's, in id order, from gsi1 (eventually consistent)
+            condition = "#g1pk = :pk" + (" AND #g1sk > :after" if after else "")
+            values = {":pk": _suppressions_index(account_id), **({":after": after} if after else {})}
+            items = self._query(condition, values, index=GSI1_NAME, page_size=self.LISTING_PAGE)
+        found: list[Suppression] = []
+        for item in items:
+            if (
+                item["expires_at"] <= now
+                or (domain and item["domain"] != domain.lower())
+                or (from_time is not None and item["created_at"] < from_time)
+                or (to_time is not None and item["created_at"] > to_time)
+            ):
+                continue
+            found.append(_suppression(item))
+            if len(found) > limit:
+                break
+        return found[: max(limit, 0)], len(found) > limit
+
+    def delete_suppressions(self, account_id: str, email: str | None, domain: str | None) -> int:
+        if email:
+            items = self._suppressions_of(account_id, email)
+        else:
+            items = list(
+                self._query(
+                    "#pk = :pk AND begins_with(#sk, :prefix)",
+                    {":pk": f"ACCOUNT#{account_id}", ":prefix": SUPPRESSION_PREFIX},
+                    consistent=True,
+                )
+            )
+        keys = [_key(*_key_of(item)) for item in items if not domain or item["domain"] == domain.lower()]
+        return sum(self._in_parallel(self._delete, keys))
+
+    def suppressed(self, account_id: str, emails: Sequence[str], domain: str | None, now: float) -> set[str]:
+        """Two keys per address, read eventually consistent: its suppression for every sender
+        domain, and the one for `domain`."""
+        keys = [
+            _suppression_key(account_id, email, scope)
+            for email in sorted({e.lower() for e in emails})
+            for scope in dict.fromkeys(["", (domain or "").lower()])
+        ]
+        found = self._batch_get(keys, consistent=False) if keys else {}
+        return {item["email"] for item in found.values() if item["expires_at"] > now}
+
+    def _suppressions_of(self, account_id: str, email: str) -> list[Item]:
+        prefix = f"{SUPPRESSION_PREFIX}{email.lower()}#"
+        items = self._query(
+            "#pk = :pk AND begins_with(#sk, :prefix)",
+            {":pk": f"ACCOUNT#{account_id}", ":prefix": prefix},
+            consistent=True,
+        )
+        return [item for item in items if item["email"] == email.lower()]
+
+    # -- idempotency ------------------------------------------------------------------------
+    def begin_idempotent(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """One conditional PutItem: written if there is no record or only an expired one; else
+        DynamoDB returns the live record with the failure (ReturnValuesOnConditionCheckFailure)."""
+        item = {
+            **_idempotency_key(record.account_id, record.key),
+            "account_id": record.account_id,
+            "key": record.key,
+            "fingerprint": record.fingerprint,
+            "state": "in_progress",
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+            "headers": {},
+            TTL_ATTRIBUTE: _ttl_not_before(record.expires_at),
+        }
+        for _ in range(self.RACE_RETRIES):
+            written, current = self._put_returning(
+                item, "attribute_not_exists(#pk) OR #expires <= :now", {":now": record.created_at}
+            )
+            if written:
+                return None
+            if current is not None:
+                return _idempotency(current)
+        raise RuntimeError(f"idempotency key {record.key!r}: neither stored nor found")
+
+    def finish_idempotent(
+        self, account_id: str, key: str, status: int, body: str, headers: dict[str, str]
+    ) -> None:
+        self._update(
+            _idempotency_key(account_id, key),
+            "SET #state = :done, #status = :status, #body = :body, #headers = :headers",
+            {":done": "done", ":status": status, ":body": body, ":headers": dict(headers)},
+            "attribute_exists(#pk)",  # a released (or expired and deleted) key gets no stray item
+        )
+
+    def release_idempotent(self, account_id: str, key: str) -> None:
+        self._delete(_idempotency_key(account_id, key))
 
     # -- reads ------------------------------------------------------------------------------
     def _visible_head(self, head: Item | None, account_id: str | None = None) -> Item | None:
@@ -704,8 +1410,7 @@ class DynamoStore:
         DynamoDB deletes expired items only eventually (typically within days), so reads filter."""
         if head is None or (account_id is not None and head["account_id"] != account_id):
             return None
-        expires = head.get(TTL_ATTRIBUTE)
-        return None if expires is not None and expires <= time.time() else head
+        return None if _expired(head, time.time()) else head
 
     def _job_items(self, job_id: str, first_sk: str, last_sk: str) -> dict[str, Item]:
         """The job's items whose sort key lies in [first_sk, last_sk], by sort key."""
@@ -746,13 +1451,18 @@ class DynamoStore:
         consistent: bool = False,
         start: Item | None = None,
         limit: int | None = None,
+        forward: bool = True,
+        page_size: int | None = None,
     ) -> Iterator[Item]:
-        """Every matching item (up to `limit`), following LastEvaluatedKey across 1 MB pages."""
+        """Every matching item (up to `limit`), following LastEvaluatedKey across 1 MB pages,
+        lazily: a page is read when the caller gets that far. `page_size` caps the first page (and
+        doubles with every next one), for callers that may stop early."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": key_condition,
             "ExpressionAttributeNames": _names(key_condition),
             "ExpressionAttributeValues": _marshal(values),
+            "ScanIndexForward": forward,
         }
         if index is not None:
             request["IndexName"] = index
@@ -762,13 +1472,18 @@ class DynamoStore:
             request["ExclusiveStartKey"] = _marshal(start)
         remaining = limit
         while remaining is None or remaining > 0:
-            if remaining is not None:
-                request["Limit"] = remaining
+            caps = [n for n in (remaining, page_size) if n is not None]
+            if caps:
+                request["Limit"] = min(caps)
+            elif "Limit" in request:
+                del request["Limit"]
             response = self.client.query(**request)
             for raw in response.get("Items", []):
                 yield _unmarshal(raw)
             if remaining is not None:
                 remaining -= len(response.get("Items", []))
+            if page_size is not None:
+                page_size = min(page_size * 2, 1000)
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -798,32 +1513,52 @@ class DynamoStore:
     # -- writes -----------------------------------------------------------------------------
     def _put(self, item: Item, condition: str | None = None) -> bool:
         """PutItem; False if `condition` did not hold."""
+        return self._put_returning(item, condition)[0]
+
+    def _put_returning(
+        self, item: Item, condition: str | None = None, values: dict[str, Any] | None = None
+    ) -> tuple[bool, Item | None]:
+        """PutItem: (True, None) if written, else (False, the item as it is now)."""
         request: dict[str, Any] = {"TableName": self.table_name, "Item": _marshal(item)}
         if condition is not None:
-            request |= {"ConditionExpression": condition, "ExpressionAttributeNames": _names(condition)}
+            request |= {
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": _names(condition),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        if values:
+            request["ExpressionAttributeValues"] = {k: _to_attribute(v) for k, v in values.items()}
         try:
             self.client.put_item(**request)
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            current = exc.response.get("Item")
+            return False, _unmarshal(current) if current else None
+        return True, None
+
+    def _delete(self, key: Item) -> bool:
+        """DeleteItem; whether the item was there (ReturnValues ALL_OLD, at no extra cost)."""
+        response = self.client.delete_item(
+            TableName=self.table_name, Key=_marshal(key), ReturnValues="ALL_OLD"
+        )
+        return "Attributes" in response
 
     def _update(self, key: Item, update: str, values: dict[str, Any], condition: str) -> bool:
         """A conditional UpdateItem; False if the condition did not hold."""
         return self._try_update(key, update, values, condition)[0]
 
     def _try_update(
-        self, key: Item, update: str, values: dict[str, Any], condition: str
+        self, key: Item, update: str, values: dict[str, Any], condition: str | None = None
     ) -> tuple[bool, Item | None]:
-        """A conditional UpdateItem: (True, None) if it was applied, else (False, the item as it is
-        now), which DynamoDB returns with the failure at no extra cost."""
+        """An UpdateItem, conditional if a condition is given: (True, None) if it was applied, else
+        (False, the item as it is now), which DynamoDB returns with the failure at no extra cost."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": _marshal(key),
             "UpdateExpression": update,
-            "ConditionExpression": condition,
             "ExpressionAttributeNames": _names(update, condition),
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
+        if condition is not None:
+            request |= {"ConditionExpression": condition, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         if values:
             # Unlike top-level item attributes, a None value here is stored as NULL.
             request["ExpressionAttributeValues"] = {k: _to_attribute(v) for k, v in values.items()}
