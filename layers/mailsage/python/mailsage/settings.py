@@ -88,6 +88,12 @@ class ApiSettings(ProviderSettings):
     max_variables_bytes: int = Field(16_384, ge=256)
     # Subject + text + html of one job or template: it is stored as one item (DynamoDB: 400 KB).
     max_content_bytes: int = Field(300_000, ge=1024, le=350_000)
+    # v2 create-message: all the attachments of a message together, decoded (past it: 400). The
+    # request itself is bounded by max_request_bytes, and base64 makes data a third larger.
+    max_attachment_bytes: int = Field(3 * 1024 * 1024, ge=0)
+    # The host part of the Message-ID headers (the sender's setting of the same name): v2 replies
+    # show `<message id@message_id_domain>`.
+    message_id_domain: str = "mailsage.local"
     default_from: str = "MailSage <noreply@mailsage.example>"
     # Browser origins allowed to call the API (CORS); empty: no CORS headers.
     allowed_origins: list[str] = Field(default_factory=list)

@@ -16,8 +16,10 @@ from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
 from mailsage.domain.feedback import FeedbackService
 from mailsage.domain.ingest import IngestService
 from mailsage.domain.jobs import JobService
+from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
 from mailsage.domain.providers import Providers
 from mailsage.domain.submission import SubmissionLimits, SubmissionService
+from mailsage.domain.suppressions import SuppressionService
 from mailsage.domain.templates import TemplateService
 from mailsage.ports import Queue, Scheduler, Store, Transport
 from mailsage.settings import (
@@ -121,6 +123,8 @@ class ApiServices:
     templates: TemplateService
     submission: SubmissionService
     jobs: JobService
+    messages_v2: MessagesV2Service  # the AhaSend-compatible surface
+    suppressions: SuppressionService
 
 
 @lru_cache(maxsize=8)
@@ -134,11 +138,19 @@ def api_services(settings: ApiSettings) -> ApiServices:
         providers=settings.provider_names,
         max_content_bytes=settings.max_content_bytes,
     )
+    submission = SubmissionService(b.store, b.queue, limits, b.scheduler)
+    v2_limits = MessagesV2Limits(
+        max_attachment_bytes=settings.max_attachment_bytes,
+        message_id_domain=settings.message_id_domain,
+        retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
+    )
     return ApiServices(
         auth=AuthService(b.store),
         templates=TemplateService(b.store, settings.max_content_bytes),
-        submission=SubmissionService(b.store, b.queue, limits, b.scheduler),
+        submission=submission,
         jobs=JobService(b.store, b.queue),
+        messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
+        suppressions=SuppressionService(b.store),
     )
 
 

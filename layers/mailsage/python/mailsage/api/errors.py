@@ -1,5 +1,10 @@
-"""The v1 error envelope `{"error": {"code", "message", "details"?}}` and the one place where
-exceptions become HTTP replies."""
+"""The one place where exceptions become HTTP replies, in the envelope of the surface the request
+belongs to (decided by its path, `surface`):
+
+- v1 (`/api/v1/...`): `{"error": {"code", "message", "details"?}}`;
+- v2 (`/v2/...`, the AhaSend-compatible surface): the contract's `{"message": "..."}` and its
+  status codes; what v1 answers 413 or 415 is a 400 there (the contract has neither).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from mailsage.api.security import Gate
+from mailsage.domain.messages_v2 import Forbidden
 from mailsage.errors import (
     Conflict,
     InvalidRecipient,
@@ -34,6 +40,7 @@ STATUS: dict[type[MailSageError], int] = {
     InvalidRecipient: 400,
     TemplateError: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
@@ -41,8 +48,17 @@ STATUS: dict[type[MailSageError], int] = {
     RateLimited: 429,
 }
 
+V2_PREFIX = "/v2/"
+_V2_STATUS = {413: 400, 415: 400}  # statuses the AhaSend contract does not have
+
+
+def surface(path: str) -> str:
+    """ "v2" for the AhaSend-compatible surface, "v1" for everything else."""
+    return "v2" if path.startswith(V2_PREFIX) or path == V2_PREFIX.rstrip("/") else "v1"
+
 
 def envelope(status: int, code: str, message: str, details: Any = None) -> Response:
+    """The v1 error reply."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
@@ -50,36 +66,80 @@ def envelope(status: int, code: str, message: str, details: Any = None) -> Respo
     return Response(status, content_types.APPLICATION_JSON, {"error": error}, headers=headers)
 
 
+def v2_envelope(status: int, message: str) -> Response:
+    """The v2 error reply (the contract's ErrorResponse)."""
+    status = _V2_STATUS.get(status, status)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(status, content_types.APPLICATION_JSON, {"message": message}, headers=headers)
+
+
+def error_reply(path: str, status: int, code: str, message: str, details: Any = None) -> Response:
+    """An error reply in the envelope of the surface `path` belongs to."""
+    if surface(path) == "v2":
+        return v2_envelope(status, message)
+    return envelope(status, code, message, details)
+
+
+def domain_error(exc: MailSageError, path: str = "") -> Response:
+    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+    return error_reply(path, status, exc.code, exc.message, exc.details)
+
+
+def _field(loc: tuple[Any, ...], indexed: bool) -> str:
+    parts = [str(p) for p in loc[1:]]
+    if not indexed:
+        return ".".join(parts) or "body"
+    name = ""
+    for part in loc[1:]:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
 def _describe(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # Field paths and pydantic's messages; never the input (it may be large or sensitive).
     return [
-        {
-            "field": ".".join(str(p) for p in e.get("loc", ())[1:]) or "body",
-            "type": e.get("type"),
-            "message": e.get("msg"),
-        }
+        {"field": _field(tuple(e.get("loc", ())), False), "type": e.get("type"), "message": e.get("msg")}
         for e in errors
     ]
 
 
-def domain_error(exc: MailSageError) -> Response:
-    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-    return envelope(status, exc.code, exc.message, exc.details)
+def _summary(errors: list[dict[str, Any]], limit: int = 5) -> str:
+    """One sentence naming each wrong field, for the v2 `message`."""
+    phrases = []
+    for e in errors[:limit]:
+        field = _field(tuple(e.get("loc", ())), True)
+        text = str(e.get("msg") or "is invalid").removeprefix("Value error, ")
+        if e.get("type") == "missing":
+            phrases.append("the request body is required" if field == "body" else f"{field} is required")
+        elif field == "body":
+            phrases.append(f"the request body is invalid: {text}")
+        else:
+            phrases.append(f"{field}: {text}")
+    if len(errors) > limit:
+        phrases.append(f"and {len(errors) - limit} more")
+    return "; ".join(phrases) or "the request is invalid"
 
 
 def install(app: APIGatewayRestResolver, gate: Gate) -> None:
-    app.exception_handler(MailSageError)(domain_error)
+    def path() -> str:
+        return app.current_event.path or ""
+
+    @app.exception_handler(MailSageError)
+    def mailsage_error(exc: MailSageError) -> Response:
+        return domain_error(exc, path())
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response:
         try:
             gate(app)  # size, content type and credentials are answered before the body's shape
         except MailSageError as gate_error:
-            return domain_error(gate_error)
-        errors = exc.errors()
+            return domain_error(gate_error, path())
+        errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return envelope(400, "validation_error", "the request body is not valid JSON")
-        return envelope(400, "validation_error", "the request is invalid", _describe(list(errors)))
+            return error_reply(path(), 400, "validation_error", "the request body is not valid JSON")
+        if surface(path()) == "v2":
+            return v2_envelope(400, _summary(errors))
+        return envelope(400, "validation_error", "the request is invalid", _describe(errors))
 
     @app.exception_handler(RequestUnsupportedContentType)
     def unsupported_content(exc: RequestUnsupportedContentType) -> Response:
@@ -88,15 +148,15 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
         try:
             gate(app)
         except MailSageError as gate_error:
-            return domain_error(gate_error)
-        return domain_error(UnsupportedMediaType("Content-Type must be application/json"))
+            return domain_error(gate_error, path())
+        return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
 
     @app.not_found
     def no_route(exc: NotFoundError) -> Response:
         event = app.current_event
-        return envelope(404, "not_found", f"no route for {event.http_method} {event.path}")
+        return error_reply(path(), 404, "not_found", f"no route for {event.http_method} {event.path}")
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
-        return envelope(500, "internal_error", "an unexpected error occurred; it has been logged")
+        return error_reply(path(), 500, "internal_error", "an unexpected error occurred; it has been logged")

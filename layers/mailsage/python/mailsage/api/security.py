@@ -1,4 +1,5 @@
-"""The gate every v1 request passes: size limit, content type, then API key -> account id.
+"""The gate every request passes: size limit, content type, then API key -> account id, and on the
+v2 surface (`/v2/accounts/{account_id}/...`) the key's account must be the one in the path (403).
 
 Powertools validates the body before user middlewares run, so the gate runs in two places: as a
 middleware on valid requests, and from the validation-error handler, so that an unauthenticated or
@@ -7,12 +8,15 @@ oversized request is answered 401/413/415 rather than 400 whatever its body hold
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
+from mailsage.domain.messages_v2 import Forbidden
 from mailsage.errors import PayloadTooLarge, UnsupportedMediaType
 from mailsage.settings import ApiSettings
 from mailsage.wiring import ApiServices, api_services
@@ -40,9 +44,30 @@ def gate(settings: ApiSettings) -> Gate:
                 " (with curl, add -H 'Content-Type: application/json')"
             )
         services = api_services(settings)
-        return services, services.auth.authenticate(event.headers.get("authorization"))
+        account_id = services.auth.authenticate(event.headers.get("authorization"))
+        check_path_account(event.path or "", account_id)
+        return services, account_id
 
     return check
+
+
+_V2_ACCOUNTS = "/v2/accounts/"
+
+
+def check_path_account(path: str, account_id: str) -> None:
+    """On `/v2/accounts/{account_id}/...`, the key must belong to that account (else 403)."""
+    if not path.startswith(_V2_ACCOUNTS):
+        return
+    in_path = unquote(path[len(_V2_ACCOUNTS) :].partition("/")[0]).strip()
+    if not _same_account(in_path, account_id):
+        raise Forbidden(f"this API key does not belong to account {in_path!r}")
+
+
+def _same_account(a: str, b: str) -> bool:
+    try:
+        return uuid.UUID(a) == uuid.UUID(b)  # any spelling of the same UUID
+    except ValueError:
+        return a == b
 
 
 def middleware(check: Gate) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response]:

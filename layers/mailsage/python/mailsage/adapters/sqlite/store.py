@@ -190,7 +190,8 @@ class SqliteStore:
             )
             conn.executemany(
                 "INSERT INTO messages (id, job_id, account_id, seq, chunk, email, name, variables, status,"
-                " updated_at, subject, created_at, metadata_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, subject, created_at, metadata_until, error_code, error_message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -206,6 +207,8 @@ class SqliteStore:
                         m.subject,
                         job.created_at,
                         metadata_until,
+                        m.error_code,
+                        m.error_message,
                     )
                     for m in messages
                 ],
