@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 
 from mailsage.domain.models import (
+    IDEMPOTENCY_LEASE_SECONDS,
     Account,
     IdempotencyRecord,
     Job,
@@ -1639,6 +1640,29 @@ def test_an_expired_idempotency_key_is_replaced(store: Store) -> None:
         "in_progress",
         None,
     )
+
+
+def test_a_key_whose_request_died_in_progress_is_taken_over_after_the_lease(store: Store) -> None:
+    now = time.time()
+    store.begin_idempotent(idempotency(at=now - IDEMPOTENCY_LEASE_SECONDS - 1, fingerprint="died"))
+    assert store.begin_idempotent(idempotency(at=now, fingerprint="retry")) is None
+    found = store.begin_idempotent(idempotency(at=now + 1))
+    assert found is not None and found.fingerprint == "retry"
+
+
+def test_a_key_in_progress_within_the_lease_is_not_taken_over(store: Store) -> None:
+    now = time.time()
+    store.begin_idempotent(idempotency(at=now - IDEMPOTENCY_LEASE_SECONDS + 10, fingerprint="running"))
+    found = store.begin_idempotent(idempotency(at=now, fingerprint="retry"))
+    assert found is not None and (found.fingerprint, found.state) == ("running", "in_progress")
+
+
+def test_a_finished_key_is_never_taken_over_by_the_lease(store: Store) -> None:
+    now = time.time()
+    store.begin_idempotent(idempotency(at=now - IDEMPOTENCY_LEASE_SECONDS - 1, fingerprint="done"))
+    store.finish_idempotent("acc_a", "key-1", 202, "{}", {})
+    found = store.begin_idempotent(idempotency(at=now, fingerprint="retry"))
+    assert found is not None and (found.fingerprint, found.state) == ("done", "done")
 
 
 def test_released_idempotency_key_can_be_used_again(store: Store) -> None:

@@ -123,7 +123,8 @@ class Store(Protocol):
     # idempotency: one record per (account, key), expiring
     def begin_idempotent(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """Store `record` (state in_progress) unless a live one exists; None if stored, else the
-        existing record (an expired one is replaced)."""
+        existing record. An expired record, or one still in progress after
+        IDEMPOTENCY_LEASE_SECONDS (its request died), is replaced."""
 
     def finish_idempotent(
         self, account_id: str, key: str, status: int, body: str, headers: dict[str, str]

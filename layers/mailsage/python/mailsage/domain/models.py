@@ -173,6 +173,11 @@ class Suppression:
     expires_at: float
 
 
+# A request still "in progress" after this long died (API Gateway gives up after 29 s): its key
+# may be taken over, instead of answering 409 until the key expires.
+IDEMPOTENCY_LEASE_SECONDS = 120.0
+
+
 @dataclass(slots=True)
 class IdempotencyRecord:
     account_id: str

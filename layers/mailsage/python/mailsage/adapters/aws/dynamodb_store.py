@@ -42,6 +42,7 @@ from mailsage.adapters.aws.table import (
     TTL_ATTRIBUTE,
 )
 from mailsage.domain.models import (
+    IDEMPOTENCY_LEASE_SECONDS,
     JOB_FINAL,
     MESSAGE_UNSENT,
     Account,
@@ -130,6 +131,7 @@ _NAMES = {
     "#sent": "sent_at",
     "#delivered": "delivered_at",
     "#expires": "expires_at",
+    "#created": "created_at",
     "#status": "status",
     "#body": "body",
     "#headers": "headers",
@@ -1383,7 +1385,13 @@ class DynamoStore:
         }
         for _ in range(self.RACE_RETRIES):
             written, current = self._put_returning(
-                item, "attribute_not_exists(#pk) OR #expires <= :now", {":now": record.created_at}
+                item,
+                "attribute_not_exists(#pk) OR #expires <= :now OR (#state = :busy AND #created <= :lease)",
+                {
+                    ":now": record.created_at,
+                    ":busy": "in_progress",
+                    ":lease": record.created_at - IDEMPOTENCY_LEASE_SECONDS,
+                },
             )
             if written:
                 return None

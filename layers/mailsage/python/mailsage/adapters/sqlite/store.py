@@ -11,6 +11,7 @@ from typing import Any
 
 from mailsage.adapters.sqlite.db import Database
 from mailsage.domain.models import (
+    IDEMPOTENCY_LEASE_SECONDS,
     Account,
     Content,
     IdempotencyRecord,
@@ -596,7 +597,12 @@ class SqliteStore:
             row = conn.execute(
                 "SELECT * FROM idempotency WHERE account_id = ? AND key = ?", (record.account_id, record.key)
             ).fetchone()
-            if row is not None and row["expires_at"] > record.created_at:
+            abandoned = (
+                row is not None
+                and row["state"] == "in_progress"
+                and (row["created_at"] <= record.created_at - IDEMPOTENCY_LEASE_SECONDS)
+            )
+            if row is not None and row["expires_at"] > record.created_at and not abandoned:
                 return IdempotencyRecord(
                     row["account_id"],
                     row["key"],
