@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint invoke openapi clean build synth deploy
+.PHONY: run test lint invoke openapi clean build synth deploy bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 ## invoke: run one handler with a sample event, e.g. make invoke FUNCTION=api EVENT=events/api_send.json
 invoke: $(STAMP)
 	$(BIN)/mailsage invoke $(FUNCTION) $(EVENT)
+
+## bench: run the benchmarks (issue 6): one table, bench/results.json; figures in bench/RESULTS.md
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 ## openapi: regenerate functions/api/openapi.json (a test fails when it drifts from the code)
 openapi: $(STAMP)
