@@ -95,6 +95,8 @@ class Reply:
 class ApiClient:
     """Calls the real api handler with copies of the canonical API Gateway event."""
 
+    sample = "api_send.json"  # the canonical event each request is a copy of
+
     def __init__(self, handler: Any, key: str | None) -> None:
         self.handler = handler
         self.key = key
@@ -109,15 +111,18 @@ class ApiClient:
         raw_body: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        event = load_event("api_send.json")
+        event = load_event(self.sample)
         path, _, query = path.partition("?")
-        params = dict(parse_qsl(query, keep_blank_values=True))  # API Gateway splits the query off
+        multi: dict[str, list[str]] = {}  # API Gateway splits the query off, keeping repeats
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            multi.setdefault(name, []).append(value)
         event["httpMethod"] = event["requestContext"]["httpMethod"] = method
         event["path"] = event["resource"] = event["requestContext"]["path"] = path
-        event["queryStringParameters"] = params or None
-        event["multiValueQueryStringParameters"] = {k: [v] for k, v in params.items()} or None
+        event["queryStringParameters"] = {k: v[-1] for k, v in multi.items()} or None
+        event["multiValueQueryStringParameters"] = multi or None
         event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-        all_headers = dict(event["headers"])
+        # A sample's own Idempotency-Key would make unrelated requests replays of each other.
+        all_headers = {k: v for k, v in event["headers"].items() if k != "Idempotency-Key"}
         key = self.key if key == "default" else key
         if key is None:
             all_headers.pop("Authorization")

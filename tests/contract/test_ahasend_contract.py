@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 import jsonschema
 import pytest
@@ -32,7 +32,7 @@ from mailsage.domain.models import Account as AccountSettings
 from mailsage.domain.models import Suppression
 from mailsage.local.functions import LocalContext
 from mailsage.wiring import Backends
-from tests.conftest import ROOT, Account, Reply, Worker, load_event
+from tests.conftest import ROOT, Account, ApiClient, Reply, Worker, load_event
 
 SPEC = Path(
     # A copy of AhaSend's published contract is kept in the repository, so these tests always run.
@@ -168,65 +168,23 @@ def _echoed_bad_address(error: jsonschema.ValidationError, body: Any) -> bool:
 CHECKED: set[tuple[str, str, int]] = set()  # (method, contract path, status) seen in this module
 
 
-class ContractClient:
-    """Calls the real api handler with copies of the canonical v2 event, and validates each reply
-    against the contract before returning it."""
+class ContractClient(ApiClient):
+    """The shared client on the canonical v2 event, validating each reply against the contract."""
+
+    sample = "api_v2_create_message.json"
 
     def __init__(self, handler: Any, account: Account) -> None:
-        self.handler = handler
+        super().__init__(handler, account.key)
         self.account = account
 
     @property
     def base(self) -> str:
         return f"/v2/accounts/{self.account.id}"
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        key: str | None = "default",
-        raw_body: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        event = load_event("api_v2_create_message.json")
-        path, _, query = path.partition("?")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        multi: dict[str, list[str]] = {}
-        for name, value in pairs:
-            multi.setdefault(name, []).append(value)
-        event["httpMethod"] = event["requestContext"]["httpMethod"] = method
-        event["path"] = event["requestContext"]["path"] = path
-        event["queryStringParameters"] = {k: v[-1] for k, v in multi.items()} or None
-        event["multiValueQueryStringParameters"] = multi or None
-        event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-        all_headers = {k: v for k, v in event["headers"].items() if k != "Idempotency-Key"}
-        key = self.account.key if key == "default" else key
-        if key is None:
-            all_headers.pop("Authorization")
-        else:
-            all_headers["Authorization"] = f"Bearer {key}"
-        all_headers.update(headers or {})
-        event["headers"] = all_headers
-        event["multiValueHeaders"] = {k: [v] for k, v in all_headers.items()}
-        result = self.handler.lambda_handler(event, LocalContext("mailsage-api"))
-        text = result.get("body") or ""
-        reply_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            reply_headers[name.lower()] = ", ".join(values)
-        reply = Reply(result["statusCode"], json.loads(text) if text else None, reply_headers)
-        CHECKED.add(check_against_contract(method, path, reply))
+    def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Reply:
+        reply = super().request(method, path, body, **kw)
+        CHECKED.add(check_against_contract(method, path.partition("?")[0], reply))
         return reply
-
-    def get(self, path: str, **kw: Any) -> Reply:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
-        return self.request("POST", path, body, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Reply:
-        return self.request("DELETE", path, **kw)
 
 
 @pytest.fixture
