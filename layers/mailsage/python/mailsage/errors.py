@@ -30,6 +30,12 @@ class Unauthorized(MailSageError):
     code = "unauthorized"
 
 
+class Forbidden(MailSageError):
+    """The credentials are valid but may not do this (another account, a sender domain not allowed)."""
+
+    code = "forbidden"
+
+
 class NotFound(MailSageError):
     code = "not_found"
 

@@ -19,9 +19,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from mailsage.api.security import Gate
-from mailsage.domain.messages_v2 import Forbidden
 from mailsage.errors import (
     Conflict,
+    Forbidden,
     InvalidRecipient,
     MailSageError,
     NotFound,

@@ -16,8 +16,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from mailsage.domain.messages_v2 import Forbidden
-from mailsage.errors import PayloadTooLarge, UnsupportedMediaType
+from mailsage.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from mailsage.settings import ApiSettings
 from mailsage.wiring import ApiServices, api_services
 

@@ -30,16 +30,10 @@ from mailsage.domain.models import MESSAGE_UNSENT, Job, Message, MessageQuery, M
 from mailsage.domain.rendering import CompiledContent
 from mailsage.domain.submission import Accepted, JobRequest, RecipientInput, SubmissionService
 from mailsage.domain.suppressions import check_email
-from mailsage.errors import MailSageError, NotFound, ValidationFailed
+from mailsage.errors import Forbidden, MailSageError, NotFound, ValidationFailed
 from mailsage.ports import Scheduler, Store
 
 DAY = 86_400.0
-
-
-class Forbidden(MailSageError):
-    """The credentials are valid but may not do this (another account, a sender domain not allowed)."""
-
-    code = "forbidden"
 
 
 # -- status names -------------------------------------------------------------------------------
