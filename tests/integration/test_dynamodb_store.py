@@ -19,7 +19,9 @@ from mailsage.adapters.aws.dynamodb_store import BatchIncomplete, DynamoStore
 from mailsage.adapters.aws.table import TTL_ATTRIBUTE
 from mailsage.domain.models import (
     IdempotencyRecord,
+    Job,
     JobState,
+    Message,
     MessageQuery,
     MessageStatus,
     Suppression,
@@ -131,6 +133,23 @@ def item_size(item: dict[str, Any]) -> int:
 
 
 # -- batches ----------------------------------------------------------------------------------------
+
+
+def fail_the_job_write(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """A put_item hook: the job head, a create's last write, fails."""
+    if kwargs["Item"]["sk"]["S"] == "JOB":
+        raise client_error("InternalServerError", "PutItem")
+    return real(**kwargs)
+
+
+def create_failing_at_the_job_write(
+    store: DynamoStore, client: RecordingClient, job: Job, messages: list[Message]
+) -> None:
+    """Create `job`, failing at its last write (the head); the hook is removed afterwards."""
+    client.hooks["put_item"] = fail_the_job_write
+    with pytest.raises(Exception, match="InternalServerError"):
+        store.create_job(job, messages)
+    del client.hooks["put_item"]
 
 
 def test_create_job_writes_batches_of_25_and_retries_unprocessed_items(
@@ -297,21 +316,13 @@ def test_a_create_that_fails_at_the_job_write_can_be_retried_with_the_same_job_i
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:
     # Given a create whose last write (the job head) fails
-    def head_write_fails(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        if kwargs["Item"]["sk"]["S"] == "JOB":
-            raise client_error("InternalServerError", "PutItem")
-        return real(**kwargs)
-
-    client.hooks["put_item"] = head_write_fails
     job, first_try = jobs.build(chunk_sizes=(2,))
-    with pytest.raises(Exception, match="InternalServerError"):
-        store.create_job(job, first_try)
+    create_failing_at_the_job_write(store, client, job, first_try)
     # Then nothing is visible
     assert store.get_job(job.account_id, job.id) is None
     assert store.chunk_messages(job.id, 0) == []
     assert store.get_message(job.account_id, first_try[0].id) is None
     # When the caller retries with the same job id and new message ids (an ingest redelivery)
-    del client.hooks["put_item"]
     _, second_try = jobs.build(chunk_sizes=(2,))
     for m in second_try:
         m.job_id = job.id
@@ -326,16 +337,8 @@ def test_reusing_the_id_of_a_failed_create_for_other_messages_is_a_conflict(
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:
     # Given a create of two messages that failed at its last write, leaving its chunk state
-    def head_write_fails(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        if kwargs["Item"]["sk"]["S"] == "JOB":
-            raise client_error("InternalServerError", "PutItem")
-        return real(**kwargs)
-
-    client.hooks["put_item"] = head_write_fails
     job, two = jobs.build(chunk_sizes=(2,))
-    with pytest.raises(Exception, match="InternalServerError"):
-        store.create_job(job, two)
-    del client.hooks["put_item"]
+    create_failing_at_the_job_write(store, client, job, two)
     # When the same job id is created with three messages in that chunk / Then it is refused
     _, three = jobs.build(chunk_sizes=(3,))
     for m in three:
@@ -698,16 +701,8 @@ def test_a_job_whose_create_failed_is_not_listed(
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:
     # Given a create that failed at its last write: its chunk entries are in the index already
-    def head_write_fails(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        if kwargs["Item"]["sk"]["S"] == "JOB":
-            raise client_error("InternalServerError", "PutItem")
-        return real(**kwargs)
-
-    client.hooks["put_item"] = head_write_fails
     failed, failed_messages = jobs.build(chunk_sizes=(2,))
-    with pytest.raises(Exception, match="InternalServerError"):
-        store.create_job(failed, failed_messages)
-    del client.hooks["put_item"]
+    create_failing_at_the_job_write(store, client, failed, failed_messages)
     _, messages = jobs.create(chunk_sizes=(1,))
     # When the account's messages are listed / Then only the committed job's are there
     assert [m.id for m in store.list_messages("acc_a", MessageQuery())[0]] == [messages[0].id]

@@ -4,7 +4,6 @@ message): the real api handler, a real SQLite file."""
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -81,6 +80,41 @@ def count_submits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 # -- v1: the cases of the issue ---------------------------------------------------------------
+
+
+def slow_submissions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every submission takes 0.5 s, so two racing requests overlap."""
+    real = SubmissionService.submit
+
+    def slow(self: SubmissionService, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SubmissionService, "submit", slow)
+
+
+def race(account: Account, request: Callable[[ApiClient], Reply]) -> list[Reply]:
+    """Run `request` at the same moment on two handler instances (one resolver is not
+    thread-safe, as two Lambda execution environments would); errors in a thread are raised."""
+    clients = [ApiClient(load_handler("api"), account.key) for _ in range(2)]
+    start = threading.Barrier(2)
+    replies: list[Reply] = []
+    failures: list[BaseException] = []
+
+    def call(client: ApiClient) -> None:
+        try:
+            start.wait()
+            replies.append(request(client))
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not failures, failures
+    return replies
 
 
 def test_without_a_key_each_request_runs(api: ApiClient, data_dir: Path, account: Account) -> None:
@@ -278,32 +312,9 @@ def test_two_concurrent_requests_with_one_key_run_once(
     data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a slow submission and two handler instances (one resolver is not thread-safe)
-    real = SubmissionService.submit
+    slow_submissions(monkeypatch)
+    replies = race(account, lambda client: client.post(SEND, send_body(), headers=with_key("race")))
 
-    def slow(self: SubmissionService, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.5)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(SubmissionService, "submit", slow)
-    clients = [ApiClient(load_handler("api"), account.key) for _ in range(2)]
-    start = threading.Barrier(2)
-    replies: list[Reply] = []
-    failures: list[BaseException] = []
-
-    def call(client: ApiClient) -> None:
-        try:
-            start.wait()
-            replies.append(client.post(SEND, send_body(), headers=with_key("race")))
-        except BaseException as exc:  # surfaced below, not lost in the thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-
-    assert not failures, failures
     assert len(replies) == 2
     assert job_count(data_dir, account.id) == 1
     fresh = [r for r in replies if r.status == 202 and REPLAYED not in r.headers]
@@ -320,24 +331,6 @@ def test_two_concurrent_requests_with_one_key_run_once(
 # -- v2: create message ------------------------------------------------------------------------
 
 
-def _v2_route_exists(method: str, rule: str) -> bool:
-    import mailsage.api.app  # noqa: F401  (imports the v2 modules, which register their routes)
-    from mailsage.api import v2
-
-    for key in v2.router._routes:
-        path, methods = key[0], key[1]
-        methods = [methods] if isinstance(methods, str) else list(methods)
-        if re.fullmatch(rule, path) and method in (m.upper() for m in methods):
-            return True
-    return False
-
-
-requires_v2_messages = pytest.mark.skipif(
-    not _v2_route_exists("POST", r"(/v2)?/accounts/<\w+>/messages"),
-    reason="POST /v2/accounts/{account_id}/messages is not routed yet (mailsage.api.v2 is being built)",
-)
-
-
 def v2_message(email: str = "user@example.com") -> dict[str, Any]:
     return {
         "from": {"email": "sender@example.com", "name": "Sender"},
@@ -351,7 +344,6 @@ def messages_path(account: Account) -> str:
     return f"/v2/accounts/{account.id}/messages"
 
 
-@requires_v2_messages
 def test_v2_create_message_replay_is_byte_identical_and_creates_nothing(
     recorded: tuple[ApiClient, Recording], data_dir: Path, account: Account, stores: Backends
 ) -> None:
@@ -368,7 +360,6 @@ def test_v2_create_message_replay_is_byte_identical_and_creates_nothing(
     assert stores.queue.depth() == depth
 
 
-@requires_v2_messages
 def test_v2_without_a_key_each_request_runs(api: ApiClient, data_dir: Path, account: Account) -> None:
     assert api.post(messages_path(account), v2_message()).status == 202
     second = api.post(messages_path(account), v2_message())
@@ -376,7 +367,6 @@ def test_v2_without_a_key_each_request_runs(api: ApiClient, data_dir: Path, acco
     assert job_count(data_dir, account.id) == 2
 
 
-@requires_v2_messages
 def test_v2_in_progress_is_409_with_the_v2_envelope(
     api: ApiClient, account: Account, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -401,7 +391,6 @@ def test_v2_in_progress_is_409_with_the_v2_envelope(
     assert job_count(data_dir, account.id) == 1
 
 
-@requires_v2_messages
 def test_v2_mismatches_are_422_with_the_v2_envelope(api: ApiClient, account: Account, data_dir: Path) -> None:
     assert api.post(messages_path(account), v2_message(), headers=with_key("k")).status == 202
     body = api.post(messages_path(account), v2_message("other@example.com"), headers=with_key("k"))
@@ -412,7 +401,6 @@ def test_v2_mismatches_are_422_with_the_v2_envelope(api: ApiClient, account: Acc
     assert job_count(data_dir, account.id) == 1
 
 
-@requires_v2_messages
 def test_v2_a_4xx_reply_is_stored_and_replayed(
     api: ApiClient, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -437,7 +425,6 @@ def test_v2_a_4xx_reply_is_stored_and_replayed(
     assert len(calls) == 1  # the replay did not run the request
 
 
-@requires_v2_messages
 def test_v2_a_5xx_reply_is_not_stored(
     api: ApiClient, account: Account, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -458,37 +445,19 @@ def test_v2_a_5xx_reply_is_not_stored(
     assert job_count(data_dir, account.id) == 1
 
 
-@requires_v2_messages
 def test_v2_a_key_over_255_characters_is_400(api: ApiClient, account: Account, data_dir: Path) -> None:
     reply = api.post(messages_path(account), v2_message(), headers=with_key("k" * 256))
     assert reply.status == 400 and set(reply.body) == {"message"}
     assert job_count(data_dir, account.id) == 0
 
 
-@requires_v2_messages
 def test_v2_two_concurrent_requests_with_one_key_run_once(
     data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = SubmissionService.submit
-
-    def slow(self: SubmissionService, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.5)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(SubmissionService, "submit", slow)
-    clients = [ApiClient(load_handler("api"), account.key) for _ in range(2)]
-    start = threading.Barrier(2)
-    replies: list[Reply] = []
-
-    def call(client: ApiClient) -> None:
-        start.wait()
-        replies.append(client.post(messages_path(account), v2_message(), headers=with_key("race")))
-
-    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    slow_submissions(monkeypatch)
+    replies = race(
+        account, lambda client: client.post(messages_path(account), v2_message(), headers=with_key("race"))
+    )
 
     assert job_count(data_dir, account.id) == 1
     outcomes = sorted((r.status, r.headers.get(REPLAYED)) for r in replies)
