@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from mailsage.domain.models import (
     Account,
+    CampaignStats,
     IdempotencyRecord,
     Job,
     JobState,
@@ -17,6 +18,8 @@ from mailsage.domain.models import (
     MessageStatus,
     Suppression,
     Template,
+    Webhook,
+    WebhookDelivery,
 )
 
 
@@ -147,6 +150,51 @@ class Store(Protocol):
 
     def active_jobs(self) -> list[tuple[str, str]]:
         """(account_id, job_id) of jobs in queued or running state: used to recover after a restart."""
+
+    # engagement and campaigns
+    def record_engagement(
+        self, account_id: str, message_id: str, kind: str, at: float, detail: str | None = None
+    ) -> int | None:
+        """Count an open, click or unsubscribe (ENGAGEMENT_KINDS) of a message and append it to the
+        message's events as `{"time": at, "status": kind, "log": detail}`. Returns how many of that
+        kind the message has now (1: the first), None if the account has no such message."""
+
+    def campaign_stats(self, account_id: str, campaign_id: str) -> CampaignStats | None:
+        """Totals over the account's jobs with this campaign id; None if there is none."""
+
+    # webhooks: endpoints per account, and a log of what was sent to each
+    def put_webhook(self, webhook: Webhook) -> None:
+        """Create, or replace the one with the same account and id."""
+
+    def get_webhook(self, account_id: str, webhook_id: str) -> Webhook | None: ...
+
+    def list_webhooks(self, account_id: str, limit: int, after: str | None) -> tuple[list[Webhook], bool]:
+        """The account's webhooks in id order, after the id `after`, at most `limit`; and whether
+        more follow."""
+
+    def delete_webhook(self, account_id: str, webhook_id: str) -> bool:
+        """Delete the webhook (its delivery log goes with it, or expires); False if there was none."""
+
+    def record_webhook_attempt(
+        self, account_id: str, webhook_id: str, ok: bool, at: float, disable_after: int
+    ) -> Webhook | None:
+        """Count one delivery attempt, atomically: ok -> success_count + 1, errors_since_last_success
+        = 0; failed -> error_count + 1, errors_since_last_success + 1 and, when that reaches
+        `disable_after`, enabled = False with a disabled_reason. Sets last_request_at. Returns the
+        webhook as it is now, None if it no longer exists."""
+
+    def put_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """Create, or replace the one with the same account, webhook and id."""
+
+    def get_webhook_delivery(
+        self, account_id: str, webhook_id: str, delivery_id: str
+    ) -> WebhookDelivery | None: ...
+
+    def list_webhook_deliveries(
+        self, account_id: str, webhook_id: str, limit: int, after: str | None
+    ) -> tuple[list[WebhookDelivery], bool]:
+        """The webhook's deliveries, newest first (by created_at, then id), the page after the
+        delivery `after`; and whether more follow. Expired ones (expires_at <= now) are left out."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -27,6 +27,29 @@ class CommonSettings(BaseSettings):
     # Queue semantics of the embedded queue (on AWS these are properties of the SQS queue).
     queue_visibility_seconds: float = Field(300.0, gt=0)
     queue_max_receives: int = Field(8, ge=1)
+    # The host part of every Message-ID header, `<message id@message_id_domain>` (v2 replies and
+    # webhook payloads show it).
+    message_id_domain: str = "mailsage.local"
+    # Feedback (issue 5). Webhook deliveries go through their own queue (AWS: set by the CDK app;
+    # without it events are stored with the message but no webhook is called).
+    webhook_queue_url: str | None = None
+    # How long a function may reuse an account's list of webhooks before reading it again: a new or
+    # changed webhook takes effect within this time.
+    webhook_cache_seconds: float = Field(10.0, ge=0)
+    # Where recipients reach the API (tracking pixel, tracked links, one-click unsubscribe), e.g.
+    # https://mail-api.example.com; None: no tracking and no List-Unsubscribe header.
+    public_url: str | None = None
+    # The key that signs tracking and unsubscribe URLs: the value itself, or (AWS) the name of a
+    # Secrets Manager secret holding it; locally, without either, a key kept in the data directory.
+    signing_secret: str | None = None
+    signing_secret_name: str | None = None
+    # Outgoing webhooks go only to public addresses; the embedded runtime allows loopback and private
+    # addresses (None: allowed with the sqlite backend only).
+    allow_private_webhook_urls: bool | None = None
+    # Automatic suppressions: how long a hard bounce, a complaint and an unsubscribe suppress.
+    bounce_suppression_days: int = Field(30, ge=1, le=3650)
+    complaint_suppression_days: int = Field(3650, ge=1, le=36500)
+    unsubscribe_suppression_days: int = Field(3650, ge=1, le=36500)
 
     def __hash__(self) -> int:
         # Settings key the wiring caches; dict-valued fields make the default field hash fail.
@@ -35,6 +58,12 @@ class CommonSettings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "mailsage.db"
+
+    @property
+    def private_webhook_urls_allowed(self) -> bool:
+        if self.allow_private_webhook_urls is not None:
+            return self.allow_private_webhook_urls
+        return self.backend == "sqlite"
 
     @model_validator(mode="after")
     def _aws_needs_resources(self) -> CommonSettings:
@@ -91,9 +120,6 @@ class ApiSettings(ProviderSettings):
     # v2 create-message: all the attachments of a message together, decoded (past it: 400). The
     # request itself is bounded by max_request_bytes, and base64 makes data a third larger.
     max_attachment_bytes: int = Field(3 * 1024 * 1024, ge=0)
-    # The host part of the Message-ID headers (the sender's setting of the same name): v2 replies
-    # show `<message id@message_id_domain>`.
-    message_id_domain: str = "mailsage.local"
     default_from: str = "MailSage <noreply@mailsage.example>"
     # Browser origins allowed to call the API (CORS); empty: no CORS headers.
     allowed_origins: list[str] = Field(default_factory=list)
@@ -123,7 +149,6 @@ class SenderSettings(ProviderSettings):
     retry_base_seconds: float = Field(5.0, ge=0)
     retry_max_seconds: float = Field(900.0, ge=0)
     claim_lease_seconds: float = Field(300.0, gt=0)
-    message_id_domain: str = "mailsage.local"
 
 
 class IngestSettings(ApiSettings):
@@ -140,3 +165,19 @@ class IngestSettings(ApiSettings):
 
 class EventsSettings(CommonSettings):
     """The events function applies SES notifications to the store."""
+
+
+class WebhooksSettings(CommonSettings):
+    """The webhooks function posts signed events to customer endpoints."""
+
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=30)
+    # Attempts per event and endpoint; retry n waits base * factor^(n-1), capped (30 s, 2 min,
+    # 8 min, 32 min, 2 h, 6 h, 6 h: about 15 h over 8 attempts with the defaults).
+    webhook_max_attempts: int = Field(8, ge=1, le=20)
+    webhook_retry_base_seconds: float = Field(30.0, ge=0)
+    webhook_retry_factor: float = Field(4.0, ge=1)
+    webhook_retry_max_seconds: float = Field(6 * 3600.0, ge=0, le=12 * 3600)  # SQS: at most 12 h
+    # An endpoint is disabled after this many failed attempts in a row (AhaSend: 100).
+    webhook_disable_after: int = Field(100, ge=1)
+    # How long the delivery log keeps an entry.
+    webhook_log_days: int = Field(30, ge=1, le=365)

@@ -13,6 +13,7 @@ from mailsage.adapters.sqlite.scheduler import SqliteScheduler
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.auth import AuthService
 from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+from mailsage.domain.events import EventPublisher
 from mailsage.domain.feedback import FeedbackService
 from mailsage.domain.ingest import IngestService
 from mailsage.domain.jobs import JobService
@@ -37,6 +38,7 @@ class Backends:
     store: Store
     queue: Queue
     scheduler: Scheduler | None  # None on AWS when the function does not schedule
+    webhooks: Queue | None = None  # webhook deliveries; None on AWS without a webhook queue
 
 
 @lru_cache(maxsize=8)
@@ -46,6 +48,9 @@ def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receive
         store=SqliteStore(db),
         queue=SqliteQueue(db, "send", visibility_timeout=visibility, max_receives=max_receives),
         scheduler=SqliteScheduler(db),
+        # The webhooks function decides when a delivery is given up (webhook_max_attempts); the
+        # queue's own limit is only a backstop.
+        webhooks=SqliteQueue(db, "webhooks", visibility_timeout=60.0, max_receives=50),
     )
 
 
@@ -73,6 +78,7 @@ def _aws_backends(settings: CommonSettings) -> Backends:
         ),
         queue=SqsQueue(settings.send_queue_url, dead_letter_url=settings.send_dlq_url),
         scheduler=scheduler,
+        webhooks=SqsQueue(settings.webhook_queue_url) if settings.webhook_queue_url else None,
     )
 
 
@@ -183,3 +189,9 @@ def ingest_service(settings: IngestSettings) -> IngestService:
 @lru_cache(maxsize=8)
 def feedback_service(settings: EventsSettings) -> FeedbackService:
     return FeedbackService(backends(settings).store)
+
+
+@lru_cache(maxsize=8)
+def event_publisher(settings: CommonSettings) -> EventPublisher:
+    b = backends(settings)
+    return EventPublisher(b.store, b.webhooks, settings.webhook_cache_seconds)

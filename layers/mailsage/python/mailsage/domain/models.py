@@ -234,3 +234,80 @@ class ChunkRef:
     @property
     def dedup_key(self) -> str:
         return f"{self.job_id}:{self.chunk}"
+
+
+# -- feedback: events, webhooks, campaigns ---------------------------------------------------------
+
+# Every event a webhook can subscribe to, with its AhaSend `on_*` flag (v2) where the contract has one.
+# job.* events are MailSage's own (v1 only).
+EVENT_FLAGS: dict[str, str | None] = {
+    "message.reception": "on_reception",
+    "message.delivered": "on_delivered",
+    "message.transient_error": "on_transient_error",
+    "message.failed": "on_failed",
+    "message.bounced": "on_bounced",
+    "message.suppressed": "on_suppressed",
+    "message.opened": "on_opened",
+    "message.clicked": "on_clicked",
+    "suppression.created": "on_suppression_created",
+    "domain.dns_error": "on_dns_error",
+    "job.completed": None,
+    "job.paused": None,
+    "job.stopped": None,
+}
+EVENT_TYPES = frozenset(EVENT_FLAGS)
+
+# Engagement recorded per message (`Store.record_engagement`), each also an event in its log.
+ENGAGEMENT_KINDS = ("opened", "clicked", "unsubscribed")
+
+
+@dataclass(slots=True)
+class Webhook:
+    """An endpoint of an account that receives signed event notifications."""
+
+    id: str  # a UUID (the AhaSend contract types it so)
+    account_id: str
+    name: str
+    url: str
+    secret: str  # the HMAC key is its literal UTF-8 bytes (as AhaSend); shown once, at creation
+    enabled: bool
+    events: list[str]  # subscribed event types (EVENT_TYPES), sorted
+    created_at: float
+    updated_at: float
+    scope: str = "global"  # "global" | "scoped": only events of mail from one of `domains`
+    domains: list[str] = field(default_factory=list)
+    success_count: int = 0
+    error_count: int = 0
+    errors_since_last_success: int = 0
+    last_request_at: float | None = None
+    disabled_reason: str | None = None  # set when it was disabled automatically
+
+
+@dataclass(slots=True)
+class WebhookDelivery:
+    """One event sent to one endpoint: every attempt, retry and replay of it, newest last."""
+
+    id: str  # the `webhook-id` header: the same for every attempt and replay (receivers dedupe on it)
+    account_id: str
+    webhook_id: str
+    event_type: str
+    payload: str  # the exact JSON body that is signed and posted
+    created_at: float
+    updated_at: float
+    status: str = "pending"  # pending | retrying | succeeded | failed
+    # [{"time", "status_code" (int|None), "error" (str|None), "duration_ms", "replay" (bool)}]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    next_attempt_at: float | None = None
+    expires_at: float | None = None  # the log entry is dropped after this
+
+
+@dataclass(slots=True)
+class CampaignStats:
+    """Totals over every job of an account that carries a campaign id."""
+
+    campaign_id: str
+    jobs: int
+    counts: dict[str, int]  # messages per MessageStatus value, over all those jobs
+    opened: int  # messages opened at least once
+    clicked: int  # messages with at least one tracked click
+    unsubscribed: int  # messages whose one-click unsubscribe was used
