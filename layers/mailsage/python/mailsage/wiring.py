@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.queue import SqliteQueue
@@ -23,6 +24,9 @@ from mailsage.domain.submission import SubmissionLimits, SubmissionService
 from mailsage.domain.suppressions import SuppressionService
 from mailsage.domain.templates import TemplateService
 from mailsage.ports import Queue, Scheduler, Store, Transport
+
+if TYPE_CHECKING:
+    from mailsage.domain.webhooks import WebhookDispatcher, WebhookService
 from mailsage.settings import (
     ApiSettings,
     CommonSettings,
@@ -30,6 +34,7 @@ from mailsage.settings import (
     IngestSettings,
     ProviderSettings,
     SenderSettings,
+    WebhooksSettings,
 )
 
 
@@ -195,3 +200,30 @@ def feedback_service(settings: EventsSettings) -> FeedbackService:
 def event_publisher(settings: CommonSettings) -> EventPublisher:
     b = backends(settings)
     return EventPublisher(b.store, b.webhooks, settings.webhook_cache_seconds)
+
+
+@lru_cache(maxsize=8)
+def webhook_service(settings: CommonSettings) -> WebhookService:
+    from mailsage.domain.webhooks import WebhookService
+
+    b = backends(settings)
+    return WebhookService(b.store, b.webhooks, allow_private=settings.private_webhook_urls_allowed)
+
+
+@lru_cache(maxsize=8)
+def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
+    from mailsage.domain.webhooks import WebhookDispatcher, WebhookPolicy
+
+    b = backends(settings)
+    if b.webhooks is None:
+        raise RuntimeError("the webhooks function needs MAILSAGE_WEBHOOK_QUEUE_URL")
+    policy = WebhookPolicy(
+        timeout_seconds=settings.webhook_timeout_seconds,
+        max_attempts=settings.webhook_max_attempts,
+        retry_base_seconds=settings.webhook_retry_base_seconds,
+        retry_factor=settings.webhook_retry_factor,
+        retry_max_seconds=settings.webhook_retry_max_seconds,
+        disable_after=settings.webhook_disable_after,
+        log_days=settings.webhook_log_days,
+    )
+    return WebhookDispatcher(b.store, b.webhooks, policy, allow_private=settings.private_webhook_urls_allowed)
