@@ -26,7 +26,8 @@ from mailsage.domain.templates import TemplateService
 from mailsage.ports import Queue, Scheduler, Store, Transport
 
 if TYPE_CHECKING:
-    from mailsage.domain.webhooks import WebhookDispatcher, WebhookService
+    from mailsage.domain.webhook_delivery import WebhookDispatcher
+    from mailsage.domain.webhooks import WebhookService
 from mailsage.settings import (
     ApiSettings,
     CommonSettings,
@@ -212,7 +213,7 @@ def webhook_service(settings: CommonSettings) -> WebhookService:
 
 @lru_cache(maxsize=8)
 def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
-    from mailsage.domain.webhooks import WebhookDispatcher, WebhookPolicy
+    from mailsage.domain.webhook_delivery import WebhookDispatcher, WebhookPolicy
 
     b = backends(settings)
     if b.webhooks is None:
