@@ -72,3 +72,9 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Retrying will not help: 5xx replies, rejected recipients."""
+
+    def __init__(self, message: str, details: Any = None, hard_bounce: bool = False) -> None:
+        super().__init__(message, details)
+        # The recipient's address does not exist (a 5xx refusal of the recipient): a hard bounce,
+        # which suppresses the address, rather than a failure of this one message.
+        self.hard_bounce = hard_bounce

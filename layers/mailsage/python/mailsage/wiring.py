@@ -14,15 +14,18 @@ from mailsage.adapters.sqlite.scheduler import SqliteScheduler
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.auth import AuthService
 from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+from mailsage.domain.engagement import EngagementService
 from mailsage.domain.events import EventPublisher
 from mailsage.domain.feedback import FeedbackService
 from mailsage.domain.ingest import IngestService
 from mailsage.domain.jobs import JobService
 from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
+from mailsage.domain.outcomes import SuppressionPolicy
 from mailsage.domain.providers import Providers
 from mailsage.domain.submission import SubmissionLimits, SubmissionService
 from mailsage.domain.suppressions import SuppressionService
 from mailsage.domain.templates import TemplateService
+from mailsage.domain.tracking import Signer, TrackedLinks
 from mailsage.ports import Queue, Scheduler, Store, Transport
 
 if TYPE_CHECKING:
@@ -137,6 +140,7 @@ class ApiServices:
     jobs: JobService
     messages_v2: MessagesV2Service  # the AhaSend-compatible surface
     suppressions: SuppressionService
+    engagement: EngagementService  # opens, clicks, one-click unsubscribes
 
 
 @lru_cache(maxsize=8)
@@ -150,7 +154,10 @@ def api_services(settings: ApiSettings) -> ApiServices:
         providers=settings.provider_names,
         max_content_bytes=settings.max_content_bytes,
     )
-    submission = SubmissionService(b.store, b.queue, limits, b.scheduler)
+    publisher = event_publisher(settings)
+    submission = SubmissionService(
+        b.store, b.queue, limits, b.scheduler, publisher, settings.message_id_domain
+    )
     v2_limits = MessagesV2Limits(
         max_attachment_bytes=settings.max_attachment_bytes,
         message_id_domain=settings.message_id_domain,
@@ -160,9 +167,16 @@ def api_services(settings: ApiSettings) -> ApiServices:
         auth=AuthService(b.store),
         templates=TemplateService(b.store, settings.max_content_bytes),
         submission=submission,
-        jobs=JobService(b.store, b.queue),
+        jobs=JobService(b.store, b.queue, publisher),
         messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
         suppressions=SuppressionService(b.store),
+        engagement=EngagementService(
+            b.store,
+            tracked_links(settings),
+            publisher,
+            settings.message_id_domain,
+            suppression_policy(settings),
+        ),
     )
 
 
@@ -175,8 +189,24 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         retry_max_seconds=settings.retry_max_seconds,
         claim_lease_seconds=settings.claim_lease_seconds,
         message_id_domain=settings.message_id_domain,
+        suppression=suppression_policy(settings),
     )
-    return DeliveryService(b.store, b.queue, providers(settings, settings.smtp_timeout_seconds), policy)
+    return DeliveryService(
+        b.store,
+        b.queue,
+        providers(settings, settings.smtp_timeout_seconds),
+        policy,
+        event_publisher(settings),
+        tracked_links(settings),
+    )
+
+
+def suppression_policy(settings: CommonSettings) -> SuppressionPolicy:
+    return SuppressionPolicy(
+        settings.bounce_suppression_days,
+        settings.complaint_suppression_days,
+        settings.unsubscribe_suppression_days,
+    )
 
 
 @lru_cache(maxsize=8)
@@ -194,7 +224,12 @@ def ingest_service(settings: IngestSettings) -> IngestService:
 
 @lru_cache(maxsize=8)
 def feedback_service(settings: EventsSettings) -> FeedbackService:
-    return FeedbackService(backends(settings).store)
+    return FeedbackService(
+        backends(settings).store,
+        event_publisher(settings),
+        settings.message_id_domain,
+        suppression_policy(settings),
+    )
 
 
 @lru_cache(maxsize=8)
@@ -228,3 +263,39 @@ def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
         log_days=settings.webhook_log_days,
     )
     return WebhookDispatcher(b.store, b.webhooks, policy, allow_private=settings.private_webhook_urls_allowed)
+
+
+def _signing_key(settings: CommonSettings) -> bytes:
+    if settings.signing_secret:
+        return settings.signing_secret.encode()
+    if settings.backend == "aws":
+        if not settings.signing_secret_name:
+            raise RuntimeError("tracking needs MAILSAGE_SIGNING_SECRET or MAILSAGE_SIGNING_SECRET_NAME")
+        from mailsage.adapters.aws.secrets import secret_string
+
+        return secret_string(settings.signing_secret_name).encode()
+    # Embedded: a key of this data directory, made on first use (links keep working after a restart).
+    import os
+    import secrets
+
+    path = settings.data_dir / "signing.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic: two processes starting together keep the same key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=8)
+def tracked_links(settings: CommonSettings) -> TrackedLinks | None:
+    """URL builder for tracking and unsubscribe links; None without MAILSAGE_PUBLIC_URL."""
+    if not settings.public_url:
+        return None
+    return TrackedLinks(Signer(_signing_key(settings)), settings.public_url.rstrip("/"))

@@ -41,12 +41,15 @@ class SmtpConfig:
         )
 
 
-def _classify(code: int, text: bytes | str, what: str) -> Exception:
+def _classify(code: int, text: bytes | str, what: str, recipient: bool = False) -> Exception:
     reply = text.decode(errors="replace") if isinstance(text, bytes) else text
     message = f"{what}: {code} {reply}".strip()
     if 400 <= code < 500:
         return TransientSendError(message, {"smtp_code": code})
-    return PermanentSendError(message, {"smtp_code": code})
+    # RFC 3463: 5.1.x is about the address itself (no such mailbox, bad domain); 550/551/553 at RCPT
+    # without an enhanced code mean the same. Policy refusals (5.7.x) are not bounces.
+    hard = recipient and (" 5.1." in f" {reply}" or (code in (550, 551, 553) and " 5.7." not in f" {reply}"))
+    return PermanentSendError(message, {"smtp_code": code}, hard_bounce=hard)
 
 
 class SmtpSession:
@@ -61,7 +64,7 @@ class SmtpSession:
             self.conn.sendmail(sender, [recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, (550, b"recipient refused"))
-            raise _classify(code, text, "recipient refused") from exc
+            raise _classify(code, text, "recipient refused", recipient=True) from exc
         except smtplib.SMTPServerDisconnected as exc:
             raise TransientSendError(f"connection lost: {exc}", connection_lost=True) from exc
         except smtplib.SMTPResponseException as exc:  # sender refused, data refused

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
-from mailsage.api import errors, idempotency, security, v2
+from mailsage.api import errors, idempotency, security, tracking, v2
 from mailsage.api.v1 import emails, templates
 from mailsage.settings import ApiSettings
 
@@ -26,6 +26,7 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
     app.include_router(emails.router, prefix="/api/v1/emails")
     app.include_router(templates.router, prefix="/api/v1/templates")
     app.include_router(v2.router, prefix="/v2")
+    app.include_router(tracking.router)  # /t/... and /u/...: reached from mail, no API key
     return app
 
 

@@ -20,6 +20,9 @@ from mailsage.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from mailsage.settings import ApiSettings
 from mailsage.wiring import ApiServices, api_services
 
+# Paths recipients reach from their mail (api/tracking.py): signed URLs, no API key.
+PUBLIC_PREFIXES = ("/t/", "/u/")
+
 # The authenticated request's services and account. A context variable rather than the resolver's
 # context, because module-level routers follow whichever app included them last.
 _current: ContextVar[tuple[ApiServices, str]] = ContextVar("mailsage_request")
@@ -30,6 +33,9 @@ Gate = Callable[[APIGatewayRestResolver], tuple[ApiServices, str]]
 def gate(settings: ApiSettings) -> Gate:
     def check(app: APIGatewayRestResolver) -> tuple[ApiServices, str]:
         event = app.current_event
+        if (event.path or "").startswith(PUBLIC_PREFIXES):
+            # Tracking and unsubscribe URLs: no key (recipients follow them), the token is signed.
+            return api_services(settings), ""
         body = event.body or ""
         size = len(body) if body.isascii() else len(body.encode())  # the limit is in bytes
         if size > settings.max_request_bytes:

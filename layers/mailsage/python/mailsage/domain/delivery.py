@@ -14,11 +14,14 @@ import time
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from mailsage.domain.events import EventPublisher
 from mailsage.domain.mime import build_message
-from mailsage.domain.models import ChunkRef, Job, JobState, MessageStatus
+from mailsage.domain.models import ChunkRef, Job, JobState, Message, MessageStatus
+from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
 from mailsage.domain.providers import Providers
-from mailsage.domain.rendering import CompiledContent
+from mailsage.domain.rendering import CompiledContent, Rendered
 from mailsage.domain.submission import START_CHUNK, enqueue_chunks
+from mailsage.domain.tracking import TrackedLinks, unsubscribe_headers, wants
 from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
 from mailsage.ports import Queue, Store, Transport, TransportSession
 
@@ -41,6 +44,7 @@ class DeliveryPolicy:
     retry_max_seconds: float = 900.0
     claim_lease_seconds: float = 300.0
     message_id_domain: str = "mailsage.local"
+    suppression: SuppressionPolicy = SuppressionPolicy()
 
     def retry_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5-1.0."""
@@ -49,13 +53,32 @@ class DeliveryPolicy:
 
 
 class DeliveryService:
-    def __init__(self, store: Store, queue: Queue, providers: Providers, policy: DeliveryPolicy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: Queue,
+        providers: Providers,
+        policy: DeliveryPolicy,
+        publisher: EventPublisher | None = None,
+        links: TrackedLinks | None = None,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.providers = providers
         self.policy = policy
+        self.publisher = publisher
+        self.links = links  # None: no tracking, no List-Unsubscribe (no public URL configured)
 
     def deliver(self, ref: ChunkRef, receipt: str, receive_count: int) -> None:
+        outcomes = Outcomes(
+            self.store, self.publisher, self.policy.message_id_domain, self.policy.suppression
+        )
+        try:
+            self._deliver(ref, receipt, receive_count, outcomes)
+        finally:
+            outcomes.publish()  # the events of whatever this delivery did, retry or not
+
+    def _deliver(self, ref: ChunkRef, receipt: str, receive_count: int, outcomes: Outcomes) -> None:
         job = self.store.get_job(ref.account_id, ref.job_id, with_counts=False)
         if job is None:
             log.warning("chunk for unknown job %s dropped", ref.job_id)
@@ -80,9 +103,10 @@ class DeliveryService:
         domain = parseaddr(job.content.from_addr)[1].rpartition("@")[2]
         suppressed = self.store.suppressed(job.account_id, [m.email for m in to_send], domain, time.time())
         for message in [m for m in to_send if m.email.lower() in suppressed]:
-            self.store.finish_message(
+            if self.store.finish_message(
                 message.id, MessageStatus.SUPPRESSED, "suppressed", "the recipient is on the suppression list"
-            )
+            ):
+                self._event(outcomes, "message.suppressed", job, message)
         to_send = [m for m in to_send if m.email.lower() not in suppressed]
         # Messages another delivery still holds: if that worker died, they are ours once its lease
         # runs out, so this chunk must come back then instead of being acknowledged.
@@ -100,9 +124,9 @@ class DeliveryService:
         try:
             for index, message in enumerate(to_send):
                 try:
-                    rendered = compiled.render(message.variables)
+                    rendered = self._tracked(job, message, compiled.render(message.variables))
                 except TemplateError as exc:
-                    self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
+                    self._failed(outcomes, job, message, exc.code, exc.message)
                     continue
                 try:
                     data = build_message(
@@ -112,39 +136,39 @@ class DeliveryService:
                         to_name=message.name,
                         reply_to=job.content.reply_to,
                         message_id=f"<{message.id}@{self.policy.message_id_domain}>",
-                        headers={
-                            **job.content.headers,
-                            "X-MailSage-Job-ID": job.id,
-                            "X-MailSage-Message-ID": message.id,
-                        },
+                        headers=self._headers(job, message),
                         attachments=job.content.attachments,
                     )
                 except ValueError as exc:  # a header value the MIME builder refuses: this message only
-                    self.store.finish_message(message.id, MessageStatus.FAILED, "invalid_message", str(exc))
+                    self._failed(outcomes, job, message, "invalid_message", str(exc))
                     continue
                 tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
                 try:
                     sessions.send_first(routes, envelope_from, message.email, data, tags)
                 except PermanentSendError as exc:
-                    self.store.finish_message(message.id, MessageStatus.FAILED, exc.code, exc.message)
+                    if exc.hard_bounce:
+                        self._bounced(outcomes, job, message, exc.message)
+                    else:
+                        self._failed(outcomes, job, message, exc.code, exc.message)
                     continue
                 except TransientSendError as exc:
                     if sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
-                        self.store.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message)
+                        if self.store.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
+                            self._event(outcomes, "message.transient_error", job, message)
                         continue
                     retry_reason = exc.message
                     # Every route unreachable: the rest of the chunk waits for the retry too.
                     affected = to_send[index:] if exc.connection_lost else [message]
                     for waiting in affected:
-                        self._not_sent_yet(waiting.id, exc, receive_count, last_attempt)
+                        self._not_sent_yet(outcomes, job, waiting, exc, receive_count, last_attempt)
                     if exc.connection_lost:
                         break
                     continue
-                self._sent(job.account_id, message.id, sandbox)
+                self._sent(outcomes, job, message, sandbox)
         finally:
             sessions.close()
 
-        self.store.complete_job_if_done(ref.job_id)
+        self._complete_if_done(outcomes, job)
         delay = self.policy.retry_delay(receive_count)
         if held_elsewhere and retry_reason is None:
             retry_reason = "messages of this chunk are claimed by another delivery"
@@ -159,18 +183,68 @@ class DeliveryService:
         self.queue.retry_later(receipt, delay)
         raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {retry_reason}")
 
-    def _sent(self, account_id: str, message_id: str, sandbox: str | None) -> None:
+    def _sent(self, outcomes: Outcomes, job: Job, message: Message, sandbox: str | None) -> None:
         if sandbox == "suppress":
-            self.store.finish_message(
-                message_id, MessageStatus.SUPPRESSED, "suppressed", "sandbox: suppressed"
-            )
+            if self.store.finish_message(
+                message.id, MessageStatus.SUPPRESSED, "suppressed", "sandbox: suppressed"
+            ):
+                self._event(outcomes, "message.suppressed", job, message)
             return
-        self.store.finish_message(message_id, MessageStatus.SENT)
+        # SMTP relays and SES report delivery later (SES events; the built-in sink's notifications).
+        self.store.finish_message(message.id, MessageStatus.SENT)
         outcome = _SANDBOX_OUTCOMES.get(sandbox or "")
         if outcome is not None:  # what a provider's event would report later, reported at once
-            self.store.update_delivery_status(
-                account_id, message_id, outcome, [MessageStatus.SENT], None, f"sandbox: {sandbox}"
+            error_code = "bounced" if outcome == MessageStatus.BOUNCED else None
+            if self.store.update_delivery_status(
+                job.account_id, message.id, outcome, [MessageStatus.SENT], error_code, f"sandbox: {sandbox}"
+            ):
+                # A sandbox bounce suppresses nothing: the address was never tried.
+                self._event(outcomes, f"message.{outcome.value}", job, message)
+
+    def _failed(self, outcomes: Outcomes, job: Job, message: Message, code: str, text: str) -> None:
+        if self.store.finish_message(message.id, MessageStatus.FAILED, code, text):
+            self._event(outcomes, "message.failed", job, message)
+
+    def _bounced(self, outcomes: Outcomes, job: Job, message: Message, text: str) -> None:
+        """The receiving server refused the address itself: a hard bounce suppresses it."""
+        if self.store.finish_message(message.id, MessageStatus.BOUNCED, "bounced", text):
+            self._event(outcomes, "message.bounced", job, message)
+            outcomes.suppress(
+                job.account_id, message.email, "bounce", f"hard bounce: {text}", job.content.from_addr
             )
+
+    def _event(self, outcomes: Outcomes, type_: str, job: Job, message: Message) -> None:
+        outcomes.message(
+            type_, job.account_id, message.id, message.email, job.content.from_addr, message.subject
+        )
+
+    def _complete_if_done(self, outcomes: Outcomes, job: Job) -> None:
+        if self.store.complete_job_if_done(job.id):
+            done = self.store.get_job(job.account_id, job.id)
+            if done is not None:
+                outcomes.job("job.completed", done)
+
+    def _headers(self, job: Job, message: Message) -> dict[str, str]:
+        headers = {
+            **job.content.headers,
+            "X-MailSage-Job-ID": job.id,
+            "X-MailSage-Message-ID": message.id,
+            # Feedback loops (complaint reports) and the built-in sink's notifications name the
+            # message by this header, as mailbox providers' FBLs do.
+            "Feedback-ID": f"{message.id}:{job.id}:{job.account_id}:mailsage",
+        }
+        if self.links is not None and job.content.unsubscribe:
+            url = self.links.unsubscribe_url(job.account_id, message.id, message.email)
+            headers.update(unsubscribe_headers(url))
+        return headers
+
+    def _tracked(self, job: Job, message: Message, rendered: Rendered) -> Rendered:
+        tracking = job.content.tracking
+        opens, clicks = wants(tracking, "open"), wants(tracking, "click")
+        if self.links is None or rendered.html is None or not (opens or clicks):
+            return rendered
+        html = self.links.rewrite_html(rendered.html, job.account_id, message.id, opens, clicks, None)
+        return Rendered(rendered.subject, rendered.text, html, rendered.amp)
 
     def _start(self, job: Job) -> None:
         """A scheduled job's first attempt is due: queue its chunks (or expire it, if too late)."""
@@ -191,14 +265,20 @@ class DeliveryService:
             self.store.transition_job(job.account_id, job.id, _LIVE, JobState.EXPIRED)
 
     def _not_sent_yet(
-        self, message_id: str, exc: TransientSendError, receive_count: int, last_attempt: bool
+        self,
+        outcomes: Outcomes,
+        job: Job,
+        message: Message,
+        exc: TransientSendError,
+        receive_count: int,
+        last_attempt: bool,
     ) -> None:
         """A transient failure: back to `queued` for the chunk's retry, or failed on the last attempt."""
         if last_attempt:
             reason = f"gave up after {receive_count} attempts: {exc.message}"
-            self.store.finish_message(message_id, MessageStatus.FAILED, exc.code, reason)
-        else:
-            self.store.release_message(message_id, exc.message)
+            self._failed(outcomes, job, message, exc.code, reason)
+        elif self.store.release_message(message.id, exc.message):
+            self._event(outcomes, "message.transient_error", job, message)
 
 
 class _Sessions:

@@ -131,6 +131,13 @@ class EventPublisher:
             self.queue.send(bodies)
         return len(bodies)
 
+    def interested(self, account_id: str, type_: str) -> bool:
+        """Whether any endpoint of the account may want this event type (skip building events that
+        nobody receives: a batch's reception events, say)."""
+        return self.queue is not None and any(
+            w.enabled and type_ in w.events for w in self._webhooks(account_id)
+        )
+
     def _webhooks(self, account_id: str) -> list[Webhook]:
         now = self.clock()
         cached = self._cache.get(account_id)

@@ -10,7 +10,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from mailsage.domain.events import EventPublisher
 from mailsage.domain.models import MessageStatus as S
+from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
 from mailsage.ports import Store
 
 log = logging.getLogger(__name__)
@@ -23,24 +25,30 @@ class Transition:
     to: S
     allowed_from: tuple[S, ...]
     error_code: str | None = None
+    event: str | None = None  # the webhook event it emits
+    suppress: str | None = None  # "bounce" | "complaint": the address is suppressed automatically
 
 
 def _bounce(event: dict[str, Any]) -> Transition:
     bounce = event.get("bounce", {})
     if bounce.get("bounceType") == "Transient":  # a soft bounce: the mail may still arrive
-        return Transition(S.DEFERRED, (S.SENT,))
-    return Transition(S.BOUNCED, (*_AFTER_SEND, S.DELIVERED), "bounced")
+        return Transition(S.DEFERRED, (S.SENT,), None, "message.transient_error")
+    if bounce.get("bounceType") == "Permanent":
+        return Transition(S.BOUNCED, (*_AFTER_SEND, S.DELIVERED), "bounced", "message.bounced", "bounce")
+    # "Undetermined": bounced, but not proof that the address is dead
+    return Transition(S.BOUNCED, (*_AFTER_SEND, S.DELIVERED), "bounced", "message.bounced")
 
 
 # SES eventType -> how it moves the message (None: recorded, no status change).
 _TRANSITIONS: dict[str, Any] = {
     "Send": None,  # SES accepted it: the sender already marked it sent
-    "Delivery": Transition(S.DELIVERED, _AFTER_SEND),
+    "Delivery": Transition(S.DELIVERED, _AFTER_SEND, None, "message.delivered"),
     "Bounce": _bounce,
-    "Complaint": Transition(S.COMPLAINED, (*_AFTER_SEND, S.DELIVERED), "complained"),
-    "DeliveryDelay": Transition(S.DEFERRED, (S.SENT,)),
-    "Reject": Transition(S.FAILED, (S.SENT,), "rejected"),
-    "Rendering Failure": Transition(S.FAILED, (S.SENT,), "rendering_failure"),
+    # No message.* event of its own in the contract: a complaint shows as suppression.created.
+    "Complaint": Transition(S.COMPLAINED, (*_AFTER_SEND, S.DELIVERED), "complained", None, "complaint"),
+    "DeliveryDelay": Transition(S.DEFERRED, (S.SENT,), None, "message.transient_error"),
+    "Reject": Transition(S.FAILED, (S.SENT,), "rejected", "message.failed"),
+    "Rendering Failure": Transition(S.FAILED, (S.SENT,), "rendering_failure", "message.failed"),
     "Open": None,  # engagement, not delivery state (counted by tracking)
     "Click": None,
 }
@@ -73,9 +81,27 @@ def _detail(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _recipient(event: dict[str, Any]) -> str:
+    for key, recipients_key in (("bounce", "bouncedRecipients"), ("complaint", "complainedRecipients")):
+        recipients = event.get(key, {}).get(recipients_key) or []
+        if recipients and recipients[0].get("emailAddress"):
+            return str(recipients[0]["emailAddress"])
+    destination = event.get("mail", {}).get("destination") or [""]
+    return str(destination[0])
+
+
 class FeedbackService:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        publisher: EventPublisher | None = None,
+        message_id_domain: str = "mailsage.local",
+        suppression: SuppressionPolicy | None = None,
+    ) -> None:
         self.store = store
+        self.publisher = publisher
+        self.message_id_domain = message_id_domain
+        self.suppression = suppression or SuppressionPolicy()
 
     def apply(self, event: dict[str, Any]) -> FeedbackOutcome:
         event_type = str(event.get("eventType") or event.get("notificationType") or "")
@@ -98,6 +124,35 @@ class FeedbackService:
             _detail(event),
         )
         if not moved:
-            # A duplicate, or older news than what the message already shows.
+            # A duplicate, or older news than what the message already shows: no event either.
             return FeedbackOutcome(event_type, message_id, None, "already past this state")
+        self._react(event, transition, account_id, message_id)
         return FeedbackOutcome(event_type, message_id, transition.to.value)
+
+    def _react(self, event: dict[str, Any], transition: Transition, account_id: str, message_id: str) -> None:
+        """The webhook event and the automatic suppression of a transition that happened."""
+        mail = event.get("mail", {})
+        headers = mail.get("commonHeaders", {})
+        from_addr = str((headers.get("from") or [mail.get("source", "")])[0])
+        recipient = _recipient(event)
+        outcomes = Outcomes(self.store, self.publisher, self.message_id_domain, self.suppression)
+        if transition.event:
+            outcomes.message(
+                transition.event,
+                account_id,
+                message_id,
+                recipient,
+                from_addr,
+                str(headers.get("subject", "")),
+            )
+        if transition.suppress and recipient:
+            reason = "hard bounce" if transition.suppress == "bounce" else "complaint"
+            detail = _detail(event)
+            outcomes.suppress(
+                account_id,
+                recipient,
+                transition.suppress,
+                f"{reason}: {detail}" if detail else reason,
+                from_addr,
+            )
+        outcomes.publish()

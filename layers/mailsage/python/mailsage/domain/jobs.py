@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailsage.domain.events import EventPublisher, job_event
 from mailsage.domain.models import Job, JobState
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.errors import Conflict, NotFound, ValidationFailed
@@ -15,9 +16,10 @@ _ALLOWED = {
 
 
 class JobService:
-    def __init__(self, store: Store, queue: Queue) -> None:
+    def __init__(self, store: Store, queue: Queue, publisher: EventPublisher | None = None) -> None:
         self.store = store
         self.queue = queue
+        self.publisher = publisher
 
     def status(self, account_id: str, job_id: str) -> Job:
         job = self.store.get_job(account_id, job_id)
@@ -38,10 +40,21 @@ class JobService:
             )
         if action == "stop":
             self.store.cancel_unsent(job_id)
-            return self.status(account_id, job_id)
+            stopped = self.status(account_id, job_id)
+            self._publish("job.stopped", stopped)
+            return stopped
         if action == "resume":
             # Chunks that arrived while paused were dropped; send every chunk that still has work.
             enqueue_chunks(self.queue, account_id, job_id, self.store.pending_chunks(job_id))
-            self.store.complete_job_if_done(job_id)
-            return self.status(account_id, job_id)
-        return job
+            completed = self.store.complete_job_if_done(job_id)
+            resumed = self.status(account_id, job_id)
+            if completed:
+                self._publish("job.completed", resumed)
+            return resumed
+        paused = self.status(account_id, job_id)
+        self._publish("job.paused", paused)
+        return paused
+
+    def _publish(self, type_: str, job: Job) -> None:
+        if self.publisher is not None:
+            self.publisher.publish([job_event(type_, job)])

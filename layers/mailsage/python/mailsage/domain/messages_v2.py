@@ -463,6 +463,8 @@ class MessagesV2Service:
             tags=list(draft.tags),
             sandbox_result=sandbox_result,
             tracking=draft.tracking,
+            # A message to several recipients is bulk mail; to one, transactional.
+            unsubscribe=len(draft.recipients) > 1,
             first_attempt_at=first_attempt_at,
             expires_at=expires_at,
             retention_metadata_days=draft.retention_metadata_days,

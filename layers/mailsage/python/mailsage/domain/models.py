@@ -66,7 +66,8 @@ class Content:
     headers: dict[str, str] = field(default_factory=dict)  # extra headers, already checked
     tags: list[str] = field(default_factory=list)
     sandbox_result: str | None = None  # set: the sandbox transport, ending in this outcome
-    tracking: dict[str, bool] | None = None
+    tracking: dict[str, bool] | None = None  # {"open": bool, "click": bool}
+    unsubscribe: bool = False  # carries List-Unsubscribe (RFC 8058 one-click): bulk mail does
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class Content:
             "tags": self.tags,
             "sandbox_result": self.sandbox_result,
             "tracking": self.tracking,
+            "unsubscribe": self.unsubscribe,
         }
 
     @classmethod
@@ -101,6 +103,7 @@ class Content:
             tags=list(data.get("tags") or []),
             sandbox_result=data.get("sandbox_result"),
             tracking=data.get("tracking"),
+            unsubscribe=bool(data.get("unsubscribe")),
         )
 
 

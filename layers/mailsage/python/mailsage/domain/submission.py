@@ -13,6 +13,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from mailsage.domain.addresses import check_display_name, normalize_email, parse_mailbox
+from mailsage.domain.events import EventPublisher
 from mailsage.domain.models import (
     ChunkRef,
     Content,
@@ -23,6 +24,7 @@ from mailsage.domain.models import (
     new_id,
     new_message_id,
 )
+from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.providers import check_provider
 from mailsage.domain.rendering import CompiledContent, check_content_size
 from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
@@ -56,6 +58,8 @@ class JobRequest:
     tags: list[str] = field(default_factory=list)
     sandbox_result: str | None = None
     tracking: dict[str, bool] | None = None
+    # List-Unsubscribe: None decides by the kind of mail (batches and campaigns are bulk mail).
+    unsubscribe: bool | None = None
     first_attempt_at: float | None = None
     expires_at: float | None = None
     retention_metadata_days: int | None = None
@@ -92,12 +96,20 @@ class SubmissionLimits:
 
 class SubmissionService:
     def __init__(
-        self, store: Store, queue: Queue, limits: SubmissionLimits, scheduler: Scheduler | None = None
+        self,
+        store: Store,
+        queue: Queue,
+        limits: SubmissionLimits,
+        scheduler: Scheduler | None = None,
+        publisher: EventPublisher | None = None,
+        message_id_domain: str = "mailsage.local",
     ) -> None:
         self.store = store
         self.queue = queue
         self.limits = limits
         self.scheduler = scheduler
+        self.publisher = publisher
+        self.message_id_domain = message_id_domain
 
     def submit(self, account_id: str, request: JobRequest, job_id: str | None = None) -> Accepted:
         """Accept a request. `job_id` makes the call idempotent for callers that retry (the ingest
@@ -198,7 +210,23 @@ class SubmissionService:
             enqueue_chunks(self.queue, account_id, job_id, range(chunks))
         else:
             self.store.complete_job_if_done(job_id)  # every recipient was suppressed
+        self._events(job, messages)
         return Accepted(job, messages, rejected)
+
+    def _events(self, job: Job, messages: list[Message]) -> None:
+        """message.reception for every accepted message, message.suppressed for those suppressed
+        at once; built only if some endpoint of the account subscribes to them."""
+        if self.publisher is None:
+            return
+        outcomes = Outcomes(self.store, self.publisher, self.message_id_domain)
+        for type_, wanted in (
+            ("message.reception", lambda m: True),
+            ("message.suppressed", lambda m: m.status == MessageStatus.SUPPRESSED),
+        ):
+            if self.publisher.interested(job.account_id, type_):
+                for m in filter(wanted, messages):
+                    outcomes.message(type_, job.account_id, m.id, m.email, job.content.from_addr, m.subject)
+        outcomes.publish()
 
     def _content(self, account_id: str, request: JobRequest) -> Content:
         subject, text, html = request.subject, request.text, request.html
@@ -233,6 +261,11 @@ class SubmissionService:
             tags=request.tags,
             sandbox_result=request.sandbox_result,
             tracking=request.tracking,
+            unsubscribe=(
+                request.unsubscribe
+                if request.unsubscribe is not None
+                else request.kind == "batch" or request.campaign_id is not None
+            ),
             from_addr=parse_mailbox(request.from_addr or self.limits.default_from, "from"),
             reply_to=parse_mailbox(request.reply_to, "reply_to") if request.reply_to else None,
             template_id=request.template_id,

@@ -1,7 +1,14 @@
 """The built-in SMTP sink: accepts mail on 127.0.0.1 and keeps each message as an .eml file.
 
-A recipient's local part can provoke a failure, so every outcome can be exercised without a real
-relay: `bounce...@` is refused with 550 (permanent), `defer...@` with 451 (transient).
+It also plays the recipient's side of delivery feedback, so every outcome can be exercised without
+a real relay or SES. By the recipient's local part:
+- `bounce...@`: refused at RCPT with 550 5.1.1 (a hard bounce: the address gets suppressed);
+- `defer...@`: refused with 451 (transient: retried, then given up);
+- `complain...@`: accepted, delivered, then reported as a complaint;
+- anything else: accepted and delivered.
+With `notify`, each accepted message yields SES-shaped notifications (`Delivery`, and `Complaint`
+for `complain...@`) that the local runtime feeds to the real events function, as SES's event
+destination does on AWS. The message is found by its `Feedback-ID` header.
 """
 
 from __future__ import annotations
@@ -9,13 +16,20 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+Notify = Callable[[dict[str, Any]], None]
+
 
 class OutboxHandler:
-    def __init__(self, outbox: Path) -> None:
+    def __init__(self, outbox: Path, notify: Notify | None = None) -> None:
         self.outbox = outbox
+        self.notify = notify
         outbox.mkdir(parents=True, exist_ok=True)
 
     async def handle_RCPT(
@@ -30,20 +44,73 @@ class OutboxHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or envelope.content
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         tmp = self.outbox / f".{name}.tmp"
         # Written under a temporary name and renamed, so a reader never sees half a message.
-        tmp.write_bytes(envelope.original_content or envelope.content)
+        tmp.write_bytes(data)
         os.replace(tmp, self.outbox / f"{name}.eml")
+        if self.notify is not None:
+            for notification in notifications(data, envelope.mail_from, list(envelope.rcpt_tos)):
+                self.notify(notification)
         return "250 2.0.0 accepted"
 
 
+def notifications(data: bytes, mail_from: str, recipients: list[str]) -> list[dict[str, Any]]:
+    """SES event notifications (configuration set event destination format) for an accepted message."""
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(data)
+    feedback_id = str(headers.get("Feedback-ID", ""))
+    message_id, job_id, account_id, _ = [*feedback_id.split(":"), "", "", "", ""][:4]
+    if not message_id or not account_id:
+        return []  # not sent by MailSage: nothing to report
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    mail = {
+        "timestamp": now,
+        "source": mail_from,
+        "messageId": f"sink-{uuid.uuid4().hex}",
+        "destination": recipients,
+        "commonHeaders": {
+            "from": [str(headers.get("From", mail_from))],
+            "to": recipients,
+            "messageId": str(headers.get("Message-ID", "")),
+            "subject": str(headers.get("Subject", "")),
+        },
+        "tags": {"account_id": [account_id], "job_id": [job_id], "message_id": [message_id]},
+    }
+    events: list[dict[str, Any]] = [
+        {
+            "eventType": "Delivery",
+            "mail": mail,
+            "delivery": {"timestamp": now, "recipients": recipients, "smtpResponse": "250 2.0.0 accepted"},
+        }
+    ]
+    complained = [r for r in recipients if r.split("@", 1)[0].lower().startswith("complain")]
+    if complained:
+        events.append(
+            {
+                "eventType": "Complaint",
+                "mail": mail,
+                "complaint": {
+                    "feedbackId": f"sink-{uuid.uuid4().hex}",
+                    "complainedRecipients": [{"emailAddress": r} for r in complained],
+                    "timestamp": now,
+                    "complaintFeedbackType": "abuse",
+                },
+            }
+        )
+    return events
+
+
 class SmtpSink:
-    def __init__(self, outbox: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, outbox: Path, port: int, host: str = "127.0.0.1", notify: Notify | None = None
+    ) -> None:
         from aiosmtpd.controller import Controller
 
         self.outbox = outbox
-        self.controller = Controller(OutboxHandler(outbox), hostname=host, port=port, ready_timeout=10)
+        self.controller = Controller(
+            OutboxHandler(outbox, notify), hostname=host, port=port, ready_timeout=10
+        )
 
     @property
     def port(self) -> int:

@@ -35,6 +35,11 @@ class RecipientIn(Strict):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrackingIn(Strict):
+    open: bool = Field(False, description="Count opens with a 1x1 pixel (HTML mail only).")
+    click: bool = Field(False, description="Count clicks: http(s) links of the HTML go through the API.")
+
+
 class _ContentIn(Strict):
     subject: Subject | None = None
     body: Body | None = Field(None, description="The text/plain part.")
@@ -45,6 +50,12 @@ class _ContentIn(Strict):
     campaign_id: Id | None = None
     provider: Id | None = Field(
         None, description='Send through this provider ("ses" or an SMTP relay name) instead of the default.'
+    )
+    tracking: TrackingIn | None = Field(None, description="Open and click tracking; off unless set.")
+    list_unsubscribe: bool | None = Field(
+        None,
+        description="Add List-Unsubscribe with a one-click URL (RFC 8058). Default: on for batches"
+        " and campaigns, off for single sends.",
     )
 
 
@@ -91,6 +102,8 @@ def job_request(body: SendRequest | BatchRequest) -> JobRequest:
         reply_to=body.reply_to,
         campaign_id=body.campaign_id,
         provider=body.provider,
+        tracking=body.tracking.model_dump() if body.tracking else None,
+        unsubscribe=body.list_unsubscribe,
         strict=isinstance(body, BatchRequest) and body.validation == "strict",
     )
 

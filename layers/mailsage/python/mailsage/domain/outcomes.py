@@ -1,0 +1,94 @@
+"""What follows a message's status change, wherever it happened (the sender, a provider's
+notification, a tracked click): its event for the webhooks, and for a hard bounce, a complaint or an
+unsubscribe the automatic suppression of the address (with its own `suppression.created` event).
+
+Events are collected while a unit of work runs and published together at its end (one queue call
+for a whole chunk). The status itself was already stored, with the event in the message's log, by
+the store's conditional transition: an event is only ever emitted for a transition that happened,
+so duplicates and out-of-order notifications emit nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+from mailsage.domain.events import Event, EventPublisher, job_event, message_event, suppression_event
+from mailsage.domain.models import Job, Suppression
+from mailsage.domain.suppressions import SuppressionService
+from mailsage.ports import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class SuppressionPolicy:
+    bounce_days: int = 30
+    complaint_days: int = 3650
+    unsubscribe_days: int = 3650
+
+
+@dataclass
+class Outcomes:
+    store: Store
+    publisher: EventPublisher | None
+    message_id_domain: str = "mailsage.local"
+    policy: SuppressionPolicy = field(default_factory=SuppressionPolicy)
+    pending: list[Event] = field(default_factory=list)
+
+    def message(
+        self,
+        type_: str,
+        account_id: str,
+        message_id: str,
+        recipient: str,
+        from_addr: str,
+        subject: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.pending.append(
+            message_event(
+                type_,
+                account_id=account_id,
+                message_id=message_id,
+                recipient=recipient,
+                from_addr=from_addr,
+                subject=subject,
+                message_id_domain=self.message_id_domain,
+                extra=extra,
+            )
+        )
+
+    def job(self, type_: str, job: Job) -> None:
+        self.pending.append(job_event(type_, job))
+
+    def suppress(self, account_id: str, email: str, kind: str, reason: str, from_addr: str) -> Suppression:
+        """Suppress the address for every sender domain of the account (kind: bounce, complaint,
+        unsubscribe sets how long); a new suppression emits `suppression.created`."""
+        days = {
+            "bounce": self.policy.bounce_days,
+            "complaint": self.policy.complaint_days,
+            "unsubscribe": self.policy.unsubscribe_days,
+        }[kind]
+        now = time.time()
+        suppression = SuppressionService(self.store).suppress(
+            account_id, email, None, reason, now + days * 86_400
+        )
+        if suppression.created_at >= now:  # new, not an extended one
+            domain = parseaddr(from_addr)[1].rpartition("@")[2].lower() or None
+            self.pending.append(suppression_event(suppression, domain))
+        return suppression
+
+    def publish(self) -> None:
+        """Hand the collected events to the webhooks. A failure here never undoes the work the
+        events describe (that is stored); it is logged and the events are dropped."""
+        events, self.pending = self.pending, []
+        if not events or self.publisher is None:
+            return
+        try:
+            self.publisher.publish(events)
+        except Exception:
+            log.exception("could not enqueue %d webhook deliveries", len(events))
