@@ -14,7 +14,7 @@ from types import ModuleType
 
 import mailsage
 
-FUNCTIONS = ("api", "sender", "ingest", "events")
+FUNCTIONS = ("api", "sender", "ingest", "events", "webhooks")
 
 
 def functions_dir() -> Path:
