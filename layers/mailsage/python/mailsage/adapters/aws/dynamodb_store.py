@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import re
+import struct
 import threading
 import time
 from collections import Counter
@@ -42,10 +43,12 @@ from mailsage.adapters.aws.table import (
     TTL_ATTRIBUTE,
 )
 from mailsage.domain.models import (
+    ENGAGEMENT_KINDS,
     IDEMPOTENCY_LEASE_SECONDS,
     JOB_FINAL,
     MESSAGE_UNSENT,
     Account,
+    CampaignStats,
     Content,
     IdempotencyRecord,
     Job,
@@ -55,6 +58,8 @@ from mailsage.domain.models import (
     MessageStatus,
     Suppression,
     Template,
+    Webhook,
+    WebhookDelivery,
 )
 from mailsage.errors import Conflict
 
@@ -70,6 +75,9 @@ T = TypeVar("T")
 # ACCOUNT#{account}   SUPPRESSION#{email}#{domain}  suppression (domain "" for every domain);
 #                                             gsi1 ACCOUNT#{account}#SUPPRESSIONS/{id}; ttl
 # ACCOUNT#{account}   IDEMPOTENCY#{key}       idempotency record; ttl
+# ACCOUNT#{account}   CAMPAIGN#{campaign}#{job}  a job of a campaign (written by create_job) and the
+#                                             job's engaged-message counters (opened, clicked, ...)
+# ACCOUNT#{account}   WEBHOOK#{id}            webhook endpoint and its attempt counters
 # APIKEY#{key_id}     APIKEY                  api key
 # JOB#{job}           CHUNK#{n:06d}           chunk state: per-message status lists (mutable)
 # JOB#{job}           JOB                     job head: state, times, dead letters; gsi1 ACTIVE/{job}
@@ -78,8 +86,11 @@ T = TypeVar("T")
 # JOB#{job}           MEMBERS#{n:06d}         the chunk's message ids (and recipients) in seq order;
 #                                             gsi1 ACCOUNT#{account}#MESSAGES/{created}#{job}#{n}
 # MSG#{message}       DATA                    the message's variables, when the job has a data retention
-# MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions)
+# MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions);
+#                                             {opened,clicked,unsubscribed}_count (record_engagement)
 # MSG#{message}       MSG                     message: recipient, subject, variables (immutable)
+# WEBHOOK#{account}#{webhook}  DELIVERY#{id}  a delivery's log entry; ttl;
+#                                             gsi1 WEBHOOK#{account}#{webhook}#DELIVERIES/{created}#{id}
 # The sort keys of a job are chosen so that one range query reads exactly what a call needs:
 # CHUNK#... < JOB < JOB#BODY < JOB#CONTENT < MEMBERS#...
 # Suppressed-at-creation messages form chunk -1 (`CHUNK#-00001`), which is never sent.
@@ -95,6 +106,9 @@ DATA_SK = "DATA"
 TEMPLATE_PREFIX = "TEMPLATE#"
 SUPPRESSION_PREFIX = "SUPPRESSION#"
 IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
+CAMPAIGN_PREFIX = "CAMPAIGN#"
+WEBHOOK_PREFIX = "WEBHOOK#"
+DELIVERY_PREFIX = "DELIVERY#"
 ACTIVE = "ACTIVE"  # gsi1pk of the jobs that are queued or running (a sparse index)
 
 _ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
@@ -108,6 +122,7 @@ _NO_EVENTS_YET = frozenset(
 )
 _BODY_FIELDS = ("text", "html", "amp", "attachments")  # the content's data (retention_data_days)
 _DAY = 86_400
+_AUTO_DISABLED = "disabled after {} consecutive failed deliveries"  # a webhook's disabled_reason
 
 # Every attribute an expression names goes through a placeholder (several are reserved words).
 _NAMES = {
@@ -135,6 +150,16 @@ _NAMES = {
     "#status": "status",
     "#body": "body",
     "#headers": "headers",
+    # engagement: per message on its LOG item ({kind}_count), per campaign job on its campaign item
+    **{f"#{kind}_count": f"{kind}_count" for kind in ENGAGEMENT_KINDS},
+    **{f"#{kind}": kind for kind in ENGAGEMENT_KINDS},
+    # webhooks
+    "#enabled": "enabled",
+    "#reason": "disabled_reason",
+    "#successes": "success_count",
+    "#failures": "error_count",
+    "#streak": "errors_since_last_success",
+    "#last_request": "last_request_at",
 }
 
 
@@ -174,6 +199,28 @@ def _suppression_key(account_id: str, email: str, domain: str | None) -> Item:
 
 def _idempotency_key(account_id: str, key: str) -> Item:
     return _key(f"ACCOUNT#{account_id}", f"{IDEMPOTENCY_PREFIX}{key}")
+
+
+def _campaign_key(account_id: str, campaign_id: str, job_id: str) -> Item:
+    return _key(f"ACCOUNT#{account_id}", f"{CAMPAIGN_PREFIX}{campaign_id}#{job_id}")
+
+
+def _webhook_key(account_id: str, webhook_id: str) -> Item:
+    return _key(f"ACCOUNT#{account_id}", f"{WEBHOOK_PREFIX}{webhook_id}")
+
+
+def _delivery_key(account_id: str, webhook_id: str, delivery_id: str) -> Item:
+    return _key(f"WEBHOOK#{account_id}#{webhook_id}", f"{DELIVERY_PREFIX}{delivery_id}")
+
+
+def _deliveries_index(account_id: str, webhook_id: str) -> str:
+    return f"WEBHOOK#{account_id}#{webhook_id}#DELIVERIES"
+
+
+def _exact_time(when: float) -> str:
+    """A time as a sort key that orders exactly like the float: the 16 hex digits of its IEEE 754
+    bits, whose order is the numeric order for every non-negative float (negatives count as 0)."""
+    return struct.pack(">d", when if when > 0 else 0.0).hex()
 
 
 def _messages_index(account_id: str) -> str:
@@ -392,6 +439,48 @@ def _idempotency(item: Item) -> IdempotencyRecord:
         body=item.get("body"),
         headers=dict(item.get("headers") or {}),
     )
+
+
+def _webhook(item: Item) -> Webhook:
+    return Webhook(
+        id=item["id"],
+        account_id=item["account_id"],
+        name=item["name"],
+        url=item["url"],
+        secret=item["secret"],
+        enabled=bool(item["enabled"]),
+        events=list(item.get("events", [])),
+        created_at=float(item["created_at"]),
+        updated_at=float(item["updated_at"]),
+        scope=item.get("scope", "global"),
+        domains=list(item.get("domains", [])),
+        success_count=int(item.get("success_count", 0)),
+        error_count=int(item.get("error_count", 0)),
+        errors_since_last_success=int(item.get("errors_since_last_success", 0)),
+        last_request_at=_optional_float(item.get("last_request_at")),
+        disabled_reason=item.get("disabled_reason"),
+    )
+
+
+def _delivery(item: Item) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=item["id"],
+        account_id=item["account_id"],
+        webhook_id=item["webhook_id"],
+        event_type=item["event_type"],
+        payload=item["payload"],
+        created_at=float(item["created_at"]),
+        updated_at=float(item["updated_at"]),
+        status=item["status"],
+        attempts=list(item.get("attempts", [])),
+        next_attempt_at=_optional_float(item.get("next_attempt_at")),
+        expires_at=_optional_float(item.get("expires_at")),
+    )
+
+
+def _delivery_expired(item: Item, now: float) -> bool:
+    expires = item.get("expires_at")
+    return expires is not None and expires <= now
 
 
 def _counts(states: Iterable[Item]) -> dict[str, int]:
@@ -620,6 +709,18 @@ class DynamoStore:
         kept = [state for state, was_written in zip(states, written, strict=True) if not was_written]
         if kept:
             self._check_kept_states(job.id, kept)
+        if job.campaign_id is not None:
+            # The job's entry in its campaign (campaign_stats), before the head like everything else:
+            # campaign_stats counts only jobs whose head exists. Only if absent: the entry's
+            # engagement counters of a job already sending survive a duplicate create.
+            campaign = {
+                **_campaign_key(job.account_id, job.campaign_id, job.id),
+                "campaign_id": job.campaign_id,
+                "job_id": job.id,
+                "created_at": job.created_at,
+                TTL_ATTRIBUTE: ttl,
+            }
+            self._put(campaign, "attribute_not_exists(#pk)")
         active = job.state in _ACTIVE_STATES
         head = {
             **_head_key(job.id),
@@ -1412,6 +1513,227 @@ class DynamoStore:
     def release_idempotent(self, account_id: str, key: str) -> None:
         self._delete(_idempotency_key(account_id, key))
 
+    # -- engagement and campaigns -----------------------------------------------------------
+    def record_engagement(
+        self, account_id: str, message_id: str, kind: str, at: float, detail: str | None = None
+    ) -> int | None:
+        """GetItem the message and its head (both eventually consistent: what is read of them never
+        changes), then one UpdateItem on the message's LOG item: `ADD {kind}_count 1` and the
+        event appended, returning the new count. The first of its kind in a campaign's job also
+        counts the message on the job's campaign entry, so campaign_stats reads no message."""
+        if kind not in ENGAGEMENT_KINDS:
+            raise ValueError(f"unknown engagement kind {kind!r}")
+        message = self._locate(message_id)
+        if message is None or message["account_id"] != account_id or _expired(message, time.time()):
+            return None
+        key = _head_key(message["job_id"])
+        head = self._visible_head(self._get(key, consistent=False) or self._get(key), account_id)
+        if head is None:
+            return None  # left behind by a failed create_job, or expired
+        sets = ["#events = list_append(if_not_exists(#events, :empty), :event)"]
+        values: dict[str, Any] = {
+            ":empty": [],
+            ":event": [{"time": at, "status": kind, "log": detail}],
+            ":one": 1,
+        }
+        if message.get(TTL_ATTRIBUTE) is not None:  # the log expires with the message's records
+            sets.append("#ttl = :ttl")
+            values[":ttl"] = message[TTL_ATTRIBUTE]
+        _, updated = self._try_update(
+            _message_key(message_id, LOG_SK),
+            "SET " + ", ".join(sets) + f" ADD #{kind}_count :one",
+            values,
+            returns="UPDATED_NEW",
+        )
+        count = int((updated or {})[f"{kind}_count"])
+        campaign_id = head.get("campaign_id")
+        if count == 1 and campaign_id is not None:
+            self._update(
+                _campaign_key(account_id, campaign_id, message["job_id"]),
+                f"ADD #{kind} :one",
+                {":one": 1},
+                "attribute_exists(#pk)",  # an expired (or unknown) entry gets no stray item
+            )
+        return count
+
+    def campaign_stats(self, account_id: str, campaign_id: str) -> CampaignStats | None:
+        """Query the campaign's entries (one per job), then per job its head and chunk states (one
+        Query each, 4 in parallel): a job counts only if its head is visible (committed, not
+        expired) and carries this campaign id. Engagement comes from the entries' counters."""
+        entries = [
+            entry
+            for entry in self._query(
+                "#pk = :pk AND begins_with(#sk, :prefix)",
+                {":pk": f"ACCOUNT#{account_id}", ":prefix": f"{CAMPAIGN_PREFIX}{campaign_id}#"},
+                consistent=True,
+            )
+            if entry["campaign_id"] == campaign_id  # `a#b` also begins with `a#`
+        ]
+
+        def job_counts(entry: Item) -> dict[str, int] | None:
+            items = self._job_items(entry["job_id"], CHUNK_PREFIX, HEAD_SK)
+            head = self._visible_head(items.pop(HEAD_SK, None), account_id)
+            if head is None or head.get("campaign_id") != campaign_id:
+                return None
+            return _counts(items.values())
+
+        counted = [
+            (entry, counts)
+            for entry, counts in zip(entries, self._in_parallel(job_counts, entries), strict=True)
+            if counts is not None
+        ]
+        if not counted:
+            return None
+        totals: Counter[str] = Counter()
+        for _, counts in counted:
+            totals.update(counts)
+        engaged = {kind: sum(int(entry.get(kind, 0)) for entry, _ in counted) for kind in ENGAGEMENT_KINDS}
+        return CampaignStats(
+            campaign_id=campaign_id,
+            jobs=len(counted),
+            counts=dict(totals),
+            opened=engaged["opened"],
+            clicked=engaged["clicked"],
+            unsubscribed=engaged["unsubscribed"],
+        )
+
+    # -- webhooks ---------------------------------------------------------------------------
+    def put_webhook(self, webhook: Webhook) -> None:
+        self._put(
+            {
+                **_webhook_key(webhook.account_id, webhook.id),
+                "id": webhook.id,
+                "account_id": webhook.account_id,
+                "name": webhook.name,
+                "url": webhook.url,
+                "secret": webhook.secret,
+                "enabled": webhook.enabled,
+                "events": list(webhook.events),
+                "created_at": webhook.created_at,
+                "updated_at": webhook.updated_at,
+                "scope": webhook.scope,
+                "domains": list(webhook.domains),
+                "success_count": webhook.success_count,
+                "error_count": webhook.error_count,
+                "errors_since_last_success": webhook.errors_since_last_success,
+                "last_request_at": webhook.last_request_at,
+                "disabled_reason": webhook.disabled_reason,
+            }
+        )
+
+    def get_webhook(self, account_id: str, webhook_id: str) -> Webhook | None:
+        item = self._get(_webhook_key(account_id, webhook_id))
+        return _webhook(item) if item else None
+
+    def list_webhooks(self, account_id: str, limit: int, after: str | None) -> tuple[list[Webhook], bool]:
+        limit = max(limit, 0)
+        items = list(
+            self._query(
+                "#pk = :pk AND begins_with(#sk, :prefix)",
+                {":pk": f"ACCOUNT#{account_id}", ":prefix": WEBHOOK_PREFIX},
+                consistent=True,
+                start=_webhook_key(account_id, after) if after is not None else None,
+                limit=limit + 1,
+            )
+        )
+        return [_webhook(item) for item in items[:limit]], len(items) > limit
+
+    def delete_webhook(self, account_id: str, webhook_id: str) -> bool:
+        """The webhook only (ReturnValues ALL_OLD tells whether it existed): its deliveries stay
+        until their TTL (the port allows it: "goes with it, or expires"), so that a delete costs one
+        write however long the log is."""
+        return self._delete(_webhook_key(account_id, webhook_id))
+
+    def record_webhook_attempt(
+        self, account_id: str, webhook_id: str, ok: bool, at: float, disable_after: int
+    ) -> Webhook | None:
+        """One UpdateItem (ADD the counters, condition: it exists, ReturnValues ALL_NEW); when the
+        failures in a row reached `disable_after` on an enabled webhook, a second, conditional one
+        disables it (only one racing caller does; a success in between prevents it)."""
+        key = _webhook_key(account_id, webhook_id)
+        if ok:
+            update = "SET #last_request = :at, #streak = :zero ADD #successes :one"
+            values: dict[str, Any] = {":at": at, ":zero": 0, ":one": 1}
+        else:
+            update = "SET #last_request = :at ADD #failures :one, #streak :one"
+            values = {":at": at, ":one": 1}
+        applied, item = self._try_update(key, update, values, "attribute_exists(#pk)", returns="ALL_NEW")
+        if not applied or item is None:
+            return None
+        if not ok and item["enabled"] and int(item["errors_since_last_success"]) >= disable_after:
+            _, item = self._try_update(
+                key,
+                "SET #enabled = :false, #reason = :reason",
+                {
+                    ":false": False,
+                    ":true": True,
+                    ":reason": _AUTO_DISABLED.format(disable_after),
+                    ":limit": disable_after,
+                },
+                "#enabled = :true AND #streak >= :limit",
+                returns="ALL_NEW",
+            )  # applied: the item now; not applied: the item as it is (None: deleted meanwhile)
+            if item is None:
+                return None
+        return _webhook(item)
+
+    def put_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        self._put(
+            {
+                **_delivery_key(delivery.account_id, delivery.webhook_id, delivery.id),
+                "id": delivery.id,
+                "account_id": delivery.account_id,
+                "webhook_id": delivery.webhook_id,
+                "event_type": delivery.event_type,
+                "payload": delivery.payload,
+                "created_at": delivery.created_at,
+                "updated_at": delivery.updated_at,
+                "status": delivery.status,
+                "attempts": list(delivery.attempts),
+                "next_attempt_at": delivery.next_attempt_at,
+                "expires_at": delivery.expires_at,
+                TTL_ATTRIBUTE: None if delivery.expires_at is None else _ttl_not_before(delivery.expires_at),
+                # the webhook's deliveries, newest first (list_webhook_deliveries)
+                GSI1_PARTITION_KEY: _deliveries_index(delivery.account_id, delivery.webhook_id),
+                GSI1_SORT_KEY: f"{_exact_time(delivery.created_at)}#{delivery.id}",
+            }
+        )
+
+    def get_webhook_delivery(
+        self, account_id: str, webhook_id: str, delivery_id: str
+    ) -> WebhookDelivery | None:
+        """GetItem; the account and webhook are in the key. An expired one is not found."""
+        item = self._get(_delivery_key(account_id, webhook_id, delivery_id))
+        if item is None or _delivery_expired(item, time.time()):
+            return None
+        return _delivery(item)
+
+    def list_webhook_deliveries(
+        self, account_id: str, webhook_id: str, limit: int, after: str | None
+    ) -> tuple[list[WebhookDelivery], bool]:
+        """GetItem the cursor's delivery (for its sort key), then Query gsi1
+        `WEBHOOK#{acct}#{webhook}#DELIVERIES` descending below it, first page 25 items, doubling;
+        expired ones are skipped until limit + 1 matched. An unknown cursor (or another webhook's)
+        reads as no cursor."""
+        limit = max(limit, 0)
+        condition = "#g1pk = :pk"
+        values: dict[str, Any] = {":pk": _deliveries_index(account_id, webhook_id)}
+        cursor = None if after is None else self._get(_delivery_key(account_id, webhook_id, after))
+        if cursor is not None:
+            condition += " AND #g1sk < :cursor"
+            values[":cursor"] = cursor[GSI1_SORT_KEY]
+        now = time.time()
+        page: list[WebhookDelivery] = []
+        for item in self._query(
+            condition, values, index=GSI1_NAME, forward=False, page_size=self.LISTING_PAGE
+        ):
+            if _delivery_expired(item, now) or item["account_id"] != account_id:
+                continue
+            page.append(_delivery(item))
+            if len(page) > limit:
+                break
+        return page[:limit], len(page) > limit
+
     # -- reads ------------------------------------------------------------------------------
     def _visible_head(self, head: Item | None, account_id: str | None = None) -> Item | None:
         """The head if it exists, belongs to the account (when one is given) and has not expired:
@@ -1555,10 +1877,17 @@ class DynamoStore:
         return self._try_update(key, update, values, condition)[0]
 
     def _try_update(
-        self, key: Item, update: str, values: dict[str, Any], condition: str | None = None
+        self,
+        key: Item,
+        update: str,
+        values: dict[str, Any],
+        condition: str | None = None,
+        returns: str | None = None,
     ) -> tuple[bool, Item | None]:
         """An UpdateItem, conditional if a condition is given: (True, None) if it was applied, else
-        (False, the item as it is now), which DynamoDB returns with the failure at no extra cost."""
+        (False, the item as it is now), which DynamoDB returns with the failure at no extra cost.
+        With `returns` (UPDATED_NEW, ALL_NEW, ...), an applied update comes back with those
+        attributes instead of None (also at no extra cost)."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": _marshal(key),
@@ -1567,15 +1896,17 @@ class DynamoStore:
         }
         if condition is not None:
             request |= {"ConditionExpression": condition, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if returns is not None:
+            request["ReturnValues"] = returns
         if values:
             # Unlike top-level item attributes, a None value here is stored as NULL.
             request["ExpressionAttributeValues"] = {k: _to_attribute(v) for k, v in values.items()}
         try:
-            self.client.update_item(**request)
+            response = self.client.update_item(**request)
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             current = exc.response.get("Item")
             return False, _unmarshal(current) if current else None
-        return True, None
+        return True, _unmarshal(response.get("Attributes", {})) if returns is not None else None
 
     def _move_positions(
         self,
