@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     retention_data_days INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_by_campaign ON jobs (account_id, campaign_id);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -77,7 +78,10 @@ CREATE TABLE IF NOT EXISTS messages (
     delivered_at REAL,
     events TEXT NOT NULL DEFAULT '[]',
     data_until REAL,
-    metadata_until REAL
+    metadata_until REAL,
+    open_count INTEGER NOT NULL DEFAULT 0,
+    click_count INTEGER NOT NULL DEFAULT 0,
+    unsubscribe_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_account ON messages (account_id, created_at, id);
 CREATE INDEX IF NOT EXISTS messages_by_chunk ON messages (job_id, chunk);
@@ -131,6 +135,42 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (at);
+CREATE TABLE IF NOT EXISTS webhooks (
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    events TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    domains TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    success_count INTEGER NOT NULL DEFAULT 0,
+    error_count INTEGER NOT NULL DEFAULT 0,
+    errors_since_last_success INTEGER NOT NULL DEFAULT 0,
+    last_request_at REAL,
+    disabled_reason TEXT,
+    PRIMARY KEY (account_id, id)
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    account_id TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    attempts TEXT NOT NULL,
+    next_attempt_at REAL,
+    expires_at REAL,
+    PRIMARY KEY (account_id, webhook_id, id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_time
+    ON webhook_deliveries (account_id, webhook_id, created_at, id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_expiry ON webhook_deliveries (expires_at);
 """
 
 
@@ -146,6 +186,9 @@ _ADDED_COLUMNS = [
     ("messages", "events", "TEXT NOT NULL DEFAULT '[]'"),
     ("messages", "data_until", "REAL"),
     ("messages", "metadata_until", "REAL"),
+    ("messages", "open_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "click_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "unsubscribe_count", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 

@@ -13,6 +13,7 @@ from mailsage.adapters.sqlite.db import Database
 from mailsage.domain.models import (
     IDEMPOTENCY_LEASE_SECONDS,
     Account,
+    CampaignStats,
     Content,
     IdempotencyRecord,
     Job,
@@ -22,8 +23,14 @@ from mailsage.domain.models import (
     MessageStatus,
     Suppression,
     Template,
+    Webhook,
+    WebhookDelivery,
 )
 from mailsage.errors import Conflict
+
+# The counter column of each engagement kind (ENGAGEMENT_KINDS): counts stay cheap to read.
+_ENGAGEMENT_COLUMNS = {"opened": "open_count", "clicked": "click_count", "unsubscribed": "unsubscribe_count"}
+_AUTO_DISABLED = "disabled after {} consecutive failed deliveries"  # a webhook's disabled_reason
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -85,6 +92,43 @@ def _template(row: sqlite3.Row) -> Template:
         text=row["text"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def _webhook(row: sqlite3.Row) -> Webhook:
+    return Webhook(
+        id=row["id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        url=row["url"],
+        secret=row["secret"],
+        enabled=bool(row["enabled"]),
+        events=json.loads(row["events"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        scope=row["scope"],
+        domains=json.loads(row["domains"]),
+        success_count=row["success_count"],
+        error_count=row["error_count"],
+        errors_since_last_success=row["errors_since_last_success"],
+        last_request_at=row["last_request_at"],
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def _delivery(row: sqlite3.Row) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row["id"],
+        account_id=row["account_id"],
+        webhook_id=row["webhook_id"],
+        event_type=row["event_type"],
+        payload=row["payload"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        status=row["status"],
+        attempts=json.loads(row["attempts"]),
+        next_attempt_at=row["next_attempt_at"],
+        expires_at=row["expires_at"],
     )
 
 
@@ -496,6 +540,7 @@ class SqliteStore:
                 "DELETE FROM jobs WHERE retention_metadata_days IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM messages WHERE job_id = jobs.id)"
             )
+            conn.execute("DELETE FROM webhook_deliveries WHERE expires_at <= ?", (now,))
         return data + gone
 
     # -- suppressions --------------------------------------------------------------------------
@@ -633,3 +678,187 @@ class SqliteStore:
         self.db.connection().execute(
             "DELETE FROM idempotency WHERE account_id = ? AND key = ?", (account_id, key)
         )
+
+    # -- engagement and campaigns ------------------------------------------------------------------
+    def record_engagement(
+        self, account_id: str, message_id: str, kind: str, at: float, detail: str | None = None
+    ) -> int | None:
+        column = _ENGAGEMENT_COLUMNS.get(kind)
+        if column is None:
+            raise ValueError(f"unknown engagement kind {kind!r}")
+        # One statement counts and logs, so concurrent opens each get their own number.
+        rows = (
+            self.db.connection()
+            .execute(
+                f"UPDATE messages SET {column} = {column} + 1, events = json_insert(events, '$[#]', json(?))"
+                f" WHERE id = ? AND account_id = ? RETURNING {column}",
+                (_event(at, kind, detail), message_id, account_id),
+            )
+            .fetchall()  # to the end: the statement (and its autocommit) completes
+        )
+        return int(rows[0][0]) if rows else None
+
+    def campaign_stats(self, account_id: str, campaign_id: str) -> CampaignStats | None:
+        conn = self.db.connection()
+        jobs = conn.execute(
+            "SELECT count(*) FROM jobs WHERE account_id = ? AND campaign_id = ?", (account_id, campaign_id)
+        ).fetchone()[0]
+        if not jobs:
+            return None
+        rows = conn.execute(
+            "SELECT m.status, count(*), sum(m.open_count > 0), sum(m.click_count > 0),"
+            " sum(m.unsubscribe_count > 0) FROM jobs j JOIN messages m ON m.job_id = j.id"
+            " WHERE j.account_id = ? AND j.campaign_id = ? GROUP BY m.status",
+            (account_id, campaign_id),
+        ).fetchall()
+        return CampaignStats(
+            campaign_id=campaign_id,
+            jobs=jobs,
+            counts={r[0]: r[1] for r in rows},
+            opened=sum(r[2] for r in rows),
+            clicked=sum(r[3] for r in rows),
+            unsubscribed=sum(r[4] for r in rows),
+        )
+
+    # -- webhooks ---------------------------------------------------------------------------------
+    def put_webhook(self, webhook: Webhook) -> None:
+        self.db.connection().execute(
+            "INSERT OR REPLACE INTO webhooks (account_id, id, name, url, secret, enabled, events, scope,"
+            " domains, created_at, updated_at, success_count, error_count, errors_since_last_success,"
+            " last_request_at, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                webhook.account_id,
+                webhook.id,
+                webhook.name,
+                webhook.url,
+                webhook.secret,
+                int(webhook.enabled),
+                json.dumps(webhook.events),
+                webhook.scope,
+                json.dumps(webhook.domains),
+                webhook.created_at,
+                webhook.updated_at,
+                webhook.success_count,
+                webhook.error_count,
+                webhook.errors_since_last_success,
+                webhook.last_request_at,
+                webhook.disabled_reason,
+            ),
+        )
+
+    def get_webhook(self, account_id: str, webhook_id: str) -> Webhook | None:
+        row = (
+            self.db.connection()
+            .execute("SELECT * FROM webhooks WHERE account_id = ? AND id = ?", (account_id, webhook_id))
+            .fetchone()
+        )
+        return _webhook(row) if row else None
+
+    def list_webhooks(self, account_id: str, limit: int, after: str | None) -> tuple[list[Webhook], bool]:
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT * FROM webhooks WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (account_id, after or "", limit + 1),
+            )
+            .fetchall()
+        )
+        return [_webhook(r) for r in rows[:limit]], len(rows) > limit
+
+    def delete_webhook(self, account_id: str, webhook_id: str) -> bool:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM webhook_deliveries WHERE account_id = ? AND webhook_id = ?",
+                (account_id, webhook_id),
+            )
+            cur = conn.execute(
+                "DELETE FROM webhooks WHERE account_id = ? AND id = ?", (account_id, webhook_id)
+            )
+        return cur.rowcount == 1
+
+    def record_webhook_attempt(
+        self, account_id: str, webhook_id: str, ok: bool, at: float, disable_after: int
+    ) -> Webhook | None:
+        # Every right-hand side reads the row as it was before this UPDATE.
+        failing = "(NOT :ok AND errors_since_last_success + 1 >= :disable_after)"
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE webhooks SET last_request_at = :at,"
+                " success_count = success_count + :ok, error_count = error_count + NOT :ok,"
+                " errors_since_last_success = CASE WHEN :ok THEN 0 ELSE errors_since_last_success + 1 END,"
+                f" disabled_reason = CASE WHEN enabled AND {failing} THEN :reason ELSE disabled_reason END,"
+                f" enabled = CASE WHEN {failing} THEN 0 ELSE enabled END"
+                " WHERE account_id = :account AND id = :id",
+                {
+                    "at": at,
+                    "ok": int(ok),
+                    "disable_after": disable_after,
+                    "reason": _AUTO_DISABLED.format(disable_after),
+                    "account": account_id,
+                    "id": webhook_id,
+                },
+            )
+            if cur.rowcount != 1:
+                return None
+            row = conn.execute(
+                "SELECT * FROM webhooks WHERE account_id = ? AND id = ?", (account_id, webhook_id)
+            ).fetchone()
+        return _webhook(row)
+
+    # -- webhook delivery log ---------------------------------------------------------------------
+    def put_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        self.db.connection().execute(
+            "INSERT OR REPLACE INTO webhook_deliveries (account_id, webhook_id, id, event_type, payload,"
+            " created_at, updated_at, status, attempts, next_attempt_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                delivery.account_id,
+                delivery.webhook_id,
+                delivery.id,
+                delivery.event_type,
+                delivery.payload,
+                delivery.created_at,
+                delivery.updated_at,
+                delivery.status,
+                json.dumps(delivery.attempts),
+                delivery.next_attempt_at,
+                delivery.expires_at,
+            ),
+        )
+
+    def get_webhook_delivery(
+        self, account_id: str, webhook_id: str, delivery_id: str
+    ) -> WebhookDelivery | None:
+        # Expired entries wait for purge_expired; until then they are already gone for readers.
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT * FROM webhook_deliveries WHERE account_id = ? AND webhook_id = ? AND id = ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (account_id, webhook_id, delivery_id, time.time()),
+            )
+            .fetchone()
+        )
+        return _delivery(row) if row else None
+
+    def list_webhook_deliveries(
+        self, account_id: str, webhook_id: str, limit: int, after: str | None
+    ) -> tuple[list[WebhookDelivery], bool]:
+        conn = self.db.connection()
+        where = ["account_id = ?", "webhook_id = ?", "(expires_at IS NULL OR expires_at > ?)"]
+        args: list[Any] = [account_id, webhook_id, time.time()]
+        if after:
+            # The cursor may have expired since the last page: its position still counts.
+            anchor = conn.execute(
+                "SELECT created_at, id FROM webhook_deliveries WHERE account_id = ? AND webhook_id = ? AND id = ?",
+                (account_id, webhook_id, after),
+            ).fetchone()
+            if anchor is not None:
+                where.append("(created_at, id) < (?, ?)")
+                args += [anchor["created_at"], anchor["id"]]
+        rows = conn.execute(
+            f"SELECT * FROM webhook_deliveries WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        return [_delivery(r) for r in rows[:limit]], len(rows) > limit
