@@ -51,17 +51,18 @@ def test_engagement_is_appended_to_the_message_events(store: Store, jobs: JobFac
     job, messages = jobs.create(chunk_sizes=(1,))
     store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
     store.finish_message(messages[0].id, MessageStatus.SENT)
-    # When it is opened, then clicked
-    store.record_engagement(job.account_id, messages[0].id, "opened", T0 + 10)
-    store.record_engagement(job.account_id, messages[0].id, "clicked", T0 + 20, "https://acme.test/x")
+    # When it is opened, then clicked (after the send: the log is in time order)
+    opened_at, clicked_at = time.time() + 10, time.time() + 20
+    store.record_engagement(job.account_id, messages[0].id, "opened", opened_at)
+    store.record_engagement(job.account_id, messages[0].id, "clicked", clicked_at, "https://acme.test/x")
     # Then both are in its event log, after the send, in order; the status is unchanged
     found = store.get_message(job.account_id, messages[0].id)
     assert found is not None
     assert found.status == MessageStatus.SENT
     assert [e["status"] for e in found.events] == ["sent", "opened", "clicked"]
     opened, clicked = found.events[1], found.events[2]
-    assert opened["time"] == T0 + 10 and opened["log"] == ""  # no detail: an empty log, like other events
-    assert clicked["time"] == T0 + 20 and clicked["log"] == "https://acme.test/x"
+    assert opened == {"time": opened_at, "status": "opened", "log": ""}  # no detail: "", as other events
+    assert clicked == {"time": clicked_at, "status": "clicked", "log": "https://acme.test/x"}
 
 
 def test_engagement_of_another_accounts_message_is_none(store: Store, jobs: JobFactory) -> None:
