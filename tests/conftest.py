@@ -3,6 +3,7 @@ driven with the canonical events from events/, and a real SMTP sink on loopback.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import socket
@@ -136,6 +137,10 @@ class ApiClient:
         headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():  # how the REST resolver replies
             headers[name.lower()] = ", ".join(values)
+        if result.get("isBase64Encoded"):
+            return Reply(result["statusCode"], base64.b64decode(text), headers)
+        if text and not headers.get("content-type", "application/json").startswith("application/json"):
+            return Reply(result["statusCode"], text, headers)  # HTML pages, redirects
         return Reply(result["statusCode"], json.loads(text) if text else None, headers)
 
     def post(self, path: str, body: Any = None, **kw: Any) -> Reply:

@@ -65,19 +65,19 @@ def test_a_chunk_delivered_to_two_workers_at_once_sends_each_message_once(
     assert recipients_at_sink(smtp_sink) == sorted(emails)
 
 
-def test_a_permanent_smtp_refusal_fails_only_that_message(
+def test_a_recipient_refused_with_550_bounces_only_that_message(
     api: ApiClient, worker: Worker, smtp_sink: SmtpSink, stores: Backends
 ) -> None:
-    # The sink refuses local parts starting with "bounce" with 550
+    # The sink refuses local parts starting with "bounce" with 550 5.1.1: a hard bounce
     job = submit(api, ["ok1@example.com", "bounce-me@example.com", "ok2@example.com"])
     worker.drain()
     assert recipients_at_sink(smtp_sink) == ["ok1@example.com", "ok2@example.com"]
-    failed = [m for m in stores.store.chunk_messages(job["job_id"], 0) if m.status == "failed"]
-    assert [(m.email, m.error_code) for m in failed] == [("bounce-me@example.com", "smtp_error")]
-    assert "550" in (failed[0].error_message or "")
+    bounced = [m for m in stores.store.chunk_messages(job["job_id"], 0) if m.status == "bounced"]
+    assert [(m.email, m.error_code) for m in bounced] == [("bounce-me@example.com", "bounced")]
+    assert "550" in (bounced[0].error_message or "")
     status = api.get(f"/api/v1/emails/jobs/{job['job_id']}").body
     assert status["state"] == "completed"
-    assert (status["counts"]["sent"], status["counts"]["failed"]) == (2, 1)
+    assert (status["counts"]["sent"], status["counts"]["bounced"], status["counts"]["failed"]) == (2, 1, 0)
     assert status["dead_letters"] == []
 
 
