@@ -128,12 +128,34 @@ def test_an_engagement_only_log_reads_back_with_the_message(
     at = time.time()
     assert store.record_engagement("acc_a", messages[0].id, "opened", at, None) == 1
     # Then every read shows the event (and no sent_at, which only the send's log write sets)
-    expected = [{"time": at, "status": "opened", "log": None}]
+    expected = [{"time": at, "status": "opened", "log": ""}]
     message = store.get_message("acc_a", messages[0].id)
     assert message is not None and message.events == expected and message.sent_at is None
     assert [m.events for m in store.chunk_messages(job.id, 0)] == [expected, []]
     listed, _ = store.list_messages("acc_a", MessageQuery())
     assert {m.id: m.events for m in listed}[messages[0].id] == expected
+
+
+def test_status_events_read_in_time_order_and_engagement_where_it_was_appended(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a delivery event whose log write overtook the send's own (the worker stalled between
+    # its transition and its log write), and an open recorded with an older clock
+    job, messages = jobs.create(chunk_sizes=(1,))
+    m = messages[0]
+    store.claim_messages(job.id, [m.id], LEASE)
+    held: list[dict[str, object]] = []
+    client.hooks["update_item"] = lambda real, kw: (
+        held.append(kw) if kw["Key"]["sk"]["S"] == "LOG" else real(**kw)
+    )
+    assert store.finish_message(m.id, MessageStatus.SENT)
+    del client.hooks["update_item"]
+    assert store.update_delivery_status("acc_a", m.id, MessageStatus.DELIVERED, [MessageStatus.SENT])
+    client._client.update_item(**held[0])  # the send's event lands last
+    store.record_engagement("acc_a", m.id, "opened", 1.0)
+    # Then the status events read in time order, the open where it was appended
+    found = store.get_message("acc_a", m.id)
+    assert found is not None and [e["status"] for e in found.events] == ["sent", "delivered", "opened"]
 
 
 def test_engagement_of_a_failed_or_expired_create_or_another_account_is_none(

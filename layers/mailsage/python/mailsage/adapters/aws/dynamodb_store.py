@@ -358,6 +358,20 @@ def _message_id(item: Item) -> str:
     return str(item[PARTITION_KEY]).removeprefix("MSG#")
 
 
+def _ordered_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log in the order it was written, except that status events are sorted by time among
+    themselves (in the places they hold): each is written just after its transition, so a delivery
+    event may overtake the send's own. Engagement events are recorded by their log write alone and
+    stay where they were appended."""
+    slots = [i for i, event in enumerate(events) if event.get("status") not in ENGAGEMENT_KINDS]
+    ordered = list(events)
+    for i, event in zip(
+        slots, sorted((events[i] for i in slots), key=lambda e: float(e["time"])), strict=True
+    ):
+        ordered[i] = event
+    return ordered
+
+
 def _may_have_events(state: Item, pos: int) -> bool:
     """Whether the message at `pos` may have a log item. Every transition that logs an event either
     counts an attempt (finish, release) or leaves these statuses (cancel_message, expire_unsent,
@@ -378,7 +392,7 @@ def _message(
     item: Item, state: Item, created_at: float, variables: dict[str, Any], log: Item | None
 ) -> Message:
     pos = int(item["pos"])
-    events = sorted(log.get("events", []), key=lambda e: float(e["time"])) if log else []
+    events = _ordered_events(log.get("events", [])) if log else []
     return Message(
         id=_message_id(item),
         job_id=item["job_id"],
@@ -1533,7 +1547,7 @@ class DynamoStore:
         sets = ["#events = list_append(if_not_exists(#events, :empty), :event)"]
         values: dict[str, Any] = {
             ":empty": [],
-            ":event": [{"time": at, "status": kind, "log": detail}],
+            ":event": [{"time": at, "status": kind, "log": detail or ""}],  # "" like other events
             ":one": 1,
         }
         if message.get(TTL_ATTRIBUTE) is not None:  # the log expires with the message's records
