@@ -481,3 +481,58 @@ def test_the_sample_event_is_a_valid_delivery(store: Store, webhooks_handler: An
     assert result == {"batchItemFailures": []}
     body = json.loads(event["Records"][0]["body"])
     assert logged(store, body).attempts[0]["error"] == "webhook deleted"
+
+
+# -- the embedded runtime -------------------------------------------------------------------------
+
+
+def test_the_local_runtime_delivers_events_to_a_webhook(
+    data_dir: Any, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mailsage serve` end to end in-process: the api accepts a send, the sender hands it to the
+    sink, the sink's delivery notification goes through the events loop, and the webhook loop posts
+    every event, signed, to the endpoint."""
+    import requests
+
+    from mailsage.local.runtime import LocalRuntime, RuntimeConfig
+    from tests.conftest import free_port
+
+    config = RuntimeConfig(data_dir, port=free_port(), smtp_port=free_port(), workers=1)
+    for name, value in {
+        "MAILSAGE_SMTP_URL": f"smtp://127.0.0.1:{config.smtp_port}",
+        "MAILSAGE_PUBLIC_URL": f"http://127.0.0.1:{config.port}",
+    }.items():
+        monkeypatch.setenv(name, value)  # restored after the test (the runtime sets what is unset)
+    runtime = LocalRuntime(config)
+    account_id, key = runtime.start()
+    try:
+        assert runtime.backends is not None
+        now = time.time()
+        webhook = Webhook(
+            id=str(uuid.uuid4()),
+            account_id=account_id,
+            name="local",
+            url=receiver.url,
+            secret=SECRET,
+            enabled=True,
+            events=["job.completed", "message.delivered", "message.reception"],
+            created_at=now,
+            updated_at=now,
+        )
+        runtime.backends.store.put_webhook(webhook)
+        reply = requests.post(
+            f"http://127.0.0.1:{config.port}/api/v1/emails/send",
+            json={"recipient": {"email": "user@example.com"}, "subject": "s", "body": "b"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert reply.status_code == 202, reply.text
+        requests_ = receiver.wait_for(3, timeout=20)
+    finally:
+        runtime.stop()
+    assert all(r.verified for r in requests_)
+    payloads = [json.loads(r.body) for r in requests_]
+    assert sorted(p["type"] for p in payloads) == ["job.completed", "message.delivered", "message.reception"]
+    delivered = next(p for p in payloads if p["type"] == "message.delivered")
+    assert delivered["data"]["id"] == reply.json()["message_id"]
+    assert delivered["webhook_id"] == webhook.id

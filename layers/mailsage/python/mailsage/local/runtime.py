@@ -1,5 +1,14 @@
-"""`mailsage serve`: the HTTP front door, the sender worker loop, the scheduler loop and the SMTP
-sink in one process, all on one data directory that survives restarts."""
+"""`mailsage serve`: the HTTP front door, the sender worker loops, the scheduler loop, the events
+and webhook loops and the SMTP sink in one process, all on one data directory that survives
+restarts.
+
+Each loop plays a Lambda SQS event source: it receives from a queue, invokes the real handler of
+`functions/<name>/` with an SQS-shaped event and deletes what the handler did not report as failed.
+- send queue -> functions/sender
+- events queue -> functions/events: what SES's configuration set delivers on AWS; locally the
+  built-in sink's notifications (delivery, complaint) go there
+- webhook queue -> functions/webhooks: signed POSTs to the accounts' endpoints
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,9 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,10 +30,19 @@ from mailsage.domain.auth import AuthService
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.local.events import api_gateway_event, sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
-from mailsage.settings import ApiSettings
+from mailsage.ports import Queue
+from mailsage.settings import ApiSettings, CommonSettings
 from mailsage.wiring import Backends, backends
 
 log = logging.getLogger("mailsage.local")
+
+# Records per handler invocation, as the stack's event sources (infra/stack.py) pass them.
+SENDER_BATCH = 10
+EVENTS_BATCH = 10
+WEBHOOKS_BATCH = 2  # each POST may take the whole webhook timeout
+# The sink notifies while it accepts a message, before its 250 reply, so before the sender has
+# recorded the message as sent; like SES's events, the notification arrives a moment later.
+NOTIFICATION_DELAY_SECONDS = 1.0
 
 
 @dataclass
@@ -63,15 +83,23 @@ class LocalRuntime:
         self._http: ThreadingHTTPServer | None = None
         self._sink: Any = None
         self.backends: Backends | None = None
+        self.events_queue: Queue | None = None  # SES-shaped notifications for the events function
+        self._notifier: _DelayedNotifications | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> tuple[str, str]:
         cfg = self.config
         os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
+        # Tracking pixels, tracked links and unsubscribe URLs point at this server unless told otherwise.
+        os.environ.setdefault("MAILSAGE_PUBLIC_URL", f"http://{cfg.host}:{cfg.port}")
+        self.events_queue = _events_queue(CommonSettings())
         if cfg.sink:
             from mailsage.local.sink import SmtpSink
 
-            self._sink = SmtpSink(cfg.data_dir / "outbox", cfg.smtp_port, cfg.host)
+            if self.events_queue is not None:
+                self._notifier = _DelayedNotifications(self.events_queue, NOTIFICATION_DELAY_SECONDS)
+                self._spawn("sink-notifications", partial(self._notifier.run, self._stopping))
+            self._sink = SmtpSink(cfg.data_dir / "outbox", cfg.smtp_port, cfg.host, notify=self._notifier)
             self._sink.start()
             # Mail goes to the sink unless a real relay is named.
             os.environ.setdefault("MAILSAGE_SMTP_URL", f"smtp://{cfg.host}:{cfg.smtp_port}")
@@ -85,7 +113,14 @@ class LocalRuntime:
         self._recover()
 
         for i in range(cfg.workers):
-            self._spawn(f"worker-{i}", self._worker_loop)
+            self._spawn(f"worker-{i}", partial(self._pump, self.backends.queue, "sender", SENDER_BATCH))
+        if self.events_queue is not None:
+            self._spawn("events", partial(self._pump, self.events_queue, "events", EVENTS_BATCH))
+        if self.backends.webhooks is not None:  # on AWS only with MAILSAGE_WEBHOOK_QUEUE_URL
+            for i in range(cfg.workers):
+                self._spawn(
+                    f"webhooks-{i}", partial(self._pump, self.backends.webhooks, "webhooks", WEBHOOKS_BATCH)
+                )
         self._spawn("scheduler", self._scheduler_loop)
         self._http = ThreadingHTTPServer((cfg.host, cfg.port), _request_handler(api, ApiSettings()))
         self._http.daemon_threads = True
@@ -102,6 +137,8 @@ class LocalRuntime:
             thread.join(timeout=60)
         if self._sink is not None:
             self._sink.stop()
+        if self._notifier is not None:
+            self._notifier.flush()  # kept in the events queue for the next start
 
     def wait(self) -> None:
         try:
@@ -124,19 +161,22 @@ class LocalRuntime:
             enqueue_chunks(queue, account_id, job_id, store.pending_chunks(job_id))
 
     # -- loops ------------------------------------------------------------------------------
-    def _worker_loop(self) -> None:
-        assert self.backends is not None
-        queue = self.backends.queue
-        sender = load_handler("sender")  # one per worker, like one Lambda execution environment
+    def _pump(self, queue: Queue, function: str, batch: int) -> None:
+        """One Lambda execution environment behind an SQS event source: receive up to `batch`
+        records, invoke the handler with them, delete what it did not report as failed (those come
+        back after their retry delay or the visibility timeout)."""
+        handler = load_handler(function)  # one per loop, like one warm execution environment
         while not self._stopping.is_set():
-            received = queue.receive(max_messages=10, wait_seconds=1.0)
+            received = queue.receive(max_messages=batch, wait_seconds=1.0)
             if not received:
                 self._stopping.wait(0.05)  # an empty receive may return at once (no long polling)
                 continue
             try:
-                result = sender.lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))
+                result = handler.lambda_handler(sqs_event(received), LocalContext(f"mailsage-{function}"))
             except Exception:
-                log.exception("sender invocation failed; its chunks return after the visibility timeout")
+                log.exception(
+                    "%s invocation failed; its records return after the visibility timeout", function
+                )
                 continue
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
             for r in received:
@@ -157,6 +197,77 @@ class LocalRuntime:
             if now - last_purge >= 60:  # retention: what DynamoDB's TTL does on AWS
                 self.backends.store.purge_expired(now)
                 last_purge = now
+
+
+class _DelayedNotifications:
+    """The sink's `notify`: each notification goes onto the events queue `delay` seconds later
+    (one thread, in order)."""
+
+    def __init__(self, queue: Queue, delay: float) -> None:
+        self.queue = queue
+        self.delay = delay
+        self._pending: deque[tuple[float, dict[str, Any]]] = deque()
+        self._changed = threading.Condition()
+
+    def __call__(self, notification: dict[str, Any]) -> None:
+        with self._changed:
+            self._pending.append((time.monotonic() + self.delay, notification))
+            self._changed.notify()
+
+    def run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            with self._changed:
+                if not self._pending:
+                    self._changed.wait(0.5)
+                    continue
+                wait = self._pending[0][0] - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(min(wait, 0.5))
+                    continue
+                due = []
+                while self._pending and self._pending[0][0] <= time.monotonic():
+                    due.append(self._pending.popleft()[1])
+            self._send(due)
+        self.flush()
+
+    def flush(self) -> None:
+        with self._changed:
+            due = [notification for _, notification in self._pending]
+            self._pending.clear()
+        self._send(due)
+
+    def _send(self, notifications: list[dict[str, Any]]) -> None:
+        if not notifications:
+            return
+        try:
+            self.queue.send(notifications)
+        except Exception:
+            log.exception(
+                "%d sink notifications could not be queued for the events function", len(notifications)
+            )
+
+
+def _events_queue(settings: CommonSettings) -> Queue | None:
+    """Where SES-shaped notifications wait for the events function: a queue in the SQLite database;
+    on AWS the SQS queue named by MAILSAGE_EVENTS_QUEUE_URL (the stack's events queue), or none."""
+    if settings.backend == "sqlite":
+        from mailsage.adapters.sqlite.queue import SqliteQueue
+        from mailsage.adapters.sqlite.store import SqliteStore
+
+        store = backends(settings).store  # the same database as every other local queue
+        assert isinstance(store, SqliteStore)
+        return SqliteQueue(
+            store.db,
+            "events",
+            visibility_timeout=settings.queue_visibility_seconds,
+            max_receives=settings.queue_max_receives,
+        )
+    url = os.environ.get("MAILSAGE_EVENTS_QUEUE_URL")
+    if not url:
+        return None
+    from mailsage.adapters.aws.sqs_queue import SqsQueue
+
+    return SqsQueue(url)
 
 
 def _request_handler(api: HandlerPool, settings: ApiSettings) -> type[BaseHTTPRequestHandler]:
