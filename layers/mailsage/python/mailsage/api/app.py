@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
 from mailsage.api import errors, idempotency, security, tracking, v2
-from mailsage.api.v1 import emails, templates
+from mailsage.api.v1 import campaigns, emails, templates, webhooks
 from mailsage.settings import ApiSettings
 
 
@@ -25,7 +25,10 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
     errors.install(app, gate)
     app.include_router(emails.router, prefix="/api/v1/emails")
     app.include_router(templates.router, prefix="/api/v1/templates")
+    app.include_router(webhooks.router_for(settings), prefix="/api/v1/webhooks")
+    app.include_router(campaigns.router_for(settings), prefix="/api/v1/campaigns")
     app.include_router(v2.router, prefix="/v2")
+    app.include_router(v2.webhooks_router(settings), prefix="/v2")
     app.include_router(tracking.router)  # /t/... and /u/...: reached from mail, no API key
     return app
 

@@ -1,0 +1,246 @@
+"""`/v2/accounts/{account_id}/webhooks`: AhaSend's webhook endpoints (list, create, get, update,
+delete), wire-compatible with the contract's `Webhook`, `CreatedWebhook`, `CreateWebhookRequest`,
+`UpdateWebhookRequest` and `PaginatedWebhooksResponse`.
+
+A webhook's `on_*` flags are its subscriptions to the event types of `EVENT_FLAGS`. MailSage's own
+job.* events have no flag: a webhook created here never gets them, and one created on v1 keeps its
+job.* subscriptions, unseen here, across an update here.
+
+The routes need the app's settings (the webhook queue, whether private URLs are allowed), so the
+router is made per app by `router_for(settings)`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel, Field
+
+from mailsage.api.security import services_of
+from mailsage.api.v2.models import Lenient, PaginationInfo, SuccessResponse, responses
+from mailsage.domain.messages_v2 import iso
+from mailsage.domain.models import EVENT_FLAGS
+from mailsage.domain.models import Webhook as DomainWebhook
+from mailsage.domain.webhooks import WebhookService
+from mailsage.settings import ApiSettings
+from mailsage.wiring import webhook_service
+
+WEBHOOKS = "/accounts/<account_id>/webhooks"
+
+# on_* flag -> the event type it subscribes to
+FLAG_EVENTS: dict[str, str] = {flag: event for event, flag in EVENT_FLAGS.items() if flag is not None}
+
+_SCOPED_TEXT = '"global": every event of the account; "scoped": only events of mail from one of `domains`.'
+
+
+# -- requests ----------------------------------------------------------------------------------------
+
+
+class CreateWebhookRequest(Lenient):
+    name: str = Field(max_length=255)
+    url: str = Field(max_length=2048)
+    enabled: bool | None = True
+    on_reception: bool | None = False
+    on_delivered: bool | None = False
+    on_transient_error: bool | None = False
+    on_failed: bool | None = False
+    on_bounced: bool | None = False
+    on_suppressed: bool | None = False
+    on_opened: bool | None = False
+    on_clicked: bool | None = False
+    on_suppression_created: bool | None = False
+    on_dns_error: bool | None = False
+    scope: Literal["global", "scoped"] = Field(description=_SCOPED_TEXT)
+    domains: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        None, max_length=100, description="Required (non-empty) for scoped; ignored for global."
+    )
+
+
+class UpdateWebhookRequest(Lenient):
+    """Omitted or null fields are unchanged."""
+
+    name: str | None = Field(None, max_length=255)
+    url: str | None = Field(None, max_length=2048)
+    enabled: bool | None = None
+    on_reception: bool | None = None
+    on_delivered: bool | None = None
+    on_transient_error: bool | None = None
+    on_failed: bool | None = None
+    on_bounced: bool | None = None
+    on_suppressed: bool | None = None
+    on_opened: bool | None = None
+    on_clicked: bool | None = None
+    on_suppression_created: bool | None = None
+    on_dns_error: bool | None = None
+    scope: Literal["global", "scoped"] | None = None
+    domains: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        None,
+        max_length=100,
+        description="null: unchanged. Global -> scoped needs a non-empty array; on a scoped webhook an"
+        " array replaces the domains ([] clears them); ignored when the result is global.",
+    )
+
+
+# -- replies -----------------------------------------------------------------------------------------
+
+
+class Webhook(BaseModel):
+    object: Literal["webhook"] = "webhook"
+    id: str
+    created_at: str
+    updated_at: str
+    name: str
+    url: str
+    enabled: bool
+    on_reception: bool
+    on_delivered: bool
+    on_transient_error: bool
+    on_failed: bool
+    on_bounced: bool
+    on_suppressed: bool
+    on_opened: bool
+    on_clicked: bool
+    on_suppression_created: bool
+    on_dns_error: bool
+    scope: Literal["global", "scoped"]
+    domains: list[str] = Field(description="Always present; [] for a global webhook.")
+    success_count: int
+    error_count: int
+    errors_since_last_success: int
+    last_request_at: str | None
+
+
+class CreatedWebhook(Webhook):
+    secret: str = Field(description="The signing secret; returned only when the webhook is created.")
+
+
+class PaginatedWebhooksResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Webhook]
+    pagination: PaginationInfo
+
+
+def _fields(w: DomainWebhook) -> dict[str, Any]:
+    events = set(w.events)
+    return {
+        "id": w.id,
+        "created_at": iso(w.created_at),
+        "updated_at": iso(w.updated_at),
+        "name": w.name,
+        "url": w.url,
+        "enabled": w.enabled,
+        **{flag: event in events for flag, event in FLAG_EVENTS.items()},
+        "scope": w.scope,
+        "domains": list(w.domains) if w.scope == "scoped" else [],
+        "success_count": w.success_count,
+        "error_count": w.error_count,
+        "errors_since_last_success": w.errors_since_last_success,
+        "last_request_at": iso(w.last_request_at) if w.last_request_at is not None else None,
+    }
+
+
+def webhook_reply(w: DomainWebhook) -> Webhook:
+    return Webhook(**_fields(w))
+
+
+def _flags(body: BaseModel) -> dict[str, bool]:
+    """event type -> on/off, for each flag given (not null)."""
+    values = body.model_dump()
+    return {event: bool(values[flag]) for flag, event in FLAG_EVENTS.items() if values.get(flag) is not None}
+
+
+# -- routes ------------------------------------------------------------------------------------------
+
+
+def router_for(settings: ApiSettings) -> APIGatewayRouter:
+    router = APIGatewayRouter()
+
+    def webhooks() -> tuple[WebhookService, str]:
+        _, account = services_of()
+        return webhook_service(settings), account
+
+    @router.get(WEBHOOKS, responses=responses(200, PaginatedWebhooksResponse))
+    def list_webhooks(
+        account_id: str,
+        enabled: Annotated[bool | None, Query(description="Only enabled (true) or disabled (false)")] = None,
+        on_reception: Annotated[bool | None, Query()] = None,
+        on_delivered: Annotated[bool | None, Query()] = None,
+        on_transient_error: Annotated[bool | None, Query()] = None,
+        on_failed: Annotated[bool | None, Query()] = None,
+        on_bounced: Annotated[bool | None, Query()] = None,
+        on_suppressed: Annotated[bool | None, Query()] = None,
+        on_opened: Annotated[bool | None, Query()] = None,
+        on_clicked: Annotated[bool | None, Query()] = None,
+        on_suppression_created: Annotated[bool | None, Query()] = None,
+        on_dns_error: Annotated[bool | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 100,
+        after: Annotated[str | None, Query(max_length=128)] = None,
+        before: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> PaginatedWebhooksResponse:
+        service, account = webhooks()
+        given = {
+            "on_reception": on_reception,
+            "on_delivered": on_delivered,
+            "on_transient_error": on_transient_error,
+            "on_failed": on_failed,
+            "on_bounced": on_bounced,
+            "on_suppressed": on_suppressed,
+            "on_opened": on_opened,
+            "on_clicked": on_clicked,
+            "on_suppression_created": on_suppression_created,
+            "on_dns_error": on_dns_error,
+        }
+        subscribed = {FLAG_EVENTS[flag]: value for flag, value in given.items() if value is not None}
+        page = service.list(account, limit, after, before=before, enabled=enabled, subscribed=subscribed)
+        return PaginatedWebhooksResponse(
+            data=[webhook_reply(w) for w in page.items],
+            pagination=PaginationInfo(
+                has_more=page.has_more, next_cursor=page.next_cursor, previous_cursor=page.previous_cursor
+            ),
+        )
+
+    @router.post(WEBHOOKS, responses=responses(201, CreatedWebhook, 409, 422))
+    def create_webhook(account_id: str, body: CreateWebhookRequest) -> Response[CreatedWebhook]:
+        service, account = webhooks()
+        webhook = service.create(
+            account,
+            body.name,
+            body.url,
+            [event for event, on in _flags(body).items() if on],
+            enabled=True if body.enabled is None else body.enabled,
+            scope=body.scope,
+            domains=body.domains,
+        )
+        reply = CreatedWebhook(**_fields(webhook), secret=webhook.secret)
+        return Response(201, content_types.APPLICATION_JSON, reply)
+
+    @router.get(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
+    def get_webhook(account_id: str, webhook_id: str) -> Webhook:
+        service, account = webhooks()
+        return webhook_reply(service.get(account, webhook_id))
+
+    @router.put(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
+    def update_webhook(account_id: str, webhook_id: str, body: UpdateWebhookRequest) -> Webhook:
+        service, account = webhooks()
+        webhook = service.update(
+            account,
+            webhook_id,
+            name=body.name,
+            url=body.url,
+            enabled=body.enabled,
+            subscribe=_flags(body),
+            scope=body.scope,
+            domains=body.domains,
+        )
+        return webhook_reply(webhook)
+
+    @router.delete(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, SuccessResponse, 404))
+    def delete_webhook(account_id: str, webhook_id: str) -> SuccessResponse:
+        service, account = webhooks()
+        service.delete(account, webhook_id)
+        return SuccessResponse(message=f"webhook {webhook_id} deleted")
+
+    return router
