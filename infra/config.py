@@ -72,6 +72,13 @@ def _sender_max_attempts() -> int:
     return int(SenderSettings.model_fields["max_attempts"].default)
 
 
+def _webhook_max_attempts() -> int:
+    """The webhooks function's MAILSAGE_WEBHOOK_MAX_ATTEMPTS default."""
+    from mailsage.settings import WebhooksSettings
+
+    return int(WebhooksSettings.model_fields["webhook_max_attempts"].default)
+
+
 def _default_from() -> str:
     from mailsage.settings import ApiSettings
 
@@ -101,6 +108,13 @@ class MailSageConfig:
     @property
     def is_prod(self) -> bool:
         return self.stage == "prod"
+
+    @property
+    def webhook_max_receive_count(self) -> int:
+        """Receives before a webhook delivery is dead-lettered: past the webhooks function's own
+        MAILSAGE_WEBHOOK_MAX_ATTEMPTS (it records the delivery as failed on its last attempt), with
+        room for a receive or two lost to a crashed invocation."""
+        return max(self.max_receive_count, _webhook_max_attempts() + 2)
 
     @property
     def deps_layer_dir(self) -> Path:

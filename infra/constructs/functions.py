@@ -43,7 +43,9 @@ API = FunctionSpec("api", "MailSage HTTP API (validate, pre-render, persist, enq
 SENDER = FunctionSpec("sender", "MailSage sender: delivers queued chunks via SES or SMTP", 1024, 120)
 INGEST = FunctionSpec("ingest", "MailSage ingest: send requests dropped on the ingest queue", 1024, 60)
 EVENTS = FunctionSpec("events", "MailSage events: applies SES notifications to message status", 512, 30)
-FUNCTIONS = (API, SENDER, INGEST, EVENTS)
+# Network-bound: each record is one POST of at most MAILSAGE_WEBHOOK_TIMEOUT_SECONDS (10 s).
+WEBHOOKS = FunctionSpec("webhooks", "MailSage webhooks: posts signed events to customer endpoints", 512, 30)
+FUNCTIONS = (API, SENDER, INGEST, EVENTS, WEBHOOKS)
 
 
 class SharedLayers(Construct):

@@ -1,5 +1,5 @@
-"""The three work queues (send, ingest, events), each with its dead-letter queue, and the one way
-a function consumes a queue."""
+"""The four work queues (send, ingest, events, webhooks), each with its dead-letter queue, and the
+one way a function consumes a queue."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import MailSageConfig
-from infra.constructs.functions import EVENTS, INGEST, SENDER, FunctionSpec
+from infra.constructs.functions import EVENTS, INGEST, SENDER, WEBHOOKS, FunctionSpec
 
 # AWS's guidance for Lambda consumers: visibility timeout at least six times the function timeout,
 # so a message is not redelivered while a (retried) invocation still holds it.
 VISIBILITY_FACTOR = 6
+# How long a message may wait in a work queue. It must hold a webhook delivery through its whole
+# backoff (about 15 hours with the default MAILSAGE_WEBHOOK_* settings).
+RETENTION = cdk.Duration.days(4)
 
 
 def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
@@ -32,7 +35,13 @@ class WorkQueue(Construct):
     """A queue consumed by one function, dead-lettered after `max_receive_count` receives."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, consumer: FunctionSpec, config: MailSageConfig
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        consumer: FunctionSpec,
+        config: MailSageConfig,
+        max_receive_count: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.consumer = consumer
@@ -41,10 +50,12 @@ class WorkQueue(Construct):
             self,
             "Queue",
             visibility_timeout=cdk.Duration.seconds(consumer.timeout_seconds * VISIBILITY_FACTOR),
-            retention_period=cdk.Duration.days(4),
+            retention_period=RETENTION,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=config.max_receive_count),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dlq, max_receive_count=max_receive_count or config.max_receive_count
+            ),
         )
 
     def consume_with(self, function: lambda_.IFunction, *, batch_size: int, max_concurrency: int) -> None:
@@ -66,7 +77,16 @@ class Queues(Construct):
         self.send = WorkQueue(self, "Send", consumer=SENDER, config=config)
         self.ingest = WorkQueue(self, "Ingest", consumer=INGEST, config=config)
         self.events = WorkQueue(self, "Events", consumer=EVENTS, config=config)
+        # The webhooks function retries a delivery through this queue (ChangeMessageVisibility, up to
+        # 6 h a time) and gives it up itself; the redrive only catches what it never got to finish.
+        self.webhooks = WorkQueue(
+            self,
+            "Webhooks",
+            consumer=WEBHOOKS,
+            config=config,
+            max_receive_count=config.webhook_max_receive_count,
+        )
 
     @property
     def all(self) -> dict[str, WorkQueue]:
-        return {"send": self.send, "ingest": self.ingest, "events": self.events}
+        return {"send": self.send, "ingest": self.ingest, "events": self.events, "webhooks": self.webhooks}

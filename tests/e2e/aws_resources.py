@@ -5,6 +5,7 @@ configured exactly as the stack would configure them."""
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,9 @@ import boto3
 TABLE, QUEUE = "AWS::DynamoDB::Table", "AWS::SQS::Queue"
 GROUP, CONFIG_SET = "AWS::Scheduler::ScheduleGroup", "AWS::SES::ConfigurationSet"
 ROLE, TOPIC = "AWS::IAM::Role", "AWS::SNS::Topic"
+SECRET = "AWS::SecretsManager::Secret"
+REST_API, STAGE = "AWS::ApiGateway::RestApi", "AWS::ApiGateway::Stage"
+ACCOUNT_ID = "123456789012"  # moto's default account
 
 
 @dataclass
@@ -55,7 +59,24 @@ class StackOnMoto:
         for lid in self.of_type(TOPIC):
             arn = boto3.client("sns", region_name=self.region).create_topic(Name=lid[:256])["TopicArn"]
             self.physical[lid] = Physical(arn, {"TopicArn": arn, "TopicName": lid})
+        for lid, res in self.of_type(SECRET).items():
+            self._secret(lid, res.get("Properties", {}))
+        # The REST API is not created (the runtime serves HTTP itself); its id and stage only make up
+        # URLs such as the sender's MAILSAGE_PUBLIC_URL.
+        for lid in self.of_type(REST_API):
+            self.physical[lid] = Physical(lid.lower()[:10], {"RootResourceId": "root"})
+        for lid, res in self.of_type(STAGE).items():
+            self.physical[lid] = Physical(str(res["Properties"]["StageName"]))
         return self
+
+    def _secret(self, lid: str, props: dict[str, Any]) -> None:
+        """A secret with a generated value (GenerateSecretString) or the template's SecretString.
+        `Ref` of a secret is its ARN, which GetSecretValue accepts as the SecretId."""
+        generate = props.get("GenerateSecretString")
+        value = secrets.token_hex(max(16, int(generate.get("PasswordLength", 32)) // 2)) if generate else None
+        kwargs: dict[str, Any] = {"Name": lid, "SecretString": value or str(props.get("SecretString", ""))}
+        arn = boto3.client("secretsmanager", region_name=self.region).create_secret(**kwargs)["ARN"]
+        self.physical[lid] = Physical(arn, {"Id": arn})
 
     def _queue(self, lid: str, props: dict[str, Any]) -> None:
         sqs = boto3.client("sqs", region_name=self.region)
@@ -98,6 +119,14 @@ class StackOnMoto:
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict):
             if "Ref" in value:
+                pseudo = {
+                    "AWS::Region": self.region,
+                    "AWS::URLSuffix": "amazonaws.com",
+                    "AWS::AccountId": ACCOUNT_ID,
+                    "AWS::Partition": "aws",
+                }
+                if value["Ref"] in pseudo:
+                    return pseudo[value["Ref"]]
                 return self.physical[value["Ref"]].ref
             if "Fn::GetAtt" in value:
                 lid, attr = value["Fn::GetAtt"]

@@ -20,10 +20,11 @@ from infra.config import (
     MailSageConfig,
 )
 from mailsage.adapters.aws import table as table_schema
-from mailsage.settings import SenderSettings
+from mailsage.domain.webhook_delivery import WebhookPolicy
+from mailsage.settings import SenderSettings, WebhooksSettings
 from tests.infra.conftest import CONFIGURED, ROOT, Synthesized, cdk_json_context
 
-FUNCTION_NAMES = ("api", "sender", "ingest", "events")
+FUNCTION_NAMES = ("api", "sender", "ingest", "events", "webhooks")
 CONFIGURED_IDENTITIES: list[str] = CONFIGURED["sender_identities"]
 SETTINGS_CALL = re.compile(r"^settings = (\w+Settings)\(\)", re.MULTILINE)
 
@@ -113,24 +114,45 @@ def queue_ids(s: Synthesized) -> tuple[dict[str, dict[str, Any]], dict[str, dict
     return work, {k: v for k, v in queues.items() if k not in work}
 
 
+def webhook_queue_id(s: Synthesized) -> str:
+    [queue_id] = [k for k in queue_ids(s)[0] if k.startswith("QueuesWebhooks")]
+    return queue_id
+
+
+def signing_secret_id(s: Synthesized) -> str:
+    [secret_id] = s.resources("AWS::SecretsManager::Secret")
+    return secret_id
+
+
+def secret_resources(statements: list[dict[str, Any]]) -> list[Any]:
+    """Every resource a secretsmanager action is allowed on."""
+    return [
+        r
+        for st in statements
+        if st["Effect"] == "Allow" and any(a.startswith("secretsmanager:") for a in as_list(st["Action"]))
+        for r in as_list(st["Resource"])
+    ]
+
+
 # --- what gets deployed ------------------------------------------------------------------------
 
 
 def test_resource_counts(synthesized: Synthesized) -> None:
     t = synthesized.template
-    t.resource_count_is("AWS::Lambda::Function", 4)
+    t.resource_count_is("AWS::Lambda::Function", 5)
     t.resource_count_is("AWS::Lambda::LayerVersion", 2)
-    t.resource_count_is("AWS::SQS::Queue", 7)  # 3 work queues, their 3 DLQs, the scheduler's DLQ
+    t.resource_count_is("AWS::SQS::Queue", 9)  # 4 work queues, their 4 DLQs, the scheduler's DLQ
     t.resource_count_is("AWS::DynamoDB::Table", 1)
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
     t.resource_count_is("AWS::SES::ConfigurationSet", 1)
     t.resource_count_is("AWS::SNS::Topic", 2)  # SES events, alarms
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
-    t.resource_count_is("AWS::Lambda::EventSourceMapping", 3)
+    t.resource_count_is("AWS::Lambda::EventSourceMapping", 4)
     t.resource_count_is("AWS::SES::EmailIdentity", 0)  # none by default
-    # 3 DLQs + 4 functions x (errors, throttles) + API 5XX
-    assert len(synthesized.resources("AWS::CloudWatch::Alarm")) >= 12
+    t.resource_count_is("AWS::SecretsManager::Secret", 1)  # the URL signing key
+    # 4 DLQs + the scheduler's DLQ + 5 functions x (errors, throttles) + API 5XX
+    assert len(synthesized.resources("AWS::CloudWatch::Alarm")) >= 16
 
 
 def test_every_function_has_its_source_under_functions(synthesized: Synthesized) -> None:
@@ -255,7 +277,7 @@ def test_every_sqs_event_source_reports_batch_item_failures_with_max_concurrency
     synthesized: Synthesized,
 ) -> None:
     mappings = synthesized.resources("AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 3
+    assert len(mappings) == 4
     for mapping in mappings.values():
         props = mapping["Properties"]
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -273,11 +295,13 @@ def test_every_sqs_event_source_reports_batch_item_failures_with_max_concurrency
 def test_each_work_queue_redrives_to_its_own_dead_letter_queue(synthesized: Synthesized) -> None:
     work, dead = queue_ids(synthesized)
     dead = {k: v for k, v in dead.items() if not k.startswith("SchedulingDeadLetters")}
-    assert len(work) == 3 and len(dead) == 3
+    assert len(work) == 4 and len(dead) == 4
     targets = set()
-    for queue in work.values():
+    for queue_id, queue in work.items():
         redrive = queue["Properties"]["RedrivePolicy"]
         targets.add(redrive["deadLetterTargetArn"]["Fn::GetAtt"][0])
+        if queue_id.startswith("QueuesWebhooks"):
+            continue  # its own count: test_the_webhook_queue_outlasts_every_retry
         assert redrive["maxReceiveCount"] == cdk_json_context()["max_receive_count"] == 8
         # the sender gives a chunk up itself before the queue dead-letters it
         assert redrive["maxReceiveCount"] > SenderSettings.model_fields["max_attempts"].default
@@ -386,9 +410,11 @@ def test_resource_star_only_for_xray(synthesized: Synthesized, configured: Synth
 
 
 def test_api_cannot_send_email(synthesized: Synthesized) -> None:
-    granted = actions(function_statements(synthesized, "api"))
+    statements = function_statements(synthesized, "api")
+    granted = actions(statements)
     assert not [a for a in granted if a.startswith("ses:") and "Send" in a]
-    assert not [a for a in granted if a.startswith("secretsmanager:")]
+    # secrets: the URL signing key only (it verifies tracking and unsubscribe links)
+    assert secret_resources(statements) == [{"Ref": signing_secret_id(synthesized)}]
 
 
 def test_sender_reads_and_writes_items_but_cannot_drop_the_table(synthesized: Synthesized) -> None:
@@ -401,13 +427,13 @@ def test_sender_reads_and_writes_items_but_cannot_drop_the_table(synthesized: Sy
 
 def test_sender_consumes_the_send_queue_only(synthesized: Synthesized) -> None:
     statements = function_statements(synthesized, "sender")
-    send_queue = next(
-        k for k, v in queue_ids(synthesized)[0].items() if refers_to(environment(synthesized, "sender"), k)
-    )
+    send_queue = environment(synthesized, "sender")["MAILSAGE_SEND_QUEUE_URL"]["Ref"]
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         (statement,) = statements_with(statements, action)
         assert as_list(statement["Resource"]) == [{"Fn::GetAtt": [send_queue, "Arn"]}]
-    assert not statements_with(statements, "sqs:SendMessage")
+    # it sends only events, to the webhook queue
+    (send,) = statements_with(statements, "sqs:SendMessage")
+    assert as_list(send["Resource"]) == [{"Fn::GetAtt": [webhook_queue_id(synthesized), "Arn"]}]
 
 
 def test_sender_sends_with_the_configuration_set_and_account_identities_by_default(
@@ -418,7 +444,8 @@ def test_sender_sends_with_the_configuration_set_and_account_identities_by_defau
     assert set(as_list(statement["Action"])) == {"ses:SendEmail", "ses:SendRawEmail"}
     resources = json.dumps(statement["Resource"])
     assert ":configuration-set/" in resources and ":identity/*" in resources
-    assert not [a for a in actions(statements) if a.startswith("secretsmanager:")]  # no relays configured
+    # no relays configured: the URL signing key is the one secret it reads
+    assert secret_resources(statements) == [{"Ref": signing_secret_id(synthesized)}]
 
 
 def test_sender_sends_from_named_identities_and_reads_named_relay_secrets(configured: Synthesized) -> None:
@@ -445,7 +472,7 @@ def test_sender_sends_from_named_identities_and_reads_named_relay_secrets(config
 
 
 def test_only_the_sender_may_send_email(configured: Synthesized) -> None:
-    for name in ("api", "ingest", "events"):
+    for name in ("api", "ingest", "events", "webhooks"):
         assert not [a for a in actions(function_statements(configured, name)) if a.startswith("ses:")], name
 
 
@@ -473,11 +500,12 @@ def test_submitting_functions_manage_schedules_in_the_group_and_pass_only_the_sc
     assert "sqs:SendMessage" in actions(statements)
 
 
-def test_events_function_only_stores_and_consumes(synthesized: Synthesized) -> None:
-    granted = actions(function_statements(synthesized, "events"))
-    services = {a.split(":")[0] for a in granted}
+def test_events_function_only_stores_consumes_and_publishes_events(synthesized: Synthesized) -> None:
+    statements = function_statements(synthesized, "events")
+    services = {a.split(":")[0] for a in actions(statements)}
     assert services == {"logs", "xray", "dynamodb", "sqs"}
-    assert "sqs:SendMessage" not in granted
+    (send,) = statements_with(statements, "sqs:SendMessage")
+    assert as_list(send["Resource"]) == [{"Fn::GetAtt": [webhook_queue_id(synthesized), "Arn"]}]
 
 
 def test_scheduler_role_may_only_send_to_the_send_queue_and_its_dlq(synthesized: Synthesized) -> None:
@@ -744,3 +772,104 @@ def test_retention_days_reaches_every_function(build_app: Any) -> None:
     assert {
         f["Properties"]["Environment"]["Variables"].get("MAILSAGE_RETENTION_DAYS") for f in functions.values()
     } == {"30"}
+
+
+# --- webhooks, events and signed URLs ----------------------------------------------------------
+
+
+def test_the_webhooks_function_consumes_the_webhook_queue_in_small_batches(synthesized: Synthesized) -> None:
+    from infra.stack import WEBHOOKS_BATCH_SIZE
+
+    props = function(synthesized, "webhooks")
+    assert props["Timeout"] == 30
+    [mapping] = [
+        m["Properties"]
+        for m in synthesized.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": function_ids(synthesized)["webhooks"]}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [webhook_queue_id(synthesized), "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == WEBHOOKS_BATCH_SIZE
+    # every record of a batch may take the whole webhook timeout, and the batch must still finish
+    timeout = WebhooksSettings.model_fields["webhook_timeout_seconds"].default
+    assert WEBHOOKS_BATCH_SIZE * timeout < props["Timeout"]
+
+
+def test_the_webhook_queue_outlasts_every_retry(synthesized: Synthesized) -> None:
+    queue = synthesized.data["Resources"][webhook_queue_id(synthesized)]["Properties"]
+    max_attempts = WebhooksSettings.model_fields["webhook_max_attempts"].default
+    # the function gives a delivery up on its last attempt; the queue dead-letters only after that
+    assert queue["RedrivePolicy"]["maxReceiveCount"] > max_attempts
+    # the whole default backoff fits in the retention period, and it is at least a day
+    defaults = {name: field.default for name, field in WebhooksSettings.model_fields.items()}
+    policy = WebhookPolicy(
+        retry_base_seconds=defaults["webhook_retry_base_seconds"],
+        retry_factor=defaults["webhook_retry_factor"],
+        retry_max_seconds=defaults["webhook_retry_max_seconds"],
+    )
+    backoff = sum(policy.retry_delay(n) for n in range(1, max_attempts))
+    assert queue["MessageRetentionPeriod"] >= max(86_400, backoff + max_attempts * 30)
+    # one retry delay is a ChangeMessageVisibility: SQS allows at most 12 hours
+    assert policy.retry_max_seconds <= 12 * 3600
+    assert queue["VisibilityTimeout"] >= function(synthesized, "webhooks")["Timeout"]
+
+
+def test_event_publishers_know_the_webhook_queue_and_may_send_to_it(synthesized: Synthesized) -> None:
+    queue = webhook_queue_id(synthesized)
+    for name in FUNCTION_NAMES:
+        assert environment(synthesized, name)["MAILSAGE_WEBHOOK_QUEUE_URL"] == {"Ref": queue}, name
+    for name in ("api", "sender", "ingest", "events"):
+        sends = statements_with(function_statements(synthesized, name), "sqs:SendMessage")
+        assert any({"Fn::GetAtt": [queue, "Arn"]} in as_list(st["Resource"]) for st in sends), name
+
+
+def test_the_webhooks_function_cannot_send_email_read_secrets_or_drop_data(
+    synthesized: Synthesized, configured: Synthesized
+) -> None:
+    for s in (synthesized, configured):
+        statements = function_statements(s, "webhooks")
+        granted = actions(statements)
+        assert not [a for a in granted if a.startswith(("ses:", "secretsmanager:", "scheduler:", "iam:"))]
+        assert not {"dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:CreateTable"} & granted
+        assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= granted
+        assert "sqs:SendMessage" not in granted  # it retries by changing visibility, never re-sending
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+            (statement,) = statements_with(statements, action)
+            assert as_list(statement["Resource"]) == [{"Fn::GetAtt": [webhook_queue_id(s), "Arn"]}]
+
+
+def test_the_signing_secret_is_generated_and_read_by_api_and_sender_only(
+    synthesized: Synthesized, configured: Synthesized
+) -> None:
+    secret_id = signing_secret_id(synthesized)
+    secret = synthesized.data["Resources"][secret_id]
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert secret["DeletionPolicy"] == "Delete"
+    for name in ("api", "sender"):
+        assert environment(synthesized, name)["MAILSAGE_SIGNING_SECRET_NAME"] == {"Ref": secret_id}
+        assert {"Ref": secret_id} in secret_resources(function_statements(synthesized, name))
+    for name in ("ingest", "events", "webhooks"):
+        assert "MAILSAGE_SIGNING_SECRET_NAME" not in environment(synthesized, name)
+        assert secret_resources(function_statements(synthesized, name)) == []
+    # prod keeps the key: links in delivered mail must stay verifiable
+    (prod_secret,) = configured.resources("AWS::SecretsManager::Secret").values()
+    assert prod_secret["DeletionPolicy"] == "Retain"
+
+
+def test_the_sender_knows_the_api_url_for_tracking_links(synthesized: Synthesized) -> None:
+    (rest_api,) = synthesized.resources("AWS::ApiGateway::RestApi")
+    public_url = environment(synthesized, "sender")["MAILSAGE_PUBLIC_URL"]
+    assert refers_to(public_url, rest_api)
+    assert json.dumps(public_url).startswith('{"Fn::Join": ["", ["https://"')
+    # the api function is what the REST API calls: its own URL would be a dependency cycle
+    assert "MAILSAGE_PUBLIC_URL" not in environment(synthesized, "api")
+
+
+def test_the_webhooks_function_alarms_and_its_dead_letters_alarm(synthesized: Synthesized) -> None:
+    webhooks = function_ids(synthesized)["webhooks"]
+    watched = {json.dumps(a.get("Dimensions", [])) for a in alarms(synthesized)}
+    assert any(webhooks in w for w in watched)
+    dlq = synthesized.data["Resources"][webhook_queue_id(synthesized)]["Properties"]["RedrivePolicy"][
+        "deadLetterTargetArn"
+    ]["Fn::GetAtt"][0]
+    assert any(dlq in w for w in watched)

@@ -536,3 +536,66 @@ def test_the_local_runtime_delivers_events_to_a_webhook(
     delivered = next(p for p in payloads if p["type"] == "message.delivered")
     assert delivered["data"]["id"] == reply.json()["message_id"]
     assert delivered["webhook_id"] == webhook.id
+
+
+# -- on the AWS adapters --------------------------------------------------------------------------
+
+
+def test_the_webhooks_function_on_dynamodb_and_sqs(
+    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed shape under moto: the delivery log and counters in DynamoDB, the retry delay as
+    the SQS message's visibility (whole seconds), the record coming back with its receive count."""
+    import boto3
+
+    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.sqs_queue import SqsQueue
+    from tests.contract.aws_store import dynamodb_table
+
+    with dynamodb_table("mailsage-webhooks") as table_name:
+        sqs = boto3.client("sqs")
+        send_url = sqs.create_queue(QueueName="send")["QueueUrl"]
+        webhook_url = sqs.create_queue(QueueName="webhooks", Attributes={"VisibilityTimeout": "180"})[
+            "QueueUrl"
+        ]
+        for name, value in {
+            "MAILSAGE_BACKEND": "aws",
+            "MAILSAGE_TABLE_NAME": table_name,
+            "MAILSAGE_SEND_QUEUE_URL": send_url,
+            "MAILSAGE_WEBHOOK_QUEUE_URL": webhook_url,
+            "MAILSAGE_ALLOW_PRIVATE_WEBHOOK_URLS": "true",  # the receiver is on loopback
+            "MAILSAGE_WEBHOOK_RETRY_BASE_SECONDS": "1",
+            "MAILSAGE_WEBHOOK_TIMEOUT_SECONDS": "2",
+        }.items():
+            monkeypatch.setenv(name, value)
+        handler = load_handler("webhooks")
+        store = DynamoStore(table_name)
+        queue = SqsQueue(webhook_url)
+        webhook = make_webhook(store, receiver.url)
+        body = event_body(webhook)
+        queue.send([body])
+        receiver.respond(500, 200)
+
+        def invoke() -> dict[str, Any]:
+            received = queue.receive(max_messages=2, wait_seconds=3)
+            assert len(received) == 1
+            event = load_event("sqs_webhook_delivery.json")
+            record = event["Records"][0]
+            record.update(receiptHandle=received[0].receipt, body=json.dumps(received[0].body))
+            record["attributes"]["ApproximateReceiveCount"] = str(received[0].receive_count)
+            result: dict[str, Any] = handler.lambda_handler(event, LocalContext("mailsage-webhooks"))
+            if not result["batchItemFailures"]:
+                queue.ack(received[0].receipt)
+            return result
+
+        assert invoke()["batchItemFailures"]  # 500: back after its delay
+        assert logged(store, body).status == "retrying"
+        assert invoke() == {"batchItemFailures": []}
+
+        delivery = logged(store, body)
+        assert delivery.status == "succeeded"
+        assert [a["status_code"] for a in delivery.attempts] == [500, 200]
+        assert all(r.verified for r in receiver.requests)
+        current = webhook_now(store, webhook)
+        assert (current.success_count, current.error_count, current.errors_since_last_success) == (1, 1, 0)
+        assert queue.depth() == 0
