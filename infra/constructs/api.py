@@ -47,6 +47,9 @@ class Api(Construct):
             proxy=True,
             description=f"MailSage email-sending API ({config.stage})",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # The open-tracking pixel (/t/o/...) is a GIF: the function returns it base64-encoded and
+            # the gateway decodes it for clients asking for images. No request body is an image.
+            binary_media_types=["image/*"],
             default_cors_preflight_options=cors,
             cloud_watch_role=False,  # an account-wide singleton; not this stack's to own
             deploy_options=apigateway.StageOptions(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,11 @@ import requests
 from tests.conftest import free_port, read_eml
 
 
+def out(job: dict[str, Any]) -> int:
+    """Messages that left: `sent`, or already `delivered` (the sink reports each delivery)."""
+    return int(job["counts"]["sent"] + job["counts"]["delivered"])
+
+
 class LocalServer:
     def __init__(self, data_dir: Path, env: dict[str, str], workers: int = 2) -> None:
         self.data_dir = data_dir
@@ -27,6 +34,7 @@ class LocalServer:
         self.smtp_port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.banner = ""
+        self.output_tail: collections.deque[str] = collections.deque(maxlen=200)
         self.key = env.get("MAILSAGE_DEV_API_KEY", "")
 
     @property
@@ -52,7 +60,15 @@ class LocalServer:
             if line.strip().startswith("mail goes to"):
                 break
         self.banner = "".join(lines)
+        # Keep reading the server's output: a full pipe would block its logging, and the server.
+        self._drain = threading.Thread(target=self._read_output, daemon=True)
+        self._drain.start()
         return self
+
+    def _read_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output_tail.append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -88,7 +104,7 @@ class LocalServer:
         previous = None
         while True:
             job = self.job(job_id)
-            now = (job["counts"]["sending"], job["counts"]["sent"], len(self.outbox()))
+            now = (job["counts"]["sending"], out(job), len(self.outbox()))
             if job["counts"]["sending"] == 0 and now == previous:
                 return job
             previous = now

@@ -863,6 +863,11 @@ def test_the_sender_knows_the_api_url_for_tracking_links(synthesized: Synthesize
     assert json.dumps(public_url).startswith('{"Fn::Join": ["", ["https://"')
     # the api function is what the REST API calls: its own URL would be a dependency cycle
     assert "MAILSAGE_PUBLIC_URL" not in environment(synthesized, "api")
+    # the api verifies tracking tokens with the signing key alone, and serves the pixel as binary
+    assert "MAILSAGE_SIGNING_SECRET_NAME" in environment(synthesized, "api")
+    assert synthesized.resources("AWS::ApiGateway::RestApi")[rest_api]["Properties"]["BinaryMediaTypes"] == [
+        "image/*"
+    ]
 
 
 def test_the_webhooks_function_alarms_and_its_dead_letters_alarm(synthesized: Synthesized) -> None:

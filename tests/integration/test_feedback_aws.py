@@ -158,7 +158,7 @@ def test_an_open_before_the_delivery_notification_counts_the_delivery_once(world
 
     message_id = world.sent_message()
     links = TrackedLinks(Signer(b"k" * 32), "https://t.example")
-    engagement = EngagementService(world.store, links, world.feedback.publisher, "mail.test")
+    engagement = EngagementService(world.store, links.signer, world.feedback.publisher, "mail.test")
     token = links.open_url(ACCOUNT, message_id).rsplit("/", 1)[1]
     assert engagement.opened(token, Visitor("Mail/1.0", "192.0.2.1"))
     assert world.status(message_id) == "delivered"

@@ -136,3 +136,22 @@ def test_another_accounts_tag_cannot_move_a_message(
     forged = {**sent_message, "account_id": "00000000-0000-0000-0000-000000000000"}
     deliver(events_handler, ses_event("ses_bounce_permanent.json", forged))
     assert status(stores, sent_message) == "sent"
+
+
+def test_a_notification_that_overtakes_the_senders_write_is_retried_not_lost(
+    api: ApiClient,
+    events_handler: Any,
+    stores: Backends,
+    account,
+    worker: Worker,  # noqa: ANN001
+) -> None:
+    reply = api.post(
+        "/api/v1/emails/send", {"recipient": {"email": "user@example.com"}, "subject": "s", "body": "b"}
+    )
+    ids = {"account_id": account.id, "job_id": reply.body["job_id"], "message_id": reply.body["message_id"]}
+    early = deliver(events_handler, ses_event("ses_delivery.json", ids))  # still queued: not yet sent
+    assert len(early["batchItemFailures"]) == 1
+    assert status(stores, ids) == "queued"
+    worker.drain()
+    assert deliver(events_handler, ses_event("ses_delivery.json", ids)) == {"batchItemFailures": []}
+    assert status(stores, ids) == "delivered"

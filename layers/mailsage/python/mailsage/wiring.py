@@ -170,9 +170,10 @@ def api_services(settings: ApiSettings) -> ApiServices:
         jobs=JobService(b.store, b.queue, publisher),
         messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
         suppressions=SuppressionService(b.store),
+        # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
         engagement=EngagementService(
             b.store,
-            tracked_links(settings),
+            signer(settings),
             publisher,
             settings.message_id_domain,
             suppression_policy(settings),
@@ -265,12 +266,19 @@ def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
     return WebhookDispatcher(b.store, b.webhooks, policy, allow_private=settings.private_webhook_urls_allowed)
 
 
-def _signing_key(settings: CommonSettings) -> bytes:
+@lru_cache(maxsize=8)
+def signer(settings: CommonSettings) -> Signer | None:
+    """The key of tracking and unsubscribe tokens; None on AWS when no signing secret is configured."""
+    key = _signing_key(settings)
+    return Signer(key) if key is not None else None
+
+
+def _signing_key(settings: CommonSettings) -> bytes | None:
     if settings.signing_secret:
         return settings.signing_secret.encode()
     if settings.backend == "aws":
         if not settings.signing_secret_name:
-            raise RuntimeError("tracking needs MAILSAGE_SIGNING_SECRET or MAILSAGE_SIGNING_SECRET_NAME")
+            return None
         from mailsage.adapters.aws.secrets import secret_string
 
         return secret_string(settings.signing_secret_name).encode()
@@ -296,6 +304,7 @@ def _signing_key(settings: CommonSettings) -> bytes:
 @lru_cache(maxsize=8)
 def tracked_links(settings: CommonSettings) -> TrackedLinks | None:
     """URL builder for tracking and unsubscribe links; None without MAILSAGE_PUBLIC_URL."""
-    if not settings.public_url:
+    key = signer(settings)
+    if not settings.public_url or key is None:
         return None
-    return TrackedLinks(Signer(_signing_key(settings)), settings.public_url.rstrip("/"))
+    return TrackedLinks(key, settings.public_url.rstrip("/"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mailsage.domain.events import EventPublisher
 from mailsage.domain.models import MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
-from mailsage.domain.tracking import CLICK, OPEN, UNSUBSCRIBE, TrackedLinks, is_bot
+from mailsage.domain.tracking import CLICK, OPEN, UNSUBSCRIBE, Signer, is_bot
 from mailsage.ports import Store
 
 
@@ -26,15 +26,15 @@ class Visitor:
 @dataclass
 class EngagementService:
     store: Store
-    links: TrackedLinks | None  # None: tracking is not configured; every token is unknown
+    signer: Signer | None  # None: tracking is not configured; every token is unknown
     publisher: EventPublisher | None
     message_id_domain: str = "mailsage.local"
     suppression: SuppressionPolicy = SuppressionPolicy()
 
     def _fields(self, token: str, kind: str, size: int) -> list[str] | None:
-        if self.links is None:
+        if self.signer is None:
             return None
-        fields = self.links.signer.verify(token)
+        fields = self.signer.verify(token)
         if fields is None or len(fields) != size or fields[0] != kind:
             return None
         return fields

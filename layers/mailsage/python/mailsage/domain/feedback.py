@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailsage.domain.events import EventPublisher
+from mailsage.domain.models import MESSAGE_UNSENT
 from mailsage.domain.models import MessageStatus as S
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
 from mailsage.ports import Store
@@ -18,6 +19,11 @@ from mailsage.ports import Store
 log = logging.getLogger(__name__)
 
 _AFTER_SEND = (S.SENT, S.DEFERRED)
+
+
+class NotYetSent(Exception):
+    """The message has not been recorded as sent yet: the notification is retried (the queue
+    delivers it again after its visibility timeout)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -124,6 +130,11 @@ class FeedbackService:
             _detail(event),
         )
         if not moved:
+            current = self.store.get_message(account_id, message_id)
+            if current is not None and current.status in MESSAGE_UNSENT:
+                # The notification overtook the sender's own write (SES and the sink report while
+                # the sender is still recording `sent`): try again later rather than lose it.
+                raise NotYetSent(f"message {message_id} is still {current.status.value}")
             # A duplicate, or older news than what the message already shows: no event either.
             return FeedbackOutcome(event_type, message_id, None, "already past this state")
         self._react(event, transition, account_id, message_id)

@@ -259,7 +259,9 @@ def _events_queue(settings: CommonSettings) -> Queue | None:
         return SqliteQueue(
             store.db,
             "events",
-            visibility_timeout=settings.queue_visibility_seconds,
+            # A notification that overtook the sender's write is retried after this (FeedbackService
+            # raises NotYetSent): seconds, not the send queue's minutes.
+            visibility_timeout=5.0,
             max_receives=settings.queue_max_receives,
         )
     url = os.environ.get("MAILSAGE_EVENTS_QUEUE_URL")
