@@ -117,45 +117,79 @@ def test_engagement_without_a_campaign_writes_the_log_only(
 def test_an_engagement_only_log_reads_back_with_the_message(
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:
-    # Given a message whose log item was created by an engagement (its send event was lost: a
-    # worker died between the transition and the log write)
+    # Given a sent message (a send writes no log item: its event is implied by its status) whose
+    # log item was then created by an engagement
     job, messages = jobs.create(chunk_sizes=(2,))
     store.claim_messages(job.id, [messages[0].id], LEASE)
-    client.hooks["update_item"] = lambda real, kw: None if kw["Key"]["sk"]["S"] == "LOG" else real(**kw)
     assert store.finish_message(messages[0].id, MessageStatus.SENT)
-    del client.hooks["update_item"]
     assert raw_item(client, store.table_name, f"MSG#{messages[0].id}", "LOG") is None
     at = time.time()
     assert store.record_engagement("acc_a", messages[0].id, "opened", at, None) == 1
-    # Then every read shows the event (and no sent_at, which only the send's log write sets)
-    expected = [{"time": at, "status": "opened", "log": ""}]
+    # Then every read shows the send (at the state's time, first) and the open
     message = store.get_message("acc_a", messages[0].id)
-    assert message is not None and message.events == expected and message.sent_at is None
+    assert message is not None and message.sent_at is not None
+    expected = [
+        {"time": message.sent_at, "status": "sent", "log": "accepted by the relay"},
+        {"time": at, "status": "opened", "log": ""},
+    ]
+    assert message.events == expected
     assert [m.events for m in store.chunk_messages(job.id, 0)] == [expected, []]
     listed, _ = store.list_messages("acc_a", MessageQuery())
     assert {m.id: m.events for m in listed}[messages[0].id] == expected
+    # And once a delivery event moved it on, the send's time is on the log item, and reads agree
+    assert store.update_delivery_status(
+        "acc_a", messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    again = store.get_message("acc_a", messages[0].id)
+    assert again is not None and again.sent_at == message.sent_at
+    assert [e["status"] for e in again.events] == ["sent", "opened", "delivered"]
+    assert again.events[0] == expected[0]
 
 
 def test_status_events_read_in_time_order_and_engagement_where_it_was_appended(
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:
-    # Given a delivery event whose log write overtook the send's own (the worker stalled between
-    # its transition and its log write), and an open recorded with an older clock
+    # Given a message deferred once, then sent and delivered (the send's event implied by the
+    # state, then kept as the log's sent_at), and an open recorded with an older clock
     job, messages = jobs.create(chunk_sizes=(1,))
     m = messages[0]
     store.claim_messages(job.id, [m.id], LEASE)
-    held: list[dict[str, object]] = []
-    client.hooks["update_item"] = lambda real, kw: (
-        held.append(kw) if kw["Key"]["sk"]["S"] == "LOG" else real(**kw)
-    )
+    assert store.release_message(m.id, "421 try later")
+    store.claim_messages(job.id, [m.id], LEASE)
     assert store.finish_message(m.id, MessageStatus.SENT)
-    del client.hooks["update_item"]
-    assert store.update_delivery_status("acc_a", m.id, MessageStatus.DELIVERED, [MessageStatus.SENT])
-    client._client.update_item(**held[0])  # the send's event lands last
     store.record_engagement("acc_a", m.id, "opened", 1.0)
+    assert store.update_delivery_status("acc_a", m.id, MessageStatus.DELIVERED, [MessageStatus.SENT])
     # Then the status events read in time order, the open where it was appended
     found = store.get_message("acc_a", m.id)
-    assert found is not None and [e["status"] for e in found.events] == ["sent", "delivered", "opened"]
+    assert found is not None
+    assert [e["status"] for e in found.events] == ["deferred", "sent", "opened", "delivered"]
+
+
+def test_a_log_written_before_sends_stopped_logging_reads_as_it_is(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a message whose send was logged the old way (event and sent_at on its log item)
+    job, messages = jobs.create(chunk_sizes=(1,))
+    m = messages[0]
+    store.claim_messages(job.id, [m.id], LEASE)
+    assert store.finish_message(m.id, MessageStatus.SENT)
+    sent_at = store.get_message("acc_a", m.id).sent_at  # type: ignore[union-attr]
+    client._client.update_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": f"MSG#{m.id}"}, "sk": {"S": "LOG"}},
+        UpdateExpression="SET events = :events, sent_at = :sent",
+        ExpressionAttributeValues={
+            ":events": {
+                "L": [{"M": {"time": {"N": repr(sent_at)}, "status": {"S": "sent"}, "log": {"S": "old"}}}]
+            },
+            ":sent": {"N": repr(sent_at)},
+        },
+    )
+    # When it is delivered / Then the send is neither doubled nor moved
+    assert store.update_delivery_status("acc_a", m.id, MessageStatus.DELIVERED, [MessageStatus.SENT])
+    found = store.get_message("acc_a", m.id)
+    assert found is not None and found.sent_at == sent_at
+    assert [(e["status"], e["log"]) for e in found.events] == [("sent", "old"), ("delivered", "delivered")]
 
 
 def test_engagement_of_a_failed_or_expired_create_or_another_account_is_none(

@@ -388,11 +388,30 @@ def _variables(item: Item, data: Item | None, now: float) -> dict[str, Any]:
     return dict(json.loads(data["variables"]))
 
 
+SENT_LOG = "accepted by the relay"  # the text of the "sent" event
+
+
+def _events_and_sent_at(state: Item, pos: int, log: Item | None) -> tuple[list[dict[str, Any]], float | None]:
+    """The message's events and sent_at. The send itself writes no log (its time is the state's
+    changed_at while the message is sent; the transition that leaves `sent` copies it to the log's
+    sent_at), so its event is made up here, first (the status events are then put in time order).
+    A log written before this scheme holds the event itself, and is taken as it is."""
+    events = list(log.get("events", [])) if log else []
+    sent_at = _optional_float(log.get("sent_at")) if log else None
+    status = state["statuses"][pos]
+    if sent_at is None and status == MessageStatus.SENT:
+        sent_at = float(state["changed_at"][pos])
+    if sent_at is not None and not any(e.get("status") == MessageStatus.SENT for e in events):
+        text = state["error_messages"][pos] if status == MessageStatus.SENT else None
+        events.insert(0, {"time": sent_at, "status": MessageStatus.SENT.value, "log": text or SENT_LOG})
+    return _ordered_events(events), sent_at
+
+
 def _message(
     item: Item, state: Item, created_at: float, variables: dict[str, Any], log: Item | None
 ) -> Message:
     pos = int(item["pos"])
-    events = _ordered_events(log.get("events", [])) if log else []
+    events, sent_at = _events_and_sent_at(state, pos, log)
     return Message(
         id=_message_id(item),
         job_id=item["job_id"],
@@ -409,7 +428,7 @@ def _message(
         updated_at=float(state["changed_at"][pos]),
         subject=item.get("subject", ""),
         created_at=created_at,
-        sent_at=_optional_float(log.get("sent_at")) if log else None,
+        sent_at=sent_at,
         delivered_at=_optional_float(log.get("delivered_at")) if log else None,
         events=events,
     )
@@ -978,14 +997,8 @@ class DynamoStore:
         )
         if not moved:
             return False
-        sent = status == MessageStatus.SENT
-        self._log_event(
-            message,
-            now,
-            status.value,
-            error_message or ("accepted by the relay" if sent else ""),
-            {"#sent": now} if sent else {},
-        )
+        if status != MessageStatus.SENT:  # a send logs nothing: see _events_and_sent_at
+            self._log_event(message, now, status.value, error_message or "")
         self._retire_data(message, now)
         return True
 
@@ -1133,15 +1146,18 @@ class DynamoStore:
         if error_message is not None:
             sets.append(f"#errors[{p}] = :error")
             values[":error"] = error_message
-        moved = self._update(
+        moved, old = self._try_update(
             _state_key(message["job_id"], int(message["chunk"])),
             "SET " + ", ".join(sets),
             values,
             f"#st[{p}] IN ({', '.join(allowed)})",
+            returns="ALL_OLD",  # the state before: a move out of `sent` keeps the send's time
         )
         if moved:
-            delivered = {"#delivered": now} if to == MessageStatus.DELIVERED else {}
-            self._log_event(message, now, to.value, error_message or to.value, delivered)
+            times = {"#delivered": now} if to == MessageStatus.DELIVERED else {}
+            if old is not None and old["statuses"][p] == MessageStatus.SENT:
+                times["#sent"] = float(old["changed_at"][p])
+            self._log_event(message, now, to.value, error_message or to.value, times)
         return moved
 
     # -- listing ----------------------------------------------------------------------------
@@ -1393,7 +1409,10 @@ class DynamoStore:
             sets.append("#ttl = :ttl")
             values[":ttl"] = message[TTL_ATTRIBUTE]
         for i, (name, value) in enumerate((times or {}).items()):
-            sets.append(f"{name} = :time{i}")
+            # sent_at is set once: a log written before the send stopped logging may hold it already
+            sets.append(
+                f"{name} = if_not_exists({name}, :time{i})" if name == "#sent" else f"{name} = :time{i}"
+            )
             values[f":time{i}"] = value
         self._try_update(_message_key(_message_id(message), LOG_SK), "SET " + ", ".join(sets), values)
 
