@@ -452,9 +452,21 @@ def test_item_sizes_behind_the_write_unit_costs(
     message = raw_item(client, store.table_name, f"MSG#{messages[0].id}", "MSG")
     head = raw_item(client, store.table_name, f"JOB#{job.id}", "JOB")
     assert full is not None and smaller is not None and message is not None and head is not None
-    # A chunk state of 50 messages: every transition in it costs 2 write units; of 30: 1
-    assert 1024 < item_size(full) <= 2048
-    assert item_size(smaller) <= 1024
+    # A chunk state of 50 messages, all sending: every transition in it costs 1 write unit
+    assert item_size(full) <= 800 and item_size(smaller) <= 600
+    # And still, with a few errors of ordinary length, or sending a day after its creation
+    for m in messages[:4]:
+        store.finish_message(
+            m.id, MessageStatus.FAILED, "550", "5.1.1 mailbox unavailable: no such user here"
+        )
+    full = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#000000")
+    assert full is not None and item_size(full) <= 1024
+    later, _ = jobs.build(chunk_sizes=(50,))
+    later.created_at -= 86_400
+    store.create_job(later, _)
+    store.claim_messages(later.id, [m.id for m in _], LEASE)
+    state = raw_item(client, store.table_name, f"JOB#{later.id}", "CHUNK#000000")
+    assert state is not None and item_size(state) <= 900
     # A message with small variables, and the job head: 1 write unit each
     assert item_size(message) <= 1024
     assert item_size(head) <= 1024
@@ -462,11 +474,11 @@ def test_item_sizes_behind_the_write_unit_costs(
     members = raw_item(client, store.table_name, f"JOB#{job.id}", "MEMBERS#000000")
     assert members is not None and item_size(members) <= 4096
     # A message's log after its send and a delivery event: each event costs 1 write unit
-    store.finish_message(messages[0].id, MessageStatus.SENT)
+    store.finish_message(messages[10].id, MessageStatus.SENT)
     store.update_delivery_status(
-        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+        job.account_id, messages[10].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
     )
-    log_item = raw_item(client, store.table_name, f"MSG#{messages[0].id}", "LOG")
+    log_item = raw_item(client, store.table_name, f"MSG#{messages[10].id}", "LOG")
     assert log_item is not None and item_size(log_item) <= 1024
 
 
@@ -729,7 +741,7 @@ def test_messages_created_suppressed_form_chunk_minus_one(
     store.create_job(job, messages)
     # Then it has a chunk state of its own, sorted before chunk 0, keeping why it is suppressed
     state = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#-00001")
-    assert state is not None and state["statuses"]["L"] == [{"S": "suppressed"}]
+    assert state is not None and state["s"]["L"] == [{"S": "x"}]  # packed: x is suppressed
     found = store.get_message(job.account_id, messages[1].id)
     assert found is not None
     assert (found.chunk, found.error_code, found.error_message) == (
@@ -738,3 +750,106 @@ def test_messages_created_suppressed_form_chunk_minus_one(
         "on the suppression list",
     )
     assert [m.id for m in store.chunk_messages(job.id, -1)] == [messages[1].id]
+
+
+# -- chunk states written before the packed layout -------------------------------------------------
+
+
+def make_legacy(client: RecordingClient, table: str, job_id: str, message_ids: list[str]) -> None:
+    """Rewrite a job's chunk state and message items as the store wrote them before the packed
+    layout (lists of full status names, epoch seconds, NULL errors; message items without t0)."""
+    state = raw_item(client, table, f"JOB#{job_id}", "CHUNK#000000")
+    assert state is not None
+    t0 = float(state["t0"]["N"])
+    size = len(state["s"]["L"])
+    names = {"q": "queued", "h": "scheduled", "s": "sending", "t": "sent", "x": "suppressed"}
+
+    def error(which: str, p: int) -> dict[str, Any]:
+        return state[which]["M"].get(str(p), {"NULL": True})  # type: ignore[index, no-any-return]
+
+    legacy = {
+        "pk": state["pk"],
+        "sk": state["sk"],
+        "statuses": {"L": [{"S": names[v["S"]]} for v in state["s"]["L"]]},
+        "attempts": state["a"],
+        "changed_at": {"L": [{"N": repr(t0 + int(v["N"]) / 1e6)} for v in state["c"]["L"]]},
+        "error_codes": {"L": [error("ec", p) for p in range(size)]},
+        "error_messages": {"L": [error("em", p) for p in range(size)]},
+    }
+    client._client.put_item(TableName=table, Item=legacy)
+    for message_id in message_ids:
+        client._client.update_item(
+            TableName=table,
+            Key={"pk": {"S": f"MSG#{message_id}"}, "sk": {"S": "MSG"}},
+            UpdateExpression="REMOVE t0",
+        )
+
+
+def test_chunk_states_of_the_legacy_layout_are_read_and_written_in_it(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a job of a running deployment, stored before the packed layout, one message sending
+    job, messages = jobs.create(chunk_sizes=(4,))
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    make_legacy(client, store.table_name, job.id, [m.id for m in messages])
+    # When the sender carries on with it
+    assert store.finish_message(messages[0].id, MessageStatus.SENT)
+    assert store.claim_messages(job.id, [m.id for m in messages], LEASE) == [m.id for m in messages[1:]]
+    assert store.release_message(messages[1].id, "421 later")
+    assert store.finish_message(messages[2].id, MessageStatus.FAILED, "550", "no such user")
+    assert store.update_delivery_status(
+        job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    # Then it stays in its layout, and reads as any other
+    state = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#000000")
+    assert state is not None and "s" not in state
+    assert [v["S"] for v in state["statuses"]["L"]] == ["delivered", "queued", "failed", "sending"]
+    found = store.chunk_messages(job.id, 0)
+    assert [m.status for m in found] == ["delivered", "queued", "failed", "sending"]
+    assert [m.attempts for m in found] == [1, 1, 1, 0]
+    assert (found[2].error_code, found[2].error_message) == ("550", "no such user")
+    assert [e["status"] for e in found[0].events] == ["sent", "delivered"]
+    assert found[0].sent_at is not None and found[0].sent_at < found[0].updated_at
+    assert found == [store.get_message(job.account_id, m.id) for m in messages]
+    got = store.get_job(job.account_id, job.id)
+    assert got is not None
+    assert {k: n for k, n in got.counts.items() if n} == {
+        "delivered": 1,
+        "queued": 1,
+        "failed": 1,
+        "sending": 1,
+    }
+
+
+def test_a_packed_state_reads_back_every_field(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given messages that went every way a chunk state records
+    job, messages = jobs.create(chunk_sizes=(4,))
+    before = time.time()
+    store.claim_messages(job.id, [m.id for m in messages], LEASE)
+    store.release_message(messages[0].id, "421 later")
+    store.finish_message(messages[1].id, MessageStatus.FAILED, "550", "no such user")
+    store.finish_message(messages[2].id, MessageStatus.SENT)
+    store.update_delivery_status(
+        job.account_id, messages[2].id, MessageStatus.BOUNCED, [MessageStatus.SENT], "bounced", "gone"
+    )
+    after = time.time()
+    # Then each reads back as written, its time to the microsecond (never before it happened)
+    found = store.chunk_messages(job.id, 0)
+    assert [m.status for m in found] == ["queued", "failed", "bounced", "sending"]
+    assert [(m.error_code, m.error_message) for m in found] == [
+        (None, "421 later"),
+        ("550", "no such user"),
+        ("bounced", "gone"),
+        (None, None),
+    ]
+    assert all(before <= m.updated_at <= after for m in found)
+    state = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#000000")
+    assert state is not None
+    assert state["em"]["M"].keys() == {"0", "1", "2"} and state["ec"]["M"].keys() == {"1", "2"}
+    # And a message sent again after a failure keeps no stale error
+    store.claim_messages(job.id, [messages[0].id], LEASE)
+    store.finish_message(messages[0].id, MessageStatus.SENT)
+    again = store.get_message(job.account_id, messages[0].id)
+    assert again is not None and (again.error_code, again.error_message) == (None, None)

@@ -137,11 +137,18 @@ _NAMES = {
     "#started": "started_at",
     "#finished": "finished_at",
     "#dead": "dead_letters",
+    # chunk states as written before the packed layout (see _Layout)
     "#st": "statuses",
     "#tries": "attempts",
     "#changed": "changed_at",
     "#codes": "error_codes",
     "#errors": "error_messages",
+    # packed chunk states; their error maps are keyed by position, through #p{n} (see _names)
+    "#s": "s",
+    "#a": "a",
+    "#c": "c",
+    "#ec": "ec",
+    "#em": "em",
     "#events": "events",
     "#sent": "sent_at",
     "#delivered": "delivered_at",
@@ -297,13 +304,116 @@ def _marshal(item: Item) -> dict[str, Any]:
 
 
 def _unmarshal(raw: dict[str, Any]) -> Item:
-    return {name: _from_attribute(value) for name, value in raw.items()}
+    """A packed chunk state also gets the plain view every reader uses (see _unpack_state)."""
+    item = {name: _from_attribute(value) for name, value in raw.items()}
+    if _PACKED_MARK in item and str(item.get(SORT_KEY, "")).startswith(CHUNK_PREFIX):
+        _unpack_state(item)
+    return item
 
 
 def _names(*expressions: str | None) -> dict[str, str]:
-    """The ExpressionAttributeNames the expressions use (DynamoDB rejects unused ones)."""
+    """The ExpressionAttributeNames the expressions use (DynamoDB rejects unused ones); `#p12` is
+    the map key "12" (a position in a packed state's error maps)."""
     used = set(re.findall(r"#\w+", " ".join(e for e in expressions if e)))
-    return {name: _NAMES[name] for name in sorted(used)}
+    return {name: name[2:] if _POSITION_NAME.fullmatch(name) else _NAMES[name] for name in sorted(used)}
+
+
+# -- chunk states ---------------------------------------------------------------------------------
+# Packed (written since issue 6): statuses as one-letter codes (`s`), attempts (`a`), the last
+# change (`c`) as whole microseconds since the job's creation (`t0`, stored in the state), and the
+# error code / message (`ec` / `em`) as maps holding only the positions that have one. A state of
+# 50 messages is ~0.65 KB instead of ~1.3 KB, so that each transition costs 1 write unit.
+# Legacy (before): lists `statuses`, `attempts`, `changed_at` (epoch seconds), `error_codes`,
+# `error_messages`, NULL where unset. Both are read into the same plain view (lists of full status
+# names, epoch seconds, None for no error), and written in their own layout.
+_PACKED_MARK = "t0"
+_POSITION_NAME = re.compile(r"#p\d+")
+_STATUS_CODES = {
+    MessageStatus.QUEUED: "q",
+    MessageStatus.SCHEDULED: "h",  # held
+    MessageStatus.SENDING: "s",
+    MessageStatus.SENT: "t",  # transmitted
+    MessageStatus.DELIVERED: "d",
+    MessageStatus.DEFERRED: "r",  # retried
+    MessageStatus.BOUNCED: "b",
+    MessageStatus.COMPLAINED: "c",
+    MessageStatus.FAILED: "f",
+    MessageStatus.SUPPRESSED: "x",
+    MessageStatus.CANCELLED: "k",  # killed
+    MessageStatus.EXPIRED: "e",
+}
+_STATUS_OF_CODE = {code: status.value for status, code in _STATUS_CODES.items()}
+_MICROS = 1_000_000
+
+
+def _unpack_state(item: Item) -> None:
+    t0, size = float(item[_PACKED_MARK]), len(item["s"])
+    codes, errors = item.get("ec") or {}, item.get("em") or {}
+    item |= {
+        "packed": True,
+        "statuses": [_STATUS_OF_CODE[code] for code in item["s"]],
+        "attempts": list(item["a"]),
+        "changed_at": [t0 + int(micros) / _MICROS for micros in item["c"]],
+        "error_codes": [codes.get(str(p)) for p in range(size)],
+        "error_messages": [errors.get(str(p)) for p in range(size)],
+    }
+
+
+@dataclass(slots=True, frozen=True)
+class _Layout:
+    """How a chunk state is written: expressions and values for one position."""
+
+    packed: bool
+
+    def status(self, p: int) -> str:
+        return f"#s[{p}]" if self.packed else f"#st[{p}]"
+
+    def changed(self, p: int) -> str:
+        return f"#c[{p}]" if self.packed else f"#changed[{p}]"
+
+    def tries(self, p: int) -> str:
+        return f"#a[{p}]" if self.packed else f"#tries[{p}]"
+
+    def code(self, status: str) -> str:
+        return _STATUS_CODES[MessageStatus(status)] if self.packed else str(status)
+
+    def stamp(self, when: float, t0: float) -> int | float:
+        """`when` as stored: packed, microseconds since t0 rounded up (so that what is read back
+        is never earlier than `when`)."""
+        return math.ceil((when - t0) * _MICROS) if self.packed else when
+
+    def time(self, when: float, t0: float) -> float:
+        """`when` as it reads back once stored."""
+        stamp = self.stamp(when, t0)
+        return t0 + stamp / _MICROS if self.packed else float(stamp)
+
+    def error(self, which: str, p: int, value: str | None, placeholder: str) -> tuple[str | None, str | None]:
+        """(a SET clause, a REMOVE clause) that store `value` as the error code ("code") or message
+        ("message") at `p`; None unsets it (packed: absent from the map; legacy: NULL)."""
+        if not self.packed:
+            return f"{'#codes' if which == 'code' else '#errors'}[{p}] = {placeholder}", None
+        path = f"{'#ec' if which == 'code' else '#em'}.#p{p}"
+        return (f"{path} = {placeholder}", None) if value is not None else (None, path)
+
+
+PACKED = _Layout(packed=True)
+LEGACY = _Layout(packed=False)
+
+
+def _layout_of(item: Item) -> tuple[_Layout, float]:
+    """The layout of a chunk state (or of the message item pointing to it) and its t0."""
+    return (PACKED, float(item[_PACKED_MARK])) if _PACKED_MARK in item else (LEGACY, 0.0)
+
+
+def _update_expression(sets: Sequence[str], removes: Sequence[str] = ()) -> str:
+    return " ".join(
+        part
+        for part in (
+            "SET " + ", ".join(sets) if sets else "",
+            "REMOVE " + ", ".join(removes) if removes else "",
+        )
+        if part
+    )
 
 
 def _placeholders(prefix: str, values: Iterable[str]) -> dict[str, str]:
@@ -683,6 +793,7 @@ class DynamoStore:
                 "subject": m.subject,
                 "variables": None if separate_data else variables[m.id],
                 "data_days": job.retention_data_days,
+                _PACKED_MARK: job.created_at,  # its chunk state is packed (see _Layout)
                 TTL_ATTRIBUTE: ttl,
             }
             for chunk, members in by_chunk.items()
@@ -728,12 +839,13 @@ class DynamoStore:
         states = [
             {
                 **_state_key(job.id, chunk),
-                "statuses": [m.status.value for m in members],
-                "attempts": [0] * len(members),
-                "changed_at": [job.created_at] * len(members),
+                _PACKED_MARK: job.created_at,
+                "s": [PACKED.code(m.status.value) for m in members],
+                "a": [0] * len(members),
+                "c": [0] * len(members),
                 # set for the messages created suppressed
-                "error_codes": [m.error_code for m in members],
-                "error_messages": [m.error_message for m in members],
+                "ec": {str(p): m.error_code for p, m in enumerate(members) if m.error_code is not None},
+                "em": {str(p): m.error_message for p, m in enumerate(members) if m.error_message is not None},
                 TTL_ATTRIBUTE: ttl,
             }
             for chunk, members in by_chunk.items()
@@ -786,7 +898,7 @@ class DynamoStore:
         current = self._batch_get([_key(s[PARTITION_KEY], s[SORT_KEY]) for s in kept], consistent=True)
         for state in kept:
             existing = current.get(_key_of(state))
-            if existing is None or len(existing["statuses"]) != len(state["statuses"]):
+            if existing is None or len(existing["statuses"]) != len(state["s"]):
                 raise Conflict(f"job {job_id!r} is being created with other messages by another call")
         log.warning("job %s: kept %d chunk states an earlier or concurrent create wrote", job_id, len(kept))
 
@@ -878,8 +990,8 @@ class DynamoStore:
                 state,
                 range(len(state["statuses"])),
                 lambda status, _changed_at: status == MessageStatus.SCHEDULED,
-                lambda p: f"#st[{p}] = :scheduled",
-                {":scheduled": MessageStatus.SCHEDULED.value},
+                lambda layout, p: f"{layout.status(p)} = :scheduled",
+                lambda layout, _t0: {":scheduled": layout.code(MessageStatus.SCHEDULED)},
                 MessageStatus.QUEUED,
                 now,
             )
@@ -934,23 +1046,32 @@ class DynamoStore:
         if head is None:
             return []
 
-        def claimable(status: str, changed_at: float) -> bool:
-            return status == MessageStatus.QUEUED or (
-                status == MessageStatus.SENDING and changed_at < now - lease_seconds
+        cutoff = now - lease_seconds
+
+        def claimable(layout: _Layout, t0: float) -> Callable[[str, float], bool]:
+            # the cutoff as the state stores it, so that this agrees with the condition exactly
+            stored_cutoff = layout.time(cutoff, t0)
+            return lambda status, changed_at: (
+                status == MessageStatus.QUEUED
+                or (status == MessageStatus.SENDING and changed_at < stored_cutoff)
             )
 
         claimed: set[str] = set()
         for chunk, positions in by_chunk.items():
+            state = found.get(_key_of(_state_key(job_id, chunk)))
             moved = self._move_positions(
                 _state_key(job_id, chunk),
-                found.get(_key_of(_state_key(job_id, chunk))),
+                state,
                 positions,
-                claimable,
-                lambda p: f"(#st[{p}] = :queued OR (#st[{p}] = :sending AND #changed[{p}] < :cutoff))",
-                {
-                    ":queued": MessageStatus.QUEUED.value,
-                    ":sending": MessageStatus.SENDING.value,
-                    ":cutoff": now - lease_seconds,
+                claimable(*_layout_of(state or {})),
+                lambda layout, p: (
+                    f"({layout.status(p)} = :queued"
+                    f" OR ({layout.status(p)} = :sending AND {layout.changed(p)} < :cutoff))"
+                ),
+                lambda layout, t0: {
+                    ":queued": layout.code(MessageStatus.QUEUED),
+                    ":sending": layout.code(MessageStatus.SENDING),
+                    ":cutoff": layout.stamp(cutoff, t0),
                 },
                 MessageStatus.SENDING,
                 now,
@@ -981,20 +1102,33 @@ class DynamoStore:
             return False
         p = int(message["pos"])
         now = time.time()
-        moved = self._update(
-            _state_key(message["job_id"], int(message["chunk"])),
-            f"SET #st[{p}] = :to, #tries[{p}] = #tries[{p}] + :one, #changed[{p}] = :now,"
-            f" #codes[{p}] = :code, #errors[{p}] = :error",
-            {
-                ":to": status.value,
+
+        def finish(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            sets = [
+                f"{layout.status(p)} = :to",
+                f"{layout.tries(p)} = {layout.tries(p)} + :one",
+                f"{layout.changed(p)} = :now",
+            ]
+            values: dict[str, Any] = {
+                ":to": layout.code(status),
                 ":one": 1,
-                ":now": now,
-                ":code": error_code,
-                ":error": error_message,
-                ":sending": MessageStatus.SENDING.value,
-            },
-            f"#st[{p}] = :sending",
-        )
+                ":now": layout.stamp(now, t0),
+                ":sending": layout.code(MessageStatus.SENDING),
+            }
+            removes = []
+            for which, value, placeholder in (
+                ("code", error_code, ":code"),
+                ("message", error_message, ":error"),
+            ):
+                set_clause, remove = layout.error(which, p, value, placeholder)
+                if set_clause is not None:
+                    sets.append(set_clause)
+                    values[placeholder] = value
+                if remove is not None:
+                    removes.append(remove)
+            return _update_expression(sets, removes), values, f"{layout.status(p)} = :sending"
+
+        moved, _ = self._update_position(message, finish)
         if not moved:
             return False
         if status != MessageStatus.SENT:  # a send logs nothing: see _events_and_sent_at
@@ -1008,19 +1142,30 @@ class DynamoStore:
             return False
         p = int(message["pos"])
         now = time.time()
-        moved = self._update(
-            _state_key(message["job_id"], int(message["chunk"])),
-            f"SET #st[{p}] = :queued, #tries[{p}] = #tries[{p}] + :one, #changed[{p}] = :now,"
-            f" #errors[{p}] = :error",
-            {
-                ":queued": MessageStatus.QUEUED.value,
+
+        def release(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            sets = [
+                f"{layout.status(p)} = :queued",
+                f"{layout.tries(p)} = {layout.tries(p)} + :one",
+                f"{layout.changed(p)} = :now",
+            ]
+            values: dict[str, Any] = {
+                ":queued": layout.code(MessageStatus.QUEUED),
                 ":one": 1,
-                ":now": now,
-                ":error": error_message,
-                ":sending": MessageStatus.SENDING.value,
-            },
-            f"#st[{p}] = :sending",
-        )
+                ":now": layout.stamp(now, t0),
+                ":sending": layout.code(MessageStatus.SENDING),
+            }
+            set_clause, remove = layout.error("message", p, error_message, ":error")
+            if set_clause is not None:
+                sets.append(set_clause)
+                values[":error"] = error_message
+            return (
+                _update_expression(sets, [remove] if remove else []),
+                values,
+                f"{layout.status(p)} = :sending",
+            )
+
+        moved, _ = self._update_position(message, release)
         if moved:
             self._log_event(message, now, MessageStatus.DEFERRED.value, error_message)
         return moved
@@ -1038,15 +1183,17 @@ class DynamoStore:
             return False
         p = int(message["pos"])
         now = time.time()
-        moved = self._update(
-            _state_key(message["job_id"], int(message["chunk"])),
-            f"SET #st[{p}] = :cancelled, #changed[{p}] = :now",
-            {
-                ":cancelled": MessageStatus.CANCELLED.value,
-                ":scheduled": MessageStatus.SCHEDULED.value,
-                ":now": now,
-            },
-            f"#st[{p}] = :scheduled",
+        moved, _ = self._update_position(
+            message,
+            lambda layout, t0: (
+                f"SET {layout.status(p)} = :cancelled, {layout.changed(p)} = :now",
+                {
+                    ":cancelled": layout.code(MessageStatus.CANCELLED),
+                    ":scheduled": layout.code(MessageStatus.SCHEDULED),
+                    ":now": layout.stamp(now, t0),
+                },
+                f"{layout.status(p)} = :scheduled",
+            ),
         )
         if moved:
             self._log_event(message, now, MessageStatus.CANCELLED.value, "cancelled before its first attempt")
@@ -1092,8 +1239,8 @@ class DynamoStore:
                 state,
                 range(len(state["statuses"])),
                 lambda status, _changed_at: status in unsent,
-                lambda p: f"#st[{p}] IN (:queued, :scheduled)",
-                {":queued": unsent[0], ":scheduled": unsent[1]},
+                lambda layout, p: f"{layout.status(p)} IN (:queued, :scheduled)",
+                lambda layout, _t0: {":queued": layout.code(unsent[0]), ":scheduled": layout.code(unsent[1])},
                 to,
                 now,
             )
@@ -1132,27 +1279,29 @@ class DynamoStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> bool:
-        allowed = _placeholders("from", [s.value for s in allowed_from])
+        statuses = [s.value for s in allowed_from]
         message = self._locate(message_id)
-        if not allowed or message is None or message["account_id"] != account_id:
+        if not statuses or message is None or message["account_id"] != account_id:
             return False
         p = int(message["pos"])
         now = time.time()
-        sets = [f"#st[{p}] = :to", f"#changed[{p}] = :now"]
-        values: dict[str, Any] = {":to": to.value, ":now": now, **allowed}
-        if error_code is not None:  # like the embedded store: a missing detail keeps the old one
-            sets.append(f"#codes[{p}] = :code")
-            values[":code"] = error_code
-        if error_message is not None:
-            sets.append(f"#errors[{p}] = :error")
-            values[":error"] = error_message
-        moved, old = self._try_update(
-            _state_key(message["job_id"], int(message["chunk"])),
-            "SET " + ", ".join(sets),
-            values,
-            f"#st[{p}] IN ({', '.join(allowed)})",
-            returns="ALL_OLD",  # the state before: a move out of `sent` keeps the send's time
-        )
+
+        def update(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            allowed = _placeholders("from", [layout.code(s) for s in statuses])
+            sets = [f"{layout.status(p)} = :to", f"{layout.changed(p)} = :now"]
+            values: dict[str, Any] = {":to": layout.code(to), ":now": layout.stamp(now, t0), **allowed}
+            # like the embedded store: a missing detail keeps the old one
+            for which, value, placeholder in (
+                ("code", error_code, ":code"),
+                ("message", error_message, ":error"),
+            ):
+                if value is not None:
+                    sets.append(str(layout.error(which, p, value, placeholder)[0]))
+                    values[placeholder] = value
+            return "SET " + ", ".join(sets), values, f"{layout.status(p)} IN ({', '.join(allowed)})"
+
+        # returns the state before: a move out of `sent` keeps the send's time
+        moved, old = self._update_position(message, update, returns="ALL_OLD")
         if moved:
             times = {"#delivered": now} if to == MessageStatus.DELIVERED else {}
             if old is not None and old["statuses"][p] == MessageStatus.SENT:
@@ -1941,14 +2090,33 @@ class DynamoStore:
             return False, _unmarshal(current) if current else None
         return True, _unmarshal(response.get("Attributes", {})) if returns is not None else None
 
+    def _update_position(
+        self,
+        message: Item,
+        build: Callable[[_Layout, float], tuple[str, dict[str, Any], str]],
+        returns: str | None = None,
+    ) -> tuple[bool, Item | None]:
+        """One conditional UpdateItem of the message's position in its chunk state, built for the
+        state's layout, which the message item tells (a state that turns out to be in the other
+        layout, e.g. kept from a create before the packed layout, is written again in its own)."""
+        key = _state_key(message["job_id"], int(message["chunk"]))
+        layout, t0 = _layout_of(message)
+        for _ in range(2):
+            update, values, condition = build(layout, t0)
+            applied, current = self._try_update(key, update, values, condition, returns)
+            if applied or current is None or _layout_of(current)[0] == layout:
+                break
+            layout, t0 = _layout_of(current)
+        return applied, current
+
     def _move_positions(
         self,
         key: Item,
         state: Item | None,
         positions: Iterable[int],
         movable: Callable[[str, float], bool],
-        condition: Callable[[int], str],
-        values: dict[str, Any],
+        condition: Callable[[_Layout, int], str],
+        values: Callable[[_Layout, float], dict[str, Any]],
         to: MessageStatus,
         now: float,
     ) -> list[int]:
@@ -1968,11 +2136,13 @@ class DynamoStore:
                 ready = [p for p in group if p < len(statuses) and movable(statuses[p], float(changed[p]))]
                 if not ready:
                     break
+                layout, t0 = _layout_of(current)
                 applied, current = self._try_update(
                     key,
-                    "SET " + ", ".join(f"#st[{p}] = :to, #changed[{p}] = :now" for p in ready),
-                    {**values, ":to": to.value, ":now": now},
-                    " AND ".join(condition(p) for p in ready),
+                    "SET "
+                    + ", ".join(f"{layout.status(p)} = :to, {layout.changed(p)} = :now" for p in ready),
+                    {**values(layout, t0), ":to": layout.code(to), ":now": layout.stamp(now, t0)},
+                    " AND ".join(condition(layout, p) for p in ready),
                 )
                 if applied:
                     moved += ready
