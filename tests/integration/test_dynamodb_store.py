@@ -663,6 +663,92 @@ def test_suppressed_reads_two_keys_per_address_in_one_call(
     assert len(request["Keys"]) == 82 and request["ConsistentRead"] is False
 
 
+def sup(email: str, account_id: str = "acc_a", domain: str | None = None) -> Suppression:
+    return Suppression(f"sup_{email}", account_id, email, domain, "bounced", 1.0, time.time() + 60)
+
+
+def test_an_account_without_suppressions_reads_none_per_address(
+    table: str, store: DynamoStore, client: RecordingClient
+) -> None:
+    emails = [f"user{i}@example.com" for i in range(40)]
+    # The first call settles the account's marker: one query finds no suppression
+    assert store.suppressed("acc_a", emails, "acme.test", time.time()) == set()
+    assert [op for op, _ in client.calls] == ["get_item", "query", "update_item"]
+    # Then, for SUPPRESSION_MARK_SECONDS, nothing is read at all
+    client.calls.clear()
+    assert store.suppressed("acc_a", emails, "acme.test", time.time()) == set()
+    assert client.calls == []
+    # And after that, the marker only (eventually consistent), by another process too
+    other = DynamoStore(table, client)
+    assert other.suppressed("acc_a", emails, "acme.test", time.time()) == set()
+    assert [(op, kw["ConsistentRead"]) for op, kw in client.calls] == [("get_item", False)]
+
+
+def test_a_suppression_put_elsewhere_is_seen_once_the_marker_is_read_again(
+    table: str, store: DynamoStore, client: RecordingClient
+) -> None:
+    # Given a sender that found no suppressions, and reads the marker on every call
+    sender = DynamoStore(table, client)
+    sender.SUPPRESSION_MARK_SECONDS = 0
+    assert sender.suppressed("acc_a", ["a@example.com"], None, time.time()) == set()
+    # When another process adds one / Then the sender sees it
+    store.put_suppression(sup("a@example.com"))
+    assert sender.suppressed("acc_a", ["a@example.com"], None, time.time()) == {"a@example.com"}
+    # And once every suppression is deleted, the marker is settled again to none
+    assert store.delete_suppressions("acc_a", None, None) == 1
+    client.calls.clear()
+    assert sender.suppressed("acc_a", ["a@example.com"], None, time.time()) == set()
+    assert [op for op, _ in client.calls] == ["get_item", "query", "update_item"]
+    client.calls.clear()
+    assert sender.suppressed("acc_a", ["a@example.com"], None, time.time()) == set()
+    assert [op for op, _ in client.calls] == ["get_item"]
+    # But deleting one of two leaves the other found
+    store.put_suppression(sup("a@example.com"))
+    store.put_suppression(sup("b@example.com"))
+    assert store.delete_suppressions("acc_a", "a@example.com", None) == 1
+    assert sender.suppressed("acc_a", ["a@example.com", "b@example.com"], None, time.time()) == {
+        "b@example.com"
+    }
+    # And the marker is per account
+    assert sender.suppressed("acc_b", ["b@example.com"], None, time.time()) == set()
+
+
+def test_a_put_racing_the_settling_of_the_marker_is_never_missed(
+    table: str, store: DynamoStore, client: RecordingClient
+) -> None:
+    # Given a put landing while a reader settles an unknown marker (between its query and its write)
+    writer = DynamoStore(table, client)
+
+    def put_meanwhile(real: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        response = real(**kwargs)
+        del client.hooks["query"]
+        writer.put_suppression(sup("a@example.com"))
+        return response
+
+    client.hooks["query"] = put_meanwhile
+    # When the reader found none / Then its marker write fails, and the next read sees the put
+    assert store.suppressed("acc_a", ["a@example.com"], None, time.time()) == set()
+    marker = raw_item(client, table, "ACCOUNT#acc_a", "SUPPRESSIONS")
+    assert marker is not None and marker["state"] == {"S": "some"}
+    store.SUPPRESSION_MARK_SECONDS = 0
+    assert store.suppressed("acc_a", ["a@example.com"], None, time.time()) == {"a@example.com"}
+
+
+def test_suppressions_stored_before_the_marker_are_found(
+    table: str, store: DynamoStore, client: RecordingClient
+) -> None:
+    # Given an account of a deployment from before the marker: suppressions, no marker
+    store.put_suppression(sup("a@example.com", domain="acme.test"))
+    client._client.delete_item(
+        TableName=table, Key={"pk": {"S": "ACCOUNT#acc_a"}, "sk": {"S": "SUPPRESSIONS"}}
+    )
+    # Then a fresh reader finds them, and marks the account as having some
+    reader = DynamoStore(table, client)
+    assert reader.suppressed("acc_a", ["a@example.com"], "acme.test", time.time()) == {"a@example.com"}
+    marker = raw_item(client, table, "ACCOUNT#acc_a", "SUPPRESSIONS")
+    assert marker is not None and marker["state"] == {"S": "some"}
+
+
 def test_begin_idempotent_is_one_conditional_write(store: DynamoStore, client: RecordingClient) -> None:
     record = IdempotencyRecord("acc_a", "k", "fp", "in_progress", time.time(), time.time() + 60)
     client.calls.clear()

@@ -105,6 +105,8 @@ LOG_SK = "LOG"
 DATA_SK = "DATA"
 TEMPLATE_PREFIX = "TEMPLATE#"
 SUPPRESSION_PREFIX = "SUPPRESSION#"
+SUPPRESSION_MARK_SK = "SUPPRESSIONS"  # whether the account has suppressions (see suppressed)
+NO_SUPPRESSIONS, SOME_SUPPRESSIONS = "none", "some"
 IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 CAMPAIGN_PREFIX = "CAMPAIGN#"
 WEBHOOK_PREFIX = "WEBHOOK#"
@@ -157,6 +159,7 @@ _NAMES = {
     "#status": "status",
     "#body": "body",
     "#headers": "headers",
+    "#gen": "gen",
     # engagement: per message on its LOG item ({kind}_count), per campaign job on its campaign item
     **{f"#{kind}_count": f"{kind}_count" for kind in ENGAGEMENT_KINDS},
     **{f"#{kind}": kind for kind in ENGAGEMENT_KINDS},
@@ -662,6 +665,8 @@ class DynamoStore:
     RACE_RETRIES = 10  # re-tries of a multi-message update that lost a race to another writer
     LISTING_PAGE = 25  # index items of the first query page of a listing (doubling after)
     PURGES_BY_TTL = True  # purge_expired does nothing: DynamoDB's TTL deletes (see TABLE.md)
+    SUPPRESSION_MARK_SECONDS = 2.0  # how long suppressed() reuses an account's marker
+    SUPPRESSION_MARKS_KEPT = 1024  # accounts whose marker is remembered at once
 
     def __init__(
         self, table_name: str, client: Any | None = None, *, retention_seconds: float | None = None
@@ -670,6 +675,8 @@ class DynamoStore:
         self.retention_seconds = retention_seconds
         self._client = client
         self._client_lock = threading.Lock()
+        # account -> (monotonic time read, its suppression marker's state): see suppressed
+        self._suppression_marks: dict[str, tuple[float, str | None]] = {}
 
     @property
     def client(self) -> Any:
@@ -1567,6 +1574,8 @@ class DynamoStore:
 
     # -- suppressions -----------------------------------------------------------------------
     def put_suppression(self, suppression: Suppression) -> None:
+        """The account's marker says "some" before and after the write (see suppressed)."""
+        self._mark_suppressions(suppression.account_id, SOME_SUPPRESSIONS)
         self._put(
             {
                 **_suppression_key(suppression.account_id, suppression.email, suppression.domain),
@@ -1583,6 +1592,7 @@ class DynamoStore:
                 GSI1_SORT_KEY: suppression.id,
             }
         )
+        self._mark_suppressions(suppression.account_id, SOME_SUPPRESSIONS)
 
     def list_suppressions(
         self,
@@ -1629,18 +1639,77 @@ class DynamoStore:
                 )
             )
         keys = [_key(*_key_of(item)) for item in items if not domain or item["domain"] == domain.lower()]
-        return sum(self._in_parallel(self._delete, keys))
+        deleted = sum(self._in_parallel(self._delete, keys))
+        if deleted:  # maybe none left: the next suppressed() finds out
+            self._mark_suppressions(account_id, None)
+        return deleted
 
     def suppressed(self, account_id: str, emails: Sequence[str], domain: str | None, now: float) -> set[str]:
         """Two keys per address, read eventually consistent: its suppression for every sender
-        domain, and the one for `domain`."""
+        domain, and the one for `domain`; nothing at all for an account whose marker says it has
+        none (the marker is reused for SUPPRESSION_MARK_SECONDS)."""
         keys = [
             _suppression_key(account_id, email, scope)
             for email in sorted({e.lower() for e in emails})
             for scope in dict.fromkeys(["", (domain or "").lower()])
         ]
-        found = self._batch_get(keys, consistent=False) if keys else {}
+        if not keys or not self._may_have_suppressions(account_id):
+            return set()
+        found = self._batch_get(keys, consistent=False)
         return {item["email"] for item in found.values() if item["expires_at"] > now}
+
+    def _may_have_suppressions(self, account_id: str) -> bool:
+        """The account's marker (`ACCOUNT#{acct}`/`SUPPRESSIONS`): "some" (put_suppression writes
+        it before and after its item), "none" (only this method writes it, after a strongly
+        consistent query found no suppression, on condition that no put or delete bumped its
+        generation since the marker was read), or unknown (no marker: an account of a deployment
+        from before the marker, or delete_suppressions deleted some). Unknown is settled here, once.
+        A put racing the settling either bumps the generation first (the condition fails) or
+        marks "some" after it. What may be missed: a suppression put a moment ago by another
+        process, for the marker's eventual consistency plus SUPPRESSION_MARK_SECONDS."""
+        seen = self._suppression_marks.get(account_id)
+        if seen is not None and time.monotonic() - seen[0] < self.SUPPRESSION_MARK_SECONDS:
+            return seen[1] != NO_SUPPRESSIONS
+        key = _key(f"ACCOUNT#{account_id}", SUPPRESSION_MARK_SK)
+        marker = self._get(key, consistent=False) or {}
+        state = marker.get("state")
+        if state is None:  # unknown: is there any suppression at all?
+            exists = next(
+                self._query(
+                    "#pk = :pk AND begins_with(#sk, :prefix)",
+                    {":pk": f"ACCOUNT#{account_id}", ":prefix": SUPPRESSION_PREFIX},
+                    consistent=True,
+                    limit=1,
+                ),
+                None,
+            )
+            state = NO_SUPPRESSIONS if exists is None else SOME_SUPPRESSIONS
+            generation = marker.get("gen")
+            self._update(
+                key,
+                "SET #state = :state",
+                {":state": state} | ({":gen": generation} if generation is not None else {}),
+                "attribute_not_exists(#gen)" if generation is None else "#gen = :gen",
+            )
+        self._remember_mark(account_id, state)
+        return state != NO_SUPPRESSIONS
+
+    def _mark_suppressions(self, account_id: str, state: str | None) -> None:
+        """Set the account's marker ("some", or None: unknown) and bump its generation."""
+        self._try_update(
+            _key(f"ACCOUNT#{account_id}", SUPPRESSION_MARK_SK),
+            ("SET #state = :state ADD #gen :one" if state else "REMOVE #state ADD #gen :one"),
+            {":one": 1} | ({":state": state} if state else {}),
+        )
+        self._remember_mark(account_id, state)
+
+    def _remember_mark(self, account_id: str, state: str | None) -> None:
+        if len(self._suppression_marks) >= self.SUPPRESSION_MARKS_KEPT:
+            self._suppression_marks.clear()
+        if state is None:
+            self._suppression_marks.pop(account_id, None)
+        else:
+            self._suppression_marks[account_id] = (time.monotonic(), state)
 
     def _suppressions_of(self, account_id: str, email: str) -> list[Item]:
         prefix = f"{SUPPRESSION_PREFIX}{email.lower()}#"
