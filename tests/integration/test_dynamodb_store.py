@@ -441,6 +441,39 @@ def test_each_message_transition_is_one_state_write_plus_its_event_and_a_chunk_c
     assert {op for op, _ in client.calls} <= {"query", "update_item"}
 
 
+def test_the_sender_reads_each_message_item_once(
+    table: str, store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a chunk the sender reads, claims and finishes, as DeliveryService does
+    job, messages = jobs.create(chunk_sizes=(30,))
+    sender = DynamoStore(table, client)
+    client.calls.clear()
+    ids = [m.id for m in sender.chunk_messages(job.id, 0)]
+    assert sender.claim_messages(job.id, ids, LEASE) == ids
+    for message_id in ids:
+        assert sender.finish_message(message_id, MessageStatus.SENT)
+
+    # Then the message items were read once, by chunk_messages (eventually consistent)
+    def message_keys_read() -> list[str]:
+        keys = [kw["Key"] for op, kw in client.calls if op == "get_item"]
+        keys += [
+            key
+            for op, kw in client.calls
+            if op == "batch_get_item"
+            for key in next(iter(kw["RequestItems"].values()))["Keys"]
+        ]
+        return [key["pk"]["S"] for key in keys if key["sk"]["S"] == "MSG"]
+
+    assert sorted(message_keys_read()) == sorted(f"MSG#{i}" for i in ids)
+    # And the adapter remembers a bounded number of them
+    small = DynamoStore(table, client)
+    small._immutable.size = 10
+    small.chunk_messages(job.id, 0)
+    client.calls.clear()
+    assert small.finish_message(ids[0], MessageStatus.DELIVERED) is False  # not sending: refused
+    assert message_keys_read() == [f"MSG#{ids[0]}"]
+
+
 def test_item_sizes_behind_the_write_unit_costs(
     store: DynamoStore, client: RecordingClient, jobs: JobFactory
 ) -> None:

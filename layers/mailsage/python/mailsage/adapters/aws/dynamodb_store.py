@@ -28,7 +28,7 @@ import re
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -646,6 +646,30 @@ class _Row:
     state: Item
 
 
+class _Remembered:
+    """A bounded map of items that never change once written (least recently used go first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], Item] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Item | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, items: Iterable[Item]) -> None:
+        with self._lock:
+            for item in items:
+                self._items[_key_of(item)] = item
+                self._items.move_to_end(_key_of(item))
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class BatchIncomplete(RuntimeError):
     """DynamoDB kept returning unprocessed items or keys (throttling) after every retry."""
 
@@ -667,6 +691,7 @@ class DynamoStore:
     PURGES_BY_TTL = True  # purge_expired does nothing: DynamoDB's TTL deletes (see TABLE.md)
     SUPPRESSION_MARK_SECONDS = 2.0  # how long suppressed() reuses an account's marker
     SUPPRESSION_MARKS_KEPT = 1024  # accounts whose marker is remembered at once
+    IMMUTABLE_ITEMS_KEPT = 2048  # message items remembered (they never change once written)
 
     def __init__(
         self, table_name: str, client: Any | None = None, *, retention_seconds: float | None = None
@@ -677,6 +702,7 @@ class DynamoStore:
         self._client_lock = threading.Lock()
         # account -> (monotonic time read, its suppression marker's state): see suppressed
         self._suppression_marks: dict[str, tuple[float, str | None]] = {}
+        self._immutable = _Remembered(self.IMMUTABLE_ITEMS_KEPT)  # see _immutable_items
 
     @property
     def client(self) -> Any:
@@ -2003,19 +2029,40 @@ class DynamoStore:
         return {item[SORT_KEY]: item for item in items}
 
     def _locate(self, message_id: str) -> Item | None:
-        """A message item. It never changes after create_job, so an eventually consistent read
-        (half the price) is exact whenever it finds the item; only a miss is read again strongly
-        consistent, in case the item was written a moment ago."""
-        key = _message_key(message_id)
-        return self._get(key, consistent=False) or self._get(key, consistent=True)
+        """A message item (see _immutable_items)."""
+        return self._immutable_items([_message_key(message_id)]).get(_key_of(_message_key(message_id)))
 
     def _immutable_items(self, keys: Sequence[Item]) -> dict[tuple[str, str], Item]:
-        """Like _locate, for many items (message items only)."""
-        found = self._batch_get(keys, consistent=False)
-        missing = [key for key in keys if _key_of(key) not in found]
-        if missing:
-            found |= self._batch_get(missing, consistent=True)
+        """Message items. They never change after create_job, so the adapter remembers those it
+        read (the sender's chunk_messages, claim_messages and finish_message read the same ones),
+        and an eventually consistent read (half the price) is exact whenever it finds the item;
+        only a miss is read again strongly consistent, in case it was written a moment ago."""
+        found: dict[tuple[str, str], Item] = {}
+        for key in keys:
+            item = self._immutable.get(_key_of(key))
+            if item is not None:
+                found[_key_of(key)] = item
+        unknown = [key for key in keys if _key_of(key) not in found]
+        if unknown:
+            read = (
+                self._batch_get(unknown, consistent=False)
+                if len(unknown) > 1
+                else self._get_one(unknown[0], False)
+            )
+            missing = [key for key in unknown if _key_of(key) not in read]
+            if missing:
+                read |= (
+                    self._batch_get(missing, consistent=True)
+                    if len(missing) > 1
+                    else self._get_one(missing[0], True)
+                )
+            self._immutable.put(read.values())
+            found |= read
         return found
+
+    def _get_one(self, key: Item, consistent: bool) -> dict[tuple[str, str], Item]:
+        item = self._get(key, consistent=consistent)
+        return {_key_of(item): item} if item is not None else {}
 
     def _get(self, key: Item, consistent: bool = True) -> Item | None:
         response = self.client.get_item(
