@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from mailsage.domain.models import (
     MessageStatus,
     Suppression,
     Template,
+    new_message_ids,
 )
 from mailsage.errors import Conflict
 from tests.contract.aws_store import dynamodb_table
@@ -123,6 +125,8 @@ def item_size(item: dict[str, Any]) -> int:
             return math.ceil(len(digits) / 2) + 1
         if kind in ("NULL", "BOOL"):
             return 1
+        if kind == "B":
+            return len(raw)  # bytes, as boto3 returns them
         if kind == "L":
             return 3 + sum(1 + value_size(v) for v in raw)
         if kind == "M":
@@ -972,3 +976,172 @@ def test_a_packed_state_reads_back_every_field(
     store.finish_message(messages[0].id, MessageStatus.SENT)
     again = store.get_message(job.account_id, messages[0].id)
     assert again is not None and (again.error_code, again.error_message) == (None, None)
+
+
+# -- packed chunks: the messages of a chunk whose ids share a prefix are one item ------------------
+
+
+class PackedJobFactory(JobFactory):
+    """Jobs whose messages carry the ids the domain gives them (new_message_ids, per chunk)."""
+
+    def build(self, *args: Any, **kwargs: Any) -> tuple[Job, list[Message]]:
+        job, messages = super().build(*args, **kwargs)
+        for chunk in range(job.chunks):
+            members = [m for m in messages if m.chunk == chunk]
+            for m, message_id in zip(members, new_message_ids(len(members)), strict=True):
+                m.id = message_id
+        return job, messages
+
+
+def _contract_tests() -> dict[str, Any]:
+    from tests.contract import test_feedback_store, test_store_contract
+
+    return {
+        name: staticmethod(test)
+        for module in (test_store_contract, test_feedback_store)
+        for name, test in vars(module).items()
+        if name.startswith("test_") and callable(test)
+    }
+
+
+# Every store contract test again, on jobs whose chunks are packed
+TestContractOnPackedChunks = type(
+    "TestContractOnPackedChunks",
+    (),
+    {
+        "jobs": pytest.fixture(lambda self, store: PackedJobFactory(store), name="jobs"),
+        **_contract_tests(),
+    },
+)
+
+
+@pytest.fixture
+def packed_jobs(store: DynamoStore) -> PackedJobFactory:
+    return PackedJobFactory(store)
+
+
+def test_a_packed_chunk_is_one_item_found_by_its_ids_prefix(
+    store: DynamoStore, client: RecordingClient, packed_jobs: PackedJobFactory
+) -> None:
+    # Given a job whose ids are the domain's (a prefix per chunk, the position last)
+    job, messages = packed_jobs.create(chunk_sizes=(50, 20))
+    # Then no item is written per message: one per chunk, found by the prefix
+    items = all_items(client, store.table_name)
+    assert not [item for item in items if item["pk"]["S"].startswith("MSG#")]
+    chunks = [item for item in items if item["pk"]["S"].startswith("MSGCHUNK#")]
+    assert sorted(item["pk"]["S"] for item in chunks) == sorted(
+        f"MSGCHUNK#{messages[i].id[:32]}" for i in (0, 50)
+    )
+    # And the members name their ids by the prefix (the positions are implied)
+    members = raw_item(client, store.table_name, f"JOB#{job.id}", "MEMBERS#000000")
+    assert members is not None and "ids" not in members and members["prefix"] == {"S": messages[0].id[:32]}
+    # And both are small: the members of 50 (and their gsi1 copy) and the chunk's messages
+    assert item_size(members) <= 2048
+    assert max(item_size(item) for item in chunks) <= 1024
+    # And every read finds every message, as created
+    read = store.chunk_messages(job.id, 0) + store.chunk_messages(job.id, 1)
+    assert [(m.id, m.seq, m.email, m.name, m.variables, m.chunk) for m in read] == [
+        (m.id, m.seq, m.email, m.name, m.variables, m.chunk) for m in messages
+    ]
+    assert read == [store.get_message(job.account_id, m.id) for m in messages]
+    # And an id of the prefix beyond the chunk, or of an unknown prefix, is not found
+    assert store.get_message(job.account_id, messages[0].id[:32] + "0032") is None
+    assert store.get_message(job.account_id, new_message_ids(1)[0]) is None
+    assert store.get_message("acc_b", messages[0].id) is None
+
+
+def test_the_sender_reads_one_item_per_packed_chunk_for_its_messages(
+    table: str, store: DynamoStore, client: RecordingClient, packed_jobs: PackedJobFactory
+) -> None:
+    job, messages = packed_jobs.create(chunk_sizes=(50,))
+    sender = DynamoStore(table, client)
+    client.calls.clear()
+    ids = [m.id for m in sender.chunk_messages(job.id, 0)]
+    assert sender.claim_messages(job.id, ids, LEASE) == ids
+    for message_id in ids:
+        assert sender.finish_message(message_id, MessageStatus.SENT)
+    read = [
+        key["pk"]["S"]
+        for op, kw in client.calls
+        if op in ("batch_get_item", "get_item")
+        for key in (
+            next(iter(kw["RequestItems"].values()))["Keys"] if op == "batch_get_item" else [kw["Key"]]
+        )
+        if not key["pk"]["S"].startswith("JOB#")
+    ]
+    assert read == [f"MSGCHUNK#{ids[0][:32]}"]
+    # And an events function elsewhere reads it once per chunk too, eventually consistent
+    events = DynamoStore(table, client)
+    client.calls.clear()
+    for message_id in ids[:3]:
+        assert events.update_delivery_status(
+            "acc_a", message_id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+        )
+    gets = [(kw["Key"]["pk"]["S"], kw["ConsistentRead"]) for op, kw in client.calls if op == "get_item"]
+    assert gets == [(f"MSGCHUNK#{ids[0][:32]}", False)]
+
+
+def test_a_chunk_whose_ids_or_size_do_not_pack_gets_an_item_per_message(
+    store: DynamoStore, client: RecordingClient, packed_jobs: PackedJobFactory
+) -> None:
+    # Given a job whose chunk 0 packs, chunk 1 has ids out of position order, chunk 2 is too large
+    job, messages = packed_jobs.build(chunk_sizes=(3, 3, 3))
+    messages[3].id, messages[4].id = messages[4].id, messages[3].id
+    for m in messages[6:]:
+        m.variables = {"noise": "".join(uuid.uuid4().hex for _ in range(200))}
+    store.PACKED_MESSAGES_MAX_BYTES = 5_000
+    store.create_job(job, messages)
+    # Then chunk 0 is one item, the others an item per message, and all read the same
+    items = all_items(client, store.table_name)
+    assert len([item for item in items if item["pk"]["S"].startswith("MSGCHUNK#")]) == 1
+    assert len([item for item in items if item["pk"]["S"].startswith("MSG#")]) == 6
+    read = [m for chunk in range(3) for m in store.chunk_messages(job.id, chunk)]
+    assert [(m.id, m.variables) for m in read] == [(m.id, m.variables) for m in messages]
+    assert read == [store.get_message(job.account_id, m.id) for m in messages]
+
+
+def test_a_packed_chunk_with_a_data_retention_keeps_variables_per_message(
+    store: DynamoStore, client: RecordingClient, packed_jobs: PackedJobFactory
+) -> None:
+    job, messages = packed_jobs.build(chunk_sizes=(2,))
+    job.retention_data_days = 0
+    store.create_job(job, messages)
+    assert raw_item(client, store.table_name, f"MSG#{messages[0].id}", "DATA") is not None
+    store.claim_messages(job.id, [m.id for m in messages], LEASE)
+    assert store.finish_message(messages[0].id, MessageStatus.SENT)
+    assert raw_item(client, store.table_name, f"MSG#{messages[0].id}", "DATA") is None
+    found = store.chunk_messages(job.id, 0)
+    assert [m.variables for m in found] == [{}, messages[1].variables]
+
+
+def test_new_message_ids_are_uuid4s_of_one_prefix_in_position_order() -> None:
+    ids = new_message_ids(3)
+    assert [uuid.UUID(i).version for i in ids] == [4, 4, 4]
+    assert {i[:32] for i in ids} == {ids[0][:32]} and [i[32:] for i in ids] == ["0000", "0001", "0002"]
+    assert new_message_ids(1)[0][:32] != ids[0][:32]
+    assert len({i[:32] for i in new_message_ids(65_537)}) == 65_537  # beyond 16 bits: independent
+
+
+def test_messages_with_ids_of_their_own_are_read_without_packed_lookups_when_the_chunk_says_so(
+    store: DynamoStore, client: RecordingClient, jobs: JobFactory
+) -> None:
+    # Given a job whose ids are independent UUIDs (as before packed chunks): an item per message
+    job, messages = jobs.build(chunk_sizes=(3,))
+    for m in messages:
+        m.id = str(uuid.uuid4())
+    store.create_job(job, messages)
+    # When its chunk is read / Then its members say so: no chunk item is looked for
+    client.calls.clear()
+    assert [m.id for m in store.chunk_messages(job.id, 0)] == [m.id for m in messages]
+    keys = [
+        key["pk"]["S"]
+        for op, kw in client.calls
+        if op == "batch_get_item"
+        for key in next(iter(kw["RequestItems"].values()))["Keys"]
+    ]
+    assert not [k for k in keys if k.startswith("MSGCHUNK#")]
+    # And one message alone is found too (after a miss of its would-be chunk)
+    found = store.get_message(job.account_id, messages[1].id)
+    assert found is not None and found.email == messages[1].email
+    store.claim_messages(job.id, [messages[1].id], LEASE)
+    assert store.finish_message(messages[1].id, MessageStatus.SENT)

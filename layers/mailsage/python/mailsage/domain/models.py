@@ -49,6 +49,20 @@ def new_message_id() -> str:
     return str(uuid.uuid4())
 
 
+MESSAGE_ID_POSITIONS = 1 << 16  # positions a chunk's message ids can tell apart (new_message_ids)
+
+
+def new_message_ids(count: int) -> list[str]:
+    """The ids of one chunk's messages, in position order: random UUIDv4s that share their first
+    106 random bits (the chunk's prefix) and hold the position in their last 16 bits, so that a
+    store can find a message from its chunk (the DynamoDB store does: adapters/aws/TABLE.md).
+    Beyond MESSAGE_ID_POSITIONS, independent UUIDs."""
+    if count > MESSAGE_ID_POSITIONS:
+        return [new_message_id() for _ in range(count)]
+    prefix = uuid.uuid4().hex[:28]  # the version and variant digits included
+    return [str(uuid.UUID(hex=f"{prefix}{pos:04x}")) for pos in range(count)]
+
+
 @dataclass(slots=True)
 class Content:
     """What a job sends: Jinja2 sources for subject, text and HTML, plus envelope headers."""

@@ -22,7 +22,7 @@ from mailsage.domain.models import (
     Message,
     MessageStatus,
     new_id,
-    new_message_id,
+    new_message_ids,
 )
 from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.providers import check_provider
@@ -139,7 +139,7 @@ class SubmissionService:
             seen[email.lower()] = index
             messages.append(
                 Message(
-                    id=new_message_id(),
+                    id="",  # given once its chunk is known, below
                     job_id=job_id,
                     account_id=account_id,
                     seq=index,
@@ -178,6 +178,13 @@ class SubmissionService:
             message.chunk = sendable // self.limits.chunk_size
             message.status = MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED
             sendable += 1
+        # The ids of a chunk's messages share a prefix and hold their position (new_message_ids).
+        by_chunk: dict[int, list[Message]] = {}
+        for message in messages:
+            by_chunk.setdefault(message.chunk, []).append(message)
+        for members in by_chunk.values():
+            for message, message_id in zip(members, new_message_ids(len(members)), strict=True):
+                message.id = message_id
 
         chunks = -(-sendable // self.limits.chunk_size)
         counts: dict[str, int] = {}

@@ -19,6 +19,7 @@ boto3 is imported lazily, on first use, never at import time.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import logging
@@ -28,6 +29,7 @@ import re
 import struct
 import threading
 import time
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,7 +90,11 @@ T = TypeVar("T")
 # MSG#{message}       DATA                    the message's variables, when the job has a data retention
 # MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions);
 #                                             {opened,clicked,unsubscribed}_count (record_engagement)
-# MSG#{message}       MSG                     message: recipient, subject, variables (immutable)
+# MSG#{message}       MSG                     message: recipient, subject, variables (immutable);
+#                                             only for ids that are not of a packed chunk (below)
+# MSGCHUNK#{prefix}   MESSAGES                the messages of a chunk whose ids share `prefix`:
+#                                             job, chunk, and per position recipient, subject,
+#                                             variables (zlib JSON; immutable)
 # WEBHOOK#{account}#{webhook}  DELIVERY#{id}  a delivery's log entry; ttl;
 #                                             gsi1 WEBHOOK#{account}#{webhook}#DELIVERIES/{created}#{id}
 # The sort keys of a job are chosen so that one range query reads exactly what a call needs:
@@ -101,6 +107,8 @@ CHUNK_PREFIX = "CHUNK#"
 MEMBERS_PREFIX = "MEMBERS#"
 MEMBERS_END = "MEMBERS$"  # just past every MEMBERS# sort key
 MESSAGE_SK = "MSG"
+CHUNK_MESSAGES_PREFIX = "MSGCHUNK#"  # + a chunk's message id prefix: its messages (see _packed_id)
+CHUNK_MESSAGES_SK = "MESSAGES"
 LOG_SK = "LOG"
 DATA_SK = "DATA"
 TEMPLATE_PREFIX = "TEMPLATE#"
@@ -197,6 +205,42 @@ def _message_key(message_id: str, sk: str = MESSAGE_SK) -> Item:
     return _key(f"MSG#{message_id}", sk)
 
 
+# A packed chunk: its message ids are UUIDs sharing their first 28 hex digits (the prefix: the
+# domain's new_message_ids) and holding their position in the last 4, so one item per chunk, found
+# by the prefix, holds what a message item held for each of them.
+_PACKED_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PACKED_PREFIX_LENGTH = 32  # "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxx", then 4 hex digits of position
+
+
+def _packed_id(message_id: str) -> tuple[str, int] | None:
+    """(prefix, position) of an id that may be of a packed chunk (any lower-case UUID is: a
+    message stored as an item of its own is found once its prefix is not)."""
+    if not _PACKED_ID.fullmatch(message_id):
+        return None
+    return message_id[:_PACKED_PREFIX_LENGTH], int(message_id[_PACKED_PREFIX_LENGTH:], 16)
+
+
+def _chunk_messages_key(prefix: str) -> Item:
+    return _key(f"{CHUNK_MESSAGES_PREFIX}{prefix}", CHUNK_MESSAGES_SK)
+
+
+def _packed_prefix(ids: Sequence[str]) -> str | None:
+    """The prefix shared by a chunk's ids if they are its packed ids in position order."""
+    parsed = [_packed_id(message_id) for message_id in ids]
+    if not parsed or parsed[0] is None:
+        return None
+    prefix = parsed[0][0]
+    return prefix if all(one == (prefix, pos) for pos, one in enumerate(parsed)) else None
+
+
+def _member_ids(members: Item) -> list[str]:
+    """A members item's message ids in position order (a packed chunk's from its prefix)."""
+    if "ids" in members:
+        return list(members["ids"])
+    prefix = members["prefix"]
+    return [f"{prefix}{pos:04x}" for pos in range(len(members["emails"]))]
+
+
 def _template_key(account_id: str, template_id: str) -> Item:
     return _key(f"ACCOUNT#{account_id}", f"{TEMPLATE_PREFIX}{template_id}")
 
@@ -272,6 +316,8 @@ def _to_attribute(value: Any) -> dict[str, Any]:
         return {"BOOL": value}
     if isinstance(value, str):
         return {"S": value}
+    if isinstance(value, bytes):
+        return {"B": value}
     if isinstance(value, int):
         return {"N": str(value)}
     if isinstance(value, float):
@@ -285,7 +331,7 @@ def _to_attribute(value: Any) -> dict[str, Any]:
 
 def _from_attribute(attribute: dict[str, Any]) -> Any:
     [(kind, raw)] = attribute.items()
-    if kind == "S" or kind == "BOOL":
+    if kind == "S" or kind == "BOOL" or kind == "B":
         return raw
     if kind == "N":
         try:
@@ -495,7 +541,8 @@ def _may_have_events(state: Item, pos: int) -> bool:
 
 def _variables(item: Item, data: Item | None, now: float) -> dict[str, Any]:
     if "variables" in item:
-        return dict(json.loads(item["variables"]))
+        kept = item["variables"]  # JSON text (message item) or a packed chunk's parsed row
+        return dict(json.loads(kept)) if isinstance(kept, str) else copy.deepcopy(kept)
     if data is None or _expired(data, now):  # past retention_data_days
         return {}
     return dict(json.loads(data["variables"]))
@@ -692,6 +739,8 @@ class DynamoStore:
     SUPPRESSION_MARK_SECONDS = 2.0  # how long suppressed() reuses an account's marker
     SUPPRESSION_MARKS_KEPT = 1024  # accounts whose marker is remembered at once
     IMMUTABLE_ITEMS_KEPT = 2048  # message items remembered (they never change once written)
+    PACKED_CHUNKS_KEPT = 64  # packed chunks' message items remembered (likewise)
+    PACKED_MESSAGES_MAX_BYTES = 65_536  # a chunk whose messages compress to more: an item each
 
     def __init__(
         self, table_name: str, client: Any | None = None, *, retention_seconds: float | None = None
@@ -702,7 +751,8 @@ class DynamoStore:
         self._client_lock = threading.Lock()
         # account -> (monotonic time read, its suppression marker's state): see suppressed
         self._suppression_marks: dict[str, tuple[float, str | None]] = {}
-        self._immutable = _Remembered(self.IMMUTABLE_ITEMS_KEPT)  # see _immutable_items
+        self._immutable = _Remembered(self.IMMUTABLE_ITEMS_KEPT)  # see _message_items
+        self._packed = _Remembered(self.PACKED_CHUNKS_KEPT)
 
     @property
     def client(self) -> Any:
@@ -813,25 +863,33 @@ class DynamoStore:
             by_chunk.setdefault(m.chunk, []).append(m)
 
         variables = {m.id: _json(m.variables) for m in messages}
-        message_items = [
-            {
-                **_message_key(m.id),
-                "job_id": job.id,
-                "account_id": job.account_id,
-                "chunk": chunk,
-                "pos": pos,
-                "seq": m.seq,
-                "email": m.email,
-                "name": m.name,
-                "subject": m.subject,
-                "variables": None if separate_data else variables[m.id],
-                "data_days": job.retention_data_days,
-                _PACKED_MARK: job.created_at,  # its chunk state is packed (see _Layout)
-                TTL_ATTRIBUTE: ttl,
-            }
-            for chunk, members in by_chunk.items()
-            for pos, m in enumerate(members)
-        ]
+        message_items: list[Item] = []
+        prefixes: dict[int, str] = {}  # chunk -> its ids' prefix, for the packed chunks
+        for chunk, members in by_chunk.items():
+            packed = self._packed_messages(job, chunk, members, separate_data, ttl)
+            prefix = None if packed is None else packed[PARTITION_KEY].removeprefix(CHUNK_MESSAGES_PREFIX)
+            if packed is not None and prefix not in prefixes.values():  # a prefix names one chunk
+                prefixes[chunk] = str(prefix)
+                message_items.append(packed)
+                continue
+            message_items += [
+                {
+                    **_message_key(m.id),
+                    "job_id": job.id,
+                    "account_id": job.account_id,
+                    "chunk": chunk,
+                    "pos": pos,
+                    "seq": m.seq,
+                    "email": m.email,
+                    "name": m.name,
+                    "subject": m.subject,
+                    "variables": None if separate_data else variables[m.id],
+                    "data_days": job.retention_data_days,
+                    _PACKED_MARK: job.created_at,  # its chunk state is packed (see _Layout)
+                    TTL_ATTRIBUTE: ttl,
+                }
+                for pos, m in enumerate(members)
+            ]
         data_items = [
             {**_message_key(m.id, DATA_SK), "variables": variables[m.id], TTL_ATTRIBUTE: ttl}
             for m in messages
@@ -857,7 +915,9 @@ class DynamoStore:
             [
                 {
                     **_members_key(job.id, chunk),
-                    "ids": [m.id for m in members],
+                    # a packed chunk's ids are its prefix and the positions (see _member_ids)
+                    "ids": None if chunk in prefixes else [m.id for m in members],
+                    "prefix": prefixes.get(chunk),
                     "emails": [m.email.lower() for m in members],
                     "account_id": job.account_id,
                     "created_at": job.created_at,
@@ -923,6 +983,30 @@ class DynamoStore:
         }
         if not self._put(head, "attribute_not_exists(#pk)"):
             raise Conflict(f"job {job.id!r} already exists")
+
+    def _packed_messages(
+        self, job: Job, chunk: int, members: Sequence[Message], separate_data: bool, ttl: int | None
+    ) -> Item | None:
+        """The item that holds a chunk's messages, if their ids are its packed ids (new_message_ids)
+        and the item stays small enough (PACKED_MESSAGES_MAX_BYTES compressed); else None, and the
+        chunk's messages get an item each. Variables stay apart with a data retention."""
+        prefix = _packed_prefix([m.id for m in members])
+        if prefix is None:
+            return None
+        rows = [[m.seq, m.email, m.name, m.subject, None if separate_data else m.variables] for m in members]
+        packed = zlib.compress(_json(rows).encode(), 6)
+        if len(packed) > self.PACKED_MESSAGES_MAX_BYTES:
+            return None
+        return {
+            **_chunk_messages_key(prefix),
+            "job_id": job.id,
+            "account_id": job.account_id,
+            "chunk": chunk,
+            "rows": packed,
+            "data_days": job.retention_data_days,
+            _PACKED_MARK: job.created_at,  # its chunk state is packed (see _Layout)
+            TTL_ATTRIBUTE: ttl,
+        }
 
     def _check_kept_states(self, job_id: str, kept: list[Item]) -> None:
         """Chunk states an earlier (failed) or concurrent create of this job id wrote first. They
@@ -1049,11 +1133,15 @@ class DynamoStore:
         head = self._visible_head(head)
         if head is None or state is None or members is None:
             return []
-        message_keys = [_message_key(message_id) for message_id in members["ids"]]
-        items = self._immutable_items(message_keys)  # members are in seq order
+        ids = _member_ids(members)  # in seq order
+        items = self._message_items(ids, packed="prefix" in members)
         created_at = float(head["created_at"])
         return self._assemble(
-            [(items[_key_of(key)], state, created_at) for key in message_keys if _key_of(key) in items]
+            [
+                (items[message_id], state, created_at)
+                for message_id in ids
+                if message_id in items and items[message_id]["job_id"] == job_id
+            ]
         )
 
     def pending_chunks(self, job_id: str) -> list[int]:
@@ -1066,7 +1154,7 @@ class DynamoStore:
 
     def claim_messages(self, job_id: str, message_ids: Sequence[str], lease_seconds: float) -> list[str]:
         now = time.time()
-        messages = self._immutable_items([_message_key(mid) for mid in dict.fromkeys(message_ids)])
+        messages = self._message_items(list(dict.fromkeys(message_ids)))
         by_chunk: dict[int, dict[int, str]] = {}  # chunk -> position -> message id
         for item in messages.values():
             if item["job_id"] == job_id:  # another job's ids are ignored
@@ -1246,7 +1334,8 @@ class DynamoStore:
         now = time.time()
         expired: list[str] = []
         for state, positions in self._move_unsent(states, MessageStatus.EXPIRED, now):
-            ids = members.get(state[SORT_KEY].removeprefix(CHUNK_PREFIX), {}).get("ids", [])
+            chunk_members = members.get(state[SORT_KEY].removeprefix(CHUNK_PREFIX))
+            ids = _member_ids(chunk_members) if chunk_members is not None else []
             expired += [ids[p] for p in positions if p < len(ids)]
         ttl = head.get(TTL_ATTRIBUTE)  # the same as its messages'
         self._in_parallel(
@@ -1282,22 +1371,32 @@ class DynamoStore:
         return moved
 
     def get_message(self, account_id: str, message_id: str) -> Message | None:
-        # One query reads the message item, its log and its data (sort keys DATA < LOG < MSG).
-        parts = {
-            item[SORT_KEY]: item
-            for item in self._query("#pk = :pk", {":pk": f"MSG#{message_id}"}, consistent=True)
-        }
-        message = parts.get(MESSAGE_SK)
+        """A packed chunk's message: its chunk's item (remembered, or one GetItem), then one
+        BatchGetItem of the head, state, members, log and data. A message item of its own: one
+        query reads it with its log and data (sort keys DATA < LOG < MSG), then the same batch."""
+        message = self._packed_messages_of([message_id]).get(message_id)
+        packed = message is not None
+        parts: dict[str, Item] = {}  # the message's LOG and DATA items (and its MSG item), by sk
+        if not packed:
+            query = self._query("#pk = :pk", {":pk": f"MSG#{message_id}"}, consistent=True)
+            parts = {item[SORT_KEY]: item for item in query}
+            message = parts.get(MESSAGE_SK)
         if message is None or message["account_id"] != account_id:
             return None
         job_id, chunk, pos = message["job_id"], int(message["chunk"]), int(message["pos"])
         keys = [_head_key(job_id), _state_key(job_id, chunk), _members_key(job_id, chunk)]
+        if packed:
+            keys.append(_message_key(message_id, LOG_SK))
+            if "variables" not in message:  # kept apart: a data retention
+                keys.append(_message_key(message_id, DATA_SK))
         found = self._batch_get(keys, consistent=True)
-        head, state, members = (found.get(_key_of(key)) for key in keys)
+        head, state, members = (found.get(_key_of(key)) for key in keys[:3])
+        if packed:
+            parts = {item[SORT_KEY]: item for item in (found.get(_key_of(key)) for key in keys[3:]) if item}
         head = self._visible_head(head, account_id)
         if head is None or state is None or members is None:
             return None
-        if members["ids"][pos : pos + 1] != [message_id]:
+        if _member_ids(members)[pos : pos + 1] != [message_id]:
             return None  # left behind by a failed create_job whose job id was created again since
         now = time.time()
         variables = _variables(message, parts.get(DATA_SK), now)
@@ -1394,7 +1493,7 @@ class DynamoStore:
                 return
             chunk = int(entry[SORT_KEY].removeprefix(MEMBERS_PREFIX))
             state = jobs.get(_key_of(_state_key(job_id, chunk)))
-            ids, emails = entry["ids"], entry.get("emails")
+            ids, emails = _member_ids(entry), entry.get("emails")
             if state is None or len(state["statuses"]) != len(ids):
                 return
             for pos, message_id in enumerate(ids):
@@ -1424,9 +1523,9 @@ class DynamoStore:
                 # the message items of as many rows as may still be needed (more with a subject filter)
                 step = self.BATCH_GET_KEYS if subject else min(self.BATCH_GET_KEYS, wanted - len(found))
                 part, start = ordered[start : start + step], start + step
-                items = self._immutable_items([_message_key(row.message_id) for row in part])
+                items = self._message_items([row.message_id for row in part])
                 for row in part:
-                    item = items.get(_key_of(_message_key(row.message_id)))
+                    item = items.get(row.message_id)
                     if item is None or item["account_id"] != account_id:
                         continue
                     if recipient is not None and item["email"].lower() != recipient:
@@ -2029,17 +2128,68 @@ class DynamoStore:
         return {item[SORT_KEY]: item for item in items}
 
     def _locate(self, message_id: str) -> Item | None:
-        """A message item (see _immutable_items)."""
-        return self._immutable_items([_message_key(message_id)]).get(_key_of(_message_key(message_id)))
+        """A message (see _message_items)."""
+        return self._message_items([message_id]).get(message_id)
 
-    def _immutable_items(self, keys: Sequence[Item]) -> dict[tuple[str, str], Item]:
-        """Message items. They never change after create_job, so the adapter remembers those it
-        read (the sender's chunk_messages, claim_messages and finish_message read the same ones),
-        and an eventually consistent read (half the price) is exact whenever it finds the item;
-        only a miss is read again strongly consistent, in case it was written a moment ago."""
+    def _message_items(self, message_ids: Sequence[str], packed: bool | None = None) -> dict[str, Item]:
+        """Messages by id, as message items (a packed chunk's are made from its item: same fields).
+        Ids that may be packed are looked up by their chunk's prefix first; the others, and those
+        whose prefix is unknown (e.g. a UUID given before packed chunks), as message items.
+        `packed`: the caller knows whether they are (a chunk's members say)."""
+        found = self._packed_messages_of(message_ids) if packed is not False else {}
+        rest = [_message_key(message_id) for message_id in message_ids if message_id not in found]
+        if rest:
+            found |= {_message_id(item): item for item in self._immutable_items(rest).values()}
+        return found
+
+    def _packed_messages_of(self, message_ids: Sequence[str]) -> dict[str, Item]:
+        """The messages among `message_ids` that belong to packed chunks, by id."""
+        wanted: dict[str, list[tuple[str, int]]] = {}  # prefix -> (id, position)
+        for message_id in message_ids:
+            parsed = _packed_id(message_id)
+            if parsed is not None:
+                wanted.setdefault(parsed[0], []).append((message_id, parsed[1]))
+        if not wanted:
+            return {}
+        chunks = self._immutable_items([_chunk_messages_key(prefix) for prefix in wanted], self._packed)
+        found: dict[str, Item] = {}
+        for prefix, ids in wanted.items():
+            chunk = chunks.get(_key_of(_chunk_messages_key(prefix)))
+            if chunk is None:
+                continue
+            rows = chunk.get("_rows")
+            if rows is None:  # decoded once per item read (remembered with it)
+                rows = chunk["_rows"] = json.loads(zlib.decompress(bytes(chunk["rows"])))
+            for message_id, pos in ids:
+                if pos < len(rows):
+                    seq, email, name, subject, variables = rows[pos]
+                    found[message_id] = {
+                        **_message_key(message_id),
+                        "job_id": chunk["job_id"],
+                        "account_id": chunk["account_id"],
+                        "chunk": chunk["chunk"],
+                        "pos": pos,
+                        "seq": seq,
+                        "email": email,
+                        "name": name,
+                        "subject": subject,
+                        **({"variables": variables} if variables is not None else {}),
+                        **{k: chunk[k] for k in ("data_days", _PACKED_MARK, TTL_ATTRIBUTE) if k in chunk},
+                    }
+        return found
+
+    def _immutable_items(
+        self, keys: Sequence[Item], remembered: _Remembered | None = None
+    ) -> dict[tuple[str, str], Item]:
+        """Items that never change once written (message items, packed chunks' messages), so the
+        adapter remembers those it read (the sender's chunk_messages, claim_messages and
+        finish_message read the same ones), and an eventually consistent read (half the price) is
+        exact whenever it finds the item; only a miss is read again strongly consistent, in case
+        it was written a moment ago."""
+        remembered = remembered or self._immutable
         found: dict[tuple[str, str], Item] = {}
         for key in keys:
-            item = self._immutable.get(_key_of(key))
+            item = remembered.get(_key_of(key))
             if item is not None:
                 found[_key_of(key)] = item
         unknown = [key for key in keys if _key_of(key) not in found]
@@ -2056,7 +2206,7 @@ class DynamoStore:
                     if len(missing) > 1
                     else self._get_one(missing[0], True)
                 )
-            self._immutable.put(read.values())
+            remembered.put(read.values())
             found |= read
         return found
 
