@@ -7,9 +7,12 @@ Every message transition is then ONE conditional UpdateItem on that item (`SET s
 IF statuses[3] = 'sending'`), a claim of a chunk one UpdateItem per 25 messages, and the job's
 counts are the chunk states added up: they cannot drift from the statuses, because they are the
 statuses.
-Message items (recipient, variables, subject) are written once and never change. What a message
-accumulates after that (its event log, sent_at, delivered_at) goes to a small per-message log item,
-written after the transition it records, so the chunk state stays small.
+What a message is (recipient, variables, subject) is written once and never changes: for the
+domain's ids (a chunk's ids share a prefix and hold their position) one compressed item per chunk,
+found by the prefix; for other ids an item per message. The adapter remembers what it read of them.
+What a message accumulates after that (its event log, sent_at, delivered_at) goes to a small
+per-message log item, written after the transition it records, so the chunk state stays small; the
+send itself writes no log (its time is the state's).
 
 Every read of a job's data goes through its head item, which `create_job` writes last: a job whose
 creation failed part way is not visible, whatever it left behind (see `create_job`).
@@ -76,6 +79,7 @@ T = TypeVar("T")
 # ACCOUNT#{account}   TEMPLATE#{id}           template
 # ACCOUNT#{account}   SUPPRESSION#{email}#{domain}  suppression (domain "" for every domain);
 #                                             gsi1 ACCOUNT#{account}#SUPPRESSIONS/{id}; ttl
+# ACCOUNT#{account}   SUPPRESSIONS            whether the account has suppressions (suppressed)
 # ACCOUNT#{account}   IDEMPOTENCY#{key}       idempotency record; ttl
 # ACCOUNT#{account}   CAMPAIGN#{campaign}#{job}  a job of a campaign (written by create_job) and the
 #                                             job's engaged-message counters (opened, clicked, ...)
@@ -85,7 +89,8 @@ T = TypeVar("T")
 # JOB#{job}           JOB                     job head: state, times, dead letters; gsi1 ACTIVE/{job}
 # JOB#{job}           JOB#BODY                the content's bodies, when the job has a data retention
 # JOB#{job}           JOB#CONTENT             the job's content (subject, bodies, envelope, tags)
-# JOB#{job}           MEMBERS#{n:06d}         the chunk's message ids (and recipients) in seq order;
+# JOB#{job}           MEMBERS#{n:06d}         the chunk's message ids (or their prefix) and
+#                                             recipients in seq order;
 #                                             gsi1 ACCOUNT#{account}#MESSAGES/{created}#{job}#{n}
 # MSG#{message}       DATA                    the message's variables, when the job has a data retention
 # MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions);
