@@ -10,6 +10,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -181,8 +182,15 @@ class Server:
                 raise RuntimeError("mailsage serve exited:\n" + "".join(seen))
             seen.append(line)
             if line.strip().startswith("mail goes to"):
+                # Keep reading its output: a full pipe would block the server's logging, and it.
+                threading.Thread(target=self._drain, daemon=True).start()
                 return self
         raise RuntimeError("mailsage serve did not start:\n" + "".join(seen))
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None:

@@ -20,7 +20,8 @@ def record_handler(record: SQSRecord) -> None:
     if body.get("Type") == "Notification" and "Message" in body:  # SNS envelope (raw delivery off)
         body = json.loads(body["Message"])
     outcome = feedback_service(settings).apply(body)
-    logger.info(
+    # Debug: the outcome is stored with the message; one line per notification is noise (and cost).
+    logger.debug(
         "ses event",
         event_type=outcome.event_type,
         message_id=outcome.message_id,

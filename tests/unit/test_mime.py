@@ -453,12 +453,21 @@ def test_a_line_break_in_a_subject_or_name_is_refused() -> None:
         ("Message-ID", "<a3f1c2b7-3f4a-4b8e-9c1d-2a3b4c5d6e7f@mailsage.local>"),
         ("Date", "Mon, 23 Nov 2026 09:33:55 +0000"),
         ("List-Unsubscribe", "<mailto:u@example.com>, <https://example.com/u?a=1&b=2>"),
-        ("X-Long", "token-" * 30),
+        ("X-Long", "token " * 30),
     ],
 )
 def test_headers_are_written_as_the_email_package_writes_them(name: str, value: str) -> None:
     expected = policy.SMTP.fold_binary(name, policy.SMTP.header_factory(name, value))
     assert mime._header(name, value) == expected
+
+
+def test_a_long_unbreakable_token_is_written_as_is_not_as_encoded_words() -> None:
+    url = "<https://mail.example.test/u/" + "A" * 300 + ".B>"
+    data = build(headers={"List-Unsubscribe": url, "X-Token": "t-" * 60})
+    msg = assert_well_formed(data)
+    assert f"List-Unsubscribe: {url}\r\n".encode() in data  # mailbox providers read it raw
+    assert b"=?utf-8?" not in data.split(b"\r\n\r\n", 1)[0]
+    assert msg["List-Unsubscribe"] == url
 
 
 # -- compatibility with the EmailMessage output of before -----------------------------------------

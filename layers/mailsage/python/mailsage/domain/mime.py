@@ -248,7 +248,22 @@ def _header(name: str, value: str) -> bytes:
         return f"{name}: {value}\r\n".encode("ascii")
     if _has_control(value, allow_tab=True):
         raise ValueError(f"header {name} contains a line break or control character")
+    if (
+        value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and "=?" not in value
+        and len(value) > _MAX_LINE - 1  # does not fit a continuation line either
+        and len(name) + len(value) <= _MAX_HEADER_LINE - 2
+    ):
+        # One long token (a URL, a Feedback-ID) has nowhere to fold. The email package would turn
+        # it into RFC 2047 encoded words, which breaks List-Unsubscribe URLs for mailbox providers
+        # that do not decode them; RFC 5322 allows the line as is, up to 998 characters.
+        return f"{name}: {value}\r\n".encode("ascii")
     return _fold(name, value)
+
+
+_MAX_HEADER_LINE = 998  # RFC 5322's hard limit, without CRLF
 
 
 @lru_cache(maxsize=1024)

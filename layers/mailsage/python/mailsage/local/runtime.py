@@ -84,7 +84,6 @@ class LocalRuntime:
         self._sink: Any = None
         self.backends: Backends | None = None
         self.events_queue: Queue | None = None  # SES-shaped notifications for the events function
-        self._notifier: _DelayedNotifications | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> tuple[str, str]:
@@ -94,12 +93,7 @@ class LocalRuntime:
         os.environ.setdefault("MAILSAGE_PUBLIC_URL", f"http://{cfg.host}:{cfg.port}")
         self.events_queue = _events_queue(CommonSettings())
         if cfg.sink:
-            from mailsage.local.sink import SmtpSink
-
-            if self.events_queue is not None:
-                self._notifier = _DelayedNotifications(self.events_queue, NOTIFICATION_DELAY_SECONDS)
-                self._spawn("sink-notifications", partial(self._notifier.run, self._stopping))
-            self._sink = SmtpSink(cfg.data_dir / "outbox", cfg.smtp_port, cfg.host, notify=self._notifier)
+            self._sink = _SinkProcess(cfg.data_dir / "outbox", cfg.smtp_port, cfg.host)
             self._sink.start()
             # Mail goes to the sink unless a real relay is named.
             os.environ.setdefault("MAILSAGE_SMTP_URL", f"smtp://{cfg.host}:{cfg.smtp_port}")
@@ -137,8 +131,6 @@ class LocalRuntime:
             thread.join(timeout=60)
         if self._sink is not None:
             self._sink.stop()
-        if self._notifier is not None:
-            self._notifier.flush()  # kept in the events queue for the next start
 
     def wait(self) -> None:
         try:
@@ -197,6 +189,60 @@ class LocalRuntime:
             if now - last_purge >= 60:  # retention: what DynamoDB's TTL does on AWS
                 self.backends.store.purge_expired(now)
                 last_purge = now
+
+
+class _SinkProcess:
+    """The built-in sink in a process of its own. In the server's process it shared one GIL with
+    the API and the workers and was the bottleneck of sending; on its own it gets a core. Its
+    delivery notifications go straight to the events queue (the same SQLite file, or SQS)."""
+
+    def __init__(self, outbox: Path, port: int, host: str) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._ready = context.Event()
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_run_sink, args=(outbox, port, host, self._ready, self._stop), name="mailsage-sink"
+        )
+
+    def start(self) -> None:
+        self._process.start()
+        if not self._ready.wait(30):
+            self._process.kill()
+            raise RuntimeError(f"the built-in SMTP sink did not start (exit code {self._process.exitcode})")
+
+    def stop(self) -> None:
+        """Stop accepting mail, then flush the notifications still waiting for their delay."""
+        self._stop.set()
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _run_sink(outbox: Path, port: int, host: str, ready: Any, stop: Any) -> None:
+    import signal
+
+    from mailsage.local.sink import SmtpSink
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
+    parent = os.getppid()
+    events = _events_queue(CommonSettings())  # the environment is the server's
+    stopping = threading.Event()
+    notifier = _DelayedNotifications(events, NOTIFICATION_DELAY_SECONDS) if events is not None else None
+    if notifier is not None:
+        threading.Thread(
+            target=notifier.run, args=(stopping,), name="sink-notifications", daemon=True
+        ).start()
+    sink = SmtpSink(outbox, port, host, notify=notifier)
+    sink.start()
+    ready.set()
+    while not stop.wait(1.0) and os.getppid() == parent:  # also ends if the server was killed
+        pass
+    sink.stop()
+    stopping.set()
+    if notifier is not None:
+        notifier.flush()  # kept in the events queue for the next start
 
 
 class _DelayedNotifications:
