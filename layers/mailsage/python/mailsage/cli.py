@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
 
     invoke = sub.add_parser("invoke", help="run one handler once with a sample event")
-    invoke.add_argument("function", choices=["api", "sender"])
+    invoke.add_argument("function", choices=["api", "sender", "ingest", "events", "webhooks"])
     invoke.add_argument("event", help="path to an event JSON file, e.g. events/api_send.json")
     invoke.add_argument("--data-dir", default=data_dir)
     invoke.set_defaults(run=_invoke)
