@@ -285,19 +285,21 @@ def _signing_key(settings: CommonSettings) -> bytes | None:
     # Embedded: a key of this data directory, made on first use (links keep working after a restart).
     import os
     import secrets
+    import tempfile
 
     path = settings.data_dir / "signing.key"
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
+        # A temporary file of its own per caller (threads share a pid), made 0600 by mkstemp.
+        fd, tmp = tempfile.mkstemp(prefix="signing.", suffix=".tmp", dir=settings.data_dir)
         try:
-            os.link(tmp, path)  # atomic: two processes starting together keep the same key
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            os.link(tmp, path)  # atomic: callers starting together all keep the first key
         except FileExistsError:
             pass
         finally:
-            tmp.unlink()
+            os.unlink(tmp)
     return path.read_text().strip().encode()
 
 
