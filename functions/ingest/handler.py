@@ -7,6 +7,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
+import mailsage.domain.ingest  # noqa: F401
 from mailsage.settings import IngestSettings
 from mailsage.wiring import ingest_service
 

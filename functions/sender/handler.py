@@ -7,6 +7,8 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Json
 
+# Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
+import mailsage.domain.delivery  # noqa: F401
 from mailsage.domain.models import ChunkRef
 from mailsage.settings import SenderSettings
 from mailsage.wiring import delivery_service

@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MAILSAGE_", frozen=True, extra="ignore")
+    # defer_build: only the settings of the function that runs are built at its cold start.
+    model_config = SettingsConfigDict(env_prefix="MAILSAGE_", frozen=True, extra="ignore", defer_build=True)
 
     # "sqlite": the embedded backends under data_dir. "aws": DynamoDB, SQS, EventBridge Scheduler.
     backend: Literal["sqlite", "aws"] = "sqlite"

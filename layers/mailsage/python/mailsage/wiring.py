@@ -8,38 +8,36 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from mailsage.adapters.sqlite.db import Database
-from mailsage.adapters.sqlite.queue import SqliteQueue
-from mailsage.adapters.sqlite.scheduler import SqliteScheduler
-from mailsage.adapters.sqlite.store import SqliteStore
-from mailsage.domain.auth import AuthService
-from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
-from mailsage.domain.engagement import EngagementService
-from mailsage.domain.events import EventPublisher
-from mailsage.domain.feedback import FeedbackService
-from mailsage.domain.ingest import IngestService
-from mailsage.domain.jobs import JobService
-from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
-from mailsage.domain.outcomes import SuppressionPolicy
-from mailsage.domain.providers import Providers
-from mailsage.domain.submission import SubmissionLimits, SubmissionService
-from mailsage.domain.suppressions import SuppressionService
-from mailsage.domain.templates import TemplateService
-from mailsage.domain.tracking import Signer, TrackedLinks
-from mailsage.ports import Queue, Scheduler, Store, Transport
+from mailsage.settings import ApiSettings
 
 if TYPE_CHECKING:
+    # Types only: each builder imports what it builds, so a function loads only its own services
+    # (the api never loads delivery, AWS never loads SQLite) and cold starts stay short.
+    from mailsage.domain.auth import AuthService
+    from mailsage.domain.delivery import DeliveryService
+    from mailsage.domain.engagement import EngagementService
+    from mailsage.domain.events import EventPublisher
+    from mailsage.domain.feedback import FeedbackService
+    from mailsage.domain.ingest import IngestService
+    from mailsage.domain.jobs import JobService
+    from mailsage.domain.messages_v2 import MessagesV2Service
+    from mailsage.domain.outcomes import SuppressionPolicy
+    from mailsage.domain.providers import Providers
+    from mailsage.domain.submission import SubmissionService
+    from mailsage.domain.suppressions import SuppressionService
+    from mailsage.domain.templates import TemplateService
+    from mailsage.domain.tracking import Signer, TrackedLinks
     from mailsage.domain.webhook_delivery import WebhookDispatcher
     from mailsage.domain.webhooks import WebhookService
-from mailsage.settings import (
-    ApiSettings,
-    CommonSettings,
-    EventsSettings,
-    IngestSettings,
-    ProviderSettings,
-    SenderSettings,
-    WebhooksSettings,
-)
+    from mailsage.ports import Queue, Scheduler, Store, Transport
+    from mailsage.settings import (
+        CommonSettings,
+        EventsSettings,
+        IngestSettings,
+        ProviderSettings,
+        SenderSettings,
+        WebhooksSettings,
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,6 +50,11 @@ class Backends:
 
 @lru_cache(maxsize=8)
 def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receives: int) -> Backends:
+    from mailsage.adapters.sqlite.db import Database
+    from mailsage.adapters.sqlite.queue import SqliteQueue
+    from mailsage.adapters.sqlite.scheduler import SqliteScheduler
+    from mailsage.adapters.sqlite.store import SqliteStore
+
     db = Database(path, synchronous)
     return Backends(
         store=SqliteStore(db),
@@ -105,6 +108,7 @@ def backends(settings: CommonSettings) -> Backends:
 def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Providers:
     """Every configured transport by name, each built on first use."""
     from mailsage.adapters.smtp import SmtpConfig, SmtpTransport
+    from mailsage.domain.providers import Providers
 
     def smtp(url: str) -> Callable[[], Transport]:
         return lambda: SmtpTransport(SmtpConfig.from_url(url, smtp_timeout))
@@ -145,6 +149,14 @@ class ApiServices:
 
 @lru_cache(maxsize=8)
 def api_services(settings: ApiSettings) -> ApiServices:
+    from mailsage.domain.auth import AuthService
+    from mailsage.domain.engagement import EngagementService
+    from mailsage.domain.jobs import JobService
+    from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
+    from mailsage.domain.submission import SubmissionLimits, SubmissionService
+    from mailsage.domain.suppressions import SuppressionService
+    from mailsage.domain.templates import TemplateService
+
     b = backends(settings)
     limits = SubmissionLimits(
         chunk_size=settings.chunk_size,
@@ -183,6 +195,8 @@ def api_services(settings: ApiSettings) -> ApiServices:
 
 @lru_cache(maxsize=8)
 def delivery_service(settings: SenderSettings) -> DeliveryService:
+    from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+
     b = backends(settings)
     policy = DeliveryPolicy(
         max_attempts=settings.max_attempts,
@@ -203,6 +217,8 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
 
 
 def suppression_policy(settings: CommonSettings) -> SuppressionPolicy:
+    from mailsage.domain.outcomes import SuppressionPolicy
+
     return SuppressionPolicy(
         settings.bounce_suppression_days,
         settings.complaint_suppression_days,
@@ -212,12 +228,17 @@ def suppression_policy(settings: CommonSettings) -> SuppressionPolicy:
 
 @lru_cache(maxsize=8)
 def ingest_service(settings: IngestSettings) -> IngestService:
+    from mailsage.domain.ingest import IngestService
+
     if settings.backend == "aws":
         from mailsage.adapters.aws.sqs_queue import SqsQueue
 
         assert settings.ingest_dlq_url  # checked by the settings validator
         dead_letters: Queue = SqsQueue(settings.ingest_dlq_url)
     else:
+        from mailsage.adapters.sqlite.db import Database
+        from mailsage.adapters.sqlite.queue import SqliteQueue
+
         db = Database(str(settings.database_path), settings.sqlite_synchronous)
         dead_letters = SqliteQueue(db, "ingest-dlq")
     return IngestService(api_services(settings).submission, dead_letters)
@@ -225,6 +246,8 @@ def ingest_service(settings: IngestSettings) -> IngestService:
 
 @lru_cache(maxsize=8)
 def feedback_service(settings: EventsSettings) -> FeedbackService:
+    from mailsage.domain.feedback import FeedbackService
+
     return FeedbackService(
         backends(settings).store,
         event_publisher(settings),
@@ -235,6 +258,8 @@ def feedback_service(settings: EventsSettings) -> FeedbackService:
 
 @lru_cache(maxsize=8)
 def event_publisher(settings: CommonSettings) -> EventPublisher:
+    from mailsage.domain.events import EventPublisher
+
     b = backends(settings)
     return EventPublisher(b.store, b.webhooks, settings.webhook_cache_seconds)
 
@@ -269,6 +294,8 @@ def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
 @lru_cache(maxsize=8)
 def signer(settings: CommonSettings) -> Signer | None:
     """The key of tracking and unsubscribe tokens; None on AWS when no signing secret is configured."""
+    from mailsage.domain.tracking import Signer
+
     key = _signing_key(settings)
     return Signer(key) if key is not None else None
 
@@ -306,6 +333,8 @@ def _signing_key(settings: CommonSettings) -> bytes | None:
 @lru_cache(maxsize=8)
 def tracked_links(settings: CommonSettings) -> TrackedLinks | None:
     """URL builder for tracking and unsubscribe links; None without MAILSAGE_PUBLIC_URL."""
+    from mailsage.domain.tracking import TrackedLinks
+
     key = signer(settings)
     if not settings.public_url or key is None:
         return None

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from mailsage.api.model import Model
 from mailsage.api.security import services_of
 from mailsage.api.v1.models import responses
 from mailsage.domain.campaigns import CampaignReport, CampaignService
@@ -30,7 +31,7 @@ DESCRIPTION = """Totals over every job of the account sent with this `campaign_i
 A campaign id the account never used (or another account's) is 404."""
 
 
-class CampaignRatesReply(BaseModel):
+class CampaignRatesReply(Model):
     delivery_rate: float = Field(description="delivered / sent")
     bounce_rate: float = Field(description="bounced / sent")
     complaint_rate: float = Field(description="complained / sent")
@@ -39,7 +40,7 @@ class CampaignRatesReply(BaseModel):
     unsubscribe_rate: float = Field(description="unsubscribed / delivered")
 
 
-class CampaignReply(BaseModel):
+class CampaignReply(Model):
     """Totals over the campaign's jobs; counts are of messages (one per recipient)."""
 
     campaign_id: str

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
+from mailsage.api.model import Model
 from mailsage.domain.submission import JobRequest, RecipientInput
 
 
@@ -23,7 +24,7 @@ Body = Annotated[str, Field(max_length=1_000_000)]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
-class Strict(BaseModel):
+class Strict(Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -115,27 +116,27 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-class SendReply(BaseModel):
+class SendReply(Model):
     job_id: str
     message_id: str
     status: str
 
 
-class AcceptedMessage(BaseModel):
+class AcceptedMessage(Model):
     index: int
     email: str
     message_id: str
     status: str
 
 
-class RejectedRecipient(BaseModel):
+class RejectedRecipient(Model):
     index: int
     email: str
     code: str
     message: str
 
 
-class BatchReply(BaseModel):
+class BatchReply(Model):
     job_id: str
     status: str
     campaign_id: str | None
@@ -145,13 +146,13 @@ class BatchReply(BaseModel):
     errors: list[RejectedRecipient]
 
 
-class Progress(BaseModel):
+class Progress(Model):
     processed: int
     total: int
     percent: float
 
 
-class JobReply(BaseModel):
+class JobReply(Model):
     job_id: str
     kind: str
     state: str
@@ -166,7 +167,7 @@ class JobReply(BaseModel):
     finished_at: str | None
 
 
-class TemplateReply(BaseModel):
+class TemplateReply(Model):
     template_id: str
     name: str
     subject: str
@@ -176,24 +177,24 @@ class TemplateReply(BaseModel):
     updated_at: str
 
 
-class TemplateList(BaseModel):
+class TemplateList(Model):
     data: list[TemplateReply]
     next_cursor: str | None
 
 
-class PreviewReply(BaseModel):
+class PreviewReply(Model):
     subject: str
     html: str | None
     text: str | None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str
     message: str
     details: Any | None = None
 
 
-class ErrorEnvelope(BaseModel):
+class ErrorEnvelope(Model):
     error: ErrorBody
 
 
@@ -207,7 +208,7 @@ _ERROR_TEXT = {
 }
 
 
-def responses(status: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
+def responses(status: int, model: type[Model] | None, *errors: int) -> dict[int, Any]:
     """The OpenAPI `responses` of a route: its success reply and the error envelopes it can give."""
     success: dict[str, Any] = {"description": "Success"}
     if model is not None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from mailsage.api.model import Model
 from mailsage.api.v1.models import ErrorEnvelope, Strict, iso
 from mailsage.api.v1.models import responses as v1_responses
 from mailsage.domain.models import EVENT_TYPES, Webhook, WebhookDelivery
@@ -59,7 +60,7 @@ class WebhookPatch(Strict):
 # -- replies -----------------------------------------------------------------------------------------
 
 
-class WebhookReply(BaseModel):
+class WebhookReply(Model):
     id: str
     name: str
     url: str
@@ -83,12 +84,12 @@ class WebhookCreatedReply(WebhookReply):
     )
 
 
-class WebhookList(BaseModel):
+class WebhookList(Model):
     data: list[WebhookReply]
     next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last.")
 
 
-class DeliveryAttempt(BaseModel):
+class DeliveryAttempt(Model):
     time: str
     status_code: int | None = Field(description="The endpoint's HTTP status; null if none was received.")
     error: str | None
@@ -96,7 +97,7 @@ class DeliveryAttempt(BaseModel):
     replay: bool = False
 
 
-class DeliveryReply(BaseModel):
+class DeliveryReply(Model):
     id: str = Field(description="The `webhook-id` header: the same for every attempt and replay.")
     event_type: str
     status: str = Field(description="pending, retrying, succeeded or failed")
@@ -107,12 +108,12 @@ class DeliveryReply(BaseModel):
     payload: Any = Field(description="The JSON body that was posted (signed).")
 
 
-class DeliveryList(BaseModel):
+class DeliveryList(Model):
     data: list[DeliveryReply] = Field(description="Newest first.")
     next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last.")
 
 
-class ReplayReply(BaseModel):
+class ReplayReply(Model):
     delivery_id: str
     webhook_id: str
     status: Literal["queued"] = "queued"
@@ -174,7 +175,7 @@ def delivery_reply(d: WebhookDelivery) -> DeliveryReply:
     )
 
 
-def responses(status: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
+def responses(status: int, model: type[Model] | None, *errors: int) -> dict[int, Any]:
     """v1's `responses`, with 409 meaning a disabled webhook, and 503 (webhook deliveries not
     configured) where given."""
     out = v1_responses(status, model, *(e for e in errors if e != 503))

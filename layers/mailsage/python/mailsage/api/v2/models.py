@@ -15,8 +15,9 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
+from mailsage.api.model import Model
 from mailsage.domain.messages_v2 import (
     AttachmentDraft,
     Created,
@@ -63,7 +64,7 @@ def omitted_if_none(description: str = "") -> Any:
     return Field(None, exclude_if=_omitted_when_none, description=description or None)
 
 
-class Lenient(BaseModel):
+class Lenient(Model):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
@@ -189,32 +190,32 @@ def draft(body: CreateMessageRequest) -> MessageDraft:
 # -- replies -----------------------------------------------------------------------------------------
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     message: str
 
 
-class SuccessResponse(BaseModel):
+class SuccessResponse(Model):
     message: str
 
 
-class PaginationInfo(BaseModel):
+class PaginationInfo(Model):
     has_more: bool
     next_cursor: str | None = omitted_if_none("Pass as `after` to fetch the next page.")
     previous_cursor: str | None = omitted_if_none("Pass as `before` to fetch the previous page.")
 
 
-class RecipientReply(BaseModel):
+class RecipientReply(Model):
     email: str
     name: str
     substitutions: dict[str, Any] | None = omitted_if_none()
 
 
-class ScheduleReply(BaseModel):
+class ScheduleReply(Model):
     first_attempt: str | None = omitted_if_none()
     expires: str | None = omitted_if_none()
 
 
-class CreateSingleMessageResponse(BaseModel):
+class CreateSingleMessageResponse(Model):
     object: Literal["message"] = "message"
     id: str | None = Field(description="The Message-ID `<uuid@domain>`; null if nothing was created.")
     recipient: RecipientReply
@@ -223,18 +224,18 @@ class CreateSingleMessageResponse(BaseModel):
     schedule: ScheduleReply | None = omitted_if_none("Present when the request had a schedule.")
 
 
-class CreateMessageResponse(BaseModel):
+class CreateMessageResponse(Model):
     object: Literal["list"] = "list"
     data: list[CreateSingleMessageResponse]
 
 
-class DeliveryEvent(BaseModel):
+class DeliveryEvent(Model):
     time: str
     log: str
     status: str
 
 
-class MessageSummary(BaseModel):
+class MessageSummary(Model):
     object: Literal["message"] = "message"
     created_at: str
     updated_at: str
@@ -260,19 +261,19 @@ class MessageSummary(BaseModel):
     account_id: str
 
 
-class MessageContentPart(BaseModel):
+class MessageContentPart(Model):
     content_type: str
     content: str
 
 
-class MessageAttachment(BaseModel):
+class MessageAttachment(Model):
     filename: str
     content: str
     content_type: str
     content_id: str
 
 
-class MessageContentParsed(BaseModel):
+class MessageContentParsed(Model):
     parts: list[MessageContentPart]
     attachments: list[MessageAttachment]
     headers: dict[str, list[str]]
@@ -283,13 +284,13 @@ class Message(MessageSummary):
     content_parsed: MessageContentParsed | None = omitted_if_none()
 
 
-class PaginatedMessagesResponse(BaseModel):
+class PaginatedMessagesResponse(Model):
     object: Literal["list"] = "list"
     data: list[MessageSummary]
     pagination: PaginationInfo
 
 
-class Suppression(BaseModel):
+class Suppression(Model):
     object: Literal["suppression"] = "suppression"
     id: str
     created_at: str
@@ -299,12 +300,12 @@ class Suppression(BaseModel):
     expires_at: str
 
 
-class CreateSuppressionResponse(BaseModel):
+class CreateSuppressionResponse(Model):
     object: Literal["list"] = "list"
     data: list[Suppression]
 
 
-class PaginatedSuppressionsResponse(BaseModel):
+class PaginatedSuppressionsResponse(Model):
     object: Literal["list"] = "list"
     data: list[Suppression]
     pagination: PaginationInfo
@@ -437,7 +438,7 @@ _ERROR_TEXT = {
 }
 
 
-def responses(status: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
+def responses(status: int, model: type[Model] | None, *errors: int) -> dict[int, Any]:
     """The OpenAPI `responses` of a v2 route: its success reply and the ErrorResponses it can give."""
     success: dict[str, Any] = {"description": "Success"}
     if model is not None:

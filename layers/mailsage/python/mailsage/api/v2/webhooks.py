@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from mailsage.api.model import Model
 from mailsage.api.security import services_of
 from mailsage.api.v2.models import Lenient, PaginationInfo, SuccessResponse, responses
 from mailsage.domain.messages_v2 import iso
@@ -87,7 +88,7 @@ class UpdateWebhookRequest(Lenient):
 # -- replies -----------------------------------------------------------------------------------------
 
 
-class Webhook(BaseModel):
+class Webhook(Model):
     object: Literal["webhook"] = "webhook"
     id: str
     created_at: str
@@ -117,7 +118,7 @@ class CreatedWebhook(Webhook):
     secret: str = Field(description="The signing secret; returned only when the webhook is created.")
 
 
-class PaginatedWebhooksResponse(BaseModel):
+class PaginatedWebhooksResponse(Model):
     object: Literal["list"] = "list"
     data: list[Webhook]
     pagination: PaginationInfo
@@ -146,7 +147,7 @@ def webhook_reply(w: DomainWebhook) -> Webhook:
     return Webhook(**_fields(w))
 
 
-def _flags(body: BaseModel) -> dict[str, bool]:
+def _flags(body: Model) -> dict[str, bool]:
     """event type -> on/off, for each flag given (not null)."""
     values = body.model_dump()
     return {event: bool(values[flag]) for flag, event in FLAG_EVENTS.items() if values.get(flag) is not None}
