@@ -154,7 +154,7 @@ def count_eml(outbox: Path) -> int:
 class Server:
     """`python -m mailsage.cli serve` on free ports with a known key, spoken to over HTTP/1.1."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, **env: str) -> None:
+    def __init__(self, data_dir: Path, workers: int | None = None, **env: str) -> None:
         self.data_dir = data_dir
         self.port, self.smtp_port = free_port(), free_port()
         self.key = "bench-" + uuid.uuid4().hex
@@ -169,7 +169,9 @@ class Server:
 
     def __enter__(self) -> Server:
         cmd = [PYTHON, "-m", "mailsage.cli", "serve", "--data-dir", str(self.data_dir)]
-        cmd += ["--port", str(self.port), "--smtp-port", str(self.smtp_port), "--workers", str(self.workers)]
+        cmd += ["--port", str(self.port), "--smtp-port", str(self.smtp_port)]
+        if self.workers is not None:  # otherwise serve's default, what a user gets
+            cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(
             cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
         )

@@ -1,11 +1,12 @@
 """Figure 2 — end-to-end throughput: a 10,000-recipient job (10 batches of 1,000) through
-`mailsage serve` (one process: HTTP API, 2 sender workers, the built-in aiosmtpd sink) from the
-first submit to the last .eml in the outbox, as a ratio to a floor measured in the same run.
+`mailsage serve` (its defaults: the HTTP API and 4 sender workers in one process, the built-in
+aiosmtpd sink in a process of its own, its delivery notifications on) from the first submit to the
+last .eml in the outbox, as a ratio to a floor measured in the same run.
 
 The floor: plain `smtplib` pushing 10,000 pre-built messages (the same MIME the sender builds for
 the same recipients) over ONE connection into the same sink class (`mailsage.local.sink.SmtpSink`)
-running on its own in a separate process. So the floor has the sink on one core and the client on
-the other; `mailsage serve` has API, workers and sink in one Python process (one GIL).
+running on its own in a separate process, without notifications. So the floor has the sink on one
+core and the client on the other, as `mailsage serve` has its sink and its workers.
 
 The end time is exact: the sink names each file after `time.time_ns()` when it received it.
 This VM's speed drifts with its host's load, so each end-to-end run is bracketed by two floor runs
@@ -150,7 +151,8 @@ def run() -> Figure:
             "submit_seconds_median": median(submits),
             "recipients": RECIPIENTS,
             "message_bytes": len(messages[0][2]),
-            "setup": "e2e: mailsage serve --workers 2 (API + workers + sink in one process); "
+            "setup": "e2e: mailsage serve with its default workers (API + workers in one process, "
+            "the built-in sink in its own); "
             "floor: smtplib, 1 connection, sink (SmtpSink) alone in its own process; "
             "each e2e run compared with the mean of the floor runs just before and after it",
         },

@@ -107,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--port", type=int, default=8025, help="HTTP port on 127.0.0.1 (default: %(default)s)")
     serve.add_argument("--smtp-port", type=int, default=1025, help="SMTP sink port (default: %(default)s)")
-    serve.add_argument("--workers", type=int, default=2, help="sender worker threads (default: %(default)s)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=4,  # RuntimeConfig.workers (not imported here: the CLI starts fast)
+        help="sender worker threads (default: %(default)s)",
+    )
     serve.set_defaults(run=_serve)
 
     invoke = sub.add_parser("invoke", help="run one handler once with a sample event")
