@@ -2,6 +2,12 @@
 delete), wire-compatible with the contract's `Webhook`, `CreatedWebhook`, `CreateWebhookRequest`,
 `UpdateWebhookRequest` and `PaginatedWebhooksResponse`.
 
+MailSage extensions (not in the AhaSend contract), the v1 delivery log and replay in v2's style
+(`object`, `data` + `pagination`, `{"message"}` errors): `GET .../webhooks/{webhook_id}/deliveries`
+(newest first, paged forwards with `limit` and `after`) and
+`POST .../webhooks/{webhook_id}/deliveries/{delivery_id}/replay` (202; 404 for an unknown or another
+account's webhook or delivery, 409 if the webhook is disabled, 503 without a webhook queue).
+
 A webhook's `on_*` flags are its subscriptions to the event types of `EVENT_FLAGS`. MailSage's own
 job.* events have no flag: a webhook created here never gets them, and one created on v1 keeps its
 job.* subscriptions, unseen here, across an update here.
@@ -12,6 +18,7 @@ router is made per app by `router_for(settings)`.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -19,13 +26,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import Field
 
+from mailsage.api.errors import v2_envelope
 from mailsage.api.model import Model
 from mailsage.api.security import services_of
-from mailsage.api.v2.models import Lenient, PaginationInfo, SuccessResponse, responses
+from mailsage.api.v2.models import ErrorResponse, Lenient, PaginationInfo, SuccessResponse, responses
 from mailsage.domain.messages_v2 import iso
 from mailsage.domain.models import EVENT_FLAGS
 from mailsage.domain.models import Webhook as DomainWebhook
-from mailsage.domain.webhooks import WebhookService
+from mailsage.domain.models import WebhookDelivery as DomainDelivery
+from mailsage.domain.webhooks import WebhookService, WebhooksUnavailable
 from mailsage.settings import ApiSettings
 from mailsage.wiring import webhook_service
 
@@ -124,6 +133,44 @@ class PaginatedWebhooksResponse(Model):
     pagination: PaginationInfo
 
 
+class WebhookDeliveryAttempt(Model):
+    time: str
+    status_code: int | None = Field(description="The endpoint's HTTP status; null if none was received.")
+    error: str | None = Field(
+        description="Why the attempt failed (timeout, refused, HTTP 500...); null on success."
+    )
+    duration_ms: float | None
+    replay: bool = Field(description="true for an attempt made by a replay.")
+
+
+class WebhookDelivery(Model):
+    """One event sent to the endpoint (MailSage extension)."""
+
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    id: str = Field(description="The `webhook-id` header: the same for every attempt and replay.")
+    webhook_id: str
+    event_type: str
+    status: str = Field(description="pending, retrying, succeeded or failed")
+    created_at: str
+    updated_at: str
+    attempts: list[WebhookDeliveryAttempt] = Field(description="Every attempt, oldest first.")
+    next_attempt_at: str | None = Field(description="When it is retried next; null unless retrying.")
+    payload: Any = Field(description="The JSON body that was posted (signed).")
+
+
+class PaginatedWebhookDeliveriesResponse(Model):
+    object: Literal["list"] = "list"
+    data: list[WebhookDelivery] = Field(description="Newest first.")
+    pagination: PaginationInfo
+
+
+class ReplayWebhookDeliveryResponse(Model):
+    object: Literal["webhook_delivery_replay"] = "webhook_delivery_replay"
+    delivery_id: str
+    webhook_id: str
+    status: Literal["queued"] = "queued"
+
+
 def _fields(w: DomainWebhook) -> dict[str, Any]:
     events = set(w.events)
     return {
@@ -145,6 +192,46 @@ def _fields(w: DomainWebhook) -> dict[str, Any]:
 
 def webhook_reply(w: DomainWebhook) -> Webhook:
     return Webhook(**_fields(w))
+
+
+def delivery_reply(d: DomainDelivery) -> WebhookDelivery:
+    try:
+        payload: Any = json.loads(d.payload)
+    except ValueError:
+        payload = d.payload
+    return WebhookDelivery(
+        id=d.id,
+        webhook_id=d.webhook_id,
+        event_type=d.event_type,
+        status=d.status,
+        created_at=iso(d.created_at),
+        updated_at=iso(d.updated_at),
+        attempts=[
+            WebhookDeliveryAttempt(
+                time=iso(float(a.get("time") or 0)),
+                status_code=a.get("status_code"),
+                error=a.get("error"),
+                duration_ms=a.get("duration_ms"),
+                replay=bool(a.get("replay", False)),
+            )
+            for a in d.attempts
+        ],
+        next_attempt_at=iso(d.next_attempt_at) if d.next_attempt_at is not None else None,
+        payload=payload,
+    )
+
+
+def _replay_responses() -> dict[int, Any]:
+    out = responses(202, ReplayWebhookDeliveryResponse, 404, 409)
+    out[409] = {
+        **out[409],
+        "description": "Conflict: the webhook is disabled (or an Idempotency-Key request still in progress)",
+    }
+    out[503] = {
+        "description": "Webhook deliveries are not configured in this deployment (no webhook queue)",
+        "content": {"application/json": {"model": ErrorResponse}},
+    }
+    return out
 
 
 def _flags(body: Model) -> dict[str, bool]:
@@ -243,5 +330,47 @@ def router_for(settings: ApiSettings) -> APIGatewayRouter:
         service, account = webhooks()
         service.delete(account, webhook_id)
         return SuccessResponse(message=f"webhook {webhook_id} deleted")
+
+    # -- MailSage extensions: the delivery log and replay ------------------------------------------
+
+    @router.get(
+        f"{WEBHOOKS}/<webhook_id>/deliveries",
+        responses=responses(200, PaginatedWebhookDeliveriesResponse, 404),
+        summary="A webhook's delivery log (MailSage extension)",
+        description="What was sent to the endpoint, newest first: each event with every attempt"
+        " (status code, error, duration) and the next retry. Pages forwards: pass"
+        " `pagination.next_cursor` as `after`. Entries expire after the log's retention.",
+    )
+    def list_deliveries(
+        account_id: str,
+        webhook_id: str,
+        limit: Annotated[int, Query(ge=1, le=100)] = 100,
+        after: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> PaginatedWebhookDeliveriesResponse:
+        service, account = webhooks()
+        page = service.deliveries(account, webhook_id, limit, after)
+        return PaginatedWebhookDeliveriesResponse(
+            data=[delivery_reply(d) for d in page.items],
+            pagination=PaginationInfo(has_more=page.has_more, next_cursor=page.next_cursor),
+        )
+
+    @router.post(
+        f"{WEBHOOKS}/<webhook_id>/deliveries/<delivery_id>/replay",
+        responses=_replay_responses(),
+        summary="Send a delivery again (MailSage extension)",
+        description="Queues the logged event for one more attempt, with the same `webhook-id` and"
+        " payload (receivers can recognise it). 409 if the webhook is disabled; 503 if the"
+        " deployment has no webhook queue.",
+    )
+    def replay_delivery(account_id: str, webhook_id: str, delivery_id: str) -> Response[Any]:
+        # Response[Any]: a ReplayWebhookDeliveryResponse or (503) an ErrorResponse, which the
+        # exception handlers cannot give (that status is not one of a domain error).
+        service, account = webhooks()
+        try:
+            delivery = service.replay(account, webhook_id, delivery_id)
+        except WebhooksUnavailable as exc:
+            return v2_envelope(503, exc.message)
+        reply = ReplayWebhookDeliveryResponse(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
+        return Response(202, content_types.APPLICATION_JSON, reply)
 
     return router
