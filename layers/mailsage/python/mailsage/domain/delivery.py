@@ -233,7 +233,10 @@ class DeliveryService:
             # message by this header, as mailbox providers' FBLs do.
             "Feedback-ID": f"{message.id}:{job.id}:{job.account_id}:mailsage",
         }
-        if self.links is not None and job.content.unsubscribe:
+        # A List-Unsubscribe of the caller's own (their unsubscribe system) wins over ours: one
+        # header, never two.
+        own = any(name.lower() == "list-unsubscribe" for name in job.content.headers)
+        if self.links is not None and job.content.unsubscribe and not own:
             url = self.links.unsubscribe_url(job.account_id, message.id, message.email)
             headers.update(unsubscribe_headers(url))
         return headers

@@ -196,9 +196,10 @@ class MessageDraft:
 
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext: printable ASCII but ':'
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
-# Headers MailSage writes itself (identity, envelope, MIME structure): never the caller's.
+# Headers MailSage writes itself (identity, envelope, MIME structure, the Feedback-ID that names
+# the message in complaint reports): never the caller's.
 _RESERVED_HEADERS = frozenset(
-    {"from", "to", "cc", "bcc", "subject", "date", "mime-version", "return-path", "sender"}
+    {"from", "to", "cc", "bcc", "subject", "date", "mime-version", "return-path", "sender", "feedback-id"}
 )
 _CONTENT_TYPE = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+(\s*;.*)?", re.ASCII)
 SANDBOX_RESULTS = ("deliver", "bounce", "defer", "fail", "suppress")
