@@ -3,12 +3,6 @@
 Each thread gets its own connection (sqlite3 connections must not cross threads). Connections run
 in autocommit mode; writes that must be atomic use `transaction()`, which takes the write lock up
 front (BEGIN IMMEDIATE) so two writers never deadlock upgrading a read lock.
-
-Writers of one process take turns on a lock of the file (`_write_lock`) before SQLite's own: a
-writer that finds SQLite's lock taken waits in its busy handler, which sleeps 1, 2, 5, 10 ms...
-between tries, and with a few sender threads that sleeping, not the work, set the pace. On the
-process lock a waiting thread wakes as soon as the lock is free. Other processes (the built-in sink,
-`mailsage` commands) still meet SQLite's lock and its busy handler, which is rare.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -199,38 +192,11 @@ _ADDED_COLUMNS = [
 ]
 
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")  # the statements that take SQLite's write lock
-_write_locks: dict[str, threading.RLock] = {}
-_write_locks_guard = threading.Lock()
-
-
-def _write_lock(path: str) -> threading.RLock:
-    with _write_locks_guard:
-        return _write_locks.setdefault(path, threading.RLock())
-
-
-class _Connection(sqlite3.Connection):
-    """A connection whose autocommit writes hold the process's write lock of its file."""
-
-    write_lock: threading.RLock
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        if not self.in_transaction and sql.lstrip()[:6].upper() in _WRITES:
-            with self.write_lock:
-                return super().execute(sql, parameters)
-        return super().execute(sql, parameters)
-
-
 class Database:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
         self.path = str(path)
         self._synchronous = synchronous
         self._local = threading.local()
-        # One lock per file, shared by every Database of it in this process (":memory:" is one
-        # database per connection, so it needs none, and sharing one does no harm).
-        self._write_lock = _write_lock(
-            str(Path(self.path).resolve()) if self.path != ":memory:" else self.path
-        )
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
@@ -251,10 +217,7 @@ class Database:
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False, factory=_Connection
-            )
-            conn.write_lock = self._write_lock
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives an application crash; only an OS crash can lose the last
@@ -267,14 +230,13 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.connection()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
