@@ -66,7 +66,7 @@ from mailsage.domain.models import (
     Webhook,
     WebhookDelivery,
 )
-from mailsage.errors import Conflict
+from mailsage.errors import Conflict, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -482,6 +482,28 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _item_size(item: Item) -> int:
+    """About what DynamoDB counts against its item limit: each attribute's name and value in UTF-8,
+    a number at its largest (21 bytes), a list or map 3 bytes plus 1 per element (and its names)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items() if value is not None)
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode())
+    if isinstance(value, bytes):
+        return len(value)
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float):
+        return 21
+    if isinstance(value, list | tuple):
+        return 3 + sum(1 + _value_size(v) for v in value)
+    if isinstance(value, dict):
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in value.items())
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB: {value!r}")
+
+
 # -- items <-> domain -----------------------------------------------------------------------------
 
 
@@ -746,6 +768,9 @@ class DynamoStore:
     IMMUTABLE_ITEMS_KEPT = 2048  # message items remembered (they never change once written)
     PACKED_CHUNKS_KEPT = 64  # packed chunks' message items remembered (likewise)
     PACKED_MESSAGES_MAX_BYTES = 65_536  # a chunk whose messages compress to more: an item each
+    # A job's content item (and its bodies' item): DynamoDB refuses an item over 400 KB; 10 KB less
+    # leaves room for where _item_size's estimate differs from DynamoDB's own accounting.
+    CONTENT_ITEM_MAX_BYTES = 390 * 1024
 
     def __init__(
         self, table_name: str, client: Any | None = None, *, retention_seconds: float | None = None
@@ -914,6 +939,7 @@ class DynamoStore:
         if separate_data:
             body = _json({k: content[k] for k in _BODY_FIELDS})
             job_items.append({**_key(_job_pk(job.id), BODY_SK), "body": body, TTL_ATTRIBUTE: ttl})
+        self._check_content_size(job_items)  # before any write: a refused job leaves nothing behind
         self._batch_write([*message_items, *data_items, *job_items])
         sort_time = _index_time(job.created_at)
         self._batch_write(
@@ -988,6 +1014,21 @@ class DynamoStore:
         }
         if not self._put(head, "attribute_not_exists(#pk)"):
             raise Conflict(f"job {job.id!r} already exists")
+
+    def _check_content_size(self, items: Sequence[Item]) -> None:
+        """PayloadTooLarge if an item holding the job's content would not fit one DynamoDB item
+        (BatchWriteItem would refuse it with a ValidationException, an opaque 500 to the caller).
+        The API's limits (bodies, attachments) are checked on decoded sizes; what is stored is JSON,
+        attachments in base64, so a request within them can still be too large here."""
+        limit = self.CONTENT_ITEM_MAX_BYTES
+        size = max(_item_size(item) for item in items)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the message content and attachments are {size} bytes stored (attachments in base64);"
+                f" this deployment stores at most {limit} bytes ({limit // 1024} KB) per job"
+                " (DynamoDB's item limit): send large files as links",
+                {"stored_bytes": size, "max": limit},
+            )
 
     def _packed_messages(
         self, job: Job, chunk: int, members: Sequence[Message], separate_data: bool, ttl: int | None
