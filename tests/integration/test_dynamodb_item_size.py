@@ -21,7 +21,7 @@ from mailsage.ports import Queue, Store
 from mailsage.wiring import Backends
 from tests.conftest import Account, ApiClient, Reply
 from tests.contract.aws_store import dynamodb_table
-from tests.moto_env import REGION
+from tests.moto_env import REGION, use_aws_backend
 
 LIMIT_TEXT = "DynamoDB's item limit"
 
@@ -82,22 +82,7 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsApi]:
         send_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName=f"send-{suffix}")[
             "QueueUrl"
         ]
-        for name in (
-            "MAILSAGE_SMTP_URL",
-            "MAILSAGE_DEV_API_KEY",
-            "MAILSAGE_DEV_ACCOUNT_ID",
-            "MAILSAGE_SIGNING_SECRET",
-            "MAILSAGE_PUBLIC_URL",
-            "MAILSAGE_WEBHOOK_QUEUE_URL",
-        ):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in {
-            "MAILSAGE_BACKEND": "aws",
-            "MAILSAGE_DATA_DIR": str(tmp_path / "data"),
-            "MAILSAGE_TABLE_NAME": table,
-            "MAILSAGE_SEND_QUEUE_URL": send_url,
-        }.items():
-            monkeypatch.setenv(name, value)
+        use_aws_backend(monkeypatch, tmp_path / "data", table, send_url)
         yield AwsApi(table, send_url)
 
 

@@ -25,7 +25,7 @@ from mailsage.wiring import Backends
 from tests.conftest import Account, ApiClient, Worker, load_event
 from tests.contract.aws_store import dynamodb_table
 from tests.integration.test_feedback_events import message_of, published, types_for
-from tests.moto_env import REGION
+from tests.moto_env import REGION, use_aws_backend
 
 SENDER_DOMAIN = "acme-mail.com"
 PUBLIC_URL = "https://mail.example.test"
@@ -137,25 +137,17 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsRuntime]
         signing = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name=f"signing-{suffix}", SecretString=uuid.uuid4().hex
         )["ARN"]
-        for name in (
-            "MAILSAGE_SMTP_URL",
-            "MAILSAGE_DEV_API_KEY",
-            "MAILSAGE_DEV_ACCOUNT_ID",
-            "MAILSAGE_SIGNING_SECRET",
-        ):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in {
-            "MAILSAGE_BACKEND": "aws",
-            "MAILSAGE_DATA_DIR": str(tmp_path / "data"),
-            "MAILSAGE_TABLE_NAME": table,
-            "MAILSAGE_SEND_QUEUE_URL": send_url,
-            "MAILSAGE_WEBHOOK_QUEUE_URL": webhooks_url,
-            "MAILSAGE_WEBHOOK_CACHE_SECONDS": "0",
-            "MAILSAGE_PUBLIC_URL": PUBLIC_URL,
-            "MAILSAGE_SIGNING_SECRET_NAME": signing,
-            "MAILSAGE_MESSAGE_ID_DOMAIN": "mail.test",
-        }.items():
-            monkeypatch.setenv(name, value)
+        use_aws_backend(
+            monkeypatch,
+            tmp_path / "data",
+            table,
+            send_url,
+            WEBHOOK_QUEUE_URL=webhooks_url,
+            WEBHOOK_CACHE_SECONDS="0",
+            PUBLIC_URL=PUBLIC_URL,
+            SIGNING_SECRET_NAME=signing,
+            MESSAGE_ID_DOMAIN="mail.test",
+        )
         yield AwsRuntime(table, send_url, webhooks_url)
 
 

@@ -1,16 +1,15 @@
 """Feedback on the embedded runtime, the cases test_feedback_events.py leaves open: a delivery
 notification that arrives after an open, how long automatic suppressions last, tracking and
-List-Unsubscribe on v2 messages, and webhook payloads checked against AhaSend's webhooks.yaml."""
+List-Unsubscribe on v2 messages, and webhook payloads checked against AhaSend's webhooks.yaml.
+It uses that module's fixtures (imported, so F811 flags each test that takes one)."""
+# ruff: noqa: F811
 
 from __future__ import annotations
 
 import json
 import re
 import time
-import uuid
-from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,60 +20,30 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from mailsage.domain.events import iso
-from mailsage.domain.models import EVENT_TYPES, Suppression, Webhook
+from mailsage.domain.models import Suppression, Webhook
 from mailsage.local.functions import load_handler
 from mailsage.local.sink import SmtpSink
 from mailsage.wiring import Backends
-from tests.conftest import ROOT, Account, ApiClient, Worker, free_port, load_event, read_eml
+from tests.conftest import ROOT, Account, ApiClient, Worker, load_event, read_eml
 from tests.contract.test_ahasend_contract import FORMATS
-from tests.integration.test_feedback_events import Feedback, batch, links_in, message_of, published, types_for
+from tests.integration.test_feedback_events import (  # noqa: F401 (fixtures)
+    Feedback,
+    _tracking,
+    batch,
+    feedback,
+    hook,
+    links_in,
+    message_of,
+    published,
+    smtp_sink,
+    types_for,
+)
 
 DAY = 86_400
-PUBLIC_URL = "https://mail.example.test"
+PUBLIC_URL = "https://mail.example.test"  # what test_feedback_events' _tracking sets
 SENDER = "news@acme-mail.com"
 LINK = "https://example.com/a?x=1&amp;y=2"
 HTML = f'<html><body><p>Hi <a href="{LINK}">A</a></p></body></html>'
-
-
-@pytest.fixture
-def feedback() -> Feedback:
-    return Feedback()
-
-
-@pytest.fixture
-def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feedback: Feedback) -> Iterator[SmtpSink]:
-    """The built-in sink with its delivery notifications (overrides the plain one of conftest)."""
-    port = free_port()
-    sink = SmtpSink(tmp_path / "outbox", port, notify=feedback.notify)
-    sink.start()
-    monkeypatch.setenv("MAILSAGE_SMTP_URL", f"smtp://127.0.0.1:{port}")
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(autouse=True)
-def _tracking(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAILSAGE_PUBLIC_URL", PUBLIC_URL)
-    monkeypatch.setenv("MAILSAGE_WEBHOOK_CACHE_SECONDS", "0")
-
-
-@pytest.fixture
-def hook(stores: Backends, account: Account) -> Webhook:
-    """An endpoint of the account subscribed to every event (its id a UUID, as the contract types it)."""
-    now = time.time()
-    webhook = Webhook(
-        str(uuid.uuid4()),
-        account.id,
-        "all",
-        "https://hooks.example.test/in",
-        "whsec_test",
-        True,
-        sorted(EVENT_TYPES),
-        now,
-        now,
-    )
-    stores.store.put_webhook(webhook)
-    return webhook
 
 
 def hit(api: ApiClient, url: str) -> int:

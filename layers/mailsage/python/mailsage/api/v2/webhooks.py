@@ -18,7 +18,6 @@ router is made per app by `router_for(settings)`.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -29,6 +28,7 @@ from pydantic import Field
 from mailsage.api.errors import v2_envelope
 from mailsage.api.model import Model
 from mailsage.api.security import services_of
+from mailsage.api.v1.webhook_models import delivery_reply as v1_delivery_reply
 from mailsage.api.v2.models import ErrorResponse, Lenient, PaginationInfo, SuccessResponse, responses
 from mailsage.domain.messages_v2 import iso
 from mailsage.domain.models import EVENT_FLAGS
@@ -195,30 +195,8 @@ def webhook_reply(w: DomainWebhook) -> Webhook:
 
 
 def delivery_reply(d: DomainDelivery) -> WebhookDelivery:
-    try:
-        payload: Any = json.loads(d.payload)
-    except ValueError:
-        payload = d.payload
-    return WebhookDelivery(
-        id=d.id,
-        webhook_id=d.webhook_id,
-        event_type=d.event_type,
-        status=d.status,
-        created_at=iso(d.created_at),
-        updated_at=iso(d.updated_at),
-        attempts=[
-            WebhookDeliveryAttempt(
-                time=iso(float(a.get("time") or 0)),
-                status_code=a.get("status_code"),
-                error=a.get("error"),
-                duration_ms=a.get("duration_ms"),
-                replay=bool(a.get("replay", False)),
-            )
-            for a in d.attempts
-        ],
-        next_attempt_at=iso(d.next_attempt_at) if d.next_attempt_at is not None else None,
-        payload=payload,
-    )
+    """v1's reply (the same fields, decoded the same way) plus what v2 shows besides."""
+    return WebhookDelivery(webhook_id=d.webhook_id, **v1_delivery_reply(d).model_dump())
 
 
 def _replay_responses() -> dict[int, Any]:
