@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mailsage.domain import mime
+from mailsage.domain.addresses import format_mailbox
 from mailsage.domain.mime import build_message
 from mailsage.domain.rendering import Rendered
 
@@ -436,29 +437,49 @@ def test_a_line_break_in_a_subject_or_name_is_refused() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("From", "MailSage <noreply@mailsage.example>"),
-        ("From", '"Doe, John" <john@example.com>'),
-        ("From", "john@example.com (John)"),
-        ("To", formataddr(("User 5", "user5@example.com"))),
-        ("To", formataddr(('a "quoted" name', "q@example.com"))),
-        ("To", formataddr(("Zoë", "zoe@example.com"))),
         ("Subject", 'Hello (world) <b> "q" ; , : @ \\ end'),
         ("Subject", "x" * 76),
         ("Subject", "a  b"),
-        ("Subject", " leading"),
-        ("Subject", "=?utf-8?q?caf=C3=A9?="),
         ("Subject", "tab\there"),
-        ("Subject", "Grüße"),
         ("Subject", ""),
         ("Message-ID", "<a3f1c2b7-3f4a-4b8e-9c1d-2a3b4c5d6e7f@mailsage.local>"),
         ("Date", "Mon, 23 Nov 2026 09:33:55 +0000"),
         ("List-Unsubscribe", "<mailto:u@example.com>, <https://example.com/u?a=1&b=2>"),
-        ("X-Long", "token " * 30),
+        ("X-Long", " ".join(["token"] * 30)),
     ],
 )
-def test_headers_are_written_as_the_email_package_writes_them(name: str, value: str) -> None:
+def test_plain_ascii_headers_are_written_as_the_email_package_writes_them(name: str, value: str) -> None:
     expected = policy.SMTP.fold_binary(name, policy.SMTP.header_factory(name, value))
     assert mime._header(name, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("mailbox", "name", "address"),
+    [
+        ("MailSage <noreply@mailsage.example>", "MailSage", "noreply@mailsage.example"),
+        ('"Doe, John" <john@example.com>', "Doe, John", "john@example.com"),
+        ("john@example.com", "", "john@example.com"),
+        (format_mailbox("  two  spaces ", "s@example.com"), "  two  spaces ", "s@example.com"),
+        (formataddr(('a "quoted" name', "q@example.com")), 'a "quoted" name', "q@example.com"),
+        (formataddr(("Zoë", "zoe@example.com")), "Zoë", "zoe@example.com"),
+        (formataddr(("Zoë " * 40, "zoe@example.com")), "Zoë " * 40, "zoe@example.com"),
+    ],
+)
+def test_mailboxes_read_back_as_the_same_name_and_address(mailbox: str, name: str, address: str) -> None:
+    # Given a stored From (a display name that may be an encoded word MailSage wrote)
+    # When it is written as a header
+    data = mime._mailbox("From", mailbox)
+    # Then it reads as the same name and address, and no line is over RFC 5322's limit
+    (parsed,) = parse(data + b"\r\n")["From"].addresses
+    assert (parsed.display_name, parsed.addr_spec) == (name, address)
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_non_ascii_text_is_encoded_words_that_decode_to_the_same_text() -> None:
+    data = mime._header("Subject", "Grüße " * 20)
+    assert data.startswith(b"Subject: =?utf-8?")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+    assert parse(data + b"\r\n")["Subject"] == "Grüße " * 20
 
 
 def test_a_long_unbreakable_token_is_written_as_is_not_as_encoded_words() -> None:

@@ -36,11 +36,14 @@ import re
 import sys
 from datetime import UTC, datetime
 from email import policy as _policies
-from email.message import MIMEPart
-from email.utils import format_datetime, formataddr
+from email.header import Header
+from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
+from mailsage.domain.addresses import mailbox_name, quote_phrase
+from mailsage.domain.header_values import header_text_problem
 from mailsage.domain.rendering import Rendered
 
 _POLICY = _policies.SMTP
@@ -74,14 +77,14 @@ def build_message(
     Raises ValueError for a header name that is not RFC 5322 ftext, or for a line break in any
     header value (custom headers, file names, content ids): header injection is impossible."""
     head = [
-        _header("From", from_addr),
-        _header("To", formataddr((to_name, to_email)) if to_name else to_email),
+        _mailbox("From", from_addr),
+        _address("To", to_name, to_email),
         _header("Subject", rendered.subject),
         _header("Date", format_datetime(datetime.now(UTC).replace(microsecond=0))),  # "+0000"
         _header("Message-ID", message_id),
     ]
     if reply_to:
-        head.append(_header("Reply-To", reply_to))
+        head.append(_mailbox("Reply-To", reply_to))
     for name, value in (headers or {}).items():
         lowered = name.lower()
         if lowered in _OWN_HEADERS or lowered.startswith("content-") or (reply_to and lowered == "reply-to"):
@@ -193,46 +196,98 @@ def _encoded_attachment(
         ("content_type", content_type),
         ("content_id", content_id),
     ):
-        if value is not None and _has_control(value):
-            raise ValueError(f"attachment {field} contains a line break or control character: {value!r}")
+        problem = header_text_problem(value, tab=False)
+        if problem:
+            raise ValueError(f"attachment {field} contains {problem}: {value!r}")
     if disposition not in ("attachment", "inline"):
         raise ValueError(f"attachment disposition must be 'attachment' or 'inline', got {disposition!r}")
-    maintype, subtype, params = _content_type(content_type)
-
-    # The email package writes the parameters: quoting, RFC 2231 for non-ASCII names, folding.
-    part = MIMEPart(policy=_POLICY)
-    part["Content-Type"] = f"{maintype}/{subtype}"
-    for key, value in params.items():
-        part.set_param(key, value)
+    maintype, subtype, params = content_type_parts(content_type)
+    names = {} if file_name is None else {"filename": file_name}
     if file_name is not None:
-        part.set_param("name", file_name)  # what older clients read
-    part["Content-Transfer-Encoding"] = "base64"
-    part["Content-Disposition"] = disposition
-    if file_name is not None:
-        part.set_param("filename", file_name, header="Content-Disposition")
+        params["name"] = file_name  # what older clients read
+    head = [
+        _with_params("Content-Type", f"{maintype}/{subtype}", params),
+        b"Content-Transfer-Encoding: base64\r\n",
+        _with_params("Content-Disposition", disposition, names),
+    ]
     if content_id is not None:
-        part["Content-ID"] = f"<{content_id.strip().removeprefix('<').removesuffix('>')}>"
-    head = b"".join(_POLICY.fold_binary(name, value) for name, value in part.items())
-    return head, _base64_lines(base64.b64decode(data))
+        cid = content_id.strip().removeprefix("<").removesuffix(">")
+        if not _MSG_ID.fullmatch(cid) or "=?" in cid:  # parsers decode encoded words even in msg-ids
+            raise ValueError(f"attachment content_id must be printable ASCII without '=?': {content_id!r}")
+        head.append(f"Content-ID: <{cid}>\r\n".encode("ascii"))
+    return b"".join(head), _base64_lines(base64.b64decode(data))
 
 
-def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+def content_type_parts(value: str) -> tuple[str, str, dict[str, str]]:
     """(maintype, subtype, params) of an attachment's content type. Anything that is not a leaf
     type (multipart/*, and message/*, which RFC 2046 forbids to base64) is sent as
-    application/octet-stream."""
+    application/octet-stream. Raises ValueError for a parameter that cannot be written as text
+    (a control character, once its RFC 2231 or RFC 2047 encoding is decoded)."""
     header = _POLICY.header_factory("Content-Type", value)
     maintype, subtype = header.maintype, header.subtype  # type: ignore[attr-defined]
     valid = not header.defects and _TOKEN.fullmatch(maintype) and _TOKEN.fullmatch(subtype)
     if not valid or maintype in ("multipart", "message"):
         return "application", "octet-stream", {}
-    params = {k: v for k, v in header.params.items() if k not in ("name", "boundary")}  # type: ignore[attr-defined]
+    params = {k: str(v) for k, v in header.params.items() if k not in ("name", "boundary")}  # type: ignore[attr-defined]
+    for key, text in params.items():
+        problem = header_text_problem(text, tab=False)
+        if not _TOKEN.fullmatch(key) or problem:
+            raise ValueError(f"content type parameter {key!r}: {problem or 'not a valid name'}")
     return maintype, subtype, params
 
 
+def _with_params(name: str, value: str, params: dict[str, str]) -> bytes:
+    """`name: value; key="text"...`, each parameter written here (see _param), folded between
+    parameters."""
+    lines, line = [], f"{name}: {value}"
+    for key, text in params.items():
+        for piece in _param(key, text):
+            if len(line) + 2 + len(piece) > _MAX_LINE:
+                lines.append(line + ";")
+                line = " " + piece
+            else:
+                line += "; " + piece
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+_PARAM_CHUNK = 60
+_PLAIN_PARAM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,60}")  # printable ASCII but '"' and '\'
+
+
+def _param(key: str, text: str) -> list[str]:
+    """A MIME parameter: a quoted string when `text` is short plain ASCII without '=?' (parsers
+    decode encoded words even in quoted strings), quotes or backslashes (readers unquote file
+    names twice); otherwise RFC 2231 UTF-8 percent-encoding, split
+    into numbered continuations that fit a line."""
+    if _PLAIN_PARAM.fullmatch(text) and "=?" not in text:
+        return [f'{key}="{text}"']
+    encoded = quote(text, safe="")
+    chunks, start = [], 0
+    while start < len(encoded):
+        end = min(start + _PARAM_CHUNK, len(encoded))
+        escape = encoded.rfind("%", end - 2, end)  # never split a %XX
+        if end < len(encoded) and escape != -1:
+            end = escape
+        chunks.append(encoded[start:end])
+        start = end
+    if len(chunks) <= 1:
+        return [f"{key}*=utf-8''{encoded}"]
+    first, *rest = chunks
+    return [f"{key}*0*=utf-8''{first}", *(f"{key}*{n}*={chunk}" for n, chunk in enumerate(rest, 1))]
+
+
+_MSG_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII but '<' and '>'
+
+
 # -- headers --------------------------------------------------------------------------------------
+# Caller text is text. The email package's header registry decodes RFC 2047 encoded words it finds
+# in a value and, on some patch levels (CPython 3.11.7, 3.12.1: gh-121650), writes what they decode
+# to, CR LF included, as raw header lines. So it is given only plain ASCII without '=?'; anything
+# else becomes encoded words written here, which a reader decodes back to exactly the caller's text.
 def _header(name: str, value: str) -> bytes:
-    """One header line, folded and encoded exactly as `EmailMessage` under policy SMTP writes it;
-    a short plain-ASCII value (the usual case) is written as is without parsing it."""
+    """One unstructured header line (Subject, a custom header), folded; a short plain-ASCII value
+    (the usual case) is written as is without parsing it."""
     if not _FIELD_NAME.fullmatch(name):
         raise ValueError(f"not a valid header name: {name!r}")
     if (
@@ -243,16 +298,17 @@ def _header(name: str, value: str) -> bytes:
         and value[0] != " "
         and value[-1] != " "
         and "  " not in value
-        and "=?" not in value  # an encoded word is decoded and re-encoded by the header registry
+        and "=?" not in value
     ):
         return f"{name}: {value}\r\n".encode("ascii")
-    if _has_control(value, allow_tab=True):
-        raise ValueError(f"header {name} contains a line break or control character")
+    problem = header_text_problem(value)
+    if problem:
+        raise ValueError(f"header {name} contains {problem}")
+    if not value.isascii() or "=?" in value or value != value.strip(" \t"):
+        return _encoded_words(name, value)  # (a parser drops spaces at the edges; a word keeps them)
     if (
-        value.isascii()
-        and value.isprintable()
+        value.isprintable()
         and " " not in value
-        and "=?" not in value
         and len(value) > _MAX_LINE - 1  # does not fit a continuation line either
         and len(name) + len(value) <= _MAX_HEADER_LINE - 2
     ):
@@ -268,13 +324,56 @@ _MAX_HEADER_LINE = 998  # RFC 5322's hard limit, without CRLF
 
 @lru_cache(maxsize=1024)
 def _fold(name: str, value: str) -> bytes:
-    """The header registry's folding (RFC 2047 encoded words for non-ASCII). Cached: a subject
-    that is the same for every recipient is encoded once."""
+    """The header registry's folding of plain ASCII with no encoded word in it. Cached: a subject
+    that is the same for every recipient is folded once."""
     return _POLICY.fold_binary(name, _POLICY.header_factory(name, value))
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
+@lru_cache(maxsize=1024)
+def _encoded_words(name: str, value: str) -> bytes:
+    """`value` as UTF-8 RFC 2047 encoded words, folded within 78 characters; whitespace and any
+    literal '=?' are inside the words, so decoding gives back exactly `value`."""
+    words = Header(value, "utf-8", header_name=name, maxlinelen=_MAX_LINE).encode(linesep="\r\n")
+    return f"{name}: {words}\r\n".encode("ascii")
 
 
-def _has_control(value: str, allow_tab: bool = False) -> bool:
-    return _CONTROL.search(value) is not None or (not allow_tab and "\t" in value)
+def _mailbox(name: str, mailbox: str) -> bytes:
+    """From / Reply-To from a stored 'Name <addr>' (addresses.format_mailbox)."""
+    display, address = parseaddr(mailbox)
+    if not address:
+        raise ValueError(f"{name} is not an address: {mailbox!r}")
+    return _address(name, mailbox_name(display), address)
+
+
+@lru_cache(maxsize=256)
+def _address(name: str, display: str | None, address: str) -> bytes:
+    """'display <address>', the display name written here: a quoted string when it is plain
+    ASCII, otherwise encoded words. An address is validated at submit; one that a parser would
+    read as something else is refused here too."""
+    problem = header_text_problem(address, tab=False)
+    if problem or "=?" in address or any(c in address for c in " <>,;"):
+        raise ValueError(f"{name}: not a valid address: {address!r}")
+    problem = header_text_problem(display, tab=False)
+    if problem:
+        raise ValueError(f"{name}: the name contains {problem}")
+    if not address.isascii():  # internationalized address (RFC 6532): as the registry writes it
+        return _fold(name, address) if not display else _with_name(name, display, address)
+    if not display:
+        return _header(name, address)
+    return _with_name(name, display, address)
+
+
+def _with_name(name: str, display: str, address: str) -> bytes:
+    if display.isascii() and display.isprintable() and "=?" not in display:
+        line = f"{name}: {quote_phrase(display)} <{address}>"
+        if len(line) <= _MAX_HEADER_LINE:
+            return f"{line}\r\n".encode("ascii")
+    # One encoded word while the line allows it: the email package's address parser (every
+    # version) keeps the folding space between two encoded words of a name, which RFC 2047 says to
+    # drop, so a name split into words reads back with stray spaces there.
+    words = f"=?utf-8?b?{base64.b64encode(display.encode()).decode()}?="
+    if len(name) + len(words) + 2 > _MAX_HEADER_LINE:
+        words = Header(display, "utf-8", header_name=name, maxlinelen=_MAX_LINE).encode(linesep="\r\n")
+    last = words.rpartition("\r\n")[2]
+    space = "\r\n " if len(last) + len(address) + 3 > _MAX_LINE else " "
+    return f"{name}: {words}{space}<{address}>\r\n".encode()
