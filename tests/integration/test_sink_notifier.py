@@ -10,8 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.queue import SqliteQueue
+from mailsage.domain.feedback_id import FeedbackIds
+from mailsage.domain.tracking import Signer
 from mailsage.local.runtime import _DelayedNotifications
 from mailsage.local.sink import SmtpSink
 from tests.conftest import free_port
@@ -27,11 +31,24 @@ class CountingQueue(SqliteQueue):
         super().send(bodies, dedup_keys)
 
 
+KEY = "sink-notifier-test-key"
+
+
+@pytest.fixture(autouse=True)
+def _signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key the sink verifies Feedback-IDs with (the sender's, in the same environment)."""
+    monkeypatch.setenv("MAILSAGE_SIGNING_SECRET", KEY)
+    monkeypatch.setenv("MAILSAGE_DATA_DIR", str(tmp_path / "data"))
+
+
 def message(i: int) -> bytes:
+    feedback_id = FeedbackIds(Signer(KEY.encode())).header(
+        "acct-1", "job_1", f"msg_{i}", f"user{i}@example.com"
+    )
     return (
         f"From: MailSage <noreply@example.com>\r\nTo: user{i}@example.com\r\n"
         f"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_{i}?=\r\nMessage-ID: <m{i}@example.com>\r\n"
-        f"Feedback-ID: msg_{i}:job_1:acct-1:mailsage\r\n\r\nHello {i}\r\n"
+        f"Feedback-ID: {feedback_id}\r\n\r\nHello {i}\r\n"
     ).encode()
 
 

@@ -282,7 +282,7 @@ def test_attachment_content_type_parameter(text: str) -> None:
         assert_shape(msg, [])
     part = attachment_shape(default)
     if part.get_content_type() == "application/pdf":
-        assert part.get_param("x-note") == text
+        assert part["Content-Type"].params["x-note"] == text
     else:  # a content type the email package finds defective is sent as octet-stream, no parameters
         assert part.get_content_type() == "application/octet-stream" and part.get_param("x-note") is None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from mailsage.domain.events import EventPublisher
+from mailsage.domain.feedback_id import FeedbackIds
 from mailsage.domain.mime import build_message
 from mailsage.domain.models import ChunkRef, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
@@ -68,6 +69,8 @@ class DeliveryService:
         self.policy = policy
         self.publisher = publisher
         self.links = links  # None: no tracking, no List-Unsubscribe (no public URL configured)
+        # Signed with the tracking key; without one (no public URL) the header is left out.
+        self.feedback_ids = FeedbackIds(links.signer) if links is not None else None
 
     def deliver(self, ref: ChunkRef, receipt: str, receive_count: int) -> None:
         outcomes = Outcomes(
@@ -226,13 +229,16 @@ class DeliveryService:
 
     def _headers(self, job: Job, message: Message) -> dict[str, str]:
         headers = {
-            **job.content.headers,
+            **{k: v for k, v in job.content.headers.items() if k.lower() != "feedback-id"},
             "X-MailSage-Job-ID": job.id,
             "X-MailSage-Message-ID": message.id,
-            # Feedback loops (complaint reports) and the built-in sink's notifications name the
-            # message by this header, as mailbox providers' FBLs do.
-            "Feedback-ID": f"{message.id}:{job.id}:{job.account_id}:mailsage",
         }
+        if self.feedback_ids is not None:
+            # Feedback loops (complaint reports) and the built-in sink's notifications name the
+            # message by this header, as mailbox providers' FBLs do: opaque and signed.
+            headers["Feedback-ID"] = self.feedback_ids.header(
+                job.account_id, job.id, message.id, message.email
+            )
         # A List-Unsubscribe of the caller's own (their unsubscribe system) wins over ours: one
         # header, never two.
         own = any(name.lower() == "list-unsubscribe" for name in job.content.headers)

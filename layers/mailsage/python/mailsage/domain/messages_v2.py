@@ -21,11 +21,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import unquote
 
-from mailsage.domain.addresses import has_line_break
+from mailsage.domain.addresses import format_mailbox
+from mailsage.domain.header_values import header_text_problem
 from mailsage.domain.models import MESSAGE_UNSENT, Job, Message, MessageQuery, MessageStatus
 from mailsage.domain.rendering import CompiledContent
 from mailsage.domain.submission import Accepted, JobRequest, RecipientInput, SubmissionService
@@ -195,7 +196,6 @@ class MessageDraft:
 
 
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext: printable ASCII but ':'
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
 # Headers MailSage writes itself (identity, envelope, MIME structure, the Feedback-ID that names
 # the message in complaint reports): never the caller's.
 _RESERVED_HEADERS = frozenset(
@@ -223,11 +223,9 @@ def check_headers(headers: dict[str, str], reply_to_given: bool) -> dict[str, st
             raise ValidationFailed(
                 f"headers: {name} is set by MailSage and cannot be given", {"field": "headers"}
             )
-        if _CONTROL.search(value):
-            raise ValidationFailed(
-                f"headers: the value of {name} contains a line break or control character",
-                {"field": "headers"},
-            )
+        problem = header_text_problem(value)
+        if problem:
+            raise ValidationFailed(f"headers: the value of {name} contains {problem}", {"field": "headers"})
         checked[name] = value
     return checked
 
@@ -259,17 +257,18 @@ def check_attachments(drafts: list[AttachmentDraft], max_bytes: int) -> list[dic
                 {"field": "attachments", "max": max_bytes},
             )
         file_name = draft.file_name.strip()
-        if not file_name or _CONTROL.search(file_name) or "\t" in file_name:
+        if not file_name or header_text_problem(file_name, tab=False):
             raise ValidationFailed(
                 f"{where}.file_name must be a non-empty name without control characters",
                 {"field": f"{where}.file_name"},
             )
         content_type = draft.content_type.strip()
-        if not _CONTENT_TYPE.fullmatch(content_type) or _CONTROL.search(content_type):
+        if not _CONTENT_TYPE.fullmatch(content_type) or header_text_problem(content_type, tab=False):
             raise ValidationFailed(
                 f"{where}.content_type is not a MIME type (type/subtype): {draft.content_type!r}",
                 {"field": f"{where}.content_type"},
             )
+        _check_content_type_params(content_type, where)
         content_id, disposition = _content_id(draft.content_id, where)
         if draft.content_disposition:
             disposition = draft.content_disposition.strip().lower()
@@ -290,6 +289,18 @@ def check_attachments(drafts: list[AttachmentDraft], max_bytes: int) -> list[dic
     return checked
 
 
+def _check_content_type_params(content_type: str, where: str) -> None:
+    """Parameters decode (RFC 2231 and encoded words) to text the MIME builder can write."""
+    if ";" not in content_type:
+        return
+    from mailsage.domain.mime import content_type_parts  # only attachments with parameters need it
+
+    try:
+        content_type_parts(content_type)
+    except ValueError as exc:
+        raise ValidationFailed(f"{where}.content_type: {exc}", {"field": f"{where}.content_type"}) from None
+
+
 def _content_id(value: str | None, where: str) -> tuple[str | None, str]:
     """(content id without brackets, default disposition)."""
     if value is None or not value.strip():
@@ -297,7 +308,13 @@ def _content_id(value: str | None, where: str) -> tuple[str | None, str]:
     text = value.strip()
     bracketed = text.startswith("<") and text.endswith(">")
     inner = text[1:-1].strip() if bracketed else text
-    if not inner or re.search(r"[\s<>]", inner) or _CONTROL.search(inner):
+    # Printable ASCII, and no '=?': parsers decode encoded words even in a Content-ID.
+    if (
+        not inner
+        or not (inner.isascii() and inner.isprintable())
+        or re.search(r"[\s<>]", inner)
+        or "=?" in inner
+    ):
         raise ValidationFailed(
             f"{where}.content_id must look like <name@domain>, got {value!r}",
             {"field": f"{where}.content_id"},
@@ -427,12 +444,13 @@ class MessagesV2Service:
         from_email = check_email(draft.from_email, "from.email")
         self._check_sender_domain(account_id, from_email)
         for name, value in (("from.name", draft.from_name), ("reply_to.name", draft.reply_to_name)):
-            if has_line_break(value):
-                raise ValidationFailed(f"{name} must not contain a line break", {"field": name})
+            problem = header_text_problem(value, tab=False)
+            if problem:
+                raise ValidationFailed(f"{name} must not contain {problem}", {"field": name})
         reply_to = None
         if draft.reply_to_email is not None:
-            reply_to = formataddr(
-                (draft.reply_to_name or "", check_email(draft.reply_to_email, "reply_to.email"))
+            reply_to = format_mailbox(
+                draft.reply_to_name, check_email(draft.reply_to_email, "reply_to.email")
             )
         if not (draft.text or draft.html):
             raise ValidationFailed(
@@ -457,7 +475,7 @@ class MessagesV2Service:
             text=draft.text or None,
             html=draft.html or None,
             amp=draft.amp or None,
-            from_addr=formataddr((draft.from_name or "", from_email)),
+            from_addr=format_mailbox(draft.from_name, from_email),
             reply_to=reply_to,
             attachments=attachments,
             headers=headers,

@@ -309,12 +309,12 @@ def _header(name: str, value: str) -> bytes:
     if (
         value.isprintable()
         and " " not in value
-        and len(value) > _MAX_LINE - 1  # does not fit a continuation line either
         and len(name) + len(value) <= _MAX_HEADER_LINE - 2
     ):
-        # One long token (a URL, a Feedback-ID) has nowhere to fold. The email package would turn
-        # it into RFC 2047 encoded words, which breaks List-Unsubscribe URLs for mailbox providers
-        # that do not decode them; RFC 5322 allows the line as is, up to 998 characters.
+        # One long token (a URL, a Feedback-ID) has nowhere to fold. The email package would move
+        # it to a continuation line (read back with a leading space) or, longer, turn it into RFC
+        # 2047 encoded words, which breaks List-Unsubscribe URLs for mailbox providers that do not
+        # decode them; RFC 5322 allows the line as is, up to 998 characters.
         return f"{name}: {value}\r\n".encode("ascii")
     return _fold(name, value)
 
@@ -322,11 +322,26 @@ def _header(name: str, value: str) -> bytes:
 _MAX_HEADER_LINE = 998  # RFC 5322's hard limit, without CRLF
 
 
+_WORDS = re.compile(r"[ \t]*[^ \t]+")  # each word with the whitespace before it
+
+
 @lru_cache(maxsize=1024)
 def _fold(name: str, value: str) -> bytes:
-    """The header registry's folding of plain ASCII with no encoded word in it. Cached: a subject
-    that is the same for every recipient is folded once."""
-    return _POLICY.fold_binary(name, _POLICY.header_factory(name, value))
+    """Plain ASCII folded before the whitespace between words, so that unfolding (removing the
+    CRLFs) gives back exactly `value`; encoded words when a word does not fit a line. Cached: a
+    subject that is the same for every recipient is folded once."""
+    first, *rest = _WORDS.findall(value)
+    lines, line = [], f"{name}: {first}"
+    for word in rest:
+        if len(line) + len(word) > _MAX_LINE:
+            lines.append(line)
+            line = word  # starts with whitespace: a continuation line
+        else:
+            line += word
+    lines.append(line)
+    if max(map(len, lines)) > _MAX_HEADER_LINE:
+        return _encoded_words(name, value)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 @lru_cache(maxsize=1024)
@@ -356,8 +371,13 @@ def _address(name: str, display: str | None, address: str) -> bytes:
     problem = header_text_problem(display, tab=False)
     if problem:
         raise ValueError(f"{name}: the name contains {problem}")
-    if not address.isascii():  # internationalized address (RFC 6532): as the registry writes it
-        return _fold(name, address) if not display else _with_name(name, display, address)
+    if not address.isascii():
+        # An internationalized domain goes in its ASCII form; a non-ASCII local part would need
+        # SMTPUTF8, which MailSage does not use.
+        local, _, domain = address.rpartition("@")
+        if not local.isascii():
+            raise ValueError(f"{name}: a non-ASCII local part needs SMTPUTF8: {address!r}")
+        address = f"{local}@{domain.encode('idna').decode('ascii')}"
     if not display:
         return _header(name, address)
     return _with_name(name, display, address)

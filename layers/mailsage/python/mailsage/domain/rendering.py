@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from mailsage.domain.header_values import header_text_problem
 from mailsage.errors import PayloadTooLarge, TemplateError
 
 if TYPE_CHECKING:  # jinja2 is imported lazily: it is not needed to load a handler
@@ -91,12 +92,9 @@ class CompiledContent:
 
     def render(self, variables: dict[str, Any]) -> Rendered:
         subject = _render(self._subject, "subject", variables) or ""
-        if "\r" in subject or "\n" in subject:
-            raise TemplateError("subject: the rendered subject contains a line break", {"part": "subject"})
-        if any(ord(c) < 32 or ord(c) == 127 for c in subject):
-            raise TemplateError(
-                "subject: the rendered subject contains a control character", {"part": "subject"}
-            )
+        problem = header_text_problem(subject, tab=False)  # the rule of every header value
+        if problem:
+            raise TemplateError(f"subject: the rendered subject contains {problem}", {"part": "subject"})
         return Rendered(
             subject=subject.strip(),
             text=_render(self._text, "text", variables),

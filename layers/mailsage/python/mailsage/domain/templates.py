@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mailsage.domain.addresses import has_line_break
+from mailsage.domain.header_values import header_text_problem
 from mailsage.domain.models import Template, new_id
 from mailsage.domain.rendering import CompiledContent, Rendered, check_content_size
 from mailsage.errors import NotFound, ValidationFailed
@@ -24,8 +24,9 @@ class TemplateDraft:
 def _check(draft: TemplateDraft, max_content_bytes: int) -> None:
     if draft.html is None and draft.text is None:
         raise ValidationFailed("a template needs html, text or both")
-    if has_line_break(draft.subject):
-        raise ValidationFailed("subject must not contain a line break", {"field": "subject"})
+    problem = header_text_problem(draft.subject, tab=False)
+    if problem:
+        raise ValidationFailed(f"subject must not contain {problem}", {"field": "subject"})
     check_content_size(draft.subject, draft.text, draft.html, max_content_bytes)
     CompiledContent(draft.subject, draft.text, draft.html)  # raises TemplateError on bad syntax
 

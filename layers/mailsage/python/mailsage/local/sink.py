@@ -8,7 +8,8 @@ a real relay or SES. By the recipient's local part:
 - anything else: accepted and delivered.
 With `notify`, each accepted message yields SES-shaped notifications (`Delivery`, and `Complaint`
 for `complain...@`) that the local runtime feeds to the real events function, as SES's event
-destination does on AWS. The message is found by its `Feedback-ID` header. With `accepted`, the
+destination does on AWS. The message is found by its `Feedback-ID` header, which MailSage signs
+for the one recipient it is sent to (domain/feedback_id.py). With `accepted`, the
 sink hands over only the header block, MAIL FROM and recipients of each message, and the caller
 builds the notifications (`notifications()`) off the SMTP thread, when it likes.
 """
@@ -23,8 +24,11 @@ from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from mailsage.domain.feedback_id import FeedbackIds
 
 Notify = Callable[[dict[str, Any]], None]
 # What the sink knows of an accepted message: its header block, MAIL FROM, the accepted recipients.
@@ -71,17 +75,28 @@ class OutboxHandler:
         return "250 2.0.0 accepted"
 
 
-def notifications(data: bytes, mail_from: str, recipients: list[str]) -> list[dict[str, Any]]:
+def notifications(
+    data: bytes, mail_from: str, recipients: list[str], feedback_ids: FeedbackIds | None = None
+) -> list[dict[str, Any]]:
     """SES event notifications (configuration set event destination format) for an accepted message
-    (`data`: the message or just its header block)."""
+    (`data`: the message or just its header block). The message is the one its `Feedback-ID`
+    names, verified with `feedback_ids` (by default, the signing key of this environment's data
+    directory, the sender's)."""
     # compat32 on the header block only: ten times faster than the default policy, and the sink
     # runs this for every message it accepts.
     end = data.find(b"\r\n\r\n")
     headers = BytesHeaderParser(policy=compat32).parsebytes(data if end < 0 else data[:end])
-    feedback_id = str(headers.get("Feedback-ID", ""))
-    message_id, job_id, account_id, _ = [*feedback_id.split(":"), "", "", "", ""][:4]
-    if not message_id or not account_id:
-        return []  # not sent by MailSage: nothing to report
+    found = headers.get_all("Feedback-ID") or []
+    ids = feedback_ids or _local_feedback_ids()
+    # MailSage sends one message per recipient with one signed Feedback-ID made for that
+    # recipient: anything else (no key, two Feedback-IDs, one forged, copied from another
+    # message or for another address) names no message that was sent here.
+    if ids is None or len(found) != 1 or len(recipients) != 1:
+        return []
+    ref = ids.read(str(found[0]), recipients[0])
+    if ref is None:
+        return []
+    message_id, job_id, account_id = ref.message_id, ref.job_id, ref.account_id
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     mail = {
         "timestamp": now,
@@ -118,6 +133,21 @@ def notifications(data: bytes, mail_from: str, recipients: list[str]) -> list[di
             }
         )
     return events
+
+
+def _local_feedback_ids() -> FeedbackIds | None:
+    # Settings cost milliseconds to read, the sink sees thousands of messages a second: one key
+    # per environment (tests change it between runs).
+    return _feedback_ids(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("MAILSAGE_"))))
+
+
+@lru_cache(maxsize=8)
+def _feedback_ids(environment: tuple[tuple[str, str], ...]) -> FeedbackIds | None:
+    from mailsage.settings import CommonSettings
+    from mailsage.wiring import signer
+
+    key = signer(CommonSettings())
+    return FeedbackIds(key) if key is not None else None
 
 
 class SmtpSink:
