@@ -230,6 +230,16 @@ def check_headers(headers: dict[str, str], reply_to_given: bool) -> dict[str, st
     return checked
 
 
+def check_header_texts(draft: MessageDraft) -> None:
+    """The subject and the recipients' names, as written in the request, are header text."""
+    fields = [("subject", draft.subject)]
+    fields += [(f"recipients[{i}].name", r.name) for i, r in enumerate(draft.recipients)]
+    for name, value in fields:
+        problem = header_text_problem(value, tab=False)
+        if problem:
+            raise ValidationFailed(f"{name} must not contain {problem}", {"field": name})
+
+
 def check_attachments(drafts: list[AttachmentDraft], max_bytes: int) -> list[dict[str, Any]]:
     """Attachments as `Content.attachments` stores them: {file_name, content_type, data (base64),
     disposition, content_id}. `base64: true` data must decode; otherwise it is UTF-8 text. A
@@ -447,6 +457,8 @@ class MessagesV2Service:
             problem = header_text_problem(value, tab=False)
             if problem:
                 raise ValidationFailed(f"{name} must not contain {problem}", {"field": name})
+        # The request's own text is a 400; only what a substitution renders is per recipient.
+        check_header_texts(draft)
         reply_to = None
         if draft.reply_to_email is not None:
             reply_to = format_mailbox(
