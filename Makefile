@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint invoke openapi clean build synth deploy bench
+.PHONY: run test test-interpreters lint invoke openapi clean build synth deploy bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,28 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/mailsage serve
 
-## test: install what the tests need and run the whole suite
-test: $(STAMP)
+## test: install what the tests need and run the whole suite (and the MIME properties under 3.12/3.13)
+test: $(STAMP) test-interpreters
 	$(BIN)/python -m pytest
+
+# The header-safety properties must hold whatever the interpreter's patch level (the email package
+# changed between patch releases): they run under the newest pyenv 3.12 and 3.13 too (3.11 is the
+# main virtualenv's), each in a small virtualenv of its own with only the runtime dependencies.
+PYENV_PYTHONS    := $(foreach minor,3.12 3.13,$(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/$(minor).*/bin/python))))
+INTERPRETER_DEPS := $(shell grep -oE '"(pytest|hypothesis)==[^"]+"' pyproject.toml)
+INTERPRETER_TESTS := tests/security/test_mime_properties.py tests/unit/test_mime.py
+
+## test-interpreters: the MIME property tests under pyenv's 3.12 and 3.13 (.venv-3.12, .venv-3.13)
+test-interpreters:
+	@test -n "$(strip $(PYENV_PYTHONS))" || { echo "test-interpreters: no pyenv 3.12 or 3.13 under $(HOME)/.pyenv/versions" >&2; exit 1; }
+	@set -e; for py in $(PYENV_PYTHONS); do \
+	  venv=.venv-$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	    $$py -m venv $$venv && $$venv/bin/python -m pip install --quiet -e . $(INTERPRETER_DEPS) && touch $$venv/.installed; \
+	  fi; \
+	  echo "== $$($$venv/bin/python --version): $(INTERPRETER_TESTS)"; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider --noconftest $(INTERPRETER_TESTS); \
+	done
 
 ## lint: ruff and mypy
 lint: $(STAMP)
@@ -59,4 +78,4 @@ deploy: build $(NODE_STAMP)
 	$(CDK_ENV) npx cdk deploy --no-notices $(CDK_ARGS)
 
 clean:
-	rm -rf $(VENV) .mailsage .pytest_cache build cdk.out
+	rm -rf $(VENV) .venv-3.12 .venv-3.13 .mailsage .pytest_cache build cdk.out
