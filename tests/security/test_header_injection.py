@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from mailsage.domain.feedback import FeedbackService
 from mailsage.local.functions import LocalContext, load_handler
 from mailsage.local.sink import SmtpSink
 from mailsage.ports import Queue
@@ -275,6 +276,8 @@ def test_a_notification_naming_another_account_moves_nothing(
     body["complaint"]["complainedRecipients"] = [{"emailAddress": "reader@example.com"}]
     feedback.apply([body])
     # Then B's message is unchanged and neither account suppressed the address
+    outcome = FeedbackService(stores.store).apply(body)
+    assert (outcome.status, outcome.reason) == (None, "no such message in this account")
     assert message_of(stores, b, sent.body["job_id"], "reader@example.com").status.value == "delivered"
     for account in (a, b):
         assert stores.store.suppressed(account.id, ["reader@example.com"], "acme-mail.com", 1e12) == set()

@@ -121,6 +121,8 @@ class FeedbackService:
         transition = rule(event) if callable(rule) else rule
         if transition is None:
             return FeedbackOutcome(event_type, message_id, None, "no status change")
+        # Both stores update only a message of `account_id`: a notification naming another
+        # account's message moves nothing (and suppresses nothing, which follows a move).
         moved = self.store.update_delivery_status(
             account_id,
             message_id,
@@ -131,7 +133,12 @@ class FeedbackService:
         )
         if not moved:
             current = self.store.get_message(account_id, message_id)
-            if current is not None and current.status in MESSAGE_UNSENT:
+            if current is None:
+                log.warning(
+                    "%s for message %s: not a message of account %s", event_type, message_id, account_id
+                )
+                return FeedbackOutcome(event_type, message_id, None, "no such message in this account")
+            if current.status in MESSAGE_UNSENT:
                 # The notification overtook the sender's own write (SES and the sink report while
                 # the sender is still recording `sent`): try again later rather than lose it.
                 raise NotYetSent(f"message {message_id} is still {current.status.value}")

@@ -51,6 +51,8 @@ class FeedbackIds:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except ValueError:
             return None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+            return None  # one value per message: no second spelling of the same bytes
         tag, sealed = raw[:_TAG_BYTES], raw[_TAG_BYTES:]
         plain = _xor(sealed, self._stream(tag, len(sealed)))
         if len(tag) < _TAG_BYTES or not hmac.compare_digest(tag, self._tag(recipient, plain)):
