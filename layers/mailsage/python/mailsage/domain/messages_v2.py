@@ -232,7 +232,7 @@ def check_headers(headers: dict[str, str], reply_to_given: bool) -> dict[str, st
 
 def check_header_texts(draft: MessageDraft) -> None:
     """The subject and the recipients' names, as written in the request, are header text."""
-    fields = [("subject", draft.subject)]
+    fields: list[tuple[str, str | None]] = [("subject", draft.subject)]
     fields += [(f"recipients[{i}].name", r.name) for i, r in enumerate(draft.recipients)]
     for name, value in fields:
         problem = header_text_problem(value, tab=False)

@@ -17,9 +17,15 @@ otherwise it goes into multipart/mixed, with its Content-ID if it has one.
 
 Encodings, the rules of `EmailMessage.set_content`: a text part whose lines are at most 78 bytes
 is 7bit (ASCII) or 8bit (UTF-8); longer lines are quoted-printable, or base64 when that is
-shorter (mostly non-Latin text); attachments are always base64. Header values that are not plain
-ASCII are RFC 2047-encoded, and non-ASCII file names RFC 2231-encoded, by the `email` package's
-header registry (policy SMTP), which also folds long values.
+shorter (mostly non-Latin text); attachments are always base64.
+
+Headers are written here, never by the `email` package's header registry, which decodes RFC 2047
+encoded words in what it is given and, on some patch levels, writes what they decode to (CR LF
+included) as raw lines. Caller text is text: plain ASCII without '=?' is written as is, folded at
+its spaces; anything else (non-ASCII, a literal '=?', spaces at the edges) becomes UTF-8 encoded
+words built here, which decode back to exactly that text. Display names are atoms, a quoted
+string, or one encoded word; MIME parameters (file names) are quoted strings or RFC 2231. Control
+characters are refused (header_values.py); the submit path refuses them first, with a 400.
 
 The assembly is written out here rather than by `EmailMessage`: the common message (no
 attachments, ASCII headers) costs a few dozen microseconds instead of a millisecond, which is a
@@ -306,11 +312,7 @@ def _header(name: str, value: str) -> bytes:
         raise ValueError(f"header {name} contains {problem}")
     if not value.isascii() or "=?" in value or value != value.strip(" \t"):
         return _encoded_words(name, value)  # (a parser drops spaces at the edges; a word keeps them)
-    if (
-        value.isprintable()
-        and " " not in value
-        and len(name) + len(value) <= _MAX_HEADER_LINE - 2
-    ):
+    if value.isprintable() and " " not in value and len(name) + len(value) <= _MAX_HEADER_LINE - 2:
         # One long token (a URL, a Feedback-ID) has nowhere to fold. The email package would move
         # it to a continuation line (read back with a leading space) or, longer, turn it into RFC
         # 2047 encoded words, which breaks List-Unsubscribe URLs for mailbox providers that do not
