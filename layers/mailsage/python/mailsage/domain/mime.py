@@ -354,8 +354,10 @@ def _encoded_words(name: str, value: str) -> bytes:
     return f"{name}: {words}\r\n".encode("ascii")
 
 
+@lru_cache(maxsize=256)
 def _mailbox(name: str, mailbox: str) -> bytes:
-    """From / Reply-To from a stored 'Name <addr>' (addresses.format_mailbox)."""
+    """From / Reply-To from a stored 'Name <addr>' (addresses.format_mailbox). Cached: the same
+    for every recipient of a job."""
     display, address = parseaddr(mailbox)
     if not address:
         raise ValueError(f"{name} is not an address: {mailbox!r}")
