@@ -258,14 +258,14 @@ def _with_params(name: str, value: str, params: dict[str, str]) -> bytes:
 
 
 _PARAM_CHUNK = 60
-_PLAIN_PARAM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,60}")  # printable ASCII but '"' and '\'
+# Printable ASCII but '"' and '\', short enough for a line of its own (RFC 5322: 998).
+_PLAIN_PARAM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,900}")
 
 
 def _param(key: str, text: str) -> list[str]:
-    """A MIME parameter: a quoted string when `text` is short plain ASCII without '=?' (parsers
-    decode encoded words even in quoted strings), quotes or backslashes (readers unquote file
-    names twice); otherwise RFC 2231 UTF-8 percent-encoding, split
-    into numbered continuations that fit a line."""
+    """A MIME parameter: a quoted string when `text` is plain ASCII without '=?' (parsers decode
+    encoded words even in quoted strings), quotes or backslashes (readers unquote file names
+    twice); otherwise RFC 2231 UTF-8 percent-encoding, in numbered continuations that fit a line."""
     if _PLAIN_PARAM.fullmatch(text) and "=?" not in text:
         return [f'{key}="{text}"']
     encoded = quote(text, safe="")
@@ -287,10 +287,8 @@ _MSG_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII but '<' an
 
 
 # -- headers --------------------------------------------------------------------------------------
-# Caller text is text. The email package's header registry decodes RFC 2047 encoded words it finds
-# in a value and, on some patch levels (CPython 3.11.7, 3.12.1: gh-121650), writes what they decode
-# to, CR LF included, as raw header lines. So it is given only plain ASCII without '=?'; anything
-# else becomes encoded words written here, which a reader decodes back to exactly the caller's text.
+# Written here, not by the email package's header registry: it decodes encoded words in a value
+# and, on some patch levels (CPython 3.11.7, 3.12.1: gh-121650), writes a decoded CR LF raw.
 def _header(name: str, value: str) -> bytes:
     """One unstructured header line (Subject, a custom header), folded; a short plain-ASCII value
     (the usual case) is written as is without parsing it."""
@@ -400,4 +398,4 @@ def _with_name(name: str, display: str, address: str) -> bytes:
         words = Header(display, "utf-8", header_name=name, maxlinelen=_MAX_LINE).encode(linesep="\r\n")
     last = words.rpartition("\r\n")[2]
     space = "\r\n " if len(last) + len(address) + 3 > _MAX_LINE else " "
-    return f"{name}: {words}{space}<{address}>\r\n".encode()
+    return f"{name}: {words}{space}<{address}>\r\n".encode("ascii")
