@@ -35,8 +35,10 @@ def parse_mailbox(value: str, field: str) -> str:
     name, addr = parseaddr(value)
     if not addr:
         raise ValidationFailed(f"{field} is not a valid address: {value!r}", {"field": field})
-    try:
-        addr = normalize_email(addr)
+    from mailsage.domain.senders import ascii_mailbox
+
+    try:  # an IDN domain as A-labels: what relays take, and what formataddr can write
+        addr = ascii_mailbox(normalize_email(addr), field)
     except InvalidRecipient as exc:
         raise ValidationFailed(f"{field}: {exc.message}", {"field": field}) from exc
     return formataddr((name, addr)) if name else addr

@@ -28,9 +28,10 @@ from urllib.parse import unquote
 from mailsage.domain.addresses import has_line_break
 from mailsage.domain.models import MESSAGE_UNSENT, Job, Message, MessageQuery, MessageStatus
 from mailsage.domain.rendering import CompiledContent
+from mailsage.domain.senders import ascii_mailbox, check_sender
 from mailsage.domain.submission import Accepted, JobRequest, RecipientInput, SubmissionService
 from mailsage.domain.suppressions import check_email
-from mailsage.errors import Forbidden, MailSageError, NotFound, ValidationFailed
+from mailsage.errors import MailSageError, NotFound, ValidationFailed
 from mailsage.ports import Scheduler, Store
 
 DAY = 86_400.0
@@ -424,15 +425,19 @@ class MessagesV2Service:
     # -- create ------------------------------------------------------------------------------------
     def create(self, account_id: str, draft: MessageDraft, now: float | None = None) -> Created:
         now = time.time() if now is None else now
-        from_email = check_email(draft.from_email, "from.email")
-        self._check_sender_domain(account_id, from_email)
+        from_email = ascii_mailbox(check_email(draft.from_email, "from.email"), "from.email")
+        # Checked first (as before any other field), then again by submission on every way in.
+        check_sender(self.store.get_account(account_id), from_email, "from.email")
         for name, value in (("from.name", draft.from_name), ("reply_to.name", draft.reply_to_name)):
             if has_line_break(value):
                 raise ValidationFailed(f"{name} must not contain a line break", {"field": name})
         reply_to = None
         if draft.reply_to_email is not None:
             reply_to = formataddr(
-                (draft.reply_to_name or "", check_email(draft.reply_to_email, "reply_to.email"))
+                (
+                    draft.reply_to_name or "",
+                    ascii_mailbox(check_email(draft.reply_to_email, "reply_to.email"), "reply_to.email"),
+                )
             )
         if not (draft.text or draft.html):
             raise ValidationFailed(
@@ -515,15 +520,6 @@ class MessagesV2Service:
                 )
             )
         return entries
-
-    def _check_sender_domain(self, account_id: str, from_email: str) -> None:
-        account = self.store.get_account(account_id)
-        allowed = account.sender_domains if account is not None else None
-        if allowed is None:
-            return  # no restriction (the local dev account)
-        domain = from_email.rpartition("@")[2].lower()
-        if domain not in {d.lower().removesuffix(".") for d in allowed}:
-            raise Forbidden(f"from.email: {domain} is not a sender domain of this account")
 
     # -- read --------------------------------------------------------------------------------------
     def message_id_header(self, message_id: str) -> str:
