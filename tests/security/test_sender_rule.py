@@ -309,3 +309,15 @@ def test_the_rule_holds_on_the_dynamodb_store(aws_api: tuple[ApiClient, Account,
     forbidden_v1(other, "other.example")
     forbidden_v1(default, "mailsage.example")
     assert v2.status == 403
+
+
+def test_the_v2_sender_filter_finds_an_idn_sender_in_either_form(api: ApiClient, restricted: Account) -> None:
+    # Given a message sent from an IDN domain (kept with its domain as A-labels)
+    messages = f"/v2/accounts/{restricted.id}/messages"
+    assert api.post(messages, v2_body("shop@bücher.example")).status == 202
+    # When the listing is filtered by that sender, in Unicode and in A-labels
+    unicode = api.get(f"{messages}?sender=shop@bücher.example").body["data"]
+    ascii_ = api.get(f"{messages}?sender=shop@xn--bcher-kva.example").body["data"]
+    # Then both find its two messages (one per recipient)
+    assert len(unicode) == len(ascii_) == 2
+    assert {m["sender"] for m in unicode} == {"shop@xn--bcher-kva.example"}

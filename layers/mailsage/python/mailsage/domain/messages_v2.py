@@ -547,7 +547,12 @@ class MessagesV2Service:
             if self.store.get_message(account_id, cursor) is None:
                 which = "after" if query.after else "before"
                 raise ValidationFailed(f"{which}: not a cursor of this listing", {"field": which})
-        sender = query.sender.strip().lower() if query.sender and query.sender.strip() else None
+        # Senders are stored with A-label domains (ascii_mailbox): a Unicode filter finds them too.
+        sender = (
+            ascii_mailbox(query.sender.strip(), "sender").lower()
+            if query.sender and query.sender.strip()
+            else None
+        )
         base = MessageQuery(
             statuses=tuple(sorted({s.value for f in filters for s in f.statuses})),
             sender=sender,
