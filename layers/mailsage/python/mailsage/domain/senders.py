@@ -36,7 +36,7 @@ def ascii_mailbox(value: str, field: str = "from") -> str:
         return value
     if not local.isascii():
         raise ValidationFailed(
-            f"{field}: the sender's local part must be ASCII (internationalized senders are not supported)",
+            f"{field}: the local part must be ASCII (internationalized addresses are not supported)",
             {"field": field},
         )
     head, found, tail = value.rpartition(addr)

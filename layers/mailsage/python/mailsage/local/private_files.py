@@ -34,7 +34,7 @@ def private_file(path: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path`, created 0600 (an existing file keeps its content's mode tightened)."""
+    """Write `data` to `path`, created 0600 (an existing file is made 0600 too)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), FILE_MODE)  # a file of an older version was made 0644
