@@ -90,8 +90,10 @@ def parse_mailbox(value: str, field: str) -> str:
     name, addr = parseaddr(value)
     if not addr:
         raise ValidationFailed(f"{field} is not a valid address: {value!r}", {"field": field})
-    try:
-        addr = normalize_email(addr)
+    from mailsage.domain.senders import ascii_mailbox
+
+    try:  # an IDN domain as A-labels: what relays take, and what a From header can carry
+        addr = ascii_mailbox(normalize_email(addr), field)
         name = mailbox_name(name)
     except (InvalidRecipient, ValueError) as exc:
         message = exc.message if isinstance(exc, InvalidRecipient) else str(exc)

@@ -29,9 +29,10 @@ from mailsage.domain.addresses import format_mailbox
 from mailsage.domain.header_values import header_text_problem
 from mailsage.domain.models import MESSAGE_UNSENT, Job, Message, MessageQuery, MessageStatus
 from mailsage.domain.rendering import CompiledContent
+from mailsage.domain.senders import ascii_mailbox, check_sender
 from mailsage.domain.submission import Accepted, JobRequest, RecipientInput, SubmissionService
 from mailsage.domain.suppressions import check_email
-from mailsage.errors import Forbidden, MailSageError, NotFound, ValidationFailed
+from mailsage.errors import MailSageError, NotFound, ValidationFailed
 from mailsage.ports import Scheduler, Store
 
 DAY = 86_400.0
@@ -451,8 +452,9 @@ class MessagesV2Service:
     # -- create ------------------------------------------------------------------------------------
     def create(self, account_id: str, draft: MessageDraft, now: float | None = None) -> Created:
         now = time.time() if now is None else now
-        from_email = check_email(draft.from_email, "from.email")
-        self._check_sender_domain(account_id, from_email)
+        from_email = ascii_mailbox(check_email(draft.from_email, "from.email"), "from.email")
+        # Checked first (as before any other field), then again by submission on every way in.
+        check_sender(self.store.get_account(account_id), from_email, "from.email")
         for name, value in (("from.name", draft.from_name), ("reply_to.name", draft.reply_to_name)):
             problem = header_text_problem(value, tab=False)
             if problem:
@@ -462,7 +464,8 @@ class MessagesV2Service:
         reply_to = None
         if draft.reply_to_email is not None:
             reply_to = format_mailbox(
-                draft.reply_to_name, check_email(draft.reply_to_email, "reply_to.email")
+                draft.reply_to_name,
+                ascii_mailbox(check_email(draft.reply_to_email, "reply_to.email"), "reply_to.email"),
             )
         if not (draft.text or draft.html):
             raise ValidationFailed(
@@ -546,15 +549,6 @@ class MessagesV2Service:
             )
         return entries
 
-    def _check_sender_domain(self, account_id: str, from_email: str) -> None:
-        account = self.store.get_account(account_id)
-        allowed = account.sender_domains if account is not None else None
-        if allowed is None:
-            return  # no restriction (the local dev account)
-        domain = from_email.rpartition("@")[2].lower()
-        if domain not in {d.lower().removesuffix(".") for d in allowed}:
-            raise Forbidden(f"from.email: {domain} is not a sender domain of this account")
-
     # -- read --------------------------------------------------------------------------------------
     def message_id_header(self, message_id: str) -> str:
         return f"<{message_id}@{self.limits.message_id_domain}>"
@@ -581,7 +575,12 @@ class MessagesV2Service:
             if self.store.get_message(account_id, cursor) is None:
                 which = "after" if query.after else "before"
                 raise ValidationFailed(f"{which}: not a cursor of this listing", {"field": which})
-        sender = query.sender.strip().lower() if query.sender and query.sender.strip() else None
+        # Senders are stored with A-label domains (ascii_mailbox): a Unicode filter finds them too.
+        sender = (
+            ascii_mailbox(query.sender.strip(), "sender").lower()
+            if query.sender and query.sender.strip()
+            else None
+        )
         base = MessageQuery(
             statuses=tuple(sorted({s.value for f in filters for s in f.statuses})),
             sender=sender,

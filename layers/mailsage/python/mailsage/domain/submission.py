@@ -27,6 +27,7 @@ from mailsage.domain.models import (
 from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.providers import check_provider
 from mailsage.domain.rendering import CompiledContent, check_content_size
+from mailsage.domain.senders import check_sender
 from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
 from mailsage.ports import Queue, Scheduler, Store
 
@@ -254,9 +255,12 @@ class SubmissionService:
             raise ValidationFailed("subject is required", {"field": "subject"})
         check_content_size(subject, text, html, self.limits.max_content_bytes, request.amp)
         check_provider(request.provider, self.limits.providers)
+        from_addr = parse_mailbox(request.from_addr or self.limits.default_from, "from")
+        account = self.store.get_account(account_id)
+        # Whoever gave the From (the caller, or the deployment's default), the account's rule holds.
+        check_sender(account, from_addr, "from")
         provider = request.provider
         if provider is None:
-            account = self.store.get_account(account_id)
             provider = account.default_provider if account else None
         return Content(
             subject=subject,
@@ -273,7 +277,7 @@ class SubmissionService:
                 if request.unsubscribe is not None
                 else request.kind == "batch" or request.campaign_id is not None
             ),
-            from_addr=parse_mailbox(request.from_addr or self.limits.default_from, "from"),
+            from_addr=from_addr,
             reply_to=parse_mailbox(request.reply_to, "reply_to") if request.reply_to else None,
             template_id=request.template_id,
             provider=provider,

@@ -30,6 +30,7 @@ from mailsage.domain.auth import AuthService
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.local.events import api_gateway_event, sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
+from mailsage.local.private_files import private_dir, tighten_data_dir, write_private
 from mailsage.ports import Queue
 from mailsage.settings import ApiSettings, CommonSettings
 from mailsage.wiring import Backends, backends
@@ -67,8 +68,8 @@ def dev_credentials(data_dir: Path, auth: AuthService) -> tuple[str, str]:
     if not account_id:
         account_id = str(uuid.uuid4())
     uuid.UUID(account_id)  # a clear error for a malformed MAILSAGE_DEV_ACCOUNT_ID
-    data_dir.mkdir(parents=True, exist_ok=True)
-    account_file.write_text(json.dumps({"account_id": account_id}))
+    private_dir(data_dir)
+    write_private(account_file, json.dumps({"account_id": account_id}).encode())
     key = os.environ.get("MAILSAGE_DEV_API_KEY")
     if key:
         auth.register_key(account_id, key)
@@ -90,6 +91,7 @@ class LocalRuntime:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> tuple[str, str]:
         cfg = self.config
+        tighten_data_dir(cfg.data_dir)  # before anything writes in it
         os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
         # Tracking pixels, tracked links and unsubscribe URLs point at this server unless told otherwise.
         os.environ.setdefault("MAILSAGE_PUBLIC_URL", f"http://{cfg.host}:{cfg.port}")

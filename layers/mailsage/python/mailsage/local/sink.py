@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mailsage.domain.feedback_id import FeedbackIds
+from mailsage.local.private_files import private_dir, write_private
 
 Notify = Callable[[dict[str, Any]], None]
 # What the sink knows of an accepted message: its header block, MAIL FROM, the accepted recipients.
@@ -49,7 +50,7 @@ class OutboxHandler:
     def __init__(self, outbox: Path, accepted: Accepted | None = None) -> None:
         self.outbox = outbox
         self.accepted = accepted
-        outbox.mkdir(parents=True, exist_ok=True)
+        private_dir(outbox)  # every message received, readable by its owner only
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -67,7 +68,7 @@ class OutboxHandler:
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         tmp = self.outbox / f".{name}.tmp"
         # Written under a temporary name and renamed, so a reader never sees half a message.
-        tmp.write_bytes(data)
+        write_private(tmp, data)
         os.replace(tmp, self.outbox / f"{name}.eml")
         if self.accepted is not None:
             end = data.find(b"\r\n\r\n")

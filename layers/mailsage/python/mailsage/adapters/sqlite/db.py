@@ -198,7 +198,11 @@ class Database:
         self._synchronous = synchronous
         self._local = threading.local()
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            from mailsage.local.private_files import private_dir, private_file
+
+            # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+            private_dir(Path(self.path).parent)
+            private_file(Path(self.path))
         self._migrate()
         self.connection().executescript(SCHEMA)
 

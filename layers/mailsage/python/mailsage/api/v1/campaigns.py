@@ -95,7 +95,7 @@ def router_for(settings: ApiSettings) -> APIGatewayRouter:
 
     @router.get(
         "/<campaign_id>",
-        responses=responses(200, CampaignReply, 404),
+        responses=responses(200, CampaignReply, 400, 404),
         summary="Campaign statistics",
         description=DESCRIPTION,
     )

@@ -210,7 +210,8 @@ _ERROR_TEXT = {
 
 def responses(status: int, model: type[Model] | None, *errors: int) -> dict[int, Any]:
     """The OpenAPI `responses` of a route: its success reply and the error envelopes it can give."""
-    success: dict[str, Any] = {"description": "Success"}
+    # No model: no body (204). An empty content map, or Powertools documents a JSON `null` body.
+    success: dict[str, Any] = {"description": "Success", "content": {}}
     if model is not None:
         success["content"] = {"application/json": {"model": model}}
     out: dict[int, Any] = {status: success}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import EmailStr
 
 from mailsage.api.security import services_of
 from mailsage.api.v2 import router
@@ -41,8 +42,9 @@ def list_messages(
     status: Annotated[
         str | None, Query(max_length=1000, description="Comma-separated, e.g. Bounced,Failed")
     ] = None,
-    sender: Annotated[str | None, Query(max_length=320)] = None,
-    recipient: Annotated[str | None, Query(max_length=320)] = None,
+    # Addresses, as AhaSend's contract has them (`format: email`): anything else is a 400.
+    sender: Annotated[EmailStr | None, Query(max_length=320)] = None,
+    recipient: Annotated[EmailStr | None, Query(max_length=320)] = None,
     subject: Annotated[str | None, Query(max_length=998)] = None,
     message_id_header: Annotated[str | None, Query(max_length=400)] = None,
     tags: Annotated[list[str] | None, Query(description="Comma-separated (at most 20)")] = None,
