@@ -6,6 +6,7 @@ answered with another request's identity, path or surface (v1 and v2 have differ
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import requests
 from mailsage.domain.auth import AuthService
 from mailsage.settings import CommonSettings
 from mailsage.wiring import backends
-from tests.e2e.conftest import LocalServer, server_env  # noqa: F401  (a fixture)
+from tests.e2e.conftest import LocalServer
 
 pytestmark = pytest.mark.e2e
 
@@ -37,9 +38,12 @@ class Tenant:
 
 @pytest.fixture
 def tenants_server(
-    tmp_path: Path, server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[LocalServer, Tenant, Tenant]]:
     data_dir = tmp_path / "data"
+    server_env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAGE_")}
+    server_env["MAILSAGE_DEV_API_KEY"] = "dev-" + uuid.uuid4().hex
+    server_env["MAILSAGE_DEV_ACCOUNT_ID"] = str(uuid.uuid4())
     # The second account is created in the server's database before it starts.
     monkeypatch.setenv("MAILSAGE_DATA_DIR", str(data_dir))
     other_id = str(uuid.uuid4())
@@ -79,9 +83,7 @@ class Client:
         self.templates: set[str] = set()
         self.suppressed: set[str] = set()
 
-    def call(
-        self, method: str, path: str, body: Any = None, *, key: str | None = "mine"
-    ) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: Any = None, *, key: str | None = "mine") -> tuple[int, Any]:
         headers = {} if key is None else {"Authorization": f"Bearer {self.me.key if key == 'mine' else key}"}
         reply = self.session.request(method, self.url + path, json=body, headers=headers, timeout=60)
         try:
@@ -110,9 +112,11 @@ class Client:
                 201,
                 self.call("POST", "/api/v1/templates", {"name": name, "subject": "Hi {{ n }}", "text": "x"}),
             )
-            if isinstance(created, dict) and "id" in created:
-                self.templates.add(created["id"])
-                got = self.expect("get template", 200, self.call("GET", f"/api/v1/templates/{created['id']}"))
+            if isinstance(created, dict) and "template_id" in created:
+                self.templates.add(created["template_id"])
+                got = self.expect(
+                    "get template", 200, self.call("GET", f"/api/v1/templates/{created['template_id']}")
+                )
                 if isinstance(got, dict) and got.get("name") != name:
                     self.problems.append(f"{me.name}#{self.number} read {got.get('name')!r} for {name!r}")
             listed = self.expect("list templates", 200, self.call("GET", "/api/v1/templates?limit=100"))
@@ -174,7 +178,9 @@ def test_concurrent_requests_of_two_accounts_never_see_each_other(
         mine = [c for c in clients if c.me is tenant]
         owner = Client(server, tenant, tenant, -1)
         templates = owner.call("GET", "/api/v1/templates?limit=100")[1]["data"]
-        assert {t["id"] for t in templates} == set().union(*(c.templates for c in mine))
-        suppressions = owner.call("GET", f"/v2/accounts/{tenant.account_id}/suppressions?limit=100")[1]["data"]
+        assert {t["template_id"] for t in templates} == set().union(*(c.templates for c in mine))
+        suppressions = owner.call("GET", f"/v2/accounts/{tenant.account_id}/suppressions?limit=100")[1][
+            "data"
+        ]
         assert {s["email"] for s in suppressions} == set().union(*(c.suppressed for c in mine))
         assert len(suppressions) == CLIENTS_PER_ACCOUNT * ROUNDS
