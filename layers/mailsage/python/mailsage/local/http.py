@@ -99,19 +99,22 @@ def request_handler(
         # client's delayed ACK, 40 ms on every reply.
         disable_nagle_algorithm = True
         timeout = idle_timeout  # every read and write of the connection (idle keep-alive too)
+        raw_requestline: bytes
 
         def handle_one_request(self) -> None:
-            self.path = ""  # not the previous request's, if this request line cannot be parsed
+            # Not the previous request's, if this request line cannot be parsed.
+            self.path, self.command, self.request_version = "", "", self.protocol_version
+            self.requestline = ""
             try:
                 super().handle_one_request()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client went away
 
         def parse_request(self) -> bool:
-            if not super().parse_request():
-                return False
-            if self.request_version == "HTTP/0.9":
+            if len(self.raw_requestline.split()) == 2:  # the standard library would wait for headers
                 self.send_error(400, "HTTP/0.9 requests are not supported")
+                return False
+            if not super().parse_request():
                 return False
             size = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
             if size > MAX_HEADER_BYTES:
@@ -122,8 +125,8 @@ def request_handler(
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             """The standard library's refusals, in the JSON envelope instead of an HTML page."""
             self.close_connection = True
-            if self.request_version == "HTTP/0.9":
-                self.request_version = "HTTP/1.1"  # so that a status line is written
+            if self.request_version == "HTTP/0.9":  # the standard library's default
+                self.request_version = self.protocol_version  # so that a status line is written
             text = message or self.responses.get(code, ("error",))[0]
             self._error(code, _HTTP_ERRORS.get(code, "bad_request"), text[:200])
 
