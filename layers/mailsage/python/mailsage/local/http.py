@@ -153,9 +153,10 @@ def request_handler(
                 log.exception("the api handler failed")
                 self._error(500, "internal_error", "an unexpected error occurred; it has been logged")
                 return
-            headers = [(k, v) for k, v in (result.get("headers") or {}).items()]
-            for name, values in (result.get("multiValueHeaders") or {}).items():
-                headers += [(name, v) for v in values]
+            multi = result.get("multiValueHeaders") or {}  # as API Gateway: these win over `headers`
+            listed = {name.lower() for name in multi}
+            headers = [(k, v) for k, v in (result.get("headers") or {}).items() if k.lower() not in listed]
+            headers += [(name, v) for name, values in multi.items() for v in values]
             raw = result.get("body") or ""
             payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
             self._reply(int(result["statusCode"]), headers, payload)
