@@ -10,6 +10,7 @@ belongs to (decided by its path, `surface`):
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -175,16 +176,18 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
         # Powertools decodes the body before our gate runs: bytes that are not UTF-8 raise
         # UnicodeDecodeError, multipart/form-data without a boundary a ValueError. The gate still
         # answers first (401 without a key, 413, 415 for a body that is not JSON).
-        content_type = app.current_event.headers.get("content-type", "").lower()
-        if isinstance(exc, UnicodeDecodeError) or content_type.startswith("multipart/"):
-            try:
-                gate(app)
-            except MailSageError as gate_error:
-                return domain_error(gate_error, path())
-            if isinstance(exc, UnicodeDecodeError):
-                return error_reply(path(), 400, "validation_error", "the request body is not valid UTF-8")
-            return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
-        return unexpected(exc)
+        event = app.current_event
+        not_utf8 = isinstance(exc, UnicodeDecodeError) and not _utf8_body(event.body, event.is_base64_encoded)
+        multipart = event.headers.get("content-type", "").lower().startswith("multipart/")
+        if not (not_utf8 or multipart):
+            return unexpected(exc)  # a bug, not the request
+        try:
+            gate(app)
+        except MailSageError as gate_error:
+            return domain_error(gate_error, path())
+        if not_utf8:
+            return error_reply(path(), 400, "validation_error", "the request body is not valid UTF-8")
+        return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
 
     @app.not_found
     def no_route(exc: NotFoundError) -> Response:
@@ -193,6 +196,16 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
         if allowed and event.http_method.upper() not in allowed:
             return method_not_allowed(path(), event.http_method, allowed)
         return error_reply(path(), 404, "not_found", f"no route for {event.http_method} {event.path}")
+
+
+def _utf8_body(body: str | None, is_base64: bool | None) -> bool:
+    if not body or not is_base64:
+        return True
+    try:
+        base64.b64decode(body).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _methods(app: APIGatewayRestResolver, path: str) -> list[str]:
