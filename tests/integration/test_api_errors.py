@@ -872,3 +872,11 @@ def test_an_unknown_path_is_still_404(api: ApiClient, account: Account) -> None:
     assert_error(api.request("TRACE", "/api/v1/nothing"), 404, "not_found")
     reply = api.request("PATCH", f"/v2/accounts/{account.id}/nothing")
     assert_v2_error(reply.status, reply.body, 404)
+
+
+@pytest.mark.parametrize("surface", ["v1", "v2"])
+def test_hostile_json_without_a_key_is_still_a_401(api: ApiClient, account: Account, surface: str) -> None:
+    # Given JSON nested 1,000 levels and no key / When posted / Then authentication answers first
+    path = SEND if surface == "v1" else v2_messages(account)
+    reply = api.post(path, raw_body=HOSTILE_JSON["nested 1,000 levels"][0], key=None)
+    assert reply.status == 401, reply.body
