@@ -3,6 +3,7 @@ status and code, never a 500, and a rejected request enqueues nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -10,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mailsage.local.functions import load_handler
+from mailsage.local.functions import LocalContext, load_handler
 from mailsage.wiring import Backends
-from tests.conftest import Account, ApiClient, Reply
+from tests.conftest import Account, ApiClient, Reply, load_event
 
 SEND = "/api/v1/emails/send"
 BATCH = "/api/v1/emails/batch"
@@ -713,3 +714,169 @@ def test_content_over_the_stored_size_limit_is_payload_too_large(
     error = assert_error(small_content_api.post(path, body), 413, "payload_too_large")
     assert "2048" in error["message"]
     assert stores.queue.depth() == 0
+
+
+# -- bodies the API cannot read, and methods a path does not have (both surfaces) ---------------
+
+TEMPLATES = "/api/v1/templates"
+
+
+def v2_messages(account: Account) -> str:
+    return f"/v2/accounts/{account.id}/messages"
+
+
+def raw_request(
+    handler: Any, method: str, path: str, body: bytes, key: str | None, content_type: str = "application/json"
+) -> tuple[int, dict[str, str], Any]:
+    """Calls the api handler with a body of arbitrary bytes, base64-encoded as API Gateway does
+    for a binary body, starting from the canonical sample event."""
+    event = load_event("api_send.json")
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+    event["path"] = event["resource"] = event["requestContext"]["path"] = path
+    headers = {k: v for k, v in event["headers"].items() if k not in ("Idempotency-Key", "Authorization")}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    headers["Content-Type"] = content_type
+    event["headers"] = headers
+    event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    event["body"] = base64.b64encode(body).decode()
+    event["isBase64Encoded"] = True
+    result = handler.lambda_handler(event, LocalContext("mailsage-api"))
+    reply_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        reply_headers[name.lower()] = ", ".join(values)
+    return result["statusCode"], reply_headers, json.loads(result["body"])
+
+
+def assert_v2_error(status: int, body: Any, expected: int) -> str:
+    assert status == expected, body
+    assert set(body) == {"message"} and body["message"], body
+    return str(body["message"])
+
+
+NOT_UTF8 = b'{"subject": "caf\xe9"}'
+
+
+@pytest.mark.parametrize("surface", ["v1", "v2"])
+def test_a_body_that_is_not_utf8_is_a_400_with_the_envelope(
+    api_handler: Any, account: Account, stores: Backends, surface: str
+) -> None:
+    # Given a body in Latin-1 (not UTF-8), with a valid key
+    path = SEND if surface == "v1" else v2_messages(account)
+    # When it is posted
+    status, _, body = raw_request(api_handler, "POST", path, NOT_UTF8, account.key)
+    # Then it is a 400 in the surface's envelope saying so, and nothing was enqueued
+    if surface == "v1":
+        assert assert_error(Reply(status, body, {}), 400, "validation_error")["message"].endswith("UTF-8")
+    else:
+        assert assert_v2_error(status, body, 400).endswith("UTF-8")
+    assert stores.queue.depth() == 0
+
+
+@pytest.mark.parametrize("surface", ["v1", "v2"])
+def test_a_body_that_is_not_utf8_without_a_key_is_still_a_401(
+    api_handler: Any, account: Account, surface: str
+) -> None:
+    # Given a non-UTF-8 body and no key / When posted / Then authentication answers first
+    path = SEND if surface == "v1" else v2_messages(account)
+    status, headers, body = raw_request(api_handler, "POST", path, NOT_UTF8, None)
+    if surface == "v1":
+        assert_error(Reply(status, body, {}), 401, "unauthorized")
+    else:
+        assert_v2_error(status, body, 401)
+    assert headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("key", ["valid", None])
+@pytest.mark.parametrize("surface", ["v1", "v2"])
+def test_multipart_without_a_boundary_is_refused_not_a_500(
+    api_handler: Any, account: Account, surface: str, key: str | None
+) -> None:
+    # Given a multipart/form-data body whose Content-Type names no boundary
+    path = SEND if surface == "v1" else v2_messages(account)
+    # When it is posted
+    status, _, body = raw_request(
+        api_handler,
+        "POST",
+        path,
+        b"--x\r\n\r\nhello\r\n--x--",
+        account.key if key else None,
+        "multipart/form-data",
+    )
+    # Then, with or without a key (the gate checks the content type before the key, as for any
+    # body that is not JSON): 415 on v1, 400 on v2 (the contract has no 415)
+    if surface == "v1":
+        assert_error(Reply(status, body, {}), 415, "unsupported_media_type")
+    else:
+        assert_v2_error(status, body, 400)
+
+
+HOSTILE_JSON = {
+    "nested 1,000 levels": ('{"subject": ' + "[" * 1000 + "]" * 1000 + "}", "levels deep"),
+    "an integer of 5,000 digits": ('{"subject": ' + "9" * 5000 + "}", "too long"),
+    "a lone surrogate": ('{"subject": "\\ud800 hi"}', "surrogate"),
+    "a lone surrogate in a key": ('{"\\udc00": 1}', "surrogate"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_JSON))
+@pytest.mark.parametrize("surface", ["v1", "v2"])
+def test_json_the_api_refuses_to_build_is_a_400(
+    api: ApiClient, account: Account, stores: Backends, surface: str, case: str
+) -> None:
+    raw, reason = HOSTILE_JSON[case]
+    # Given JSON that parses (or nearly) but cannot be handled safely
+    path = SEND if surface == "v1" else v2_messages(account)
+    # When it is posted
+    reply = api.post(path, raw_body=raw)
+    # Then it is a 400 in the surface's envelope naming the reason, and nothing was enqueued
+    if surface == "v1":
+        message = assert_error(reply, 400, "validation_error")["message"]
+    else:
+        message = assert_v2_error(reply.status, reply.body, 400)
+    assert "not valid JSON" in message and reason in message
+    assert stores.queue.depth() == 0
+
+
+def test_json_nested_to_the_limit_is_still_read(api: ApiClient) -> None:
+    # Given variables nested 60 levels deep (under the limit of 64)
+    deep: Any = "x"
+    for _ in range(58):
+        deep = {"a": deep}
+    # When they are used / Then the request is accepted
+    reply = api.post(
+        SEND, send_body(recipient={"email": "u@example.com", "variables": {"name": "U", "d": deep}})
+    )
+    assert reply.status == 202, reply.body
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS", "HEAD", "PATCH"])
+def test_a_method_a_v1_path_does_not_have_is_405_with_allow(api: ApiClient, method: str) -> None:
+    # Given a known path / When called with a method it does not have
+    reply = api.request(method, TEMPLATES)
+    # Then 405 with the methods it has, in the v1 envelope
+    assert_error(reply, 405, "method_not_allowed")
+    assert reply.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS", "HEAD", "PUT"])
+def test_a_method_a_v2_path_does_not_have_is_405_with_allow(
+    api: ApiClient, account: Account, method: str
+) -> None:
+    reply = api.request(method, v2_messages(account))
+    assert_v2_error(reply.status, reply.body, 405)
+    assert reply.headers["allow"] == "GET, POST"
+
+
+def test_an_unknown_path_is_still_404(api: ApiClient, account: Account) -> None:
+    assert_error(api.request("TRACE", "/api/v1/nothing"), 404, "not_found")
+    reply = api.request("PATCH", f"/v2/accounts/{account.id}/nothing")
+    assert_v2_error(reply.status, reply.body, 404)
+
+
+@pytest.mark.parametrize("surface", ["v1", "v2"])
+def test_hostile_json_without_a_key_is_still_a_401(api: ApiClient, account: Account, surface: str) -> None:
+    # Given JSON nested 1,000 levels and no key / When posted / Then authentication answers first
+    path = SEND if surface == "v1" else v2_messages(account)
+    reply = api.post(path, raw_body=HOSTILE_JSON["nested 1,000 levels"][0], key=None)
+    assert reply.status == 401, reply.body

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
-from mailsage.api import errors, idempotency, security, tracking, v2
+from mailsage.api import body, errors, idempotency, security, tracking, v2
+from mailsage.api.resolver import RequestScopedResolver
 from mailsage.api.v1 import campaigns, emails, templates, webhooks
 from mailsage.settings import ApiSettings
 
@@ -19,7 +20,8 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             max_age=600,
         )
-    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
+    # Each request sees only itself, also when `mailsage serve` handles several at once.
+    app = RequestScopedResolver(enable_validation=True, cors=cors, json_body_deserializer=body.parse_json)
     gate = security.gate(settings)
     app.use(middlewares=[security.middleware(gate), idempotency.middleware(settings)])
     errors.install(app, gate)

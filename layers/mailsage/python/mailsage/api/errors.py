@@ -3,11 +3,14 @@ belongs to (decided by its path, `surface`):
 
 - v1 (`/api/v1/...`): `{"error": {"code", "message", "details"?}}`;
 - v2 (`/v2/...`, the AhaSend-compatible surface): the contract's `{"message": "..."}` and its
-  status codes; what v1 answers 413 or 415 is a 400 there (the contract has neither).
+  status codes; what v1 answers 411, 413, 414, 415 or 431 is a 400 there (the contract has none of
+  them). A method a path does not have is a 405 with `Allow` on both: no operation of the contract
+  is involved.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -49,7 +52,8 @@ STATUS: dict[type[MailSageError], int] = {
 }
 
 V2_PREFIX = "/v2/"
-_V2_STATUS = {413: 400, 415: 400}  # statuses the AhaSend contract does not have
+# Statuses the AhaSend contract does not have (the last three come from the local HTTP layer).
+_V2_STATUS = {413: 400, 415: 400, 411: 400, 414: 400, 431: 400}
 
 
 def surface(path: str) -> str:
@@ -78,6 +82,14 @@ def error_reply(path: str, status: int, code: str, message: str, details: Any = 
     if surface(path) == "v2":
         return v2_envelope(status, message)
     return envelope(status, code, message, details)
+
+
+def method_not_allowed(path: str, method: str, allowed: list[str]) -> Response:
+    reply = error_reply(
+        path, 405, "method_not_allowed", f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}"
+    )
+    reply.headers["Allow"] = ", ".join(allowed)
+    return reply
 
 
 def domain_error(exc: MailSageError, path: str = "") -> Response:
@@ -135,8 +147,11 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
         except MailSageError as gate_error:
             return domain_error(gate_error, path())
         errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_reply(path(), 400, "validation_error", "the request body is not valid JSON")
+        invalid_json = [e for e in errors if e.get("type") == "json_invalid"]
+        if invalid_json:
+            reason = (invalid_json[0].get("ctx") or {}).get("error")
+            message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
+            return error_reply(path(), 400, "validation_error", message)
         if surface(path()) == "v2":
             return v2_envelope(400, _summary(errors))
         return envelope(400, "validation_error", "the request is invalid", _describe(errors))
@@ -151,12 +166,50 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
             return domain_error(gate_error, path())
         return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
 
+    @app.exception_handler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return error_reply(path(), 500, "internal_error", "an unexpected error occurred; it has been logged")
+
+    @app.exception_handler(ValueError)
+    def unreadable_body(exc: ValueError) -> Response:
+        # Powertools decodes the body before our gate runs: bytes that are not UTF-8 raise
+        # UnicodeDecodeError, multipart/form-data without a boundary a ValueError. The gate still
+        # answers first (401 without a key, 413, 415 for a body that is not JSON).
+        event = app.current_event
+        not_utf8 = isinstance(exc, UnicodeDecodeError) and not _utf8_body(event.body, event.is_base64_encoded)
+        multipart = event.headers.get("content-type", "").lower().startswith("multipart/")
+        if not (not_utf8 or multipart):
+            return unexpected(exc)  # a bug, not the request
+        try:
+            gate(app)
+        except MailSageError as gate_error:
+            return domain_error(gate_error, path())
+        if not_utf8:
+            return error_reply(path(), 400, "validation_error", "the request body is not valid UTF-8")
+        return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
+
     @app.not_found
     def no_route(exc: NotFoundError) -> Response:
         event = app.current_event
+        allowed = _methods(app, event.path or "")
+        if allowed and event.http_method.upper() not in allowed:
+            return method_not_allowed(path(), event.http_method, allowed)
         return error_reply(path(), 404, "not_found", f"no route for {event.http_method} {event.path}")
 
-    @app.exception_handler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_reply(path(), 500, "internal_error", "an unexpected error occurred; it has been logged")
+
+def _utf8_body(body: str | None, is_base64: bool | None) -> bool:
+    if not body or not is_base64:
+        return True
+    try:
+        base64.b64decode(body).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _methods(app: APIGatewayRestResolver, path: str) -> list[str]:
+    """The methods the routes matching `path` have (Powertools keeps its routes in these lists)."""
+    routes = app._static_routes + app._dynamic_routes
+    stripped = app._remove_prefix(path)
+    return sorted({route.method for route in routes if route.rule.match(stripped)})

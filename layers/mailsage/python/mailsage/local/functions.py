@@ -61,7 +61,9 @@ class LocalContext:
 
 class HandlerPool:
     """Handler instances used one caller at a time, like Lambda execution environments: a module's
-    resolver and batch processor hold per-invocation state and are not thread-safe."""
+    resolver and batch processor hold per-invocation state and are not thread-safe. What every
+    instance shares, Powertools' "current request" (class attributes), is kept per thread by
+    mailsage.api.resolver."""
 
     def __init__(self, name: str, size: int) -> None:
         import queue

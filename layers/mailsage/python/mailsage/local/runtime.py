@@ -12,7 +12,6 @@ Each loop plays a Lambda SQS event source: it receives from a queue, invokes the
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -22,14 +21,14 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from mailsage.domain.auth import AuthService
 from mailsage.domain.submission import enqueue_chunks
-from mailsage.local.events import api_gateway_event, sqs_event
+from mailsage.local.events import sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
+from mailsage.local.http import API_CONCURRENCY, FrontDoor, http_server
 from mailsage.local.private_files import private_dir, tighten_data_dir, write_private
 from mailsage.ports import Queue
 from mailsage.settings import ApiSettings, CommonSettings
@@ -83,7 +82,7 @@ class LocalRuntime:
         self.config = config
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._http: ThreadingHTTPServer | None = None
+        self._http: FrontDoor | None = None
         self._sink: Any = None
         self.backends: Backends | None = None
         self.events_queue: Queue | None = None  # SES-shaped notifications for the events function
@@ -103,7 +102,7 @@ class LocalRuntime:
             os.environ.setdefault("MAILSAGE_SMTP_URL", f"smtp://{cfg.host}:{cfg.smtp_port}")
 
         # Handlers are loaded after the environment is set, as in a Lambda cold start.
-        api = HandlerPool("api", size=4)
+        api = HandlerPool("api", size=API_CONCURRENCY)
         with api.acquire():
             pass  # load one now: a bad setting fails at start, not on the first request
         self.backends = backends(ApiSettings())
@@ -120,8 +119,7 @@ class LocalRuntime:
                     f"webhooks-{i}", partial(self._pump, self.backends.webhooks, "webhooks", WEBHOOKS_BATCH)
                 )
         self._spawn("scheduler", self._scheduler_loop)
-        self._http = ThreadingHTTPServer((cfg.host, cfg.port), _request_handler(api, ApiSettings()))
-        self._http.daemon_threads = True
+        self._http = http_server(cfg.host, cfg.port, api, ApiSettings())
         self._spawn("http", self._http.serve_forever)
         return credentials
 
@@ -324,60 +322,3 @@ def _events_queue(settings: CommonSettings) -> Queue | None:
     from mailsage.adapters.aws.sqs_queue import SqsQueue
 
     return SqsQueue(url)
-
-
-def _request_handler(api: HandlerPool, settings: ApiSettings) -> type[BaseHTTPRequestHandler]:
-    limit = settings.max_request_bytes
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "MailSage-local"
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > limit:
-                # Like API Gateway: refuse before reading an oversized body into memory.
-                self.close_connection = True
-                self._reply(
-                    413,
-                    {},
-                    json.dumps(
-                        {
-                            "error": {
-                                "code": "payload_too_large",
-                                "message": f"the request body is {length} bytes; the limit is {limit}",
-                            }
-                        }
-                    ).encode(),
-                )
-                return
-            body = self.rfile.read(length) if length else b""
-            event = api_gateway_event(
-                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
-            )
-            with api.acquire() as handler:
-                result = handler.lambda_handler(event, LocalContext("mailsage-api"))
-            headers = dict(result.get("headers") or {})
-            for key, values in (result.get("multiValueHeaders") or {}).items():
-                headers[key] = values[-1]
-            raw = result.get("body") or ""
-            payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-            self._reply(int(result["statusCode"]), headers, payload)
-
-        def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                if key.lower() not in ("content-length", "connection"):
-                    self.send_header(key, value)
-            if payload and not any(k.lower() == "content-type" for k in headers):
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), format % args)
-
-    return Handler
