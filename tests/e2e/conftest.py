@@ -97,7 +97,9 @@ class LocalServer:
             if job["state"] in states:
                 return job
             time.sleep(0.1)
-        raise AssertionError(f"job {job_id} did not reach {states}: {job}")
+        raise AssertionError(
+            f"job {job_id} did not reach {states}: {job}\nserver output:\n" + "".join(self.output_tail)
+        )
 
     def wait_settled(self, job_id: str) -> dict[str, Any]:
         """Wait until nothing is in flight and the sink stopped growing."""

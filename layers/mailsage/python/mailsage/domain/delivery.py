@@ -34,6 +34,9 @@ SANDBOX_ROUTE = "sandbox:"  # + the outcome: a route the providers resolve to th
 _SANDBOX_OUTCOMES = {"deliver": MessageStatus.DELIVERED, "bounce": MessageStatus.BOUNCED}
 
 
+UNEXPECTED_RETRY_MAX_SECONDS = 60.0
+
+
 class RetryChunk(Exception):
     """Raised to report the chunk as failed so the queue delivers it again after the set delay."""
 
@@ -78,6 +81,13 @@ class DeliveryService:
         )
         try:
             self._deliver(ref, receipt, receive_count, outcomes)
+        except RetryChunk:
+            raise  # its delay is set
+        except Exception:
+            # Unexpected (a locked database, a full disk): the chunk comes back after a short,
+            # growing delay rather than the queue's visibility timeout of minutes.
+            self.queue.retry_later(receipt, min(UNEXPECTED_RETRY_MAX_SECONDS, 2.0**receive_count))
+            raise
         finally:
             outcomes.publish()  # the events of whatever this delivery did, retry or not
 

@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mailsage.domain.auth import AuthService
@@ -43,6 +44,8 @@ WEBHOOKS_BATCH = 2  # each POST may take the whole webhook timeout
 # The sink notifies while it accepts a message, before its 250 reply, so before the sender has
 # recorded the message as sent; like SES's events, the notification arrives a moment later.
 NOTIFICATION_DELAY_SECONDS = 1.0
+FAILED_INVOCATION_RETRY_SECONDS = 2.0
+LOOP_BACKOFF_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -109,15 +112,15 @@ class LocalRuntime:
         credentials = dev_credentials(cfg.data_dir, AuthService(self.backends.store))
         self._recover()
 
+        # Each loop's handler is loaded here, one after the other: Powertools' Logger is not safe to
+        # set up from several threads at once (a loop died at start once in 25 starts).
         for i in range(cfg.workers):
-            self._spawn(f"worker-{i}", partial(self._pump, self.backends.queue, "sender", SENDER_BATCH))
+            self._spawn_pump(f"worker-{i}", self.backends.queue, "sender", SENDER_BATCH)
         if self.events_queue is not None:
-            self._spawn("events", partial(self._pump, self.events_queue, "events", EVENTS_BATCH))
+            self._spawn_pump("events", self.events_queue, "events", EVENTS_BATCH)
         if self.backends.webhooks is not None:  # on AWS only with MAILSAGE_WEBHOOK_QUEUE_URL
             for i in range(cfg.workers):
-                self._spawn(
-                    f"webhooks-{i}", partial(self._pump, self.backends.webhooks, "webhooks", WEBHOOKS_BATCH)
-                )
+                self._spawn_pump(f"webhooks-{i}", self.backends.webhooks, "webhooks", WEBHOOKS_BATCH)
         self._spawn("scheduler", self._scheduler_loop)
         self._http = http_server(cfg.host, cfg.port, api, ApiSettings())
         self._spawn("http", self._http.serve_forever)
@@ -155,27 +158,49 @@ class LocalRuntime:
             enqueue_chunks(queue, account_id, job_id, store.pending_chunks(job_id))
 
     # -- loops ------------------------------------------------------------------------------
-    def _pump(self, queue: Queue, function: str, batch: int) -> None:
-        """One Lambda execution environment behind an SQS event source: receive up to `batch`
-        records, invoke the handler with them, delete what it did not report as failed (those come
-        back after their retry delay or the visibility timeout)."""
+    def _spawn_pump(self, name: str, queue: Queue, function: str, batch: int) -> None:
         handler = load_handler(function)  # one per loop, like one warm execution environment
+        self._spawn(name, partial(self._pump, queue, function, batch, handler))
+
+    def _pump(self, queue: Queue, function: str, batch: int, handler: ModuleType) -> None:
+        """One Lambda execution environment behind an SQS event source. An iteration that fails
+        (a locked database, a full disk) is logged and tried again after a growing pause: the loop
+        itself never dies, or accepted mail would wait for a restart."""
+        failures = 0
         while not self._stopping.is_set():
-            received = queue.receive(max_messages=batch, wait_seconds=1.0)
-            if not received:
-                self._stopping.wait(0.05)  # an empty receive may return at once (no long polling)
-                continue
             try:
-                result = handler.lambda_handler(sqs_event(received), LocalContext(f"mailsage-{function}"))
+                self._pump_once(queue, function, batch, handler)
+                failures = 0
             except Exception:
-                log.exception(
-                    "%s invocation failed; its records return after the visibility timeout", function
-                )
-                continue
-            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                failures += 1
+                pause = min(LOOP_BACKOFF_MAX_SECONDS, 0.5 * 2**failures)
+                log.exception("%s loop: an iteration failed; trying again in %.1f s", function, pause)
+                self._stopping.wait(pause)
+
+    def _pump_once(self, queue: Queue, function: str, batch: int, handler: ModuleType) -> None:
+        """Receive up to `batch` records, invoke the handler with them, delete what it did not
+        report as failed (those come back after the retry delay the handler set)."""
+        received = queue.receive(max_messages=batch, wait_seconds=1.0)
+        if not received:
+            self._stopping.wait(0.05)  # an empty receive may return at once (no long polling)
+            return
+        try:
+            result = handler.lambda_handler(sqs_event(received), LocalContext(f"mailsage-{function}"))
+        except Exception:
+            # Records of a crashed invocation come back in seconds, not after the visibility
+            # timeout (minutes): the handlers are idempotent, so trying them again is safe.
+            log.exception(
+                "%s invocation failed; its records come back in %.0f s",
+                function,
+                FAILED_INVOCATION_RETRY_SECONDS,
+            )
             for r in received:
-                if r.message_id not in failed:
-                    queue.ack(r.receipt)
+                queue.retry_later(r.receipt, FAILED_INVOCATION_RETRY_SECONDS)
+            return
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        for r in received:
+            if r.message_id not in failed:
+                queue.ack(r.receipt)
 
     def _scheduler_loop(self) -> None:
         assert self.backends is not None
