@@ -147,6 +147,15 @@ class CompiledContent:
     def of(cls, content: Content, max_bytes: int = DEFAULT_MAX_PART_BYTES) -> CompiledContent:
         return cls(content.subject, content.text, content.html, content.amp, max_bytes)
 
+    @classmethod
+    def for_sending(cls, content: Content) -> CompiledContent | Uncompilable:
+        """Accepted content, compiled for the sender: if it no longer compiles (accepted before a
+        limit, or under a larger one), each message fails with the error instead of the chunk."""
+        try:
+            return cls.of(content)
+        except TemplateError as exc:
+            return Uncompilable(exc)
+
     def render(self, variables: dict[str, Any]) -> Rendered:
         if self._overruns >= self.MAX_OVERRUNS and self._overrun is not None:
             raise TemplateError(
@@ -174,3 +183,13 @@ class CompiledContent:
             html=_render(self._html, "html", variables),
             amp=_render(self._amp, "amp", variables),
         )
+
+
+@dataclass(slots=True, frozen=True)
+class Uncompilable:
+    """Content that does not compile: every render raises its error."""
+
+    error: TemplateError
+
+    def render(self, variables: dict[str, Any]) -> Rendered:
+        raise TemplateError(self.error.message, self.error.details)

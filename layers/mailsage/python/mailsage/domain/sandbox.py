@@ -639,7 +639,10 @@ class BoundedEnvironment(SandboxedEnvironment):
             args = __self.checks.method(__obj, args, kwargs)
         result = SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
         if _sequence(result):
-            __self.checks.length(f"the result of {getattr(__obj, '__name__', 'a call')}()", len(result))
+            name = getattr(__obj, "name", None) or getattr(
+                __obj, "__name__", "a call"
+            )  # a macro's, a method's
+            __self.checks.length(f"the result of {name}()", len(result))
         _produced(result)
         return result
 
