@@ -211,3 +211,20 @@ def test_at_send_time_the_message_fails_with_the_limit(
     assert message.error_code == "template_error"
     assert names_the_limit(message.error_message or "", hostile), message.error_message
     assert api.get(f"/api/v1/emails/jobs/{job.body['job_id']}").body["state"] == "completed"
+
+
+def test_a_large_ordinary_template_fits_the_budget() -> None:
+    # Given an invoice of 1,000 lines, each with lookups, filters, a macro and arithmetic
+    html = (
+        "{% macro money(x) %}{{ '%.2f'|format(x) }}{% endmacro %}<table>"
+        "{% for line in lines %}<tr class=\"{{ loop.cycle('odd', 'even') }}\"><td>{{ loop.index }}</td>"
+        "<td>{{ line.name|title|e }}</td><td>{{ line.qty }}</td><td>{{ money(line.price) }}</td>"
+        "<td>{{ money(line.qty * line.price) }}</td>{% if line.note %}<td>{{ line.note|truncate(20) }}</td>"
+        "{% endif %}</tr>{% endfor %}</table><p>{{ lines|length }} lines,"
+        " {{ money(lines|sum(attribute='price')) }}</p>"
+    )
+    lines = [{"name": f"item {i}", "qty": i % 7 + 1, "price": i * 0.5, "note": "n" * (i % 30)} for i in range(1000)]
+    # When rendered, Then it renders in full
+    rendered = within(WAIT, lambda: CompiledContent("s", None, html).render({"lines": lines}))
+    assert rendered.html.count("<tr") == 1000
+    assert "1000 lines, 249750.00" in rendered.html

@@ -36,8 +36,8 @@ from jinja2.utils import _PassArg, generate_lorem_ipsum
 from markupsafe import Markup
 
 MAX_INT_BITS = 4096  # ~1,233 decimal digits: any real amount, id or date fits many times over
-MAX_STEPS = 250_000  # loop iterations, lookups, calls, operators, filters (by input size) per render
-MAX_CPU_SECONDS = 0.5  # thread CPU time of one render, checked every CPU_CHECK_EVERY steps
+MAX_STEPS = 100_000  # loop iterations, lookups, calls, operators, filters (by input size) per render
+MAX_CPU_SECONDS = 0.2  # thread CPU time of one render, checked every CPU_CHECK_EVERY steps
 MACRO_CALL_STEPS = 8  # a macro call costs about as much as 8 loop iterations (its body is extra)
 MAX_VOLUME_FACTOR = 8  # everything a render makes, x the output limit (a list item counts 8)
 MAX_LIPSUM_WORDS = 10_000
