@@ -223,7 +223,9 @@ def test_a_large_ordinary_template_fits_the_budget() -> None:
         "{% endif %}</tr>{% endfor %}</table><p>{{ lines|length }} lines,"
         " {{ money(lines|sum(attribute='price')) }}</p>"
     )
-    lines = [{"name": f"item {i}", "qty": i % 7 + 1, "price": i * 0.5, "note": "n" * (i % 30)} for i in range(1000)]
+    lines = [
+        {"name": f"item {i}", "qty": i % 7 + 1, "price": i * 0.5, "note": "n" * (i % 30)} for i in range(1000)
+    ]
     # When rendered, Then it renders in full
     rendered = within(WAIT, lambda: CompiledContent("s", None, html).render({"lines": lines}))
     assert rendered.html.count("<tr") == 1000
