@@ -32,11 +32,11 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.runtime import Macro
 from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
-from jinja2.utils import _PassArg, generate_lorem_ipsum
+from jinja2.utils import generate_lorem_ipsum
 from markupsafe import Markup
 
 MAX_INT_BITS = 4096  # ~1,233 decimal digits: any real amount, id or date fits many times over
-MAX_STEPS = 100_000  # loop iterations, lookups, calls, operators, filters (by input size) per render
+MAX_STEPS = 100_000  # per render: loop iterations (by body size), calls, operators, outputs, big inputs
 MAX_CPU_SECONDS = 0.2  # thread CPU time of one render, checked every CPU_CHECK_EVERY steps
 MACRO_CALL_STEPS = 8  # a macro call costs about as much as 8 loop iterations (its body is extra)
 MAX_VOLUME_FACTOR = 8  # everything a render makes, x the output limit (a list item counts 8)
@@ -112,7 +112,7 @@ def _charge(steps: int, volume: int = 0) -> None:
 
 
 def _size(value: Any) -> int:
-    """Characters or items of a sized value, the width in bits of an int; 0 for anything else."""
+    """Characters or items of a sized value, the bytes of an int; 0 for anything else."""
     if isinstance(value, int):
         return value.bit_length() // 8
     if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset, range)):
@@ -348,7 +348,8 @@ _STRINGIFYING = frozenset(
 def _bounded_filter(name: str, func: Callable[..., Any], checks: _Checks) -> Callable[..., Any]:
     check = _FILTER_CHECKS.get(name)
     stringifies = name in _STRINGIFYING
-    skip = 0 if _PassArg.from_obj(func) is None else 1  # the eval context / environment / context
+    # @pass_eval_context / @pass_environment / @pass_context filters take that first, then the value
+    skip = 0 if getattr(func, "jinja_pass_arg", None) is None else 1
 
     @wraps(func)
     def bounded(*args: Any, **kwargs: Any) -> Any:
