@@ -83,6 +83,12 @@ CORPUS: list[Hostile] = [
     ),
     # loops, macros, recursion
     _h("nested-range", "{% for i in range(7000) %}{% for j in range(7000) %}{% endfor %}{% endfor %}", STEPS),
+    _h(
+        "recursive-loop",
+        "{% for i in [0] recursive %}{% if i == 99999 or not loop.depth0 and i == 0 %}"
+        "{{ loop(range(100000)) }}{% endif %}{% endfor %}",
+        STEPS | {"depth"},
+    ),
     _h("recursive-macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "depth"),
     _h(
         "exponential-macro",

@@ -30,7 +30,7 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
-from jinja2.runtime import Macro
+from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import generate_lorem_ipsum
 from markupsafe import Markup
@@ -39,6 +39,7 @@ MAX_INT_BITS = 4096  # ~1,233 decimal digits: any real amount, id or date fits m
 MAX_STEPS = 100_000  # per render: loop iterations (by body size), calls, operators, outputs, big inputs
 MAX_CPU_SECONDS = 0.2  # thread CPU time of one render, checked every CPU_CHECK_EVERY steps
 MACRO_CALL_STEPS = 8  # a macro call costs about as much as 8 loop iterations (its body is extra)
+RECURSIVE_ITEM_STEPS = 4  # an item of a recursive loop's `loop(children)`
 MAX_VOLUME_FACTOR = 8  # everything a render makes, x the output limit (a list item counts 8)
 MAX_LIPSUM_WORDS = 10_000
 CPU_CHECK_EVERY = 256
@@ -638,6 +639,10 @@ class BoundedEnvironment(SandboxedEnvironment):
         _charge(steps + sum(_size(a) for a in args) // _BYTES_PER_STEP)
         if isinstance(__obj, (types.BuiltinMethodType, types.MethodType)):
             args = __self.checks.method(__obj, args, kwargs)
+        elif isinstance(__obj, LoopContext) and args:
+            # `loop(children)` of a recursive loop iterates outside the counted iterable: count it too
+            # (the body's static weight is not known here: a fixed weight per item).
+            args = (_counted_loop(args[0], RECURSIVE_ITEM_STEPS, 0), *args[1:])
         result = SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
         if _sequence(result):
             name = getattr(__obj, "name", None) or getattr(
