@@ -317,6 +317,27 @@ class _BoundedEscapeFormatter(_BoundedFormatter, SandboxedEscapeFormatter):
     pass
 
 
+# Filters that return a number or one of the values they were given: nothing to bound (their work is
+# linear in an input that is itself bounded), so they run unwrapped.
+_UNBOUNDED_OK = frozenset(
+    [
+        "abs",
+        "attr",
+        "count",
+        "d",
+        "default",
+        "first",
+        "float",
+        "int",
+        "last",
+        "length",
+        "max",
+        "min",
+        "random",
+        "round",
+    ]
+)
+
 # Filters that write their input as text: `str()` of a list of one big string repeated is huge.
 _STRINGIFYING = frozenset(
     [
@@ -609,7 +630,10 @@ class BoundedEnvironment(SandboxedEnvironment):
         super().__init__(**kwargs)
         self.max_chars = max_chars
         self.checks = _Checks(max_chars)
-        self.filters = {name: _bounded_filter(name, f, self.checks) for name, f in self.filters.items()}
+        self.filters = {
+            name: f if name in _UNBOUNDED_OK else _bounded_filter(name, f, self.checks)
+            for name, f in self.filters.items()
+        }
         self.globals["lipsum"] = _bounded_lipsum
         self.finalize = self._finalize_output
         self.counted_loop = _counted_loop
