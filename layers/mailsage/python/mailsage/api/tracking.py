@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from mailsage.api.security import PUBLIC_PREFIXES, services_of
 from mailsage.domain.engagement import Visitor
-from mailsage.domain.tracking import PIXEL_GIF
+from mailsage.domain.tracking import PIXEL_GIF, location_header
 from mailsage.errors import NotFound
 
 router = APIGatewayRouter()
@@ -50,9 +50,9 @@ def open_pixel(token: str):  # type: ignore[no-untyped-def]
 def click(token: str):  # type: ignore[no-untyped-def]
     services, _ = services_of()
     url = services.engagement.clicked(token, _visitor())
-    if url is None:
+    if url is None:  # unknown, or a URL that is not a safe redirect: nothing to follow either way
         raise NotFound("unknown tracking link")
-    return Response(302, "text/plain", "", {**_NO_STORE, "Location": url})
+    return Response(302, "text/plain", "", {**_NO_STORE, "Location": location_header(url)})
 
 
 @router.get("/u/<token>", include_in_schema=False)

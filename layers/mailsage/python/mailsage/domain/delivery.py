@@ -126,7 +126,7 @@ class DeliveryService:
         held_elsewhere = any(m.status == MessageStatus.SENDING and m.id not in claimed for m in pending)
         last_attempt = receive_count >= self.policy.max_attempts
         envelope_from = parseaddr(job.content.from_addr)[1]
-        compiled = CompiledContent.of(job.content)  # compiled once per chunk
+        compiled = CompiledContent.for_sending(job.content)  # compiled once per chunk
         primary = job.content.provider or self.providers.default
         routes = [primary] + [p for p in [self.providers.failover_for(primary)] if p]
         sandbox = job.content.sandbox_result

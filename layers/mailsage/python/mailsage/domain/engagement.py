@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mailsage.domain.events import EventPublisher
 from mailsage.domain.models import MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
-from mailsage.domain.tracking import CLICK, OPEN, UNSUBSCRIBE, Signer, is_bot
+from mailsage.domain.tracking import CLICK, OPEN, UNSUBSCRIBE, Signer, is_bot, is_safe_redirect
 from mailsage.ports import Store
 
 
@@ -45,9 +45,10 @@ class EngagementService:
         return fields is not None and self._engaged("opened", fields[1], fields[2], visitor, {})
 
     def clicked(self, token: str, visitor: Visitor) -> str | None:
-        """Record a click; the URL to redirect to, None for a token that is not ours."""
+        """Record a click; the URL to redirect to, None for a token that is not ours or whose URL is
+        not one to redirect to (tokens made before links were checked at send time)."""
         fields = self._fields(token, CLICK, 4)
-        if fields is None:
+        if fields is None or not is_safe_redirect(fields[3]):
             return None
         url = fields[3]
         # The redirect works even if the message is gone (retention): the link is signed.

@@ -28,7 +28,8 @@ def _check(draft: TemplateDraft, max_content_bytes: int) -> None:
     if problem:
         raise ValidationFailed(f"subject must not contain {problem}", {"field": "subject"})
     check_content_size(draft.subject, draft.text, draft.html, max_content_bytes)
-    CompiledContent(draft.subject, draft.text, draft.html)  # raises TemplateError on bad syntax
+    # raises TemplateError on bad syntax, and on constant expressions over the limits
+    CompiledContent(draft.subject, draft.text, draft.html, max_bytes=max_content_bytes)
 
 
 class TemplateService:
@@ -76,4 +77,7 @@ class TemplateService:
 
     def preview(self, account_id: str, template_id: str, variables: dict[str, Any]) -> Rendered:
         template = self.get(account_id, template_id)
-        return CompiledContent(template.subject, template.text, template.html).render(variables)
+        compiled = CompiledContent(
+            template.subject, template.text, template.html, max_bytes=self.max_content_bytes
+        )
+        return compiled.render(variables)

@@ -1,10 +1,11 @@
-"""Open and click tracking and one-click unsubscribe (RFC 8058): signed URLs of the API.
+"""Open and click tracking and one-click unsubscribe (RFC 8058): sealed URLs of the API.
 
 At send time the sender rewrites a message's HTML: each http(s) link points at `/t/c/{token}`
 (which redirects to the original), and a 1x1 pixel at `/t/o/{token}` goes before `</body>`. Bulk
 mail carries `List-Unsubscribe: <{public_url}/u/{token}>` and `List-Unsubscribe-Post:
-List-Unsubscribe=One-Click`. A token is its fields, base64url JSON, and a truncated HMAC-SHA256 of
-them: nobody can forge a click to another URL (no open redirect) or unsubscribe another address.
+List-Unsubscribe=One-Click`. A token is its fields sealed with the signing key (domain/sealing.py):
+recipients cannot read the account, message or address in it, and nobody can forge a click to another
+URL (no open redirect) or unsubscribe another address.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import hmac
 import html
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-_MAC_BYTES = 16  # 128 bits: plenty against forgery, short URLs
+from mailsage.domain.sealing import Sealer
+
+_MAC_BYTES = 16  # the truncated HMAC of the first token format, still accepted
 
 
 def _b64(data: bytes) -> str:
@@ -30,16 +34,23 @@ def _unb64(text: str) -> bytes:
 
 
 class Signer:
+    """Seals and opens token fields. Tokens of the first format (base64url JSON fields, a dot, a
+    truncated HMAC: readable by anyone) are in mail already sent, so they still verify."""
+
     def __init__(self, key: bytes) -> None:
         self._key = key
+        self._sealer = Sealer(key, b"tracking")
 
     def sign(self, fields: list[str]) -> str:
-        payload = json.dumps(fields, separators=(",", ":")).encode()
-        mac = hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-        return f"{_b64(payload)}.{_b64(mac)}"
+        return self._sealer.seal(fields)
 
     def verify(self, token: str) -> list[str] | None:
-        """The fields of a token this key signed; None for anything else."""
+        """The fields of a token this key made; None for anything else."""
+        if "." in token:  # never in a sealed token (base64url has no dot)
+            return self._verify_legacy(token)
+        return self._sealer.unseal(token)
+
+    def _verify_legacy(self, token: str) -> list[str] | None:
         payload_text, _, mac_text = token.partition(".")
         try:
             payload, mac = _unb64(payload_text), _unb64(mac_text)
@@ -57,10 +68,29 @@ class Signer:
         return fields
 
 
+def is_safe_redirect(url: str) -> bool:
+    """A click may only lead to an http(s) URL without control characters: one with CR/LF would
+    split the redirect's headers, and other schemes (javascript:, data:) are not links to follow."""
+    head = url[:8].lower()
+    if not (head.startswith("http://") or head.startswith("https://")):
+        return False
+    return not any(unicodedata.category(c) == "Cc" for c in url)
+
+
+def location_header(url: str) -> str:
+    """`url` as an ASCII header value: non-ASCII characters percent-encoded (UTF-8), as browsers do."""
+    if url.isascii():
+        return url
+    return "".join(c if c.isascii() else "".join(f"%{b:02X}" for b in c.encode()) for c in url)
+
+
 # token kinds
 OPEN, CLICK, UNSUBSCRIBE = "o", "c", "u"
 
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2""", re.IGNORECASE)
+# An <a> tag's first http(s) href. The second branch swallows the rest of a tag that has none: a
+# later `<a` before the same `>` cannot have one either, so the search moves on in linear time
+# (without it, every `<a` rescans to the next `>`, or to the end: quadratic on a run of `<a `).
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2|<a\b[^>]*""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 # The smallest transparent GIF: what the open pixel answers.
@@ -90,8 +120,10 @@ class TrackedLinks:
         if clicks:
 
             def tracked(match: re.Match[str]) -> str:
+                if match.group(3) is None:
+                    return match.group(0)
                 url = html.unescape(match.group(3))
-                if url == skip:
+                if url == skip or not is_safe_redirect(url):
                     return match.group(0)
                 new = self.click_url(account_id, message_id, url)
                 return f"{match.group(1)}{match.group(2)}{new}{match.group(2)}"
