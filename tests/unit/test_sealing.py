@@ -50,3 +50,25 @@ def test_junk_is_refused_without_error(junk: str) -> None:
 def test_a_field_with_nul_cannot_be_sealed() -> None:
     with pytest.raises(ValueError):
         Sealer(KEY).seal(["a\x00b"])
+
+
+def test_a_token_verifies_only_with_the_associated_data_it_was_sealed_with() -> None:
+    # Given a token sealed for one recipient
+    sealer = Sealer(KEY, b"feedback-id")
+    token = sealer.seal(["msg", "job", "acc"], b"ann@example.com")
+    # Then it opens with the same associated data only
+    assert sealer.unseal(token, b"ann@example.com") == ["msg", "job", "acc"]
+    assert sealer.unseal(token, b"bob@example.com") is None
+    assert sealer.unseal(token) is None
+
+
+def test_a_second_spelling_of_the_same_bytes_is_refused() -> None:
+    # Given a genuine token whose last base64 character carries unused bits
+    sealer = Sealer(KEY)
+    token = sealer.seal(["a"])  # 17 bytes: the last of 23 characters holds 2 unused bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    twin = token[:-1] + alphabet[last ^ 1]
+    # Then the variant that decodes to the same bytes is not accepted
+    assert sealer.unseal(twin) is None
+    assert sealer.unseal(token) == ["a"]

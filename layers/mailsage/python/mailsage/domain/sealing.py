@@ -6,11 +6,12 @@ message id, an address) are encrypted, so a recipient who sees a token learns no
 
 The construction is SIV-style deterministic authenticated encryption built from HMAC-SHA256 only
 (the standard library; no native dependency in the Lambda layer, nothing to import at cold start):
-    tag        = HMAC(k_mac, payload)[:16]               (the synthetic IV and the MAC at once)
+    tag        = HMAC(k_mac, associated || payload)[:16] (the synthetic IV and the MAC at once)
     ciphertext = payload XOR HMAC(k_enc, tag || counter) blocks
     token      = base64url(tag || ciphertext)
 Two keys are derived from the one secret per `purpose`, so tokens made for one use never verify for
-another. Deterministic: the same fields give the same token (which reveals only that two tokens are
+another; `associated` data (e.g. the recipient a token is made for) is authenticated but not
+carried, so the token verifies only where the same data is given back. Deterministic: the same fields give the same token (which reveals only that two tokens are
 equal; they name the same thing anyway).
 """
 
@@ -55,26 +56,29 @@ class Sealer:
     def _xor(data: bytes, stream: bytes) -> bytes:
         return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
 
-    def seal(self, fields: list[str]) -> str:
+    def _tag(self, associated: bytes, payload: bytes) -> bytes:
+        data = len(associated).to_bytes(4, "big") + associated + payload
+        return hmac.new(self._mac_key, data, hashlib.sha256).digest()[:TAG_BYTES]
+
+    def seal(self, fields: list[str], associated: bytes = b"") -> str:
         """The token of `fields` (strings without NUL)."""
         if any(_SEPARATOR in field for field in fields):
             raise ValueError("a sealed field cannot contain NUL")
         payload = _SEPARATOR.join(fields).encode()
-        tag = hmac.new(self._mac_key, payload, hashlib.sha256).digest()[:TAG_BYTES]
+        tag = self._tag(associated, payload)
         return _b64(tag + self._xor(payload, self._keystream(tag, len(payload))))
 
-    def unseal(self, token: str) -> list[str] | None:
-        """The fields of a token this key sealed for this purpose; None for anything else."""
+    def unseal(self, token: str, associated: bytes = b"") -> list[str] | None:
+        """The fields of a token this key sealed for this purpose (and `associated`); else None."""
         try:
             raw = _unb64(token)
         except (ValueError, binascii.Error):
             return None
-        if len(raw) < TAG_BYTES:
+        if len(raw) < TAG_BYTES or _b64(raw) != token:  # one spelling per token
             return None
         tag, ciphertext = raw[:TAG_BYTES], raw[TAG_BYTES:]
         payload = self._xor(ciphertext, self._keystream(tag, len(ciphertext)))
-        expected = hmac.new(self._mac_key, payload, hashlib.sha256).digest()[:TAG_BYTES]
-        if not hmac.compare_digest(tag, expected):
+        if not hmac.compare_digest(tag, self._tag(associated, payload)):
             return None
         try:
             return payload.decode().split(_SEPARATOR)
