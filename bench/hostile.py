@@ -8,8 +8,8 @@ hostile_templates.py) can cost, and whether the server stays responsive while th
 - Responsiveness: a real `mailsage serve`; 4 clients submit the corpus over and over as v1 sends
   (the template in the request, the variables in the recipient) for SECONDS, while a fifth client
   calls GET /v2/ping every PING_EVERY_S. Figure: the pings' p99 latency. Target: under 250 ms.
-  It depends on how the local HTTP server runs API handlers concurrently: re-measure it after any
-  change there.
+  It depends on how the local HTTP server runs API handlers concurrently (mailsage.local.http:
+  16 slots, a 1 ms GIL switch interval) and on the render budget (domain/sandbox.py).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def run() -> list[Figure]:
         "submissions_by_status": counts,
     }
     log(f"  ping {ping}")
-    note = "local server concurrency is being changed: re-measure after integration"
+    note = f"p50 {ping['p50_ms']} ms over {ping['pings']} pings"
     return [
         Figure(
             "hostile_render_cpu",

@@ -316,7 +316,7 @@ def _signing_key(settings: CommonSettings) -> bytes | None:
 
     path = settings.data_dir / "signing.key"
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # A temporary file of its own per caller (threads share a pid), made 0600 by mkstemp.
         fd, tmp = tempfile.mkstemp(prefix="signing.", suffix=".tmp", dir=settings.data_dir)
         try:

@@ -121,7 +121,7 @@ class SubmissionService:
                 {"field": "recipients", "max": self.limits.max_recipients},
             )
         content = self._content(account_id, request)
-        compiled = CompiledContent.of(content)
+        compiled = CompiledContent.of(content, self.limits.max_content_bytes)
         job_id = job_id or new_id("job")
         now = time.time()
 
