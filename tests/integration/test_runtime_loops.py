@@ -6,15 +6,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
+import requests
 
 from mailsage.local.runtime import LocalRuntime, RuntimeConfig
 from mailsage.local.sink import SmtpSink
 from mailsage.ports import Received
 from mailsage.wiring import Backends
-from tests.conftest import ApiClient, Worker
+from tests.conftest import ApiClient, Worker, free_port
 
 
 class FlakyQueue:
@@ -144,3 +148,71 @@ def receive_within(queue: Any, seconds: float) -> list[Received]:
         if received:
             return list(received)
     return []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
+def test_the_supervisor_restarts_a_loop_that_died(data_dir: Path) -> None:
+    # Given a loop whose thread ends with an error its own handling did not catch
+    runtime = LocalRuntime(RuntimeConfig(data_dir=data_dir))
+    calls: list[float] = []
+
+    def loop() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("an error in the loop's error handling")
+        runtime._stopping.wait()
+
+    runtime._spawn("x", loop)
+    runtime._loops["x"][0].join(timeout=10)
+    assert runtime.health() == {"x": "dead"}  # what /healthz shows until it is restarted
+    # When the supervisor runs
+    supervisor = threading.Thread(target=runtime._supervise, daemon=True)
+    supervisor.start()
+    try:
+        # Then the loop runs again and is healthy
+        assert wait_until(lambda: len(calls) == 2)
+        assert wait_until(lambda: runtime.health() == {"x": "ok"})
+    finally:
+        runtime._stopping.set()
+        supervisor.join(timeout=10)
+
+
+@pytest.fixture
+def running(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRuntime]:
+    config = RuntimeConfig(data_dir, port=free_port(), smtp_port=free_port(), workers=1, sink=False)
+    monkeypatch.setenv("MAILSAGE_PUBLIC_URL", f"http://127.0.0.1:{config.port}")  # restored afterwards
+    runtime = LocalRuntime(config)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+def healthz(runtime: LocalRuntime) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{runtime.config.port}/healthz", timeout=10)
+
+
+def test_healthz_reports_a_failing_loop_until_it_recovers(
+    running: LocalRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a running server: every loop is ok
+    reply = healthz(running)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "ok"
+    assert {"worker-0", "events", "scheduler", "http"} <= set(reply.json()["loops"])
+    # When the send queue cannot be read (a database locked past its busy timeout)
+    assert running.backends is not None
+    queue = running.backends.queue
+    real_receive = queue.receive
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(queue, "receive", locked)
+    # Then /healthz answers 503 naming the loop and the error
+    assert wait_until(lambda: healthz(running).status_code == 503)
+    unhealthy = healthz(running).json()
+    assert unhealthy["status"] == "unhealthy"
+    assert unhealthy["loops"]["worker-0"] == "failing: OperationalError: database is locked"
+    # And once the database answers again, the loop recovers by itself
+    monkeypatch.setattr(queue, "receive", real_receive)
+    assert wait_until(lambda: healthz(running).status_code == 200, seconds=30)

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,15 +70,21 @@ class FrontDoor(ThreadingHTTPServer):
     request_queue_size = 128  # socketserver's 5 refused connections in bursts of a few clients
 
 
+# What `GET /healthz` reports: each background loop and whether it is running ("ok") or why not.
+Health = Callable[[], dict[str, str]]
+HEALTH_PATH = "/healthz"
+
+
 def http_server(
     host: str,
     port: int,
     api: HandlerPool,
     settings: ApiSettings,
     timeout: float = IDLE_TIMEOUT_SECONDS,
+    health: Health | None = None,
 ) -> FrontDoor:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    return FrontDoor((host, port), request_handler(api, settings, timeout))
+    return FrontDoor((host, port), request_handler(api, settings, timeout, health))
 
 
 class _Refused(Exception):
@@ -87,7 +94,7 @@ class _Refused(Exception):
 
 
 def request_handler(
-    api: HandlerPool, settings: ApiSettings, idle_timeout: float
+    api: HandlerPool, settings: ApiSettings, idle_timeout: float, health: Health | None = None
 ) -> type[BaseHTTPRequestHandler]:
     limit = settings.max_request_bytes
     origins = frozenset(settings.allowed_origins)
@@ -143,6 +150,9 @@ def request_handler(
             if self.command == "OPTIONS" and self.headers.get("Origin") in origins:
                 self._preflight()
                 return
+            if health is not None and self.command == "GET" and urlsplit(self.path).path == HEALTH_PATH:
+                self._health(health())
+                return
             event = api_gateway_event(
                 self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
             )
@@ -190,6 +200,12 @@ def request_handler(
                 ],
                 b"",
             )
+
+        def _health(self, loops: dict[str, str]) -> None:
+            """200 when every loop runs; 503 when one is dead or failing (mail may be waiting)."""
+            healthy = all(state == "ok" for state in loops.values())
+            body = {"status": "ok" if healthy else "unhealthy", "loops": loops}
+            self._reply(200 if healthy else 503, [("Cache-Control", "no-store")], json.dumps(body).encode())
 
         def _error(self, status: int, code: str, message: str) -> None:
             reply = error_reply(urlsplit(self.path).path, status, code, message)

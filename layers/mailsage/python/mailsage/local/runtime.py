@@ -46,6 +46,7 @@ WEBHOOKS_BATCH = 2  # each POST may take the whole webhook timeout
 NOTIFICATION_DELAY_SECONDS = 1.0
 FAILED_INVOCATION_RETRY_SECONDS = 2.0
 LOOP_BACKOFF_MAX_SECONDS = 30.0
+SUPERVISOR_INTERVAL_SECONDS = 1.0
 
 
 @dataclass
@@ -85,6 +86,9 @@ class LocalRuntime:
         self.config = config
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._loops: dict[str, tuple[threading.Thread, Any]] = {}  # name -> (thread, target)
+        self._failing: dict[str, str] = {}  # loop name -> the error its last iteration raised
+        self._last_purge = 0.0
         self._http: FrontDoor | None = None
         self._sink: Any = None
         self.backends: Backends | None = None
@@ -121,9 +125,13 @@ class LocalRuntime:
         if self.backends.webhooks is not None:  # on AWS only with MAILSAGE_WEBHOOK_QUEUE_URL
             for i in range(cfg.workers):
                 self._spawn_pump(f"webhooks-{i}", self.backends.webhooks, "webhooks", WEBHOOKS_BATCH)
-        self._spawn("scheduler", self._scheduler_loop)
-        self._http = http_server(cfg.host, cfg.port, api, ApiSettings())
+        if self.backends.scheduler is not None:  # on AWS, EventBridge Scheduler fires schedules
+            self._spawn("scheduler", partial(self._run, self._schedule_once, every=0.5))
+        self._http = http_server(cfg.host, cfg.port, api, ApiSettings(), health=self.health)
         self._spawn("http", self._http.serve_forever)
+        supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        supervisor.start()
+        self._threads.append(supervisor)
         return credentials
 
     def stop(self) -> None:
@@ -148,6 +156,24 @@ class LocalRuntime:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+        self._loops[name] = (thread, target)
+
+    def health(self) -> dict[str, str]:
+        """Each loop: "ok", "dead" (its thread ended) or "failing: <error>" (its last iteration)."""
+        states = {}
+        for name, (thread, _) in self._loops.items():
+            failing = self._failing.get(name)
+            states[name] = "dead" if not thread.is_alive() else f"failing: {failing}" if failing else "ok"
+        return states
+
+    def _supervise(self) -> None:
+        """Restart a loop whose thread ended anyway (every loop catches its own errors; this is
+        for what it cannot, such as an error in its error handling)."""
+        while not self._stopping.wait(SUPERVISOR_INTERVAL_SECONDS):
+            for name, (thread, target) in list(self._loops.items()):
+                if not thread.is_alive() and not self._stopping.is_set():
+                    log.error("the %s loop stopped; restarting it", name)
+                    self._spawn(name, target)
 
     def _recover(self) -> None:
         """Re-enqueue every chunk with work left of every active job. The queue skips chunks still
@@ -163,19 +189,29 @@ class LocalRuntime:
         self._spawn(name, partial(self._pump, queue, function, batch, handler))
 
     def _pump(self, queue: Queue, function: str, batch: int, handler: ModuleType) -> None:
-        """One Lambda execution environment behind an SQS event source. An iteration that fails
-        (a locked database, a full disk) is logged and tried again after a growing pause: the loop
-        itself never dies, or accepted mail would wait for a restart."""
+        """One Lambda execution environment behind an SQS event source."""
+        self._run(partial(self._pump_once, queue, function, batch, handler))
+
+    def _run(self, iteration: Any, every: float = 0.0) -> None:
+        """Run `iteration` until stopping. One that fails (a locked database, a full disk) is
+        logged, shown by `health`, and tried again after a growing pause: a loop never dies of it,
+        or accepted mail would wait for a restart."""
+        name = threading.current_thread().name
         failures = 0
         while not self._stopping.is_set():
             try:
-                self._pump_once(queue, function, batch, handler)
-                failures = 0
-            except Exception:
+                iteration()
+            except Exception as exc:
                 failures += 1
+                self._failing[name] = f"{type(exc).__name__}: {exc}"[:200]
                 pause = min(LOOP_BACKOFF_MAX_SECONDS, 0.5 * 2**failures)
-                log.exception("%s loop: an iteration failed; trying again in %.1f s", function, pause)
+                log.exception("%s loop: an iteration failed; trying again in %.1f s", name, pause)
                 self._stopping.wait(pause)
+                continue
+            failures = 0
+            self._failing.pop(name, None)
+            if every:
+                self._stopping.wait(every)
 
     def _pump_once(self, queue: Queue, function: str, batch: int, handler: ModuleType) -> None:
         """Receive up to `batch` records, invoke the handler with them, delete what it did not
@@ -202,20 +238,17 @@ class LocalRuntime:
             if r.message_id not in failed:
                 queue.ack(r.receipt)
 
-    def _scheduler_loop(self) -> None:
-        assert self.backends is not None
+    def _schedule_once(self) -> None:
+        """Send what is due; once a minute purge what is past its retention (DynamoDB's TTL on AWS)."""
+        assert self.backends is not None and self.backends.scheduler is not None
         scheduler, queue = self.backends.scheduler, self.backends.queue
-        if scheduler is None:
-            return
-        last_purge = 0.0
-        while not self._stopping.wait(0.5):
-            now = time.time()
-            for name, payload in scheduler.due(now):
-                queue.send([payload], [f"schedule:{name}"])
-                scheduler.delete(name)
-            if now - last_purge >= 60:  # retention: what DynamoDB's TTL does on AWS
-                self.backends.store.purge_expired(now)
-                last_purge = now
+        now = time.time()
+        for name, payload in scheduler.due(now):
+            queue.send([payload], [f"schedule:{name}"])
+            scheduler.delete(name)
+        if now - self._last_purge >= 60:
+            self.backends.store.purge_expired(now)
+            self._last_purge = now
 
 
 class _SinkProcess:
