@@ -54,6 +54,17 @@ class UnsupportedMediaType(MailSageError):
     code = "unsupported_media_type"
 
 
+class ServiceUnavailable(MailSageError):
+    """The store cannot answer now (a database locked past its busy timeout, a full disk): nothing
+    was accepted; the same request may be sent again after `retry_after` seconds."""
+
+    code = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, {"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class RateLimited(MailSageError):
     code = "rate_limit"
 

@@ -30,6 +30,7 @@ from mailsage.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    ServiceUnavailable,
     TemplateError,
     Unauthorized,
     UnsupportedMediaType,
@@ -49,6 +50,7 @@ STATUS: dict[type[MailSageError], int] = {
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     RateLimited: 429,
+    ServiceUnavailable: 503,
 }
 
 V2_PREFIX = "/v2/"
@@ -94,7 +96,10 @@ def method_not_allowed(path: str, method: str, allowed: list[str]) -> Response:
 
 def domain_error(exc: MailSageError, path: str = "") -> Response:
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-    return error_reply(path, status, exc.code, exc.message, exc.details)
+    reply = error_reply(path, status, exc.code, exc.message, exc.details)
+    if isinstance(exc, ServiceUnavailable):
+        reply.headers["Retry-After"] = str(exc.retry_after)
+    return reply
 
 
 def _field(loc: tuple[Any, ...], indexed: bool) -> str:

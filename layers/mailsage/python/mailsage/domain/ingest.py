@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailsage.domain.submission import SubmissionService, enqueue_chunks
-from mailsage.errors import Conflict, MailSageError
+from mailsage.errors import Conflict, MailSageError, ServiceUnavailable
 from mailsage.ports import Queue
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class IngestService:
             # enqueue whatever is still pending (the sender never sends a message twice).
             store = self.submission.store
             enqueue_chunks(self.submission.queue, account_id, job_id, store.pending_chunks(job_id))
+        except ServiceUnavailable:
+            raise  # not the record's fault: it is retried, not rejected
         except MailSageError as exc:
             return self._reject(record_id, body, f"{exc.code}: {exc.message}", exc.details)
         return IngestOutcome(job_id)

@@ -28,7 +28,13 @@ from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.providers import check_provider
 from mailsage.domain.rendering import CompiledContent, check_content_size
 from mailsage.domain.senders import check_sender
-from mailsage.errors import InvalidRecipient, MailSageError, TemplateError, ValidationFailed
+from mailsage.errors import (
+    InvalidRecipient,
+    MailSageError,
+    ServiceUnavailable,
+    TemplateError,
+    ValidationFailed,
+)
 from mailsage.ports import Queue, Scheduler, Store
 
 
@@ -132,6 +138,8 @@ class SubmissionService:
             try:
                 email = self._check_recipient(recipient, seen, index)
                 rendered = compiled.render(recipient.variables)
+            except ServiceUnavailable:
+                raise  # the store, not this recipient
             except MailSageError as exc:
                 if request.kind == "send":
                     raise  # a single send has nothing else to accept: the error is the reply

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -192,6 +193,37 @@ _ADDED_COLUMNS = [
 ]
 
 
+# How long a statement waits for another writer's lock before the store answers "unavailable".
+BUSY_TIMEOUT_SECONDS = 30.0
+# Primary result codes that mean "not now" rather than "wrong": busy, locked, I/O error, disk full.
+_UNAVAILABLE = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL}
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose "not now" errors are the domain's ServiceUnavailable (a 503 with
+    Retry-After at the API; a short retry in the workers), so no caller needs to know SQLite."""
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().execute(*args)
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from exc
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().executemany(*args)
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from exc
+
+
+def _translated(exc: sqlite3.OperationalError) -> Exception:
+    if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE:
+        from mailsage.errors import ServiceUnavailable
+
+        return ServiceUnavailable(f"the database is unavailable ({exc}); try again shortly")
+    return exc
+
+
 class Database:
     def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
         self.path = str(path)
@@ -221,7 +253,13 @@ class Database:
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                check_same_thread=False,
+                factory=_Connection,
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives an application crash; only an OS crash can lose the last
