@@ -240,7 +240,11 @@ def test_the_write_after_the_relay_accepted_is_retried_until_it_lands(
 
 
 def test_a_send_this_process_knows_of_is_recorded_never_repeated(
-    store: Store, jobs: JobFactory, queue: SqliteQueue, relay: tuple[Relay, int], monkeypatch: pytest.MonkeyPatch
+    store: Store,
+    jobs: JobFactory,
+    queue: SqliteQueue,
+    relay: tuple[Relay, int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a lease of 1 s and a store failing for 2 s once the relay accepted user0: the write's
     # retries stop before the lease ends, the delivery fails, and the chunk comes back
