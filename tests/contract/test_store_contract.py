@@ -466,6 +466,24 @@ def test_claim_moves_queued_messages_to_sending(store: Store, jobs: JobFactory) 
     ]
 
 
+def test_claiming_one_message_at_a_time_starts_the_job_and_claims_each_once(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given a queued job of three messages, and another job
+    job, messages = jobs.create(chunk_sizes=(3,))
+    other, _ = jobs.create()
+    # When each message is claimed on its own (as the sender does), twice, and once by the other job
+    first = [store.claim_messages(job.id, [m.id], LONG_LEASE) for m in messages]
+    again = [store.claim_messages(job.id, [m.id], LONG_LEASE) for m in messages]
+    foreign = store.claim_messages(other.id, [messages[0].id], 0)
+    # Then each was claimed once, by its own job, and the job is running
+    assert first == [[m.id] for m in messages]
+    assert again == [[], [], []] and foreign == []
+    assert {status_of(store, m) for m in messages} == {MessageStatus.SENDING}
+    assert store.get_job(job.account_id, job.id).state == JobState.RUNNING  # type: ignore[union-attr]
+    assert store.get_job(other.account_id, other.id).state == JobState.QUEUED  # type: ignore[union-attr]
+
+
 def test_claiming_again_claims_nothing(store: Store, jobs: JobFactory) -> None:
     # Given a chunk whose messages were claimed (its queue message was then redelivered)
     job, messages = jobs.create(chunk_sizes=(2,))

@@ -720,6 +720,26 @@ class _Row:
     state: Item
 
 
+class _RecentIds:
+    """A bounded, thread-safe set: the oldest ids are forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._ids
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._ids[key] = None
+            self._ids.move_to_end(key)
+            while len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+
+
 class _Remembered:
     """A bounded map of items that never change once written (least recently used go first)."""
 
@@ -783,6 +803,8 @@ class DynamoStore:
         self._suppression_marks: dict[str, tuple[float, str | None]] = {}
         self._immutable = _Remembered(self.IMMUTABLE_ITEMS_KEPT)  # see _message_items
         self._packed = _Remembered(self.PACKED_CHUNKS_KEPT)
+        # Jobs this process has seen started (queued -> running): the head is written once.
+        self._running_jobs = _RecentIds(self.IMMUTABLE_ITEMS_KEPT)
 
     @property
     def client(self) -> Any:
@@ -1200,6 +1222,8 @@ class DynamoStore:
 
     def claim_messages(self, job_id: str, message_ids: Sequence[str], lease_seconds: float) -> list[str]:
         now = time.time()
+        if len(message_ids) == 1:
+            return self._claim_one(job_id, message_ids[0], lease_seconds, now)
         messages = self._message_items(list(dict.fromkeys(message_ids)))
         by_chunk: dict[int, dict[int, str]] = {}  # chunk -> position -> message id
         for item in messages.values():
@@ -1252,6 +1276,43 @@ class DynamoStore:
                 "#state = :queued",
             )
         return [mid for mid in dict.fromkeys(message_ids) if mid in claimed]
+
+    def _claim_one(self, job_id: str, message_id: str, lease_seconds: float, now: float) -> list[str]:
+        """The sender claims one message at a time, just before sending it: one conditional
+        UpdateItem, no read (the condition is the check; the layout comes from the message item),
+        and the job's head is moved to `running` once per job and process."""
+        message = self._locate(message_id)
+        if message is None or message["job_id"] != job_id:
+            return []
+        p = int(message["pos"])
+        cutoff = now - lease_seconds
+
+        def claim(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            return (
+                f"SET {layout.status(p)} = :to, {layout.changed(p)} = :now",
+                {
+                    ":to": layout.code(MessageStatus.SENDING),
+                    ":now": layout.stamp(now, t0),
+                    ":queued": layout.code(MessageStatus.QUEUED),
+                    ":sending": layout.code(MessageStatus.SENDING),
+                    ":cutoff": layout.stamp(cutoff, t0),
+                },
+                f"{layout.status(p)} = :queued"
+                f" OR ({layout.status(p)} = :sending AND {layout.changed(p)} < :cutoff)",
+            )
+
+        moved, _ = self._update_position(message, claim)
+        if not moved:
+            return []
+        if job_id not in self._running_jobs:
+            self._try_update(
+                _head_key(job_id),
+                "SET #state = :running, #started = :now, #updated = :now",
+                {":running": JobState.RUNNING.value, ":queued": JobState.QUEUED.value, ":now": now},
+                "#state = :queued",
+            )
+            self._running_jobs.add(job_id)
+        return [message_id]
 
     def finish_message(
         self,
