@@ -720,6 +720,39 @@ class _Row:
     state: Item
 
 
+def _finish_clauses(
+    p: int, status: MessageStatus, error_code: str | None, error_message: str | None, now: float
+) -> Callable[[_Layout, float], tuple[list[str], list[str], dict[str, Any], str]]:
+    """The update of position `p` from `sending` to `status`: (sets, removes, values, condition)."""
+
+    def clauses(layout: _Layout, t0: float) -> tuple[list[str], list[str], dict[str, Any], str]:
+        sets = [
+            f"{layout.status(p)} = :to",
+            f"{layout.tries(p)} = {layout.tries(p)} + :one",
+            f"{layout.changed(p)} = :now",
+        ]
+        values: dict[str, Any] = {
+            ":to": layout.code(status),
+            ":one": 1,
+            ":now": layout.stamp(now, t0),
+            ":sending": layout.code(MessageStatus.SENDING),
+        }
+        removes = []
+        for which, value, placeholder in (
+            ("code", error_code, ":code"),
+            ("message", error_message, ":error"),
+        ):
+            set_clause, remove = layout.error(which, p, value, placeholder)
+            if set_clause is not None:
+                sets.append(set_clause)
+                values[placeholder] = value
+            if remove is not None:
+                removes.append(remove)
+        return sets, removes, values, f"{layout.status(p)} = :sending"
+
+    return clauses
+
+
 class _RecentIds:
     """A bounded, thread-safe set: the oldest ids are forgotten first."""
 
@@ -1328,41 +1361,64 @@ class DynamoStore:
         message = self._locate(message_id)
         if message is None:
             return False
-        p = int(message["pos"])
         now = time.time()
+        finish = _finish_clauses(int(message["pos"]), status, error_code, error_message, now)
 
-        def finish(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
-            sets = [
-                f"{layout.status(p)} = :to",
-                f"{layout.tries(p)} = {layout.tries(p)} + :one",
-                f"{layout.changed(p)} = :now",
-            ]
-            values: dict[str, Any] = {
-                ":to": layout.code(status),
-                ":one": 1,
-                ":now": layout.stamp(now, t0),
-                ":sending": layout.code(MessageStatus.SENDING),
-            }
-            removes = []
-            for which, value, placeholder in (
-                ("code", error_code, ":code"),
-                ("message", error_message, ":error"),
-            ):
-                set_clause, remove = layout.error(which, p, value, placeholder)
-                if set_clause is not None:
-                    sets.append(set_clause)
-                    values[placeholder] = value
-                if remove is not None:
-                    removes.append(remove)
-            return _update_expression(sets, removes), values, f"{layout.status(p)} = :sending"
+        def build(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            sets, removes, values, condition = finish(layout, t0)
+            return _update_expression(sets, removes), values, condition
 
-        moved, _ = self._update_position(message, finish)
+        moved, _ = self._update_position(message, build)
         if not moved:
             return False
+        self._finished(message, status, error_message, now)
+        return True
+
+    def finish_and_claim(
+        self, message_id: str, status: MessageStatus, next_id: str, lease_seconds: float
+    ) -> tuple[bool, bool]:
+        """Both in one conditional UpdateItem when the two share a chunk state (the sender's case):
+        claiming the next message costs no write of its own. If either condition fails, each is
+        tried on its own."""
+        message, following = self._locate(message_id), self._locate(next_id)
+        same_state = (
+            message is not None
+            and following is not None
+            and (following["job_id"], following["chunk"]) == (message["job_id"], message["chunk"])
+        )
+        if not same_state or message is None or following is None:
+            finished = self.finish_message(message_id, status)
+            job_id = message["job_id"] if message is not None else ""
+            return finished, bool(self.claim_messages(job_id, [next_id], lease_seconds))
+        now = time.time()
+        finish = _finish_clauses(int(message["pos"]), status, None, None, now)
+        q = int(following["pos"])
+
+        def build(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            sets, removes, values, condition = finish(layout, t0)
+            sets += [f"{layout.status(q)} = :claimed", f"{layout.changed(q)} = :now"]
+            values |= {
+                ":claimed": layout.code(MessageStatus.SENDING),
+                ":queued": layout.code(MessageStatus.QUEUED),
+                ":cutoff": layout.stamp(now - lease_seconds, t0),
+            }
+            claimable = (
+                f"{layout.status(q)} = :queued"
+                f" OR ({layout.status(q)} = :sending AND {layout.changed(q)} < :cutoff)"
+            )
+            return _update_expression(sets, removes), values, f"{condition} AND ({claimable})"
+
+        moved, _ = self._update_position(message, build)
+        if not moved:
+            finished = self.finish_message(message_id, status)
+            return finished, bool(self._claim_one(message["job_id"], next_id, lease_seconds, now))
+        self._finished(message, status, None, now)
+        return True, True
+
+    def _finished(self, message: Item, status: MessageStatus, error_message: str | None, now: float) -> None:
         if status != MessageStatus.SENT:  # a send logs nothing: see _events_and_sent_at
             self._log_event(message, now, status.value, error_message or "")
         self._retire_data(message, now)
-        return True
 
     def release_message(self, message_id: str, error_message: str) -> bool:
         message = self._locate(message_id)
