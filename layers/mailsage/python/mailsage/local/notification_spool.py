@@ -35,6 +35,7 @@ log = logging.getLogger("mailsage.local")
 
 RECORD_SUFFIX = ".json"
 BATCH_RECORDS = 500  # per queue write: a short transaction, whatever the backlog
+RETRY_BASE_SECONDS = 0.5  # doubled at each failed write in a row
 RETRY_MAX_SECONDS = 30.0
 
 
@@ -89,13 +90,20 @@ class NotificationSpool:
             due = self._take_due(stopping)
             if not due:
                 continue
-            if self._send(due):
+            try:
+                self._send(due)
+            except Exception:
+                failures += 1
+                pause = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (failures - 1))
+                log.exception(
+                    "%d sink notifications could not be queued; kept on disk, trying again in %.1f s",
+                    len(due),
+                    pause,
+                )
+            else:
                 failures = 0
                 stopping.wait(self.every)
                 continue
-            failures += 1
-            pause = min(RETRY_MAX_SECONDS, 0.5 * 2**failures)
-            log.error("%d sink notifications kept on disk; trying again in %.1f s", len(due), pause)
             with self._changed:
                 self._pending.extendleft(reversed(due))
             stopping.wait(pause)
@@ -107,7 +115,10 @@ class NotificationSpool:
             records = list(self._pending)
             self._pending.clear()
         for start in range(0, len(records), BATCH_RECORDS):
-            if not self._send(records[start : start + BATCH_RECORDS]):
+            try:
+                self._send(records[start : start + BATCH_RECORDS])
+            except Exception:
+                log.exception("%d sink notifications stay spooled for the next start", len(records) - start)
                 return False
         return True
 
@@ -124,26 +135,21 @@ class NotificationSpool:
                 due.append(self._pending.popleft())
             return due
 
-    def _send(self, records: list[_Record]) -> bool:
+    def _send(self, records: list[_Record]) -> None:
         """Queue the records' notifications in one write, then remove the records."""
         from mailsage.local.sink import notifications
 
-        try:
-            bodies: list[dict[str, Any]] = []
-            keys: list[str] = []
-            for record in records:
-                for i, body in enumerate(notifications(record.headers, record.mail_from, record.recipients)):
-                    bodies.append(body)
-                    keys.append(f"sink:{record.path.stem}:{i}")
-            if bodies:
-                self.queue.send(bodies, keys)
-        except Exception:
-            log.exception("%d sink notifications could not be queued for the events function", len(records))
-            return False
+        bodies: list[dict[str, Any]] = []
+        keys: list[str] = []
+        for record in records:
+            for i, body in enumerate(notifications(record.headers, record.mail_from, record.recipients)):
+                bodies.append(body)
+                keys.append(f"sink:{record.path.stem}:{i}")
+        if bodies:
+            self.queue.send(bodies, keys)
         for record in records:
             with contextlib.suppress(OSError):
                 record.path.unlink(missing_ok=True)
-        return True
 
     def _left_over(self) -> list[_Record]:
         """Records of a sink that was killed: due now. A temporary file is a record whose message
