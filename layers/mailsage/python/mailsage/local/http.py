@@ -44,9 +44,11 @@ MAX_HEADER_BYTES = 10 * 1024  # what API Gateway accepts in total
 # Requests handled at once. Each request sees only itself (mailsage.api.resolver), so the pool only
 # bounds memory; with 4 slots, 4 slow requests (heavy templates) made every other caller wait.
 API_CONCURRENCY = 16
-# Of those, at most this many write (submissions, changes): the rest are kept for reads, so a ping
-# or a status poll never waits behind a crowd of writers waiting for the database's write lock.
-WRITE_CONCURRENCY = 12
+# Of those, at most this many write (submissions, changes); the others wait for a slot, and the rest
+# of the pool is kept for reads. Writers are CPU-bound (rendering) or wait for the database's write
+# lock, so on a few cores more of them at once add no throughput, only GIL contention: next to 8
+# clients submitting batches, a ping's p99 was ~100-180 ms with 4 writers, ~230-360 ms with 12.
+WRITE_CONCURRENCY = 4
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The API runs in threads of one interpreter. A thread waiting for the GIL gets it after at most
 # this long (default 5 ms); a short request needs it dozens of times, so next to 4 CPU-bound
