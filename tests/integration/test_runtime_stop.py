@@ -4,6 +4,8 @@ server runs is started again. Real SQLite queue, real sink process."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import threading
@@ -149,3 +151,32 @@ def test_a_sink_that_died_is_started_again(running: LocalRuntime) -> None:
     assert reaped(pid)
     url = f"http://127.0.0.1:{running.config.port}/healthz"
     assert wait_until(lambda: requests.get(url, timeout=10).json()["loops"].get("sink") == "ok")
+
+
+def test_a_stopping_server_takes_no_new_request_on_an_open_connection(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a client with a kept-alive connection to a running server
+    config = RuntimeConfig(data_dir, port=free_port(), smtp_port=free_port(), workers=1, sink=False)
+    monkeypatch.setenv("MAILSAGE_PUBLIC_URL", f"http://127.0.0.1:{config.port}")
+    runtime = LocalRuntime(config)
+    runtime.start()
+    connection = http.client.HTTPConnection("127.0.0.1", config.port, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200
+        # When the server stops
+        runtime.stop()
+        # Then a further request on that connection is answered 503 with Retry-After, and closed
+        connection.request("GET", "/api/v1/emails/jobs/x")
+        refused = connection.getresponse()
+        body = json.loads(refused.read())
+        assert refused.status == 503
+        assert refused.getheader("Retry-After") == "5"
+        assert body["error"]["code"] == "service_unavailable"
+        assert refused.getheader("Connection") == "close"
+    finally:
+        connection.close()
+        runtime.stop()
