@@ -78,7 +78,7 @@ class GroupServer(LocalServer):
             start_new_session=True,
         )
         assert self.proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()

@@ -170,14 +170,6 @@ class LocalRuntime:
             self._sink.stop(SINK_STOP_SECONDS)
         return stuck
 
-    def wait(self) -> None:
-        """Until `request_stop`; KeyboardInterrupt ends the wait too."""
-        try:
-            while not self._stopping.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
-
     def _spawn(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
