@@ -138,3 +138,19 @@ def test_failed_queue_writes_lose_nothing(
     assert failing.writes == [5, 5, 5, 5]
     # And each failure was logged
     assert sum("kept on disk" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_record_cut_short_by_a_kill_is_dropped_and_a_whole_one_kept(tmp_path: Path) -> None:
+    # Given a spool a killed sink left: one whole record, and one it was writing when killed (its
+    # message had not been answered, so the sender sends it again)
+    spool_dir = tmp_path / "spool"
+    first = NotificationSpool(spool_dir, events_queue(), delay=60.0)
+    first(message(1).split(b"\r\n\r\n")[0], "noreply@example.com", ["user1@example.com"])
+    (spool_dir / "2-cut.json").write_bytes(b'{"headers": "RnJvbTog')
+    # When the sink starts again
+    restarted = NotificationSpool(spool_dir, events_queue(), delay=60.0)
+    # Then the whole record is due, and the partial one is gone
+    assert restarted.pending() == 1
+    assert not (spool_dir / "2-cut.json").exists()
+    assert restarted.flush()
+    assert queued_message_ids(events_queue()) == Counter({"msg_1": 1})

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailsage.local.private_files import private_dir, write_private
+from mailsage.local.private_files import FILE_MODE, private_dir
 from mailsage.ports import Queue
 
 log = logging.getLogger("mailsage.local")
@@ -65,15 +65,19 @@ class NotificationSpool:
         self._pending.extend(self._left_over())
 
     def __call__(self, headers: bytes, mail_from: str, recipients: list[str]) -> None:
-        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        tmp, path = self.directory / f".{name}.tmp", self.directory / f"{name}{RECORD_SUFFIX}"
+        path = self.directory / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}{RECORD_SUFFIX}"
         record = {"headers": base64.b64encode(headers).decode(), "from": mail_from, "to": recipients}
+        # Written in place, without a rename: only this thread reads it back, from memory; a record
+        # cut short by a kill was not answered 250 yet (see _left_over).
         try:
-            write_private(tmp, json.dumps(record).encode())
-            os.replace(tmp, path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            try:
+                os.write(fd, json.dumps(record).encode())
+            finally:
+                os.close(fd)
         except OSError:
             with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             raise
         with self._changed:
             self._pending.append(_Record(time.monotonic() + self.delay, path, headers, mail_from, recipients))
@@ -152,24 +156,24 @@ class NotificationSpool:
                 record.path.unlink(missing_ok=True)
 
     def _left_over(self) -> list[_Record]:
-        """Records of a sink that was killed: due now. A temporary file is a record whose message
-        was refused (the sink had not answered yet): removed."""
+        """Records of a sink that was killed: due now. One that cannot be read was cut short by the
+        kill, before its message was answered (the sender sends that message again): removed."""
         now = time.monotonic()
         records = []
-        for path in sorted(self.directory.iterdir()):
-            if path.name.startswith(".") and path.name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                continue
-            if path.suffix != RECORD_SUFFIX:
-                continue
+        for path in sorted(self.directory.glob(f"*{RECORD_SUFFIX}")):
             try:
                 data = json.loads(path.read_bytes())
                 records.append(
                     _Record(now, path, base64.b64decode(data["headers"]), str(data["from"]), list(data["to"]))
                 )
-            except (OSError, ValueError, KeyError, TypeError):
-                log.exception("sink notification record %s is unreadable; left in place", path)
+            except (ValueError, KeyError, TypeError):
+                log.warning(
+                    "sink notification record %s is incomplete (a kill while writing it); removed", path
+                )
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            except OSError:
+                log.exception("sink notification record %s cannot be read; left in place", path)
         if records:
             log.warning("%d sink notifications left by a stopped sink are queued now", len(records))
         return records
