@@ -129,6 +129,7 @@ def main(argv: list[str]) -> int:
     sink.start()
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    os.dup2(2, 1)  # nobody reads our stdout from now on: anything printed would fill the pipe
     while not stop.wait(0.2):
         if terminated and time.monotonic() - terminated[0] >= SIGTERM_GRACE_SECONDS:
             break
