@@ -14,6 +14,7 @@ from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mailsage.local.instance_lock import DataDirInUse
     from mailsage.local.runtime import STOP_SECONDS, LocalRuntime, RuntimeConfig
 
     # SIGTERM (to the process or its whole group) and Ctrl-C stop gracefully; a second one stops at
@@ -37,7 +38,11 @@ def _serve(args: argparse.Namespace) -> int:
             sink=not args.no_sink,
         )
     )
-    account_id, key = runtime.start()
+    try:
+        account_id, key = runtime.start()
+    except DataDirInUse as exc:
+        print(f"mailsage serve: {exc}", file=sys.stderr, flush=True)
+        return 2
     relay = os.environ.get("MAILSAGE_SMTP_URL", "")
     print(f"MailSage is running on http://127.0.0.1:{args.port}", flush=True)
     print(f"  account id: {account_id}", flush=True)

@@ -25,10 +25,12 @@ from types import ModuleType
 from typing import Any
 
 from mailsage.domain.auth import AuthService
+from mailsage.domain.models import MessageStatus
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.local.events import sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
 from mailsage.local.http import API_CONCURRENCY, FrontDoor, http_server
+from mailsage.local.instance_lock import InstanceLock
 from mailsage.local.private_files import private_dir, tighten_data_dir, write_private
 from mailsage.local.sink_process import SinkProcess
 from mailsage.ports import Queue
@@ -50,6 +52,7 @@ FAILED_INVOCATION_RETRY_SECONDS = 2.0
 # context's remaining time is 0), then exits anyway: what is not acknowledged stays in the queue
 # and is taken up at the next start. The sink then gets SINK_STOP_SECONDS.
 STOP_SECONDS = 10.0
+IN_FLIGHT_AT_STOP = "the server stopped while this message was being sent; it is sent again"
 SINK_STOP_SECONDS = 5.0
 LOOP_BACKOFF_MAX_SECONDS = 30.0
 SUPERVISOR_INTERVAL_SECONDS = 1.0
@@ -97,6 +100,7 @@ class LocalRuntime:
         self._last_purge = 0.0
         self._http: FrontDoor | None = None
         self._sink: SinkProcess | None = None
+        self._instance = InstanceLock(config.data_dir)
         self.backends: Backends | None = None
         self.events_queue: Queue | None = None  # SES-shaped notifications for the events function
 
@@ -104,6 +108,8 @@ class LocalRuntime:
     def start(self) -> tuple[str, str]:
         cfg = self.config
         tighten_data_dir(cfg.data_dir)  # before anything writes in it
+        # Before taking over what a predecessor left in flight: it must be gone (see _recover).
+        self._instance.acquire()
         os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
         # Tracking pixels, tracked links and unsubscribe URLs point at this server unless told otherwise.
         os.environ.setdefault("MAILSAGE_PUBLIC_URL", f"http://{cfg.host}:{cfg.port}")
@@ -168,6 +174,8 @@ class LocalRuntime:
             )
         if self._sink is not None:
             self._sink.stop(SINK_STOP_SECONDS)
+        if not stuck:
+            self._instance.release()  # else the process exits now, which releases it
         return stuck
 
     def _spawn(self, name: str, target: Any) -> None:
@@ -211,11 +219,20 @@ class LocalRuntime:
 
     def _recover(self) -> None:
         """Re-enqueue every chunk with work left of every active job. The queue skips chunks still
-        waiting in it, and the sender skips messages already sent, so this never duplicates mail."""
+        waiting in it, and the sender skips messages already sent, so this never duplicates mail.
+        A message still `sending` was held by the previous server, which is gone (the data
+        directory's lock says so): it goes back to `queued` at once instead of waiting out its
+        lease. The sender claims one message just before sending it, so these are only the ones
+        that were in flight; each may have reached the relay, the one window for a duplicate."""
         assert self.backends is not None
         store, queue = self.backends.store, self.backends.queue
         for account_id, job_id in store.active_jobs():
-            enqueue_chunks(queue, account_id, job_id, store.pending_chunks(job_id))
+            chunks = store.pending_chunks(job_id)
+            for chunk in chunks:
+                for message in store.chunk_messages(job_id, chunk):
+                    if message.status == MessageStatus.SENDING:
+                        store.release_message(message.id, IN_FLIGHT_AT_STOP)
+            enqueue_chunks(queue, account_id, job_id, chunks)
 
     # -- loops ------------------------------------------------------------------------------
     def _spawn_pump(self, name: str, queue: Queue, function: str, batch: int) -> None:
