@@ -214,7 +214,9 @@ def test_at_send_time_the_message_fails_with_the_limit(
 
 
 def test_a_large_ordinary_template_fits_the_budget() -> None:
-    # Given an invoice of 1,000 lines, each with lookups, filters, a macro and arithmetic
+    # Given an invoice of 500 lines, each with lookups, filters, a macro and arithmetic (about a
+    # third of the CPU budget on the dev machine: 1,000 lines take two thirds, which a loaded
+    # 2-core CI host can push past it)
     html = (
         "{% macro money(x) %}{{ '%.2f'|format(x) }}{% endmacro %}<table>"
         "{% for line in lines %}<tr class=\"{{ loop.cycle('odd', 'even') }}\"><td>{{ loop.index }}</td>"
@@ -224,9 +226,9 @@ def test_a_large_ordinary_template_fits_the_budget() -> None:
         " {{ money(lines|sum(attribute='price')) }}</p>"
     )
     lines = [
-        {"name": f"item {i}", "qty": i % 7 + 1, "price": i * 0.5, "note": "n" * (i % 30)} for i in range(1000)
+        {"name": f"item {i}", "qty": i % 7 + 1, "price": i * 0.5, "note": "n" * (i % 30)} for i in range(500)
     ]
     # When rendered, Then it renders in full
     rendered = within(WAIT, lambda: CompiledContent("s", None, html).render({"lines": lines}))
-    assert rendered.html.count("<tr") == 1000
-    assert "1000 lines, 249750.00" in rendered.html
+    assert rendered.html.count("<tr") == 500
+    assert "500 lines, 62375.00" in rendered.html
