@@ -46,11 +46,16 @@ def serve(
     log is kept; a failed test prints its tail."""
     started: list[ServeProcess] = []
 
-    def start(data_dir: Path | None = None, log_path: Path | None = None, **env: str) -> ServeProcess:
-        settings = {"MAILSAGE_SMTP_URL": f"smtp://127.0.0.1:{relay.port}", **FAST_RETRIES, **env}
+    def start(
+        data_dir: Path | None = None, log_path: Path | None = None, to_relay: bool = True, **env: str
+    ) -> ServeProcess:
+        """`to_relay=False`: mail goes to serve's built-in sink (its outbox in the data directory)."""
+        relay_url = {"MAILSAGE_SMTP_URL": f"smtp://127.0.0.1:{relay.port}"} if to_relay else {}
+        settings = {**relay_url, **FAST_RETRIES, **env}
         server = ServeProcess(
             data_dir or tmp_path / f"data-{len(started)}",
             log_path=log_path or tmp_path / f"serve-{len(started)}.log",
+            workers=4,
             **settings,
         )
         started.append(server)
@@ -125,7 +130,9 @@ def assert_accounted(
         f"{MAX_ATTEMPTS} times (relay attempts, API num_attempts): {list(failed_untried.items())[:10]}"
     )
     extra = {
-        mid: n - relay.dropped_after[mid] for mid, n in relay.duplicates().items() if n > relay.dropped_after[mid]
+        mid: n - relay.dropped_after[mid]
+        for mid, n in relay.duplicates().items()
+        if n > relay.dropped_after[mid]
     }
     assert sum(extra.values()) <= in_flight_allowance, (
         f"{sum(extra.values())} duplicates outside the window of a connection cut after the data "

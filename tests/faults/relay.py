@@ -35,7 +35,9 @@ class FaultRelay:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.attempts: collections.Counter[str] = collections.Counter()  # recipient -> DATA commands
-        self.received: collections.Counter[str] = collections.Counter()  # Message-ID local part -> times taken in
+        self.received: collections.Counter[str] = (
+            collections.Counter()
+        )  # Message-ID local part -> times taken in
         self.dropped_after: collections.Counter[str] = collections.Counter()  # Message-ID -> cut after data
         self.recipient_of: dict[str, str] = {}  # Message-ID -> recipient
         self._controller = _Controller(self, hostname="127.0.0.1", port=port)
@@ -92,9 +94,15 @@ class FaultRelay:
             if drop:
                 self.dropped_after[message_id] += 1
         if drop:
-            assert server.transport is not None
-            server.transport.abort()  # the message is here; the sender never hears so
+            cut(server)  # the message is here; the sender never hears so
         return "250 2.0.0 accepted (fault relay)"
+
+
+def cut(server: SMTP) -> None:
+    """Drop the connection at once, without a reply."""
+    transport = server.transport
+    assert isinstance(transport, asyncio.Transport)
+    transport.abort()
 
 
 class _Handler:
@@ -111,11 +119,10 @@ class _FaultySMTP(SMTP):
         self.relay = relay
 
     async def smtp_DATA(self, arg: str) -> None:
-        if self.envelope is not None and self.envelope.rcpt_tos:
-            if self.relay.on_data_command(list(self.envelope.rcpt_tos)):
-                assert self.transport is not None
-                self.transport.abort()
-                return
+        recipients = list(self.envelope.rcpt_tos) if self.envelope is not None else []
+        if recipients and self.relay.on_data_command(recipients):
+            cut(self)
+            return
         await super().smtp_DATA(arg)
 
 

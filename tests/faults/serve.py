@@ -3,6 +3,7 @@ spoken to over HTTP, with its output kept in a log file that survives restarts."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -123,10 +124,8 @@ class ServeProcess:
             if self.wait_exit(30) is None:
                 self.signal(signal.SIGKILL, group=True)
                 self.proc.wait(timeout=30)
-        try:  # the sink child, if the server left it behind
+        with contextlib.suppress(ProcessLookupError):  # the sink child, if the server left it behind
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.http.close()
 
     # -- the API ---------------------------------------------------------------------------------
@@ -182,5 +181,7 @@ def batch(first: int, count: int, domain: str = "example.com") -> dict[str, Any]
     return {
         "subject": SUBJECT,
         "body": TEXT,
-        "recipients": [{"email": f"r{n}@{domain}", "variables": {"n": str(n)}} for n in range(first, first + count)],
+        "recipients": [
+            {"email": f"r{n}@{domain}", "variables": {"n": str(n)}} for n in range(first, first + count)
+        ],
     }

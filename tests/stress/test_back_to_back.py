@@ -18,7 +18,9 @@ from tests.faults.serve import ServeProcess
 
 pytestmark = [
     pytest.mark.stress,
-    pytest.mark.skipif(os.environ.get("MAILSAGE_STRESS") != "1", reason="long: set MAILSAGE_STRESS=1 (make stress)"),
+    pytest.mark.skipif(
+        os.environ.get("MAILSAGE_STRESS") != "1", reason="long: set MAILSAGE_STRESS=1 (make stress)"
+    ),
 ]
 
 ROUNDS = int(os.environ.get("MAILSAGE_STRESS_ROUNDS", "20"))
@@ -79,5 +81,8 @@ def test_back_to_back_batches_complete_without_a_pause(tmp_path: Path) -> None:
             print("\n".join(failures[:20]), flush=True)
         shutil.rmtree(data_dir)  # 10,000 .eml files a round
     worst = max(r["longest_pause_s"] for r in results)
-    print(f"{ROUNDS} rounds: longest pause {worst:.1f} s, rounds {min(r['total_s'] for r in results):.1f}"
-          f"-{max(r['total_s'] for r in results):.1f} s", flush=True)
+    print(
+        f"{ROUNDS} rounds: longest pause {worst:.1f} s, rounds {min(r['total_s'] for r in results):.1f}"
+        f"-{max(r['total_s'] for r in results):.1f} s",
+        flush=True,
+    )
