@@ -57,6 +57,8 @@ def run_round(server: ServeProcess) -> dict[str, float]:
         time.sleep(0.5)
     sent = sum(s["counts"]["sent"] + s["counts"]["delivered"] for s in states)
     assert sent == BATCHES * BATCH, [s["counts"] for s in states]
+    # The sink kept one file per message it took in: one each, none twice
+    assert sum(1 for _ in (server.data_dir / "outbox").glob("*.eml")) == BATCHES * BATCH
     return {"submit_s": submitted, "total_s": time.monotonic() - start, "longest_pause_s": longest}
 
 
