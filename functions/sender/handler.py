@@ -32,12 +32,14 @@ class ChunkRecord(SqsRecordModel):
 processor = BatchProcessor(event_type=EventType.SQS, model=ChunkRecord, raise_on_entire_batch_failure=False)
 
 
-def record_handler(record: ChunkRecord) -> None:
+def record_handler(record: ChunkRecord, lambda_context: LambdaContext) -> None:
     body = record.body
     delivery_service(settings).deliver(
         ChunkRef(body.account_id, body.job_id, body.chunk),
         receipt=record.receiptHandle,
         receive_count=int(record.attributes.ApproximateReceiveCount),
+        # No message is started that the invocation may not have time to finish.
+        remaining_ms=lambda_context.get_remaining_time_in_millis,
     )
 
 

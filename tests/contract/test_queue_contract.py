@@ -123,6 +123,21 @@ def test_retry_later_with_no_delay_makes_the_message_visible_at_once(queue: Queu
     assert [(r.body, r.receive_count) for r in again] == [(body(1), 2)]
 
 
+def test_a_message_sent_with_a_delay_is_hidden_until_it_passes(queue: Queue) -> None:
+    # Given a message sent with a one-second delay, and one without
+    queue.send([body(1)], delay_seconds=1.0)
+    queue.send([body(2)])
+    sent_at = time.monotonic()
+    # When the queue is read at once
+    first = queue.receive(max_messages=10)
+    # Then only the undelayed one is there; the delayed one comes after its delay, received once
+    assert [r.body for r in first] == [body(2)]
+    queue.ack(first[0].receipt)
+    later = queue.receive(max_messages=10, wait_seconds=PATIENCE)
+    assert [(r.body, r.receive_count) for r in later] == [(body(1), 1)]
+    assert time.monotonic() - sent_at >= 0.9
+
+
 def test_receive_returns_at_most_max_messages(queue: Queue) -> None:
     # Given five messages
     queue.send([body(i) for i in range(5)])

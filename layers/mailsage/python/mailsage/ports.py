@@ -212,9 +212,14 @@ class Queue(Protocol):
     """Whether `send` honours dedup keys. SQS standard queues cannot; duplicates are harmless
     (the sender claims messages), dedup only saves work."""
 
-    def send(self, bodies: Sequence[dict[str, Any]], dedup_keys: Sequence[str] | None = None) -> None:
-        """Enqueue bodies. With `supports_dedup`, a dedup key already waiting untouched in the queue
-        is not added twice."""
+    def send(
+        self,
+        bodies: Sequence[dict[str, Any]],
+        dedup_keys: Sequence[str] | None = None,
+        delay_seconds: float = 0.0,
+    ) -> None:
+        """Enqueue bodies, visible after `delay_seconds` (at most 900, SQS's limit). With
+        `supports_dedup`, a dedup key already waiting untouched in the queue is not added twice."""
 
     def receive(self, max_messages: int = 10, wait_seconds: float = 0.0) -> list[Received]: ...
     def ack(self, receipt: str) -> None: ...

@@ -1,16 +1,24 @@
 """The sender's work: deliver one chunk, exactly once per message.
 
 Queues deliver at least once, so every step is conditional: a message is sent only after this
-worker moved it `queued -> sending`; a redelivered chunk finds its messages past `queued` and skips
-them. A message stuck in `sending` longer than the claim lease (its worker died mid-chunk) may be
-claimed again: the only window for a duplicate is between the relay's 250 reply and our write.
+worker moved it `queued -> sending`, just before sending it; a redelivered chunk finds its messages
+past `queued` and skips them. A message stuck in `sending` longer than the claim lease (its worker
+died while sending it) may be claimed again: the only window for a duplicate is between the relay's
+250 reply and our write, and that write is retried for as long as the claim holds.
+
+Attempts are the message's own: one per hand-over to a relay (sent, refused or deferred), or per
+delivery that found no relay reachable at all. Messages left untried behind a lost connection, or
+by a stopping worker, come back with no attempt counted.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -35,6 +43,12 @@ _SANDBOX_OUTCOMES = {"deliver": MessageStatus.DELIVERED, "bounce": MessageStatus
 
 
 UNEXPECTED_RETRY_MAX_SECONDS = 60.0
+# No new message is started with less invocation time left than this: one SMTP timeout (30 s) and
+# the post-send write. Locally the context reports 0 once the server is stopping.
+STOP_MARGIN_MS = 35_000
+RESUME_SECONDS = 1.0  # a chunk with untried messages left (a lost connection, a stop) comes back after
+SENT_WRITE_MARGIN_SECONDS = 10.0
+SENT_WRITE_RETRY_MAX_SECONDS = 5.0
 
 
 class RetryChunk(Exception):
@@ -75,12 +89,20 @@ class DeliveryService:
         # Signed with the tracking key; without one (no public URL) the header is left out.
         self.feedback_ids = FeedbackIds(links.signer) if links is not None else None
 
-    def deliver(self, ref: ChunkRef, receipt: str, receive_count: int) -> None:
+    def deliver(
+        self,
+        ref: ChunkRef,
+        receipt: str,
+        receive_count: int,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> None:
+        """Deliver one chunk. `remaining_ms` is the invocation's time left (the Lambda context's):
+        below STOP_MARGIN_MS no new message is started and the chunk comes back in a second."""
         outcomes = Outcomes(
             self.store, self.publisher, self.policy.message_id_domain, self.policy.suppression
         )
         try:
-            self._deliver(ref, receipt, receive_count, outcomes)
+            self._deliver(ref, receipt, receive_count, outcomes, remaining_ms or _forever)
         except RetryChunk:
             raise  # its delay is set
         except Exception:
@@ -91,7 +113,14 @@ class DeliveryService:
         finally:
             outcomes.publish()  # the events of whatever this delivery did, retry or not
 
-    def _deliver(self, ref: ChunkRef, receipt: str, receive_count: int, outcomes: Outcomes) -> None:
+    def _deliver(
+        self,
+        ref: ChunkRef,
+        receipt: str,
+        receive_count: int,
+        outcomes: Outcomes,
+        remaining_ms: Callable[[], int],
+    ) -> None:
         job = self.store.get_job(ref.account_id, ref.job_id, with_counts=False)
         if job is None:
             log.warning("chunk for unknown job %s dropped", ref.job_id)
@@ -108,23 +137,63 @@ class DeliveryService:
             return
 
         pending = [m for m in self.store.chunk_messages(ref.job_id, ref.chunk) if m.status in _SENDABLE]
-        claimed = set(
-            self.store.claim_messages(ref.job_id, [m.id for m in pending], self.policy.claim_lease_seconds)
-        )
-        to_send = [m for m in pending if m.id in claimed]
         # Suppressed since it was accepted (a bounce, a complaint, an unsubscribe): never sent.
         domain = parseaddr(job.content.from_addr)[1].rpartition("@")[2]
-        suppressed = self.store.suppressed(job.account_id, [m.email for m in to_send], domain, time.time())
-        for message in [m for m in to_send if m.email.lower() in suppressed]:
-            if self.store.finish_message(
-                message.id, MessageStatus.SUPPRESSED, "suppressed", "the recipient is on the suppression list"
-            ):
-                self._event(outcomes, "message.suppressed", job, message)
-        to_send = [m for m in to_send if m.email.lower() not in suppressed]
-        # Messages another delivery still holds: if that worker died, they are ours once its lease
-        # runs out, so this chunk must come back then instead of being acknowledged.
-        held_elsewhere = any(m.status == MessageStatus.SENDING and m.id not in claimed for m in pending)
-        last_attempt = receive_count >= self.policy.max_attempts
+        suppressed = self.store.suppressed(job.account_id, [m.email for m in pending], domain, time.time())
+        if suppressed:
+            hit = [m.id for m in pending if m.email.lower() in suppressed]
+            for message in [m for m in pending if m.id in set(self._claim(job, hit))]:
+                if self.store.finish_message(
+                    message.id,
+                    MessageStatus.SUPPRESSED,
+                    "suppressed",
+                    "the recipient is on the suppression list",
+                ):
+                    self._event(outcomes, "message.suppressed", job, message)
+            pending = [m for m in pending if m.email.lower() not in suppressed]
+
+        run = _Run()
+        sessions = _Sessions(self.providers)
+        try:
+            self._send_each(job, pending, sessions, outcomes, run, remaining_ms)
+        finally:
+            sessions.close()
+
+        self._complete_if_done(outcomes, job)
+        if run.gave_up is not None:
+            # Its given-up messages are terminal and the job can complete; the chunk stays visible
+            # on the job as a dead letter.
+            self.store.record_dead_letter(ref.job_id, ref.chunk, run.gave_up)
+        if run.deferred_attempts:
+            delay = self.policy.retry_delay(run.deferred_attempts)
+        elif run.untried:
+            delay = RESUME_SECONDS
+        elif run.held_elsewhere:
+            # Messages another delivery holds: if that worker died, they are ours once its lease
+            # runs out, so the chunk must come back then instead of being acknowledged.
+            delay = self.policy.claim_lease_seconds
+        else:
+            return
+        reason = run.reason or "messages of this chunk are claimed by another delivery"
+        if run.offered:
+            # Progress was made: the rest goes in a new record, so that the queue's receive count
+            # (which dead-letters a record) counts only deliveries that moved nothing.
+            enqueue_chunks(self.queue, job.account_id, job.id, [ref.chunk], delay_seconds=delay)
+            return
+        self.queue.retry_later(receipt, delay)
+        raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {reason}")
+
+    def _send_each(
+        self,
+        job: Job,
+        pending: list[Message],
+        sessions: _Sessions,
+        outcomes: Outcomes,
+        run: _Run,
+        remaining_ms: Callable[[], int],
+    ) -> None:
+        """One message at a time, each claimed just before it is sent: after a crash only the one
+        message that may have been in flight waits for its lease; the rest were never claimed."""
         envelope_from = parseaddr(job.content.from_addr)[1]
         compiled = CompiledContent.for_sending(job.content)  # compiled once per chunk
         primary = job.content.provider or self.providers.default
@@ -132,69 +201,77 @@ class DeliveryService:
         sandbox = job.content.sandbox_result
         if sandbox:
             routes = [f"{SANDBOX_ROUTE}{sandbox}"]  # never an SMTP relay or SES, whatever else is set
-        retry_reason: str | None = None
-        sessions = _Sessions(self.providers)
-        try:
-            for index, message in enumerate(to_send):
-                try:
-                    rendered = self._tracked(job, message, compiled.render(message.variables))
-                except TemplateError as exc:
-                    self._failed(outcomes, job, message, exc.code, exc.message)
-                    continue
-                try:
-                    data = build_message(
-                        rendered,
-                        from_addr=job.content.from_addr,
-                        to_email=message.email,
-                        to_name=message.name,
-                        reply_to=job.content.reply_to,
-                        message_id=f"<{message.id}@{self.policy.message_id_domain}>",
-                        headers=self._headers(job, message),
-                        attachments=job.content.attachments,
-                    )
-                except ValueError as exc:  # a header value the MIME builder refuses: this message only
-                    self._failed(outcomes, job, message, "invalid_message", str(exc))
-                    continue
-                tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
-                try:
-                    sessions.send_first(routes, envelope_from, message.email, data, tags)
-                except PermanentSendError as exc:
-                    if exc.hard_bounce:
-                        self._bounced(outcomes, job, message, exc.message)
-                    else:
-                        self._failed(outcomes, job, message, exc.code, exc.message)
-                    continue
-                except TransientSendError as exc:
-                    if sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
-                        if self.store.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
-                            self._event(outcomes, "message.transient_error", job, message)
-                        continue
-                    retry_reason = exc.message
-                    # Every route unreachable: the rest of the chunk waits for the retry too.
-                    affected = to_send[index:] if exc.connection_lost else [message]
-                    for waiting in affected:
-                        self._not_sent_yet(outcomes, job, waiting, exc, receive_count, last_attempt)
-                    if exc.connection_lost:
-                        break
-                    continue
+        for index, message in enumerate(pending):
+            if remaining_ms() < STOP_MARGIN_MS:
+                run.untried, run.reason = True, "stopped before its turn (the worker is stopping)"
+                return
+            if not self._claim(job, [message.id]):
+                # Another delivery holds it, or just finished it.
+                run.held_elsewhere = run.held_elsewhere or message.status == MessageStatus.SENDING
+                continue
+            if _known_sent.has(message.id):
+                # This process saw the relay accept it but could not record that: record it, never resend.
                 self._sent(outcomes, job, message, sandbox)
-        finally:
-            sessions.close()
+                continue
+            try:
+                rendered = self._tracked(job, message, compiled.render(message.variables))
+            except TemplateError as exc:
+                self._failed(outcomes, job, message, exc.code, exc.message)
+                continue
+            try:
+                data = build_message(
+                    rendered,
+                    from_addr=job.content.from_addr,
+                    to_email=message.email,
+                    to_name=message.name,
+                    reply_to=job.content.reply_to,
+                    message_id=f"<{message.id}@{self.policy.message_id_domain}>",
+                    headers=self._headers(job, message),
+                    attachments=job.content.attachments,
+                )
+            except ValueError as exc:  # a header value the MIME builder refuses: this message only
+                self._failed(outcomes, job, message, "invalid_message", str(exc))
+                continue
+            tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
+            try:
+                sessions.send_first(routes, envelope_from, message.email, data, tags)
+            except PermanentSendError as exc:
+                run.offered = True
+                if exc.hard_bounce:
+                    self._bounced(outcomes, job, message, exc.message)
+                else:
+                    self._failed(outcomes, job, message, exc.code, exc.message)
+                continue
+            except TransientSendError as exc:
+                if sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
+                    run.offered = True
+                    if self.store.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
+                        self._event(outcomes, "message.transient_error", job, message)
+                    continue
+                run.reason = exc.message
+                if not sessions.offered:
+                    # No relay could be reached: that is an attempt for every message still waiting
+                    # (each would have met the same), so an outage ends in failures, not in a loop.
+                    rest = {m.id for m in pending[index + 1 :]}
+                    claimed = set(self._claim(job, [m.id for m in pending[index + 1 :]]))
+                    waiting = [message] + [m for m in pending if m.id in rest and m.id in claimed]
+                    for m in waiting:
+                        self._not_sent_yet(outcomes, job, m, exc, run)
+                    return
+                run.offered = True
+                self._not_sent_yet(outcomes, job, message, exc, run)
+                if exc.connection_lost:
+                    # The rest of the chunk was not tried: it comes back without an attempt counted.
+                    run.untried = index + 1 < len(pending)
+                    return
+                continue
+            run.offered = True
+            self._sent(outcomes, job, message, sandbox)
 
-        self._complete_if_done(outcomes, job)
-        delay = self.policy.retry_delay(receive_count)
-        if held_elsewhere and retry_reason is None:
-            retry_reason = "messages of this chunk are claimed by another delivery"
-            delay = self.policy.claim_lease_seconds
-        if retry_reason is None:
-            return
-        if last_attempt:
-            # Its failed messages are terminal and the job can complete; the chunk stays visible on
-            # the job as a dead letter.
-            self.store.record_dead_letter(ref.job_id, ref.chunk, retry_reason)
-            return
-        self.queue.retry_later(receipt, delay)
-        raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {retry_reason}")
+    def _claim(self, job: Job, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        return self.store.claim_messages(job.id, ids, self.policy.claim_lease_seconds)
 
     def _sent(self, outcomes: Outcomes, job: Job, message: Message, sandbox: str | None) -> None:
         if sandbox == "suppress":
@@ -204,7 +281,7 @@ class DeliveryService:
                 self._event(outcomes, "message.suppressed", job, message)
             return
         # SMTP relays and SES report delivery later (SES events; the built-in sink's notifications).
-        self.store.finish_message(message.id, MessageStatus.SENT)
+        self._record_sent(message)
         outcome = _SANDBOX_OUTCOMES.get(sandbox or "")
         if outcome is not None:  # what a provider's event would report later, reported at once
             error_code = "bounced" if outcome == MessageStatus.BOUNCED else None
@@ -284,20 +361,85 @@ class DeliveryService:
             self.store.transition_job(job.account_id, job.id, _LIVE, JobState.EXPIRED)
 
     def _not_sent_yet(
-        self,
-        outcomes: Outcomes,
-        job: Job,
-        message: Message,
-        exc: TransientSendError,
-        receive_count: int,
-        last_attempt: bool,
+        self, outcomes: Outcomes, job: Job, message: Message, exc: TransientSendError, run: _Run
     ) -> None:
-        """A transient failure: back to `queued` for the chunk's retry, or failed on the last attempt."""
-        if last_attempt:
-            reason = f"gave up after {receive_count} attempts: {exc.message}"
+        """A transient failure of this message's attempt: back to `queued` for the chunk's retry, or
+        failed when it was its own last attempt."""
+        attempt = message.attempts + 1
+        if attempt >= self.policy.max_attempts:
+            reason = f"gave up after {attempt} attempts: {exc.message}"
             self._failed(outcomes, job, message, exc.code, reason)
+            run.gave_up = exc.message
         elif self.store.release_message(message.id, exc.message):
             self._event(outcomes, "message.transient_error", job, message)
+            run.deferred_attempts = max(run.deferred_attempts, attempt)
+
+    def _record_sent(self, message: Message) -> None:
+        """The relay took the message: record it, retrying until the write lands. Its claim keeps
+        every other delivery off the message for the lease; past that it could be sent again, so
+        the retries stop just before. The process remembers the send either way."""
+        _known_sent.add(message.id)
+        deadline = time.monotonic() + self.policy.claim_lease_seconds - SENT_WRITE_MARGIN_SECONDS
+        pause = 0.25
+        while True:
+            try:
+                self.store.finish_message(message.id, MessageStatus.SENT)
+                _known_sent.discard(message.id)
+                return
+            except Exception:
+                if time.monotonic() + pause >= deadline:
+                    log.critical(
+                        "message %s was accepted by the relay but could not be recorded as sent;"
+                        " this process will not send it again, another one may after the lease",
+                        message.id,
+                    )
+                    raise
+                log.exception("recording message %s as sent failed; retrying in %.1f s", message.id, pause)
+                time.sleep(pause)
+                pause = min(SENT_WRITE_RETRY_MAX_SECONDS, pause * 2)
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one delivery of a chunk did, for what happens to the chunk afterwards."""
+
+    offered: bool = False  # some message reached a relay (sent, refused or deferred by it)
+    untried: bool = False  # messages left without an attempt (a lost connection, a stop)
+    held_elsewhere: bool = False  # messages in flight in another delivery
+    deferred_attempts: int = 0  # the most attempts among messages deferred for a retry
+    gave_up: str | None = None  # why messages were failed on their last attempt
+    reason: str | None = None
+
+
+class _KnownSent:
+    """Ids of messages this process saw a relay accept but has not yet recorded as sent: shared by
+    every worker thread of the process, so that none sends them again."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def add(self, message_id: str) -> None:
+        with self._lock:
+            self._ids[message_id] = None
+            while len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
+
+    def discard(self, message_id: str) -> None:
+        with self._lock:
+            self._ids.pop(message_id, None)
+
+    def has(self, message_id: str) -> bool:
+        with self._lock:
+            return message_id in self._ids
+
+
+_known_sent = _KnownSent()
+
+
+def _forever() -> int:
+    return 2**31
 
 
 class _Sessions:
@@ -309,12 +451,14 @@ class _Sessions:
         self._providers = providers
         self._open: dict[str, TransportSession] = {}
         self._down: dict[str, TransientSendError] = {}
+        self.offered = False  # whether the last message was handed to some relay (not just to open())
 
     def send_first(
         self, routes: list[str], sender: str, recipient: str, data: bytes, tags: dict[str, str]
     ) -> None:
         """Send through the first route that takes the message: a transient failure moves on to the
         next (the failover); the last route's error is raised."""
+        self.offered = False
         live = [r for r in routes if r not in self._down]
         if not live:
             raise next(iter(self._down.values()))
@@ -323,6 +467,7 @@ class _Sessions:
                 session = self._open.get(name)
                 if session is None:
                     session = self._open[name] = self._transport(name).open()
+                self.offered = True
                 session.send(sender, recipient, data, tags)
                 return
             except TransientSendError as exc:

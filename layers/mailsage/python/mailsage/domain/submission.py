@@ -312,7 +312,9 @@ def start_ref(account_id: str, job_id: str) -> dict[str, Any]:
     return ChunkRef(account_id, job_id, START_CHUNK).to_dict()
 
 
-def enqueue_chunks(queue: Queue, account_id: str, job_id: str, chunks: Any) -> None:
+def enqueue_chunks(
+    queue: Queue, account_id: str, job_id: str, chunks: Any, delay_seconds: float = 0.0
+) -> None:
     refs = [ChunkRef(account_id, job_id, c) for c in chunks]
     if refs:
-        queue.send([r.to_dict() for r in refs], [r.dedup_key for r in refs])
+        queue.send([r.to_dict() for r in refs], [r.dedup_key for r in refs], delay_seconds=delay_seconds)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch / ChangeMessageVisibilityBatch entry limit
 MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch total payload limit
 MAX_WAIT_SECONDS = 20  # ReceiveMessage long-poll limit
+MAX_DELAY_SECONDS = 900  # SendMessage DelaySeconds limit
 MAX_VISIBILITY_SECONDS = 43_200  # 12 hours
 SEND_ATTEMPTS = 4  # per entry, for entries SQS reports as failed through no fault of ours
 DEAD_LETTER_PEEK_LIMIT = 100
@@ -109,7 +110,12 @@ class SqsQueue:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    def send(self, bodies: Sequence[dict[str, Any]], dedup_keys: Sequence[str] | None = None) -> None:
+    def send(
+        self,
+        bodies: Sequence[dict[str, Any]],
+        dedup_keys: Sequence[str] | None = None,
+        delay_seconds: float = 0.0,
+    ) -> None:
         """Enqueue every body, in batches of up to 10 entries and 256 KiB. Entries SQS fails on its
         side are retried a few times; anything still not accepted raises SqsSendError after all the
         other batches were sent, so nothing is lost silently (an error of a whole call raises at
@@ -117,8 +123,9 @@ class SqsQueue:
         if dedup_keys is not None and len(dedup_keys) != len(bodies):
             raise ValueError("dedup_keys must match bodies one to one")
         failed: list[dict[str, Any]] = []
+        delay = _whole_seconds(delay_seconds, MAX_DELAY_SECONDS)
         for batch in self._batches([json.dumps(b, separators=(",", ":")) for b in bodies]):
-            failed.extend(self._send_batch(batch))
+            failed.extend(self._send_batch(batch, delay))
         if failed:
             summary = ", ".join(f"#{f['Id']}: {f.get('Code')} {f.get('Message', '')}".strip() for f in failed)
             raise SqsSendError(f"{len(failed)} of {len(bodies)} bodies were not enqueued ({summary})", failed)
@@ -139,7 +146,7 @@ class SqsQueue:
             batches.append(batch)
         return batches
 
-    def _send_batch(self, batch: dict[str, str]) -> list[dict[str, Any]]:
+    def _send_batch(self, batch: dict[str, str], delay: int = 0) -> list[dict[str, Any]]:
         """Send one batch; returns the failure entries of the bodies that were not accepted."""
         pending = dict(batch)
         given_up: list[dict[str, Any]] = []
@@ -149,7 +156,10 @@ class SqsQueue:
                 time.sleep(0.05 * 2**attempt)
             response = self._sqs().send_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": entry_id, "MessageBody": text} for entry_id, text in pending.items()],
+                Entries=[
+                    {"Id": entry_id, "MessageBody": text, "DelaySeconds": delay}
+                    for entry_id, text in pending.items()
+                ],
             )
             failures = response.get("Failed", [])
             # A sender fault (too large, invalid) fails again on every attempt: no retry for it.

@@ -13,6 +13,8 @@ from typing import Any
 from mailsage.adapters.sqlite.db import Database
 from mailsage.ports import Received
 
+MAX_DELAY_SECONDS = 900.0  # as SQS's DelaySeconds
+
 
 class SqliteQueue:
     supports_dedup = True
@@ -31,8 +33,14 @@ class SqliteQueue:
         # Wakes receivers in this process as soon as something is sent (no polling delay).
         self._arrived = threading.Condition()
 
-    def send(self, bodies: Sequence[dict[str, Any]], dedup_keys: Sequence[str] | None = None) -> None:
+    def send(
+        self,
+        bodies: Sequence[dict[str, Any]],
+        dedup_keys: Sequence[str] | None = None,
+        delay_seconds: float = 0.0,
+    ) -> None:
         now = time.time()
+        visible_at = now + max(0.0, min(delay_seconds, MAX_DELAY_SECONDS))
         keys: Sequence[str | None] = dedup_keys if dedup_keys is not None else [None] * len(bodies)
         with self.db.transaction() as conn:
             for body, key in zip(bodies, keys, strict=True):
@@ -42,7 +50,7 @@ class SqliteQueue:
                     "INSERT INTO queue_messages (queue, dedup_key, body, visible_at, sent_at)"
                     " SELECT ?, ?, ?, ?, ? WHERE ? IS NULL OR NOT EXISTS ("
                     "   SELECT 1 FROM queue_messages WHERE queue = ? AND dedup_key = ? AND receive_count = 0)",
-                    (self.name, key, json.dumps(body), now, now, key, self.name, key),
+                    (self.name, key, json.dumps(body), visible_at, now, key, self.name, key),
                 )
         with self._arrived:
             self._arrived.notify_all()
