@@ -466,6 +466,52 @@ def test_claim_moves_queued_messages_to_sending(store: Store, jobs: JobFactory) 
     ]
 
 
+def test_claiming_one_message_at_a_time_starts_the_job_and_claims_each_once(
+    store: Store, jobs: JobFactory
+) -> None:
+    # Given a queued job of three messages, and another job
+    job, messages = jobs.create(chunk_sizes=(3,))
+    other, _ = jobs.create()
+    # When each message is claimed on its own (as the sender does), twice, and once by the other job
+    first = [store.claim_messages(job.id, [m.id], LONG_LEASE) for m in messages]
+    again = [store.claim_messages(job.id, [m.id], LONG_LEASE) for m in messages]
+    foreign = store.claim_messages(other.id, [messages[0].id], 0)
+    # Then each was claimed once, by its own job, and the job is running
+    assert first == [[m.id] for m in messages]
+    assert again == [[], [], []] and foreign == []
+    assert {status_of(store, m) for m in messages} == {MessageStatus.SENDING}
+    assert store.get_job(job.account_id, job.id).state == JobState.RUNNING  # type: ignore[union-attr]
+    assert store.get_job(other.account_id, other.id).state == JobState.QUEUED  # type: ignore[union-attr]
+
+
+def test_finish_and_claim_records_a_send_and_claims_the_next_message(store: Store, jobs: JobFactory) -> None:
+    # Given a chunk of three, the first claimed (being sent), and a second chunk
+    job, messages = jobs.create(chunk_sizes=(3, 1))
+    store.claim_messages(job.id, [messages[0].id], LONG_LEASE)
+    # When the first is recorded sent together with claiming the second
+    result = store.finish_and_claim(messages[0].id, MessageStatus.SENT, messages[1].id, LONG_LEASE)
+    # Then both happened; the second is sending with no attempt counted, the third untouched
+    assert result == (True, True)
+    first, second, third = (store.get_message(job.account_id, m.id) for m in messages[:3])
+    assert (first.status, first.attempts) == (MessageStatus.SENT, 1)  # type: ignore[union-attr]
+    assert (second.status, second.attempts) == (MessageStatus.SENDING, 0)  # type: ignore[union-attr]
+    assert third.status == MessageStatus.QUEUED  # type: ignore[union-attr]
+    # And across chunks, and with a next message someone else holds, each part stands on its own
+    assert store.finish_and_claim(messages[1].id, MessageStatus.SENT, messages[3].id, LONG_LEASE) == (
+        True,
+        True,
+    )
+    store.claim_messages(job.id, [messages[2].id], LONG_LEASE)
+    assert store.finish_and_claim(messages[3].id, MessageStatus.SENT, messages[2].id, LONG_LEASE) == (
+        True,
+        False,
+    )
+    # And a message not in `sending` is not finished again, while the next is still claimed if free
+    other, others = jobs.create(chunk_sizes=(2,))
+    assert store.finish_and_claim(others[0].id, MessageStatus.SENT, others[1].id, LONG_LEASE) == (False, True)
+    assert status_of(store, others[0]) == MessageStatus.QUEUED
+
+
 def test_claiming_again_claims_nothing(store: Store, jobs: JobFactory) -> None:
     # Given a chunk whose messages were claimed (its queue message was then redelivered)
     job, messages = jobs.create(chunk_sizes=(2,))

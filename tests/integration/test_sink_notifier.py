@@ -1,5 +1,5 @@
 """The local runtime's sink notifications: built off the SMTP thread, queued after their delay in
-one send per round, and never lost at shutdown."""
+one send per round, and never lost at shutdown (they stay spooled for the next start)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.queue import SqliteQueue
 from mailsage.domain.feedback_id import FeedbackIds
 from mailsage.domain.tracking import Signer
-from mailsage.local.runtime import _DelayedNotifications
+from mailsage.local.notification_spool import NotificationSpool
 from mailsage.local.sink import SmtpSink
 from tests.conftest import free_port
 
@@ -54,7 +54,7 @@ def message(i: int) -> bytes:
 
 def test_notifications_wait_their_delay_and_go_out_together(tmp_path: Path) -> None:
     queue = CountingQueue(Database(tmp_path / "db.sqlite"))
-    notifier = _DelayedNotifications(queue, delay=0.5, every=0.2)
+    notifier = NotificationSpool(tmp_path / "spool", queue, delay=0.5, every=0.2)
     stopping = threading.Event()
     runner = threading.Thread(target=notifier.run, args=(stopping,), daemon=True)
     runner.start()
@@ -89,7 +89,7 @@ def test_notifications_wait_their_delay_and_go_out_together(tmp_path: Path) -> N
 
 def test_a_stream_of_messages_is_queued_in_a_few_writes_not_one_each(tmp_path: Path) -> None:
     queue = CountingQueue(Database(tmp_path / "db.sqlite"))
-    notifier = _DelayedNotifications(queue, delay=0.2, every=0.2)
+    notifier = NotificationSpool(tmp_path / "spool", queue, delay=0.2, every=0.2)
     stopping = threading.Event()
     runner = threading.Thread(target=notifier.run, args=(stopping,), daemon=True)
     runner.start()
@@ -105,9 +105,9 @@ def test_a_stream_of_messages_is_queued_in_a_few_writes_not_one_each(tmp_path: P
     assert len(queue.sends) <= 6  # a round every 0.2 s, whatever the rate of messages
 
 
-def test_stopping_queues_what_is_still_waiting(tmp_path: Path) -> None:
+def test_a_flush_at_stop_queues_what_is_still_waiting(tmp_path: Path) -> None:
     queue = CountingQueue(Database(tmp_path / "db.sqlite"))
-    notifier = _DelayedNotifications(queue, delay=60.0)
+    notifier = NotificationSpool(tmp_path / "spool", queue, delay=60.0)
     stopping = threading.Event()
     runner = threading.Thread(target=notifier.run, args=(stopping,), daemon=True)
     runner.start()
@@ -118,6 +118,8 @@ def test_stopping_queues_what_is_still_waiting(tmp_path: Path) -> None:
     stopping.set()
     runner.join(5)
     assert not runner.is_alive()
-    # The one with a Feedback-ID is kept for the next start; the foreign one yields nothing.
+    assert notifier.flush()  # what the sink process does once its SMTP server stopped
+    # The one with a Feedback-ID is queued; the foreign one yields nothing; the spool is empty.
     [kept] = queue.receive(max_messages=10)
     assert kept.body["mail"]["tags"]["message_id"] == ["msg_7"]
+    assert list((tmp_path / "spool").iterdir()) == []

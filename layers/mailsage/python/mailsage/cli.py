@@ -8,35 +8,60 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mailsage.local.runtime import LocalRuntime, RuntimeConfig
+    from mailsage.local.instance_lock import DataDirInUse
+    from mailsage.local.runtime import STOP_SECONDS, LocalRuntime, RuntimeConfig
 
+    # SIGTERM (to the process or its whole group) and Ctrl-C stop gracefully; a second one stops at
+    # once. The handler only records the signal: it runs between two bytecodes of the main thread,
+    # which may hold a lock that anything more would need.
+    signalled: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if signalled:
+            os._exit(128 + signum)  # the sink sees its pipe close and stops by itself
+        signalled.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     runtime = LocalRuntime(
         RuntimeConfig(
             data_dir=Path(args.data_dir).resolve(),
             port=args.port,
             smtp_port=args.smtp_port,
             workers=args.workers,
+            sink=not args.no_sink,
         )
     )
-    account_id, key = runtime.start()
+    try:
+        account_id, key = runtime.start()
+    except DataDirInUse as exc:
+        print(f"mailsage serve: {exc}", file=sys.stderr, flush=True)
+        return 2
     relay = os.environ.get("MAILSAGE_SMTP_URL", "")
     print(f"MailSage is running on http://127.0.0.1:{args.port}", flush=True)
     print(f"  account id: {account_id}", flush=True)
     print(f"  API key:    {key}", flush=True)
     print(f"  data dir:   {runtime.config.data_dir}", flush=True)
-    print(
-        f"  mail goes to {relay.split('@')[-1]} (sink outbox: {runtime.config.data_dir / 'outbox'})",
-        flush=True,
-    )
-    signal.signal(signal.SIGTERM, lambda *_: runtime._stopping.set())
-    runtime.wait()
-    print("stopping: finishing the chunks in hand...", flush=True)
-    runtime.stop()
+    outbox = f" (sink outbox: {runtime.config.data_dir / 'outbox'})" if not args.no_sink else ""
+    print(f"  mail goes to {relay.split('@')[-1] or 'no MAILSAGE_SMTP_URL'}{outbox}", flush=True)
+    while not signalled:
+        time.sleep(0.2)
+    print(f"stopping: finishing the messages in hand (at most {STOP_SECONDS:.0f} s)...", flush=True)
+    stuck = runtime.stop()
+    print("stopped", flush=True)
+    if stuck:
+        # Their threads are still inside a send or a database call: leave without waiting for them
+        # (the interpreter's own shutdown could block on them).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -112,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=4,  # RuntimeConfig.workers (not imported here: the CLI starts fast)
         help="sender worker threads (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--no-sink",
+        action="store_true",
+        help="no built-in SMTP sink: mail goes to MAILSAGE_SMTP_URL (a relay of yours)",
     )
     serve.set_defaults(run=_serve)
 

@@ -75,6 +75,12 @@ class Store(Protocol):
     ) -> bool:
         """sending -> status, conditionally. False if the message was not in `sending`."""
 
+    def finish_and_claim(
+        self, message_id: str, status: MessageStatus, next_id: str, lease_seconds: float
+    ) -> tuple[bool, bool]:
+        """finish_message(message_id, status), and claim_messages of `next_id` (a message of the same
+        job) in the same write where the store can: (finished, claimed)."""
+
     def release_message(self, message_id: str, error_message: str) -> bool:
         """sending -> queued after a transient failure, counting the attempt."""
 

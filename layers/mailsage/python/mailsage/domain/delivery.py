@@ -201,17 +201,21 @@ class DeliveryService:
         sandbox = job.content.sandbox_result
         if sandbox:
             routes = [f"{SANDBOX_ROUTE}{sandbox}"]  # never an SMTP relay or SES, whatever else is set
+        claimed_with_last_send: str | None = None
         for index, message in enumerate(pending):
-            if remaining_ms() < STOP_MARGIN_MS:
-                run.untried, run.reason = True, "stopped before its turn (the worker is stopping)"
-                return
-            if not self._claim(job, [message.id]):
-                # Another delivery holds it, or just finished it.
-                run.held_elsewhere = run.held_elsewhere or message.status == MessageStatus.SENDING
-                continue
+            following = pending[index + 1].id if index + 1 < len(pending) else None
+            if message.id != claimed_with_last_send:
+                if remaining_ms() < STOP_MARGIN_MS:
+                    run.untried, run.reason = True, "stopped before its turn (the worker is stopping)"
+                    return
+                if not self._claim(job, [message.id]):
+                    # Another delivery holds it, or just finished it.
+                    run.held_elsewhere = run.held_elsewhere or message.status == MessageStatus.SENDING
+                    continue
+            claimed_with_last_send = None
             if _known_sent.has(message.id):
                 # This process saw the relay accept it but could not record that: record it, never resend.
-                self._sent(outcomes, job, message, sandbox)
+                claimed_with_last_send = self._sent(outcomes, job, message, sandbox, following, remaining_ms)
                 continue
             try:
                 rendered = self._tracked(job, message, compiled.render(message.variables))
@@ -266,22 +270,34 @@ class DeliveryService:
                     return
                 continue
             run.offered = True
-            self._sent(outcomes, job, message, sandbox)
+            claimed_with_last_send = self._sent(outcomes, job, message, sandbox, following, remaining_ms)
 
     def _claim(self, job: Job, ids: list[str]) -> list[str]:
         if not ids:
             return []
         return self.store.claim_messages(job.id, ids, self.policy.claim_lease_seconds)
 
-    def _sent(self, outcomes: Outcomes, job: Job, message: Message, sandbox: str | None) -> None:
+    def _sent(
+        self,
+        outcomes: Outcomes,
+        job: Job,
+        message: Message,
+        sandbox: str | None,
+        following: str | None,
+        remaining_ms: Callable[[], int],
+    ) -> str | None:
+        """Record the send; returns `following` if the same write claimed it (the next message to
+        send, claimed only while there is time to send it)."""
         if sandbox == "suppress":
             if self.store.finish_message(
                 message.id, MessageStatus.SUPPRESSED, "suppressed", "sandbox: suppressed"
             ):
                 self._event(outcomes, "message.suppressed", job, message)
-            return
+            return None
         # SMTP relays and SES report delivery later (SES events; the built-in sink's notifications).
-        self._record_sent(message)
+        if remaining_ms() < STOP_MARGIN_MS:
+            following = None
+        claimed = self._record_sent(message, following)
         outcome = _SANDBOX_OUTCOMES.get(sandbox or "")
         if outcome is not None:  # what a provider's event would report later, reported at once
             error_code = "bounced" if outcome == MessageStatus.BOUNCED else None
@@ -290,6 +306,7 @@ class DeliveryService:
             ):
                 # A sandbox bounce suppresses nothing: the address was never tried.
                 self._event(outcomes, f"message.{outcome.value}", job, message)
+        return following if claimed else None
 
     def _failed(self, outcomes: Outcomes, job: Job, message: Message, code: str, text: str) -> None:
         if self.store.finish_message(message.id, MessageStatus.FAILED, code, text):
@@ -374,18 +391,25 @@ class DeliveryService:
             self._event(outcomes, "message.transient_error", job, message)
             run.deferred_attempts = max(run.deferred_attempts, attempt)
 
-    def _record_sent(self, message: Message) -> None:
-        """The relay took the message: record it, retrying until the write lands. Its claim keeps
-        every other delivery off the message for the lease; past that it could be sent again, so
-        the retries stop just before. The process remembers the send either way."""
+    def _record_sent(self, message: Message, following: str | None) -> bool:
+        """The relay took the message: record it (claiming `following` in the same write), retrying
+        until the write lands. Its claim keeps every other delivery off the message for the lease;
+        past that it could be sent again, so the retries stop just before. The process remembers
+        the send either way. Returns whether `following` was claimed."""
         _known_sent.add(message.id)
         deadline = time.monotonic() + self.policy.claim_lease_seconds - SENT_WRITE_MARGIN_SECONDS
         pause = 0.25
         while True:
             try:
-                self.store.finish_message(message.id, MessageStatus.SENT)
+                claimed = False
+                if following is None:
+                    self.store.finish_message(message.id, MessageStatus.SENT)
+                else:
+                    _, claimed = self.store.finish_and_claim(
+                        message.id, MessageStatus.SENT, following, self.policy.claim_lease_seconds
+                    )
                 _known_sent.discard(message.id)
-                return
+                return claimed
             except Exception:
                 if time.monotonic() + pause >= deadline:
                     log.critical(

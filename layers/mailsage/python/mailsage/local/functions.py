@@ -50,13 +50,15 @@ class LocalContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    # The runtime's stop: once set, no time is left, so the sender starts no further message.
+    stopping: threading.Event | None = field(default=None, repr=False, compare=False)
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return 0 if self.stopping is not None and self.stopping.is_set() else 900_000
 
 
 class HandlerPool:

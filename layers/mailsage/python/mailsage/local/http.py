@@ -19,11 +19,15 @@ holds CR, LF or NUL is never written: the request is answered 500 instead.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +44,12 @@ MAX_HEADER_BYTES = 10 * 1024  # what API Gateway accepts in total
 # Requests handled at once. Each request sees only itself (mailsage.api.resolver), so the pool only
 # bounds memory; with 4 slots, 4 slow requests (heavy templates) made every other caller wait.
 API_CONCURRENCY = 16
+# Of those, at most this many write (submissions, changes); the others wait for a slot, and the rest
+# of the pool is kept for reads. Writers are CPU-bound (rendering) or wait for the database's write
+# lock, so on a few cores more of them at once add no throughput, only GIL contention: next to 8
+# clients submitting batches, a ping's p99 was ~100-180 ms with 4 writers, ~230-360 ms with 12.
+WRITE_CONCURRENCY = 4
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The API runs in threads of one interpreter. A thread waiting for the GIL gets it after at most
 # this long (default 5 ms); a short request needs it dozens of times, so next to 4 CPU-bound
 # requests a ping took ~100 ms at p50 and ~430 ms at p99 with 5 ms, ~30 / ~85 ms with 1 ms.
@@ -66,8 +76,36 @@ _HTTP_ERRORS = {
 
 
 class FrontDoor(ThreadingHTTPServer):
+    """Also counts the requests being answered, so a stop can let them finish (`drain`)."""
+
     daemon_threads = True
-    request_queue_size = 128  # socketserver's 5 refused connections in bursts of a few clients
+    # The listen backlog: socketserver's 5 reset connections in bursts of a few clients (the
+    # kernel caps it at net.core.somaxconn, 4096 on current Linux).
+    request_queue_size = 128
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = False
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def drain(self, deadline: float) -> bool:
+        """After `shutdown`: refuse new requests on open connections, wait for those being answered
+        until `deadline` (time.monotonic()). True if none is left."""
+        self.stopping = True
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
 
 
 # What `GET /healthz` reports: each background loop and whether it is running ("ok") or why not.
@@ -98,6 +136,7 @@ def request_handler(
 ) -> type[BaseHTTPRequestHandler]:
     limit = settings.max_request_bytes
     origins = frozenset(settings.allowed_origins)
+    writers = threading.BoundedSemaphore(WRITE_CONCURRENCY)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -138,6 +177,17 @@ def request_handler(
             self._error(code, _HTTP_ERRORS.get(code, "bad_request"), text[:200])
 
         def _handle(self) -> None:
+            server = self.server
+            assert isinstance(server, FrontDoor)
+            if server.stopping:  # a request on a connection kept open across the stop
+                self.close_connection = True
+                message = "the server is stopping; try again shortly"
+                self._error(503, "service_unavailable", message, (("Retry-After", "5"),))
+                return
+            with server.answering():
+                self._answer()
+
+        def _answer(self) -> None:
             try:
                 body = self._read_body()
             except _Refused as refused:
@@ -157,7 +207,8 @@ def request_handler(
                 self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
             )
             try:
-                with api.acquire() as handler:
+                slot = contextlib.nullcontext() if self.command in READ_METHODS else writers
+                with slot, api.acquire() as handler:
                     result = handler.lambda_handler(event, LocalContext("mailsage-api"))
             except Exception:
                 log.exception("the api handler failed")
@@ -207,9 +258,11 @@ def request_handler(
             body = {"status": "ok" if healthy else "unhealthy", "loops": loops}
             self._reply(200 if healthy else 503, [("Cache-Control", "no-store")], json.dumps(body).encode())
 
-        def _error(self, status: int, code: str, message: str) -> None:
+        def _error(
+            self, status: int, code: str, message: str, extra: tuple[tuple[str, str], ...] = ()
+        ) -> None:
             reply = error_reply(urlsplit(self.path).path, status, code, message)
-            headers = [(k, v) for k, v in reply.headers.items() if isinstance(v, str)]
+            headers = [(k, v) for k, v in reply.headers.items() if isinstance(v, str)] + list(extra)
             self._reply(reply.status_code, headers, json.dumps(reply.body).encode())
 
         def _reply(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:

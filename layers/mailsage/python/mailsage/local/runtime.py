@@ -18,7 +18,6 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,11 +25,14 @@ from types import ModuleType
 from typing import Any
 
 from mailsage.domain.auth import AuthService
+from mailsage.domain.models import MessageStatus
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.local.events import sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
 from mailsage.local.http import API_CONCURRENCY, FrontDoor, http_server
+from mailsage.local.instance_lock import InstanceLock
 from mailsage.local.private_files import private_dir, tighten_data_dir, write_private
+from mailsage.local.sink_process import SinkProcess
 from mailsage.ports import Queue
 from mailsage.settings import ApiSettings, CommonSettings
 from mailsage.wiring import Backends, backends
@@ -45,6 +47,13 @@ WEBHOOKS_BATCH = 2  # each POST may take the whole webhook timeout
 # recorded the message as sent; like SES's events, the notification arrives a moment later.
 NOTIFICATION_DELAY_SECONDS = 1.0
 FAILED_INVOCATION_RETRY_SECONDS = 2.0
+# A stop (SIGTERM, Ctrl-C) waits this long, in all, for the requests being answered and for what
+# each loop has in hand (a worker: the message it is sending; the sender stops a chunk when the
+# context's remaining time is 0), then exits anyway: what is not acknowledged stays in the queue
+# and is taken up at the next start. The sink then gets SINK_STOP_SECONDS.
+STOP_SECONDS = 10.0
+IN_FLIGHT_AT_STOP = "the server stopped while this message was being sent; it is sent again"
+SINK_STOP_SECONDS = 5.0
 LOOP_BACKOFF_MAX_SECONDS = 30.0
 SUPERVISOR_INTERVAL_SECONDS = 1.0
 
@@ -90,7 +99,8 @@ class LocalRuntime:
         self._failing: dict[str, str] = {}  # loop name -> the error its last iteration raised
         self._last_purge = 0.0
         self._http: FrontDoor | None = None
-        self._sink: Any = None
+        self._sink: SinkProcess | None = None
+        self._instance = InstanceLock(config.data_dir)
         self.backends: Backends | None = None
         self.events_queue: Queue | None = None  # SES-shaped notifications for the events function
 
@@ -98,12 +108,20 @@ class LocalRuntime:
     def start(self) -> tuple[str, str]:
         cfg = self.config
         tighten_data_dir(cfg.data_dir)  # before anything writes in it
+        # Before taking over what a predecessor left in flight: it must be gone (see _recover).
+        self._instance.acquire()
         os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
         # Tracking pixels, tracked links and unsubscribe URLs point at this server unless told otherwise.
         os.environ.setdefault("MAILSAGE_PUBLIC_URL", f"http://{cfg.host}:{cfg.port}")
         self.events_queue = _events_queue(CommonSettings())
         if cfg.sink:
-            self._sink = _SinkProcess(cfg.data_dir / "outbox", cfg.smtp_port, cfg.host)
+            self._sink = SinkProcess(
+                cfg.data_dir / "outbox",
+                cfg.data_dir / "sink-notifications",
+                cfg.smtp_port,
+                cfg.host,
+                NOTIFICATION_DELAY_SECONDS,
+            )
             self._sink.start()
             # Mail goes to the sink unless a real relay is named.
             os.environ.setdefault("MAILSAGE_SMTP_URL", f"smtp://{cfg.host}:{cfg.smtp_port}")
@@ -134,23 +152,31 @@ class LocalRuntime:
         self._threads.append(supervisor)
         return credentials
 
-    def stop(self) -> None:
-        """Graceful: stop taking requests, let workers finish the chunk in hand, then stop the sink."""
+    def stop(self) -> list[str]:
+        """Graceful and bounded (STOP_SECONDS, then SINK_STOP_SECONDS): stop taking requests, let
+        the requests being answered and each loop's work in hand finish, release what was received
+        but not started, stop and reap the sink. Returns the loops still running when the time was
+        up: the caller exits anyway (their records come back from the queue at the next start)."""
         self._stopping.set()
+        deadline = time.monotonic() + STOP_SECONDS
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+            self._http.drain(deadline)
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning(
+                "stopping without %s: still busy after %.0f s; what they hold is taken up at the next start",
+                ", ".join(stuck),
+                STOP_SECONDS,
+            )
         if self._sink is not None:
-            self._sink.stop()
-
-    def wait(self) -> None:
-        try:
-            while not self._stopping.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
+            self._sink.stop(SINK_STOP_SECONDS)
+        if not stuck:
+            self._instance.release()  # else the process exits now, which releases it
+        return stuck
 
     def _spawn(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -164,6 +190,8 @@ class LocalRuntime:
         for name, (thread, _) in self._loops.items():
             failing = self._failing.get(name)
             states[name] = "dead" if not thread.is_alive() else f"failing: {failing}" if failing else "ok"
+        if self._sink is not None:
+            states["sink"] = "ok" if self._sink.alive() else "dead"
         return states
 
     def _supervise(self) -> None:
@@ -174,14 +202,37 @@ class LocalRuntime:
                 if not thread.is_alive() and not self._stopping.is_set():
                     log.error("the %s loop stopped; restarting it", name)
                     self._spawn(name, target)
+            self._restart_sink()
+
+    def _restart_sink(self) -> None:
+        """A sink that died (killed, out of memory) is started again: the sender's attempts in the
+        meantime are transient failures, retried; its spooled notifications are taken up."""
+        sink = self._sink
+        if sink is None or sink.alive() or self._stopping.is_set():
+            return
+        log.error("the built-in SMTP sink stopped (pid %s); restarting it", sink.pid)
+        sink.stop(0)  # reaps it
+        try:
+            sink.start()
+        except Exception:
+            log.exception("the built-in SMTP sink could not be restarted; trying again")
 
     def _recover(self) -> None:
         """Re-enqueue every chunk with work left of every active job. The queue skips chunks still
-        waiting in it, and the sender skips messages already sent, so this never duplicates mail."""
+        waiting in it, and the sender skips messages already sent, so this never duplicates mail.
+        A message still `sending` was held by the previous server, which is gone (the data
+        directory's lock says so): it goes back to `queued` at once instead of waiting out its
+        lease. The sender claims one message just before sending it, so these are only the ones
+        that were in flight; each may have reached the relay, the one window for a duplicate."""
         assert self.backends is not None
         store, queue = self.backends.store, self.backends.queue
         for account_id, job_id in store.active_jobs():
-            enqueue_chunks(queue, account_id, job_id, store.pending_chunks(job_id))
+            chunks = store.pending_chunks(job_id)
+            for chunk in chunks:
+                for message in store.chunk_messages(job_id, chunk):
+                    if message.status == MessageStatus.SENDING:
+                        store.release_message(message.id, IN_FLIGHT_AT_STOP)
+            enqueue_chunks(queue, account_id, job_id, chunks)
 
     # -- loops ------------------------------------------------------------------------------
     def _spawn_pump(self, name: str, queue: Queue, function: str, batch: int) -> None:
@@ -220,8 +271,13 @@ class LocalRuntime:
         if not received:
             self._stopping.wait(0.05)  # an empty receive may return at once (no long polling)
             return
+        if self._stopping.is_set():  # received while the stop began: handed back, not started
+            for r in received:
+                queue.retry_later(r.receipt, 0)
+            return
+        context = LocalContext(f"mailsage-{function}", stopping=self._stopping)
         try:
-            result = handler.lambda_handler(sqs_event(received), LocalContext(f"mailsage-{function}"))
+            result = handler.lambda_handler(sqs_event(received), context)
         except Exception:
             # Records of a crashed invocation come back in seconds, not after the visibility
             # timeout (minutes): the handlers are idempotent, so trying them again is safe.
@@ -249,112 +305,6 @@ class LocalRuntime:
         if now - self._last_purge >= 60:
             self.backends.store.purge_expired(now)
             self._last_purge = now
-
-
-class _SinkProcess:
-    """The built-in sink in a process of its own. In the server's process it shared one GIL with
-    the API and the workers and was the bottleneck of sending; on its own it gets a core. Its
-    delivery notifications go straight to the events queue (the same SQLite file, or SQS)."""
-
-    def __init__(self, outbox: Path, port: int, host: str) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        self._ready = context.Event()
-        self._stop = context.Event()
-        self._process = context.Process(
-            target=_run_sink, args=(outbox, port, host, self._ready, self._stop), name="mailsage-sink"
-        )
-
-    def start(self) -> None:
-        self._process.start()
-        if not self._ready.wait(30):
-            self._process.kill()
-            raise RuntimeError(f"the built-in SMTP sink did not start (exit code {self._process.exitcode})")
-
-    def stop(self) -> None:
-        """Stop accepting mail, then flush the notifications still waiting for their delay."""
-        self._stop.set()
-        self._process.join(timeout=30)
-        if self._process.is_alive():
-            self._process.kill()
-
-
-def _run_sink(outbox: Path, port: int, host: str, ready: Any, stop: Any) -> None:
-    import signal
-
-    from mailsage.local.sink import SmtpSink
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
-    parent = os.getppid()
-    events = _events_queue(CommonSettings())  # the environment is the server's
-    stopping = threading.Event()
-    notifier = _DelayedNotifications(events, NOTIFICATION_DELAY_SECONDS) if events is not None else None
-    if notifier is not None:
-        threading.Thread(
-            target=notifier.run, args=(stopping,), name="sink-notifications", daemon=True
-        ).start()
-    sink = SmtpSink(outbox, port, host, accepted=notifier)
-    sink.start()
-    ready.set()
-    while not stop.wait(1.0) and os.getppid() == parent:  # also ends if the server was killed
-        pass
-    sink.stop()
-    stopping.set()
-    if notifier is not None:
-        notifier.flush()  # kept in the events queue for the next start
-
-
-class _DelayedNotifications:
-    """The sink's `accepted` hook: each message's notifications go onto the events queue `delay`
-    seconds after it was accepted (up to `every` more). One thread builds them, off the sink's SMTP
-    thread, and queues everything due in one send every `every` seconds: a few writes of the
-    database a second instead of one per message, each of which the server's writers (another
-    process) would have had to wait out."""
-
-    def __init__(self, queue: Queue, delay: float, every: float = 0.25) -> None:
-        self.queue = queue
-        self.delay = delay
-        self.every = every
-        self._pending: deque[tuple[float, bytes, str, list[str]]] = deque()
-        self._changed = threading.Condition()
-
-    def __call__(self, headers: bytes, mail_from: str, recipients: list[str]) -> None:
-        with self._changed:
-            self._pending.append((time.monotonic() + self.delay, headers, mail_from, recipients))
-            self._changed.notify()
-
-    def run(self, stopping: threading.Event) -> None:
-        while not stopping.is_set():
-            with self._changed:
-                wait = self._pending[0][0] - time.monotonic() if self._pending else 0.5
-                if wait > 0:
-                    self._changed.wait(min(wait, 0.5))
-                    continue
-                now = time.monotonic()
-                due = []
-                while self._pending and self._pending[0][0] <= now:
-                    due.append(self._pending.popleft())
-            self._send(due)
-            stopping.wait(self.every)
-        self.flush()
-
-    def flush(self) -> None:
-        with self._changed:
-            due = list(self._pending)
-            self._pending.clear()
-        self._send(due)
-
-    def _send(self, accepted: list[tuple[float, bytes, str, list[str]]]) -> None:
-        from mailsage.local.sink import notifications
-
-        due = [n for _, headers, sender, rcpts in accepted for n in notifications(headers, sender, rcpts)]
-        if not due:
-            return
-        try:
-            self.queue.send(due)
-        except Exception:
-            log.exception("%d sink notifications could not be queued for the events function", len(due))
 
 
 def _events_queue(settings: CommonSettings) -> Queue | None:

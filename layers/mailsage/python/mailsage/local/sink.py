@@ -16,6 +16,8 @@ builds the notifications (`notifications()`) off the SMTP thread, when it likes.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 import uuid
@@ -30,6 +32,12 @@ from typing import Any
 
 from mailsage.domain.feedback_id import FeedbackIds
 from mailsage.local.private_files import private_dir, write_private
+
+log = logging.getLogger("mailsage.local")
+
+# RFC 3463 4.3.1: the mail system is out of storage (a full disk, a quota), which is temporary.
+STORAGE_FULL = "452 4.3.1 Insufficient system storage"
+LOCAL_ERROR = "451 4.3.0 Local error in processing"
 
 Notify = Callable[[dict[str, Any]], None]
 # What the sink knows of an accepted message: its header block, MAIL FROM, the accepted recipients.
@@ -51,6 +59,9 @@ class OutboxHandler:
         self.outbox = outbox
         self.accepted = accepted
         private_dir(outbox)  # every message received, readable by its owner only
+        for tmp in outbox.glob(".*.tmp"):  # a message being written when a sink was killed
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -66,13 +77,26 @@ class OutboxHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data = envelope.original_content or envelope.content
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        tmp = self.outbox / f".{name}.tmp"
-        # Written under a temporary name and renamed, so a reader never sees half a message.
-        write_private(tmp, data)
-        os.replace(tmp, self.outbox / f"{name}.eml")
-        if self.accepted is not None:
-            end = data.find(b"\r\n\r\n")
-            self.accepted(data if end < 0 else data[:end], envelope.mail_from, list(envelope.rcpt_tos))
+        tmp, eml = self.outbox / f".{name}.tmp", self.outbox / f"{name}.eml"
+        try:
+            # Written under a temporary name and renamed, so a reader never sees half a message.
+            write_private(tmp, data)
+            os.replace(tmp, eml)
+            if self.accepted is not None:  # keeps its notifications before the 250 (local.notification_spool)
+                end = data.find(b"\r\n\r\n")
+                self.accepted(data if end < 0 else data[:end], envelope.mail_from, list(envelope.rcpt_tos))
+        except Exception as exc:
+            # Nothing of a message that was not accepted is kept: no empty or partial file, no
+            # notification. A full disk is the sink's trouble, not the message's: a transient
+            # reply, so the sender tries again later instead of failing accepted mail.
+            for path in (tmp, eml):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                log.error("sink: could not keep a message (%s); answered 452", exc)
+                return STORAGE_FULL
+            log.exception("sink: could not keep a message; answered 451")
+            return LOCAL_ERROR
         return "250 2.0.0 accepted"
 
 

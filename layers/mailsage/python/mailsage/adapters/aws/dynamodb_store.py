@@ -720,6 +720,59 @@ class _Row:
     state: Item
 
 
+def _finish_clauses(
+    p: int, status: MessageStatus, error_code: str | None, error_message: str | None, now: float
+) -> Callable[[_Layout, float], tuple[list[str], list[str], dict[str, Any], str]]:
+    """The update of position `p` from `sending` to `status`: (sets, removes, values, condition)."""
+
+    def clauses(layout: _Layout, t0: float) -> tuple[list[str], list[str], dict[str, Any], str]:
+        sets = [
+            f"{layout.status(p)} = :to",
+            f"{layout.tries(p)} = {layout.tries(p)} + :one",
+            f"{layout.changed(p)} = :now",
+        ]
+        values: dict[str, Any] = {
+            ":to": layout.code(status),
+            ":one": 1,
+            ":now": layout.stamp(now, t0),
+            ":sending": layout.code(MessageStatus.SENDING),
+        }
+        removes = []
+        for which, value, placeholder in (
+            ("code", error_code, ":code"),
+            ("message", error_message, ":error"),
+        ):
+            set_clause, remove = layout.error(which, p, value, placeholder)
+            if set_clause is not None:
+                sets.append(set_clause)
+                values[placeholder] = value
+            if remove is not None:
+                removes.append(remove)
+        return sets, removes, values, f"{layout.status(p)} = :sending"
+
+    return clauses
+
+
+class _RecentIds:
+    """A bounded, thread-safe set: the oldest ids are forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._ids
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._ids[key] = None
+            self._ids.move_to_end(key)
+            while len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+
+
 class _Remembered:
     """A bounded map of items that never change once written (least recently used go first)."""
 
@@ -783,6 +836,8 @@ class DynamoStore:
         self._suppression_marks: dict[str, tuple[float, str | None]] = {}
         self._immutable = _Remembered(self.IMMUTABLE_ITEMS_KEPT)  # see _message_items
         self._packed = _Remembered(self.PACKED_CHUNKS_KEPT)
+        # Jobs this process has seen started (queued -> running): the head is written once.
+        self._running_jobs = _RecentIds(self.IMMUTABLE_ITEMS_KEPT)
 
     @property
     def client(self) -> Any:
@@ -1200,6 +1255,8 @@ class DynamoStore:
 
     def claim_messages(self, job_id: str, message_ids: Sequence[str], lease_seconds: float) -> list[str]:
         now = time.time()
+        if len(message_ids) == 1:
+            return self._claim_one(job_id, message_ids[0], lease_seconds, now)
         messages = self._message_items(list(dict.fromkeys(message_ids)))
         by_chunk: dict[int, dict[int, str]] = {}  # chunk -> position -> message id
         for item in messages.values():
@@ -1253,6 +1310,43 @@ class DynamoStore:
             )
         return [mid for mid in dict.fromkeys(message_ids) if mid in claimed]
 
+    def _claim_one(self, job_id: str, message_id: str, lease_seconds: float, now: float) -> list[str]:
+        """The sender claims one message at a time, just before sending it: one conditional
+        UpdateItem, no read (the condition is the check; the layout comes from the message item),
+        and the job's head is moved to `running` once per job and process."""
+        message = self._locate(message_id)
+        if message is None or message["job_id"] != job_id:
+            return []
+        p = int(message["pos"])
+        cutoff = now - lease_seconds
+
+        def claim(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            return (
+                f"SET {layout.status(p)} = :to, {layout.changed(p)} = :now",
+                {
+                    ":to": layout.code(MessageStatus.SENDING),
+                    ":now": layout.stamp(now, t0),
+                    ":queued": layout.code(MessageStatus.QUEUED),
+                    ":sending": layout.code(MessageStatus.SENDING),
+                    ":cutoff": layout.stamp(cutoff, t0),
+                },
+                f"{layout.status(p)} = :queued"
+                f" OR ({layout.status(p)} = :sending AND {layout.changed(p)} < :cutoff)",
+            )
+
+        moved, _ = self._update_position(message, claim)
+        if not moved:
+            return []
+        if job_id not in self._running_jobs:
+            self._try_update(
+                _head_key(job_id),
+                "SET #state = :running, #started = :now, #updated = :now",
+                {":running": JobState.RUNNING.value, ":queued": JobState.QUEUED.value, ":now": now},
+                "#state = :queued",
+            )
+            self._running_jobs.add(job_id)
+        return [message_id]
+
     def finish_message(
         self,
         message_id: str,
@@ -1267,41 +1361,64 @@ class DynamoStore:
         message = self._locate(message_id)
         if message is None:
             return False
-        p = int(message["pos"])
         now = time.time()
+        finish = _finish_clauses(int(message["pos"]), status, error_code, error_message, now)
 
-        def finish(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
-            sets = [
-                f"{layout.status(p)} = :to",
-                f"{layout.tries(p)} = {layout.tries(p)} + :one",
-                f"{layout.changed(p)} = :now",
-            ]
-            values: dict[str, Any] = {
-                ":to": layout.code(status),
-                ":one": 1,
-                ":now": layout.stamp(now, t0),
-                ":sending": layout.code(MessageStatus.SENDING),
-            }
-            removes = []
-            for which, value, placeholder in (
-                ("code", error_code, ":code"),
-                ("message", error_message, ":error"),
-            ):
-                set_clause, remove = layout.error(which, p, value, placeholder)
-                if set_clause is not None:
-                    sets.append(set_clause)
-                    values[placeholder] = value
-                if remove is not None:
-                    removes.append(remove)
-            return _update_expression(sets, removes), values, f"{layout.status(p)} = :sending"
+        def build(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            sets, removes, values, condition = finish(layout, t0)
+            return _update_expression(sets, removes), values, condition
 
-        moved, _ = self._update_position(message, finish)
+        moved, _ = self._update_position(message, build)
         if not moved:
             return False
+        self._finished(message, status, error_message, now)
+        return True
+
+    def finish_and_claim(
+        self, message_id: str, status: MessageStatus, next_id: str, lease_seconds: float
+    ) -> tuple[bool, bool]:
+        """Both in one conditional UpdateItem when the two share a chunk state (the sender's case):
+        claiming the next message costs no write of its own. If either condition fails, each is
+        tried on its own."""
+        message, following = self._locate(message_id), self._locate(next_id)
+        same_state = (
+            message is not None
+            and following is not None
+            and (following["job_id"], following["chunk"]) == (message["job_id"], message["chunk"])
+        )
+        if not same_state or message is None or following is None:
+            finished = self.finish_message(message_id, status)
+            job_id = message["job_id"] if message is not None else ""
+            return finished, bool(self.claim_messages(job_id, [next_id], lease_seconds))
+        now = time.time()
+        finish = _finish_clauses(int(message["pos"]), status, None, None, now)
+        q = int(following["pos"])
+
+        def build(layout: _Layout, t0: float) -> tuple[str, dict[str, Any], str]:
+            sets, removes, values, condition = finish(layout, t0)
+            sets += [f"{layout.status(q)} = :claimed", f"{layout.changed(q)} = :now"]
+            values |= {
+                ":claimed": layout.code(MessageStatus.SENDING),
+                ":queued": layout.code(MessageStatus.QUEUED),
+                ":cutoff": layout.stamp(now - lease_seconds, t0),
+            }
+            claimable = (
+                f"{layout.status(q)} = :queued"
+                f" OR ({layout.status(q)} = :sending AND {layout.changed(q)} < :cutoff)"
+            )
+            return _update_expression(sets, removes), values, f"{condition} AND ({claimable})"
+
+        moved, _ = self._update_position(message, build)
+        if not moved:
+            finished = self.finish_message(message_id, status)
+            return finished, bool(self._claim_one(message["job_id"], next_id, lease_seconds, now))
+        self._finished(message, status, None, now)
+        return True, True
+
+    def _finished(self, message: Item, status: MessageStatus, error_message: str | None, now: float) -> None:
         if status != MessageStatus.SENT:  # a send logs nothing: see _events_and_sent_at
             self._log_event(message, now, status.value, error_message or "")
         self._retire_data(message, now)
-        return True
 
     def release_message(self, message_id: str, error_message: str) -> bool:
         message = self._locate(message_id)

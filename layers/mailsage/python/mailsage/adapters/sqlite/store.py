@@ -354,11 +354,35 @@ class SqliteStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> bool:
+        return self._finish(self.db.connection(), message_id, status, error_code, error_message)
+
+    def finish_and_claim(
+        self, message_id: str, status: MessageStatus, next_id: str, lease_seconds: float
+    ) -> tuple[bool, bool]:
+        with self.db.transaction() as conn:
+            finished = self._finish(conn, message_id, status, None, None)
+            now = time.time()
+            cur = conn.execute(
+                "UPDATE messages SET status = 'sending', claimed_at = ?, updated_at = ?"
+                " WHERE id = ? AND job_id = (SELECT job_id FROM messages WHERE id = ?)"
+                " AND (status = 'queued' OR (status = 'sending' AND claimed_at < ?))",
+                (now, now, next_id, message_id, now - lease_seconds),
+            )
+        return finished, cur.rowcount == 1
+
+    @staticmethod
+    def _finish(
+        conn: sqlite3.Connection,
+        message_id: str,
+        status: MessageStatus,
+        error_code: str | None,
+        error_message: str | None,
+    ) -> bool:
         now = time.time()
         event = _event(
             now, status.value, error_message or ("accepted by the relay" if status == "sent" else "")
         )
-        cur = self.db.connection().execute(
+        cur = conn.execute(
             "UPDATE messages SET status = ?, error_code = ?, error_message = ?, attempts = attempts + 1,"
             " updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
             " events = json_insert(events, '$[#]', json(?)),"
