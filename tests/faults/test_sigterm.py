@@ -17,7 +17,8 @@ from tests.faults.serve import ServeProcess
 
 pytestmark = pytest.mark.faults
 
-# The bound the runtime documents for a clean stop is well below this; the test waits no longer.
+# The runtime documents a stop within STOP_SECONDS + SINK_STOP_SECONDS (10 + 5 s, local/runtime.py);
+# the test waits no longer than this.
 STOP_BOUND_SECONDS = 30
 LEASE_SECONDS = 45
 
