@@ -180,3 +180,34 @@ def test_a_stop_mid_send_is_bounded_reaps_the_sink_and_loses_nothing(
     assert handler.total() == 20
     assert len(handler.received) == 20
     assert set(handler.received.values()) == {1}
+
+
+def test_a_stopping_worker_finishes_only_the_message_in_hand(
+    tmp_path: Path, server_env: dict[str, str], relay: tuple[SlowRelay, int]
+) -> None:
+    handler, relay_port = relay
+    env = dict(server_env, MAILSAGE_SMTP_URL=f"smtp://127.0.0.1:{relay_port}")
+    server = GroupServer(tmp_path / "data", env, workers=2).start()
+    assert server.proc is not None
+    try:
+        # Given one chunk of 50 going out through a relay that takes 200 ms a message
+        job = submit(server, 50, "c")
+        assert wait_until(lambda: handler.total() >= 3, 30)
+        # When the server is told to stop
+        at_signal = handler.total()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=STOP_BOUND_SECONDS) == 0, "".join(server.output_tail)
+        # Then the worker sent the message it had in hand and no further one (not the whole chunk)
+        assert handler.total() <= at_signal + 1
+    finally:
+        server.stop(signal.SIGKILL)
+    # And after a restart the rest goes out, every message exactly once
+    restarted = LocalServer(tmp_path / "data", env, workers=2)
+    restarted.port, restarted.smtp_port = server.port, server.smtp_port
+    restarted.start()
+    try:
+        restarted.wait_for(job, {"completed"}, timeout=60)
+    finally:
+        restarted.stop()
+    assert len(handler.received) == 50
+    assert set(handler.received.values()) == {1}
