@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.faults.conftest import assert_accounted, wait_completed, wait_until
+from tests.faults.accounting import assert_accounted, wait_completed, wait_until
 from tests.faults.relay import FaultRelay
 from tests.faults.serve import ServeProcess
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.faults.conftest import assert_accounted, wait_completed
+from tests.faults.accounting import assert_accounted, wait_completed
 from tests.faults.relay import FaultRelay
 from tests.faults.serve import ServeProcess
 

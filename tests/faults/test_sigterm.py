@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import assert_accounted, wait_completed, wait_until
+from tests.faults.accounting import assert_accounted, wait_completed, wait_until
 from tests.faults.relay import FaultRelay
 from tests.faults.serve import ServeProcess
 
