@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-interpreters lint invoke openapi clean build synth deploy bench
+.PHONY: run test test-interpreters lint invoke openapi clean build synth deploy bench faults stress
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,9 +49,18 @@ lint: $(STAMP)
 invoke: $(STAMP)
 	$(BIN)/mailsage invoke $(FUNCTION) $(EVENT)
 
-## bench: run the benchmarks (issue 6): one table, bench/results.json; figures in bench/RESULTS.md
+## bench: run the benchmarks (issue 6; figure 7, restart after kill -9: issue 14): one table, bench/results.json; figures in bench/RESULTS.md
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## faults: only the fault-injection suite (it is part of `make test` too): serve under a foreign lock,
+## a full disk, a faulty relay, kill -9 and SIGTERM; notes/reliability-harness.md
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults tests/faults
+
+## stress: 10 batches of 1,000 back to back, 20 rounds on fresh servers (long; MAILSAGE_STRESS_ROUNDS=n)
+stress: $(STAMP)
+	MAILSAGE_STRESS=1 $(BIN)/python -m pytest -s -m stress tests/stress
 
 ## openapi: regenerate functions/api/openapi.json (a test fails when it drifts from the code)
 openapi: $(STAMP)
