@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import TypeVar
 
 from mailsage.domain.events import EventPublisher
 from mailsage.domain.feedback_id import FeedbackIds
@@ -31,10 +32,11 @@ from mailsage.domain.providers import Providers
 from mailsage.domain.rendering import CompiledContent, Rendered
 from mailsage.domain.submission import START_CHUNK, enqueue_chunks
 from mailsage.domain.tracking import TrackedLinks, unsubscribe_headers, wants
-from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
+from mailsage.errors import PermanentSendError, ServiceUnavailable, TemplateError, TransientSendError
 from mailsage.ports import Queue, Store, Transport, TransportSession
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _SENDABLE = (MessageStatus.QUEUED, MessageStatus.SENDING)
 _LIVE = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED)
@@ -108,10 +110,31 @@ class DeliveryService:
         except Exception:
             # Unexpected (a locked database, a full disk): the chunk comes back after a short,
             # growing delay rather than the queue's visibility timeout of minutes.
-            self.queue.retry_later(receipt, min(UNEXPECTED_RETRY_MAX_SECONDS, 2.0**receive_count))
+            self._retry_later_until_it_lands(receipt, min(UNEXPECTED_RETRY_MAX_SECONDS, 2.0**receive_count))
             raise
         finally:
             outcomes.publish()  # the events of whatever this delivery did, retry or not
+
+    def _retry_later_until_it_lands(self, receipt: str, delay: float) -> None:
+        """The record's short retry delay, written even while the store is unavailable (it is what
+        failed): without it the chunk waits out the queue's visibility timeout."""
+        self._until_it_lands(lambda: self.queue.retry_later(receipt, delay))
+
+    @staticmethod
+    def _until_it_lands(write: Callable[[], T]) -> T:
+        """An idempotent write retried for up to a minute while the store is unavailable: a release
+        or a retry delay that never lands strands its message or chunk for the lease or the
+        visibility timeout, minutes after a full disk or a foreign lock went away."""
+        deadline = time.monotonic() + UNEXPECTED_RETRY_MAX_SECONDS
+        pause = 0.25
+        while True:
+            try:
+                return write()
+            except ServiceUnavailable:
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(SENT_WRITE_RETRY_MAX_SECONDS, pause * 2)
 
     def _deliver(
         self,
@@ -387,7 +410,7 @@ class DeliveryService:
             reason = f"gave up after {attempt} attempts: {exc.message}"
             self._failed(outcomes, job, message, exc.code, reason)
             run.gave_up = exc.message
-        elif self.store.release_message(message.id, exc.message):
+        elif self._until_it_lands(lambda: self.store.release_message(message.id, exc.message)):
             self._event(outcomes, "message.transient_error", job, message)
             run.deferred_attempts = max(run.deferred_attempts, attempt)
 

@@ -287,12 +287,28 @@ class LocalRuntime:
                 FAILED_INVOCATION_RETRY_SECONDS,
             )
             for r in received:
-                queue.retry_later(r.receipt, FAILED_INVOCATION_RETRY_SECONDS)
+                self._settle(partial(queue.retry_later, r.receipt, FAILED_INVOCATION_RETRY_SECONDS))
             return
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         for r in received:
             if r.message_id not in failed:
-                queue.ack(r.receipt)
+                self._settle(partial(queue.ack, r.receipt))
+
+    def _settle(self, write: Any) -> None:
+        """Retry a queue write that settles a received record (an ack, a retry delay; both
+        idempotent) while the database is unavailable: one that never lands leaves the record
+        invisible for the whole visibility timeout, minutes after the disk or lock is back."""
+        from mailsage.errors import ServiceUnavailable
+
+        pause = 0.25
+        while True:
+            try:
+                write()
+                return
+            except ServiceUnavailable:
+                if self._stopping.wait(pause):
+                    raise
+                pause = min(pause * 2, LOOP_BACKOFF_MAX_SECONDS)
 
     def _schedule_once(self) -> None:
         """Send what is due; once a minute purge what is past its retention (DynamoDB's TTL on AWS)."""
