@@ -7,6 +7,7 @@ import base64
 import copy
 import json
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,17 @@ EVENTS = ROOT / "events"
 
 def load_event(name: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((EVENTS / name).read_text()))
+
+
+def wait_until(condition: Callable[[], Any], seconds: float = 20.0) -> bool:
+    """Poll `condition` every 50 ms for up to `seconds` (a bounded wait for liveness, not a timing
+    assertion); True as soon as it holds, else its value at the deadline."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from mailsage.local.runtime import SINK_STOP_SECONDS, STOP_SECONDS
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.e2e.conftest import LocalServer
 
 pytestmark = pytest.mark.e2e
@@ -113,15 +113,6 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return state == "X"
-
-
-def wait_until(condition: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
 
 
 def submit(server: LocalServer, count: int, tag: str) -> str:

@@ -18,7 +18,7 @@ from mailsage.local.runtime import LocalRuntime, RuntimeConfig
 from mailsage.local.sink import SmtpSink
 from mailsage.ports import Received
 from mailsage.wiring import Backends
-from tests.conftest import ApiClient, Worker, free_port
+from tests.conftest import ApiClient, Worker, free_port, wait_until
 
 
 class FlakyQueue:
@@ -42,15 +42,6 @@ def run_pump(runtime: LocalRuntime, queue: Any, handler: Any) -> threading.Threa
     thread = threading.Thread(target=runtime._pump, args=(queue, "sender", 10, handler), daemon=True)
     thread.start()
     return thread
-
-
-def wait_until(condition: Any, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_loop_survives_a_failed_receive(data_dir: Path, stores: Backends) -> None:

@@ -23,16 +23,7 @@ from mailsage.local.functions import LocalContext
 from mailsage.local.runtime import LocalRuntime, RuntimeConfig
 from mailsage.ports import Received
 from mailsage.wiring import Backends
-from tests.conftest import free_port
-
-
-def wait_until(condition: Any, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
+from tests.conftest import free_port, wait_until
 
 
 def test_the_context_has_no_time_left_once_stopping() -> None:

@@ -8,9 +8,8 @@ import signal
 import smtplib
 import sqlite3
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from mailsage.local.sink import SmtpSink
 from mailsage.local.sink_process import SinkProcess
 from mailsage.ports import Queue
 from mailsage.settings import CommonSettings
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.integration.test_sink_notifier import KEY, message
 
 
@@ -50,15 +49,6 @@ def queued_message_ids(queue: Queue) -> Counter[str]:
     """Every notification waiting in the queue, by the message it is about."""
     received = queue.receive(max_messages=100)
     return Counter(r.body["mail"]["tags"]["message_id"][0] for r in received)
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_notifications_of_a_killed_sink_are_queued_once_after_its_restart(tmp_path: Path) -> None:
