@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailsage.domain.models import IdempotencyRecord
+from mailsage.domain.models import IdempotencyRecord, IdempotencyState
 from mailsage.ports import Store
 
 MAX_KEY_LENGTH = 255
@@ -117,7 +117,7 @@ class IdempotencyService:
             account_id=account_id,
             key=key,
             fingerprint=request_fingerprint,
-            state="in_progress",
+            state=IdempotencyState.IN_PROGRESS,
             created_at=now,
             expires_at=now + self.ttl_seconds,
         )

@@ -40,6 +40,52 @@ class MessageStatus(StrEnum):
 MESSAGE_UNSENT = frozenset({MessageStatus.QUEUED, MessageStatus.SCHEDULED, MessageStatus.SENDING})
 
 
+class JobKind(StrEnum):
+    SEND = "send"  # one message to one or more recipients (all fail or succeed together at submit)
+    BATCH = "batch"  # one message per recipient; a failing recipient does not fail the others
+
+
+class IdempotencyState(StrEnum):
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class WebhookScope(StrEnum):
+    GLOBAL = "global"  # every event of the account
+    SCOPED = "scoped"  # only events of mail from one of the webhook's domains
+
+
+class WebhookDeliveryStatus(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class EventType(StrEnum):
+    """Every event a webhook can subscribe to (EVENT_FLAGS gives each its AhaSend flag)."""
+
+    MESSAGE_RECEPTION = "message.reception"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_TRANSIENT_ERROR = "message.transient_error"
+    MESSAGE_FAILED = "message.failed"
+    MESSAGE_BOUNCED = "message.bounced"
+    MESSAGE_SUPPRESSED = "message.suppressed"
+    MESSAGE_OPENED = "message.opened"
+    MESSAGE_CLICKED = "message.clicked"
+    SUPPRESSION_CREATED = "suppression.created"
+    DOMAIN_DNS_ERROR = "domain.dns_error"
+    JOB_COMPLETED = "job.completed"
+    JOB_PAUSED = "job.paused"
+    JOB_STOPPED = "job.stopped"
+
+
+class EngagementKind(StrEnum):
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
@@ -125,7 +171,7 @@ class Content:
 class Job:
     id: str
     account_id: str
-    kind: str  # "send" | "batch"
+    kind: JobKind
     state: JobState
     content: Content
     total: int
@@ -200,7 +246,7 @@ class IdempotencyRecord:
     account_id: str
     key: str
     fingerprint: str  # method, path and body hash of the first request
-    state: str  # "in_progress" | "done"
+    state: IdempotencyState
     created_at: float
     expires_at: float
     status: int | None = None
@@ -258,24 +304,24 @@ class ChunkRef:
 # Every event a webhook can subscribe to, with its AhaSend `on_*` flag (v2) where the contract has one.
 # job.* events are MailSage's own (v1 only).
 EVENT_FLAGS: dict[str, str | None] = {
-    "message.reception": "on_reception",
-    "message.delivered": "on_delivered",
-    "message.transient_error": "on_transient_error",
-    "message.failed": "on_failed",
-    "message.bounced": "on_bounced",
-    "message.suppressed": "on_suppressed",
-    "message.opened": "on_opened",
-    "message.clicked": "on_clicked",
-    "suppression.created": "on_suppression_created",
-    "domain.dns_error": "on_dns_error",
-    "job.completed": None,
-    "job.paused": None,
-    "job.stopped": None,
+    EventType.MESSAGE_RECEPTION: "on_reception",
+    EventType.MESSAGE_DELIVERED: "on_delivered",
+    EventType.MESSAGE_TRANSIENT_ERROR: "on_transient_error",
+    EventType.MESSAGE_FAILED: "on_failed",
+    EventType.MESSAGE_BOUNCED: "on_bounced",
+    EventType.MESSAGE_SUPPRESSED: "on_suppressed",
+    EventType.MESSAGE_OPENED: "on_opened",
+    EventType.MESSAGE_CLICKED: "on_clicked",
+    EventType.SUPPRESSION_CREATED: "on_suppression_created",
+    EventType.DOMAIN_DNS_ERROR: "on_dns_error",
+    EventType.JOB_COMPLETED: None,
+    EventType.JOB_PAUSED: None,
+    EventType.JOB_STOPPED: None,
 }
 EVENT_TYPES = frozenset(EVENT_FLAGS)
 
 # Engagement recorded per message (`Store.record_engagement`), each also an event in its log.
-ENGAGEMENT_KINDS = ("opened", "clicked", "unsubscribed")
+ENGAGEMENT_KINDS = tuple(EngagementKind)
 
 
 @dataclass(slots=True)
@@ -291,7 +337,7 @@ class Webhook:
     events: list[str]  # subscribed event types (EVENT_TYPES), sorted
     created_at: float
     updated_at: float
-    scope: str = "global"  # "global" | "scoped": only events of mail from one of `domains`
+    scope: WebhookScope = WebhookScope.GLOBAL
     domains: list[str] = field(default_factory=list)
     success_count: int = 0
     error_count: int = 0
@@ -311,7 +357,7 @@ class WebhookDelivery:
     payload: str  # the exact JSON body that is signed and posted
     created_at: float
     updated_at: float
-    status: str = "pending"  # pending | retrying | succeeded | failed
+    status: WebhookDeliveryStatus = WebhookDeliveryStatus.PENDING
     # [{"time", "status_code" (int|None), "error" (str|None), "duration_ms", "replay" (bool)}]
     attempts: list[dict[str, Any]] = field(default_factory=list)
     next_attempt_at: float | None = None

@@ -18,6 +18,7 @@ from mailsage.domain.models import (
     ChunkRef,
     Content,
     Job,
+    JobKind,
     JobState,
     Message,
     MessageStatus,
@@ -202,7 +203,7 @@ class SubmissionService:
         job = Job(
             id=job_id,
             account_id=account_id,
-            kind=request.kind,
+            kind=JobKind(request.kind),
             state=JobState.SCHEDULED if scheduled else JobState.QUEUED,
             content=content,
             total=len(messages),

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from mailsage.domain.models import Webhook, WebhookDelivery
+from mailsage.domain.models import Webhook, WebhookDelivery, WebhookDeliveryStatus
 from mailsage.domain.urls import BlockedAddress, resolve_public
 from mailsage.ports import Queue, Store
 
@@ -131,7 +131,7 @@ class WebhookDispatcher:
         if webhook is None or not webhook.enabled:
             reason = "webhook deleted" if webhook is None else "webhook disabled"
             self._log_attempt(delivery, Outcome(None, reason, 0), now, replay)
-            self._finish(delivery, "failed", now)
+            self._finish(delivery, WebhookDeliveryStatus.FAILED, now)
             log.info("webhook delivery %s dropped: %s", delivery_id, reason)
             return "failed"
 
@@ -148,7 +148,7 @@ class WebhookDispatcher:
             outcome.status_code if outcome.status_code is not None else outcome.error,
         )
         if outcome.ok:
-            self._finish(delivery, "succeeded", now)
+            self._finish(delivery, WebhookDeliveryStatus.SUCCEEDED, now)
             return "succeeded"
         last = (
             replay
@@ -157,10 +157,10 @@ class WebhookDispatcher:
             or not counted.enabled  # this failure disabled it
         )
         if last:
-            self._finish(delivery, "failed", now)
+            self._finish(delivery, WebhookDeliveryStatus.FAILED, now)
             return "failed"
         delay = self.policy.retry_delay(receive_count)
-        delivery.status = "retrying"
+        delivery.status = WebhookDeliveryStatus.RETRYING
         delivery.next_attempt_at = now + delay
         self._save(delivery, now)
         self.queue.retry_later(receipt, delay)
@@ -178,7 +178,7 @@ class WebhookDispatcher:
             }
         )
 
-    def _finish(self, delivery: WebhookDelivery, status: str, now: float) -> None:
+    def _finish(self, delivery: WebhookDelivery, status: WebhookDeliveryStatus, now: float) -> None:
         delivery.status = status
         delivery.next_attempt_at = None
         self._save(delivery, now)

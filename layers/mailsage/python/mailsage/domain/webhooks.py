@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mailsage.domain.models import EVENT_TYPES, Webhook, WebhookDelivery
+from mailsage.domain.models import EVENT_TYPES, Webhook, WebhookDelivery, WebhookScope
 from mailsage.domain.suppressions import check_domain
 from mailsage.domain.urls import check_webhook_url
 from mailsage.errors import Conflict, MailSageError, NotFound, ValidationFailed
@@ -160,7 +160,7 @@ class WebhookService:
             events=events,
             created_at=now,
             updated_at=now,
-            scope=scope,
+            scope=WebhookScope(scope),
             domains=list(domains),
         )
         self.store.put_webhook(webhook)
@@ -250,7 +250,7 @@ class WebhookService:
                     chosen.discard(event)
             changed.events = sorted(chosen)
         if scope is not None:
-            changed.scope = check_scope(scope)
+            changed.scope = WebhookScope(check_scope(scope))
         if changed.scope == "global":
             changed.domains = []
         elif current.scope == "global":  # becoming scoped

@@ -55,6 +55,7 @@ from mailsage.domain.models import (
     Account,
     CampaignStats,
     Content,
+    EngagementKind,
     IdempotencyRecord,
     Job,
     JobState,
@@ -2131,9 +2132,9 @@ class DynamoStore:
             campaign_id=campaign_id,
             jobs=len(counted),
             counts=dict(totals),
-            opened=engaged["opened"],
-            clicked=engaged["clicked"],
-            unsubscribed=engaged["unsubscribed"],
+            opened=engaged[EngagementKind.OPENED],
+            clicked=engaged[EngagementKind.CLICKED],
+            unsubscribed=engaged[EngagementKind.UNSUBSCRIBED],
         )
 
     # -- webhooks ---------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""The four ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter,
-and one contract suite in tests/contract runs against every adapter."""
+"""The storage ports: one per aggregate, each a handful of methods. A service takes only the ports
+it uses; `Store` is all of them, what an adapter (SQLite, DynamoDB) implements and wiring passes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from mailsage.domain.models import (
     Account,
@@ -23,23 +22,34 @@ from mailsage.domain.models import (
 )
 
 
-class Store(Protocol):
-    # accounts and keys
+class AccountStore(Protocol):
+    """Accounts and their API keys (a key is stored as its hash)."""
+
     def put_api_key(self, account_id: str, key_id: str, key_hash: str) -> None: ...
+
     def get_api_key(self, key_id: str) -> tuple[str, str] | None:
         """(account_id, key_hash) for a key id, or None."""
 
-    # accounts: sending preferences per tenant
     def put_account(self, account: Account) -> None: ...
+
     def get_account(self, account_id: str) -> Account | None: ...
 
-    # templates: every call is scoped by account; another account's id is simply not found
+
+class TemplateStore(Protocol):
+    """Templates: every call is scoped by account; another account's id is simply not found."""
+
     def put_template(self, template: Template) -> None: ...
+
     def get_template(self, account_id: str, template_id: str) -> Template | None: ...
+
     def list_templates(self, account_id: str, limit: int, after: str | None) -> list[Template]: ...
+
     def delete_template(self, account_id: str, template_id: str) -> bool: ...
 
-    # jobs and messages
+
+class JobStore(Protocol):
+    """Jobs: creation with all their messages, state, and the job-wide moves of messages."""
+
     def create_job(self, job: Job, messages: Sequence[Message]) -> None:
         """Persist a job with all its messages atomically (all or nothing). Raises Conflict if a job
         with that id exists (callers that retry pass a deterministic id)."""
@@ -57,10 +67,27 @@ class Store(Protocol):
 
     def record_dead_letter(self, job_id: str, chunk: int, reason: str) -> None: ...
 
-    def chunk_messages(self, job_id: str, chunk: int) -> list[Message]: ...
+    def active_jobs(self) -> list[tuple[str, str]]:
+        """(account_id, job_id) of jobs in queued or running state: used to recover after a restart."""
+
+    def start_scheduled_job(self, job_id: str) -> bool:
+        """scheduled -> queued, for the job and its scheduled messages, atomically; False if the job
+        was not scheduled (already started, cancelled, stopped)."""
+
+    def cancel_unsent(self, job_id: str) -> int:
+        """queued|scheduled -> cancelled for the whole job; returns how many were cancelled."""
+
+    def expire_unsent(self, job_id: str) -> int:
+        """queued|scheduled -> expired for the whole job (past its `expires_at`)."""
 
     def pending_chunks(self, job_id: str) -> list[int]:
         """Chunk numbers that still hold a message in a sendable state (queued, or sending)."""
+
+
+class ChunkStore(Protocol):
+    """What a sender does to the messages of one chunk: read, claim, finish, release."""
+
+    def chunk_messages(self, job_id: str, chunk: int) -> list[Message]: ...
 
     def claim_messages(self, job_id: str, message_ids: Sequence[str], lease_seconds: float) -> list[str]:
         """queued -> sending, conditionally, for each id. A message stuck in `sending` for longer than
@@ -84,8 +111,9 @@ class Store(Protocol):
     def release_message(self, message_id: str, error_message: str) -> bool:
         """sending -> queued after a transient failure, counting the attempt."""
 
-    def cancel_unsent(self, job_id: str) -> int:
-        """queued|scheduled -> cancelled for the whole job; returns how many were cancelled."""
+
+class MessageStore(Protocol):
+    """One message as the API and delivery feedback see it."""
 
     def get_message(self, account_id: str, message_id: str) -> Message | None: ...
 
@@ -93,21 +121,32 @@ class Store(Protocol):
         """The account's messages, newest first, filtered by `query`, at most `query.limit`; and
         whether more match beyond this page. Tag and sender filters match the message's job."""
 
-    def start_scheduled_job(self, job_id: str) -> bool:
-        """scheduled -> queued, for the job and its scheduled messages, atomically; False if the job
-        was not scheduled (already started, cancelled, stopped)."""
-
     def cancel_message(self, account_id: str, message_id: str) -> bool:
         """scheduled -> cancelled (before its first attempt); False otherwise."""
 
-    def expire_unsent(self, job_id: str) -> int:
-        """queued|scheduled -> expired for the whole job (past its `expires_at`)."""
+    def update_delivery_status(
+        self,
+        account_id: str,
+        message_id: str,
+        to: MessageStatus,
+        allowed_from: Iterable[MessageStatus],
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """After sending: move a message to `to` (delivered, bounced, ...) only from one of
+        `allowed_from`, keeping the job's counts right. False if it was in no such state."""
 
-    def purge_expired(self, now: float) -> int:
-        """Apply retention: drop message data (variables, job content) past `retention_data_days`
-        and whole records past `retention_metadata_days`. Stores with native TTL may do nothing."""
+    def record_engagement(
+        self, account_id: str, message_id: str, kind: str, at: float, detail: str | None = None
+    ) -> int | None:
+        """Count an open, click or unsubscribe (ENGAGEMENT_KINDS) of a message and append it to the
+        message's events as `{"time": at, "status": kind, "log": detail}`. Returns how many of that
+        kind the message has now (1: the first), None if the account has no such message."""
 
-    # suppressions: addresses that must not receive mail (per account; optionally per sender domain)
+
+class SuppressionStore(Protocol):
+    """Addresses that must not receive mail (per account; optionally per sender domain)."""
+
     def put_suppression(self, suppression: Suppression) -> None:
         """Create, or replace the one with the same account, email and domain."""
 
@@ -129,7 +168,10 @@ class Store(Protocol):
         """Which of `emails` (lower-cased) are suppressed at `now` for mail from `domain`: by a
         suppression without a domain, or one for that domain."""
 
-    # idempotency: one record per (account, key), expiring
+
+class IdempotencyStore(Protocol):
+    """One record per (account, key), expiring."""
+
     def begin_idempotent(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """Store `record` (state in_progress) unless a live one exists; None if stored, else the
         existing record. An expired record, or one still in progress after
@@ -142,33 +184,10 @@ class Store(Protocol):
     def release_idempotent(self, account_id: str, key: str) -> None:
         """Forget the key (the request failed with a 5xx and may run again)."""
 
-    def update_delivery_status(
-        self,
-        account_id: str,
-        message_id: str,
-        to: MessageStatus,
-        allowed_from: Iterable[MessageStatus],
-        error_code: str | None = None,
-        error_message: str | None = None,
-    ) -> bool:
-        """After sending: move a message to `to` (delivered, bounced, ...) only from one of
-        `allowed_from`, keeping the job's counts right. False if it was in no such state."""
 
-    def active_jobs(self) -> list[tuple[str, str]]:
-        """(account_id, job_id) of jobs in queued or running state: used to recover after a restart."""
+class WebhookStore(Protocol):
+    """Webhook endpoints per account, with their delivery counters."""
 
-    # engagement and campaigns
-    def record_engagement(
-        self, account_id: str, message_id: str, kind: str, at: float, detail: str | None = None
-    ) -> int | None:
-        """Count an open, click or unsubscribe (ENGAGEMENT_KINDS) of a message and append it to the
-        message's events as `{"time": at, "status": kind, "log": detail}`. Returns how many of that
-        kind the message has now (1: the first), None if the account has no such message."""
-
-    def campaign_stats(self, account_id: str, campaign_id: str) -> CampaignStats | None:
-        """Totals over the account's jobs with this campaign id; None if there is none."""
-
-    # webhooks: endpoints per account, and a log of what was sent to each
     def put_webhook(self, webhook: Webhook) -> None:
         """Create, or replace the one with the same account and id."""
 
@@ -189,6 +208,10 @@ class Store(Protocol):
         `disable_after`, enabled = False with a disabled_reason. Sets last_request_at. Returns the
         webhook as it is now, None if it no longer exists."""
 
+
+class WebhookDeliveryStore(Protocol):
+    """The log of what was sent to each webhook."""
+
     def put_webhook_delivery(self, delivery: WebhookDelivery) -> None:
         """Create, or replace the one with the same account, webhook and id."""
 
@@ -203,63 +226,33 @@ class Store(Protocol):
         delivery `after`; and whether more follow. Expired ones (expires_at <= now) are left out."""
 
 
-@dataclass(slots=True, frozen=True)
-class Received:
-    receipt: str
-    body: dict[str, Any]
-    receive_count: int
-    message_id: str
+class CampaignStore(Protocol):
+    """Totals over the jobs of a campaign."""
+
+    def campaign_stats(self, account_id: str, campaign_id: str) -> CampaignStats | None:
+        """Totals over the account's jobs with this campaign id; None if there is none."""
 
 
-class Queue(Protocol):
-    """At-least-once queue with delayed retry and a dead-letter area (SQS semantics)."""
+class RetentionStore(Protocol):
+    """Retention of message data and metadata."""
 
-    supports_dedup: bool
-    """Whether `send` honours dedup keys. SQS standard queues cannot; duplicates are harmless
-    (the sender claims messages), dedup only saves work."""
-
-    def send(
-        self,
-        bodies: Sequence[dict[str, Any]],
-        dedup_keys: Sequence[str] | None = None,
-        delay_seconds: float = 0.0,
-    ) -> None:
-        """Enqueue bodies, visible after `delay_seconds` (at most 900, SQS's limit). With
-        `supports_dedup`, a dedup key already waiting untouched in the queue is not added twice."""
-
-    def receive(self, max_messages: int = 10, wait_seconds: float = 0.0) -> list[Received]: ...
-    def ack(self, receipt: str) -> None: ...
-    def retry_later(self, receipt: str, delay_seconds: float) -> None:
-        """Make a received message visible again after the delay (it keeps its receive count)."""
-
-    def dead_letters(self) -> list[dict[str, Any]]: ...
-    def depth(self) -> int: ...
+    def purge_expired(self, now: float) -> int:
+        """Apply retention: drop message data (variables, job content) past `retention_data_days`
+        and whole records past `retention_metadata_days`. Stores with native TTL may do nothing."""
 
 
-class Scheduler(Protocol):
-    """Run a payload (a queue body) at a time; one schedule per job, cancellable."""
-
-    def schedule(self, name: str, at: float, payload: dict[str, Any]) -> None:
-        """Create or replace the schedule `name`."""
-
-    def delete(self, name: str) -> bool:
-        """Cancel a schedule, or remove one that has fired. False if there was none."""
-
-    def due(self, now: float) -> list[tuple[str, dict[str, Any]]]:
-        """Embedded runtime: the schedules due at `now`; each stays until deleted (at least once)."""
-
-
-class TransportSession(Protocol):
-    def send(
-        self, sender: str, recipient: str, data: bytes, tags: dict[str, str] | None = None
-    ) -> str | None:
-        """Send one message; returns the provider's id if any. `tags` (account_id, job_id,
-        message_id) travel with the message where the provider supports it (SES message tags), so
-        its delivery events can be matched back. Raises TransientSendError or PermanentSendError."""
-
-    def close(self) -> None: ...
-
-
-class Transport(Protocol):
-    def open(self) -> TransportSession:
-        """One session per chunk: SMTP reuses one connection for every message of the chunk."""
+class Store(
+    AccountStore,
+    TemplateStore,
+    JobStore,
+    ChunkStore,
+    MessageStore,
+    SuppressionStore,
+    IdempotencyStore,
+    WebhookStore,
+    WebhookDeliveryStore,
+    CampaignStore,
+    RetentionStore,
+    Protocol,
+):
+    """Every storage port: what a store adapter implements."""

@@ -1,0 +1,39 @@
+"""The ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter, and one
+contract suite in tests/contract runs against every adapter (ARCHITECTURE.md lists them)."""
+
+from mailsage.ports.queues import Queue, Received, Scheduler
+from mailsage.ports.stores import (
+    AccountStore,
+    CampaignStore,
+    ChunkStore,
+    IdempotencyStore,
+    JobStore,
+    MessageStore,
+    RetentionStore,
+    Store,
+    SuppressionStore,
+    TemplateStore,
+    WebhookDeliveryStore,
+    WebhookStore,
+)
+from mailsage.ports.transport import Transport, TransportSession
+
+__all__ = [
+    "AccountStore",
+    "CampaignStore",
+    "ChunkStore",
+    "IdempotencyStore",
+    "JobStore",
+    "MessageStore",
+    "Queue",
+    "Received",
+    "RetentionStore",
+    "Scheduler",
+    "Store",
+    "SuppressionStore",
+    "TemplateStore",
+    "Transport",
+    "TransportSession",
+    "WebhookDeliveryStore",
+    "WebhookStore",
+]
