@@ -168,7 +168,15 @@ def api_services(settings: ApiSettings) -> ApiServices:
     )
     publisher = event_publisher(settings)
     submission = SubmissionService(
-        b.store, b.queue, limits, b.scheduler, publisher, settings.message_id_domain
+        jobs=b.store,
+        templates=b.store,
+        accounts=b.store,
+        suppressions=b.store,
+        queue=b.queue,
+        limits=limits,
+        scheduler=b.scheduler,
+        publisher=publisher,
+        message_id_domain=settings.message_id_domain,
     )
     v2_limits = MessagesV2Limits(
         max_attachment_bytes=settings.max_attachment_bytes,
@@ -241,7 +249,8 @@ def ingest_service(settings: IngestSettings) -> IngestService:
 
         db = Database(str(settings.database_path), settings.sqlite_synchronous)
         dead_letters = SqliteQueue(db, "ingest-dlq")
-    return IngestService(api_services(settings).submission, dead_letters)
+    b = backends(settings)
+    return IngestService(api_services(settings).submission, b.store, b.queue, dead_letters)
 
 
 @lru_cache(maxsize=8)
