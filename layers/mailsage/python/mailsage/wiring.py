@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, cast
 
 from mailsage.settings import ApiSettings
 
@@ -195,7 +195,9 @@ def api_services(settings: ApiSettings) -> ApiServices:
 
 @lru_cache(maxsize=8)
 def delivery_service(settings: SenderSettings) -> DeliveryService:
+    from mailsage.domain.composition import Composer
     from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+    from mailsage.domain.outcomes import Outcomes
 
     b = backends(settings)
     policy = DeliveryPolicy(
@@ -207,13 +209,26 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         suppression=suppression_policy(settings),
     )
     return DeliveryService(
-        b.store,
-        b.queue,
-        providers(settings, settings.smtp_timeout_seconds),
-        policy,
-        event_publisher(settings),
-        tracked_links(settings),
+        jobs=b.store,
+        chunks=b.store,
+        messages=b.store,
+        suppressions=b.store,
+        queue=b.queue,
+        providers=providers(settings, settings.smtp_timeout_seconds),
+        policy=policy,
+        outcomes=partial(
+            Outcomes, b.store, event_publisher(settings), policy.message_id_domain, policy.suppression
+        ),
+        composer=Composer(settings.message_id_domain, tracked_links(settings)),
+        sandbox=sandbox_transport,
     )
+
+
+def sandbox_transport(outcome: str) -> Transport:
+    """The sandbox transport ending in `outcome` (deliver, bounce, defer, fail, suppress)."""
+    from mailsage.adapters.sandbox import Outcome, SandboxTransport
+
+    return SandboxTransport(cast(Outcome, outcome))
 
 
 def suppression_policy(settings: CommonSettings) -> SuppressionPolicy:
