@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mailsage.domain.feedback import FeedbackService
     from mailsage.domain.ingest import IngestService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Service
+    from mailsage.domain.messages import MessagesService
     from mailsage.domain.outcomes import SuppressionPolicy
     from mailsage.domain.providers import Providers
     from mailsage.domain.submission import SubmissionService
@@ -142,7 +142,7 @@ class ApiServices:
     templates: TemplateService
     submission: SubmissionService
     jobs: JobService
-    messages_v2: MessagesV2Service  # the AhaSend-compatible surface
+    messages_v2: MessagesService  # the AhaSend-compatible surface
     suppressions: SuppressionService
     engagement: EngagementService  # opens, clicks, one-click unsubscribes
 
@@ -152,7 +152,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
     from mailsage.domain.auth import AuthService
     from mailsage.domain.engagement import EngagementService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
+    from mailsage.domain.messages import MessagesLimits, MessagesService
     from mailsage.domain.submission import SubmissionLimits, SubmissionService
     from mailsage.domain.suppressions import SuppressionService
     from mailsage.domain.templates import TemplateService
@@ -170,7 +170,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
     submission = SubmissionService(
         b.store, b.queue, limits, b.scheduler, publisher, settings.message_id_domain
     )
-    v2_limits = MessagesV2Limits(
+    v2_limits = MessagesLimits(
         max_attachment_bytes=settings.max_attachment_bytes,
         message_id_domain=settings.message_id_domain,
         retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
@@ -180,7 +180,16 @@ def api_services(settings: ApiSettings) -> ApiServices:
         templates=TemplateService(b.store, settings.max_content_bytes),
         submission=submission,
         jobs=JobService(b.store, b.queue, publisher),
-        messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
+        messages_v2=MessagesService(
+            b.store,
+            b.store,
+            b.store,
+            submission,
+            v2_limits,
+            b.scheduler,
+            # Content is shown as it was sent: tracked with the same links (when the URL is known).
+            tracked_links(settings),
+        ),
         suppressions=SuppressionService(b.store),
         # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
         engagement=EngagementService(
