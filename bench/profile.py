@@ -48,6 +48,7 @@ def main() -> None:
 
     import mailsage.adapters.smtp as smtp
     import mailsage.adapters.sqlite.store as store
+    import mailsage.domain.composition as composition
     import mailsage.domain.delivery as delivery
     from mailsage.local.events import sqs_event
     from mailsage.local.functions import LocalContext, load_handler
@@ -68,7 +69,7 @@ def main() -> None:
 
         setattr(owner, name, wrapper)
 
-    timed(delivery, "build_message", "build_message (MIME)")
+    timed(composition, "build_message", "build_message (MIME)")
     timed(smtp.SmtpSession, "send", "smtplib sendmail (client side)")
     timed(delivery.CompiledContent, "render", "render (Jinja)")
     timed(delivery.CompiledContent, "of", "compile (Jinja, once per chunk)")

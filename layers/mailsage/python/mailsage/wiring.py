@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, cast
 
 from mailsage.settings import ApiSettings
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mailsage.domain.feedback import FeedbackService
     from mailsage.domain.ingest import IngestService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Service
+    from mailsage.domain.messages import MessagesService
     from mailsage.domain.outcomes import SuppressionPolicy
     from mailsage.domain.providers import Providers
     from mailsage.domain.submission import SubmissionService
@@ -142,7 +142,7 @@ class ApiServices:
     templates: TemplateService
     submission: SubmissionService
     jobs: JobService
-    messages_v2: MessagesV2Service  # the AhaSend-compatible surface
+    messages_v2: MessagesService  # the AhaSend-compatible surface
     suppressions: SuppressionService
     engagement: EngagementService  # opens, clicks, one-click unsubscribes
 
@@ -152,7 +152,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
     from mailsage.domain.auth import AuthService
     from mailsage.domain.engagement import EngagementService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
+    from mailsage.domain.messages import MessagesLimits, MessagesService
     from mailsage.domain.submission import SubmissionLimits, SubmissionService
     from mailsage.domain.suppressions import SuppressionService
     from mailsage.domain.templates import TemplateService
@@ -178,7 +178,7 @@ def api_services(settings: ApiSettings) -> ApiServices:
         publisher=publisher,
         message_id_domain=settings.message_id_domain,
     )
-    v2_limits = MessagesV2Limits(
+    v2_limits = MessagesLimits(
         max_attachment_bytes=settings.max_attachment_bytes,
         message_id_domain=settings.message_id_domain,
         retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
@@ -188,7 +188,16 @@ def api_services(settings: ApiSettings) -> ApiServices:
         templates=TemplateService(b.store, settings.max_content_bytes),
         submission=submission,
         jobs=JobService(b.store, b.queue, publisher),
-        messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
+        messages_v2=MessagesService(
+            b.store,
+            b.store,
+            b.store,
+            submission,
+            v2_limits,
+            b.scheduler,
+            # Content is shown as it was sent: tracked with the same links (when the URL is known).
+            tracked_links(settings),
+        ),
         suppressions=SuppressionService(b.store),
         # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
         engagement=EngagementService(
@@ -203,7 +212,9 @@ def api_services(settings: ApiSettings) -> ApiServices:
 
 @lru_cache(maxsize=8)
 def delivery_service(settings: SenderSettings) -> DeliveryService:
+    from mailsage.domain.composition import Composer
     from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+    from mailsage.domain.outcomes import Outcomes
 
     b = backends(settings)
     policy = DeliveryPolicy(
@@ -215,13 +226,26 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         suppression=suppression_policy(settings),
     )
     return DeliveryService(
-        b.store,
-        b.queue,
-        providers(settings, settings.smtp_timeout_seconds),
-        policy,
-        event_publisher(settings),
-        tracked_links(settings),
+        jobs=b.store,
+        chunks=b.store,
+        messages=b.store,
+        suppressions=b.store,
+        queue=b.queue,
+        providers=providers(settings, settings.smtp_timeout_seconds),
+        policy=policy,
+        outcomes=partial(
+            Outcomes, b.store, event_publisher(settings), policy.message_id_domain, policy.suppression
+        ),
+        composer=Composer(settings.message_id_domain, tracked_links(settings)),
+        sandbox=sandbox_transport,
     )
+
+
+def sandbox_transport(outcome: str) -> Transport:
+    """The sandbox transport ending in `outcome` (deliver, bounce, defer, fail, suppress)."""
+    from mailsage.adapters.sandbox import Outcome, SandboxTransport
+
+    return SandboxTransport(cast(Outcome, outcome))
 
 
 def suppression_policy(settings: CommonSettings) -> SuppressionPolicy:

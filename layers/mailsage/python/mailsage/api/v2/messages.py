@@ -11,6 +11,7 @@ from pydantic import EmailStr
 
 from mailsage.api.security import services_of
 from mailsage.api.v2 import router
+from mailsage.api.v2.ahasend_names import not_cancellable, parse_rfc3339, parse_status_filter, split_list
 from mailsage.api.v2.models import (
     CreateMessageRequest,
     CreateMessageResponse,
@@ -24,7 +25,7 @@ from mailsage.api.v2.models import (
     responses,
     summary_reply,
 )
-from mailsage.domain.messages_v2 import MessageListQuery, parse_rfc3339, split_list
+from mailsage.domain.messages import MessageListQuery, NotCancellable
 
 MESSAGES = "/accounts/<account_id>/messages"
 
@@ -59,7 +60,7 @@ def list_messages(
     page = services.messages_v2.list_messages(
         account,
         MessageListQuery(
-            statuses=status,
+            statuses=parse_status_filter(status) if status else (),
             sender=sender,
             recipient=recipient,
             subject=subject,
@@ -89,5 +90,8 @@ def get_message(account_id: str, message_id: str) -> Message:
 @router.delete(f"{MESSAGES}/<message_id>/cancel", responses=responses(200, SuccessResponse, 404))
 def cancel_message(account_id: str, message_id: str) -> SuccessResponse:
     services, account = services_of()
-    services.messages_v2.cancel(account, message_id)
+    try:
+        services.messages_v2.cancel(account, message_id)
+    except NotCancellable as refused:
+        raise not_cancellable(refused) from None
     return SuccessResponse(message="the message was cancelled before its first attempt")

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailsage.api.security import services_of
 from mailsage.api.v2 import router
+from mailsage.api.v2.ahasend_names import parse_rfc3339
 from mailsage.api.v2.models import (
     CreateSuppressionRequest,
     CreateSuppressionResponse,
@@ -18,7 +19,6 @@ from mailsage.api.v2.models import (
     responses,
     suppression_reply,
 )
-from mailsage.domain.messages_v2 import parse_rfc3339
 from mailsage.domain.suppressions import SuppressionQuery
 
 SUPPRESSIONS = "/accounts/<account_id>/suppressions"

@@ -29,8 +29,8 @@ from mailsage.api.errors import v2_envelope
 from mailsage.api.model import Model
 from mailsage.api.security import services_of
 from mailsage.api.v1.webhook_models import delivery_reply as v1_delivery_reply
+from mailsage.api.v2.ahasend_names import iso
 from mailsage.api.v2.models import ErrorResponse, Lenient, PaginationInfo, SuccessResponse, responses
-from mailsage.domain.messages_v2 import iso
 from mailsage.domain.models import EVENT_FLAGS
 from mailsage.domain.models import Webhook as DomainWebhook
 from mailsage.domain.models import WebhookDelivery as DomainDelivery
