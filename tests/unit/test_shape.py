@@ -119,7 +119,7 @@ def module_name(path: Path) -> str:
 
 
 def report(title: str, offenders: list[str]) -> str:
-    return f"{len(offenders)} {title}:\n  " + "\n  ".join(offenders)
+    return f"{title} ({len(offenders)}):\n  " + "\n  ".join(offenders)
 
 
 # --- the rules, over the code ----------------------------------------------------------------
