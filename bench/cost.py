@@ -331,7 +331,7 @@ def run_once() -> dict[str, Any]:
     try:
         with metered_moto(meter):
             os.environ.update(_resources(suffix))
-            from mailsage.adapters.aws.dynamodb_store import DynamoStore
+            from mailsage.adapters.aws.dynamodb import DynamoStore
             from mailsage.domain.auth import AuthService
             from mailsage.local.events import api_gateway_event, sqs_event
             from mailsage.local.functions import LocalContext, load_handler
