@@ -6,12 +6,12 @@ import time
 
 from mailsage.adapters.aws.dynamodb.client import TableClient
 from mailsage.adapters.aws.dynamodb.keys import make_key
-from mailsage.domain.models import (
-    Account,
-)
+from mailsage.domain.models import Account
 
 
 class Accounts(TableClient):
+    """AccountStore on the table."""
+
     def put_api_key(self, account_id: str, key_id: str, key_hash: str) -> None:
         self._put(
             {

@@ -7,14 +7,12 @@ from collections import Counter
 from mailsage.adapters.aws.dynamodb.keys import CAMPAIGN_PREFIX, CHUNK_PREFIX, HEAD_SK, Item
 from mailsage.adapters.aws.dynamodb.reads import Reads
 from mailsage.adapters.aws.dynamodb.records import counts_of
-from mailsage.domain.models import (
-    ENGAGEMENT_KINDS,
-    CampaignStats,
-    EngagementKind,
-)
+from mailsage.domain.models import ENGAGEMENT_KINDS, CampaignStats, EngagementKind
 
 
 class Campaigns(Reads):
+    """CampaignStore on the table."""
+
     def campaign_stats(self, account_id: str, campaign_id: str) -> CampaignStats | None:
         """Query the campaign's entries (one per job), then per job its head and chunk states (one
         Query each, 4 in parallel): a job counts only if its head is visible (committed, not

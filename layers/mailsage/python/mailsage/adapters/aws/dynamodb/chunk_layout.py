@@ -15,9 +15,7 @@ import re
 from typing import Protocol
 
 from mailsage.adapters.aws.dynamodb.keys import Item
-from mailsage.domain.models import (
-    MessageStatus,
-)
+from mailsage.domain.models import MessageStatus
 
 PACKED_MARK = "t0"
 POSITION_NAME = re.compile(r"#p\d+")

@@ -12,15 +12,9 @@ from mailsage.adapters.aws.dynamodb.keys import LOG_SK, Item, make_key, message_
 from mailsage.adapters.aws.dynamodb.legacy_layout import LEGACY
 from mailsage.adapters.aws.dynamodb.reads import Reads
 from mailsage.adapters.aws.dynamodb.records import message_id_of
-from mailsage.adapters.aws.table import (
-    PARTITION_KEY,
-    SORT_KEY,
-    TTL_ATTRIBUTE,
-)
+from mailsage.adapters.aws.table import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from mailsage.domain.job_states import UNSTARTED_MESSAGES
-from mailsage.domain.models import (
-    MessageStatus,
-)
+from mailsage.domain.models import MessageStatus
 
 
 def layout_of(item: Item) -> tuple[Layout, float]:
@@ -30,6 +24,8 @@ def layout_of(item: Item) -> tuple[Layout, float]:
 
 
 class ChunkStates(Reads):
+    """Conditional writes of chunk-state positions, and the message log."""
+
     POSITIONS_PER_UPDATE = 25  # messages moved by one UpdateItem (keeps expressions small)
 
     def _update_position(

@@ -14,11 +14,7 @@ from mailsage.adapters.aws.dynamodb.codec import update_expression
 from mailsage.adapters.aws.dynamodb.keys import Item, head_key, key_of, member_ids, members_key, state_key
 from mailsage.adapters.aws.dynamodb.records import message_id_of
 from mailsage.adapters.aws.dynamodb.retention import Retention
-from mailsage.domain.models import (
-    JobState,
-    Message,
-    MessageStatus,
-)
+from mailsage.domain.models import JobState, Message, MessageStatus
 
 
 def _finish_clauses(
@@ -55,6 +51,8 @@ def _finish_clauses(
 
 
 class Chunks(ChunkStates, Retention):
+    """ChunkStore on the table."""
+
     def __init__(self, table_name: str, client: Any | None = None) -> None:
         super().__init__(table_name, client)
         # Jobs this process has seen started (queued -> running): the head is written once.

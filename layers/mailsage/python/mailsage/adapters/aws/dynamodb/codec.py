@@ -18,9 +18,7 @@ from mailsage.adapters.aws.table import (
     SORT_KEY,
     TTL_ATTRIBUTE,
 )
-from mailsage.domain.models import (
-    ENGAGEMENT_KINDS,
-)
+from mailsage.domain.models import ENGAGEMENT_KINDS
 
 
 def to_attribute(value: Any) -> dict[str, Any]:

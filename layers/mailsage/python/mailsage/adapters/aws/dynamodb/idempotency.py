@@ -5,17 +5,13 @@ from __future__ import annotations
 from mailsage.adapters.aws.dynamodb.client import TableClient
 from mailsage.adapters.aws.dynamodb.keys import idempotency_key, ttl_not_before
 from mailsage.adapters.aws.dynamodb.records import decode_idempotency
-from mailsage.adapters.aws.table import (
-    TTL_ATTRIBUTE,
-)
-from mailsage.domain.models import (
-    IDEMPOTENCY_LEASE_SECONDS,
-    IdempotencyRecord,
-    IdempotencyState,
-)
+from mailsage.adapters.aws.table import TTL_ATTRIBUTE
+from mailsage.domain.models import IDEMPOTENCY_LEASE_SECONDS, IdempotencyRecord, IdempotencyState
 
 
 class Idempotency(TableClient):
+    """IdempotencyStore on the table."""
+
     def begin_idempotent(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """One conditional PutItem: written if there is no record or only an expired one; else
         DynamoDB returns the live record with the failure (ReturnValuesOnConditionCheckFailure)."""

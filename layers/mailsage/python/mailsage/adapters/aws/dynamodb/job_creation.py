@@ -10,7 +10,7 @@ from mailsage.adapters.aws.dynamodb.chunk_layout import PACKED, PACKED_MARK
 from mailsage.adapters.aws.dynamodb.client import TableClient
 from mailsage.adapters.aws.dynamodb.codec import item_size, to_json
 from mailsage.adapters.aws.dynamodb.keys import (
-    ACTIVE,
+    ACTIVE_PK,
     BODY_SK,
     CHUNK_MESSAGES_PREFIX,
     CONTENT_SK,
@@ -38,17 +38,16 @@ from mailsage.adapters.aws.table import (
     SORT_KEY,
     TTL_ATTRIBUTE,
 )
-from mailsage.domain.job_states import ACTIVE as ACTIVE_JOBS
-from mailsage.domain.models import (
-    Job,
-    Message,
-)
+from mailsage.domain import job_states
+from mailsage.domain.models import Job, Message
 from mailsage.errors import Conflict, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
 
 class JobCreation(TableClient):
+    """JobStore.create_job on the table."""
+
     PACKED_MESSAGES_MAX_BYTES = 65_536  # a chunk whose messages compress to more: an item each
     # A job's content item (and its bodies' item): DynamoDB refuses an item over 400 KB; 10 KB less
     # leaves room for where item_size's estimate differs from DynamoDB's own accounting.
@@ -220,7 +219,7 @@ class JobCreation(TableClient):
     @staticmethod
     def _head_item(job: Job, ttl: int | None) -> Item:
         """The head, written last: every read of the job goes through it."""
-        active = job.state in ACTIVE_JOBS
+        active = job.state in job_states.ACTIVE
         return {
             **head_key(job.id),
             "account_id": job.account_id,
@@ -238,7 +237,7 @@ class JobCreation(TableClient):
             "expires_at": job.expires_at,
             "retention_metadata_days": job.retention_metadata_days,
             "retention_data_days": job.retention_data_days,
-            GSI1_PARTITION_KEY: ACTIVE if active else None,
+            GSI1_PARTITION_KEY: ACTIVE_PK if active else None,
             GSI1_SORT_KEY: job.id if active else None,
             TTL_ATTRIBUTE: ttl,
         }
@@ -278,7 +277,7 @@ class JobCreation(TableClient):
             "chunk": chunk,
             "rows": packed,
             "data_days": job.retention_data_days,
-            PACKED_MARK: job.created_at,  # its chunk state is packed (see Layout)
+            PACKED_MARK: job.created_at,  # its chunk state is packed (see chunk_layout)
             TTL_ATTRIBUTE: ttl,
         }
 

@@ -10,7 +10,7 @@ from typing import Any
 from mailsage.adapters.aws.dynamodb.chunk_states import ChunkStates
 from mailsage.adapters.aws.dynamodb.codec import placeholders
 from mailsage.adapters.aws.dynamodb.keys import (
-    ACTIVE,
+    ACTIVE_PK,
     BODY_SK,
     CHUNK_PREFIX,
     CONTENT_SK,
@@ -24,26 +24,18 @@ from mailsage.adapters.aws.dynamodb.keys import (
 )
 from mailsage.adapters.aws.dynamodb.records import chunk_of, counts_of, decode_job
 from mailsage.adapters.aws.dynamodb.retention import Retention
-from mailsage.adapters.aws.table import (
-    GSI1_NAME,
-    GSI1_SORT_KEY,
-    PARTITION_KEY,
-    SORT_KEY,
-    TTL_ATTRIBUTE,
-)
-from mailsage.domain.job_states import ACTIVE as ACTIVE_JOBS
-from mailsage.domain.job_states import FINAL, LIVE, PENDING_MESSAGES, UNSTARTED_MESSAGES
-from mailsage.domain.models import (
-    Job,
-    JobState,
-    MessageStatus,
-)
+from mailsage.adapters.aws.table import GSI1_NAME, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from mailsage.domain import job_states
+from mailsage.domain.job_states import PENDING_MESSAGES, UNSTARTED_MESSAGES
+from mailsage.domain.models import Job, JobState, MessageStatus
 
 # A message not sent yet: waiting (queued, scheduled) or in a send (sending).
 UNSENT = PENDING_MESSAGES | UNSTARTED_MESSAGES
 
 
 class Jobs(ChunkStates, Retention):
+    """JobStore on the table, but for create_job (job_creation.py)."""
+
     def get_job(self, account_id: str, job_id: str, with_counts: bool = True) -> Job | None:
         items = self._job_items(job_id, CHUNK_PREFIX if with_counts else HEAD_SK, CONTENT_SK)
         head = self._visible_head(items.pop(HEAD_SK, None), account_id)
@@ -62,11 +54,11 @@ class Jobs(ChunkStates, Retention):
         now = time.time()
         sets = ["#state = :to", "#updated = :now"]
         values: dict[str, Any] = {":to": to.value, ":now": now, ":account": account_id, **allowed}
-        if to in FINAL:
+        if to in job_states.FINAL:
             sets.append("#finished = :now")
-        if to in ACTIVE_JOBS:
+        if to in job_states.ACTIVE:
             sets += ["#g1pk = :active", "#g1sk = :job"]
-            values |= {":active": ACTIVE, ":job": job_id}
+            values |= {":active": ACTIVE_PK, ":job": job_id}
             update = "SET " + ", ".join(sets)
         else:  # out of the sparse index of active jobs
             update = "SET " + ", ".join(sets) + " REMOVE #g1pk, #g1sk"
@@ -74,7 +66,7 @@ class Jobs(ChunkStates, Retention):
         if not self._update(head_key(job_id), update, values, condition):
             return None
         job = self.get_job(account_id, job_id)
-        if job is not None and to in FINAL:
+        if job is not None and to in job_states.FINAL:
             self._retire_body(job_id, job.retention_data_days, now)
         return job
 
@@ -84,12 +76,12 @@ class Jobs(ChunkStates, Retention):
         leads back to queued, scheduled or sending from a message that has left them."""
         items = self._job_items(job_id, CHUNK_PREFIX, HEAD_SK)
         head = items.pop(HEAD_SK, None)
-        if head is None or head["state"] not in LIVE:
+        if head is None or head["state"] not in job_states.LIVE:
             return False  # checked here too, to spend no write on the common "not yet" answer
         if any(status in UNSENT for state in items.values() for status in state["statuses"]):
             return False
         now = time.time()
-        allowed = placeholders("from", [s.value for s in sorted(LIVE)])
+        allowed = placeholders("from", [s.value for s in sorted(job_states.LIVE)])
         completed = self._update(
             head_key(job_id),
             "SET #state = :completed, #updated = :now, #finished = :now REMOVE #g1pk, #g1sk",
@@ -112,7 +104,7 @@ class Jobs(ChunkStates, Retention):
     def active_jobs(self) -> list[tuple[str, str]]:
         # gsi1 is eventually consistent: a job that changed state a moment ago may be reported
         # (or missed) once; the callers (restart recovery) only re-enqueue, which is harmless.
-        items = self._query("#g1pk = :active", {":active": ACTIVE}, index=GSI1_NAME)
+        items = self._query("#g1pk = :active", {":active": ACTIVE_PK}, index=GSI1_NAME)
         return [(item["account_id"], item[GSI1_SORT_KEY]) for item in items]
 
     def start_scheduled_job(self, job_id: str) -> bool:
@@ -144,7 +136,7 @@ class Jobs(ChunkStates, Retention):
                 ":queued": JobState.QUEUED.value,
                 ":scheduled": JobState.SCHEDULED.value,
                 ":now": now,
-                ":active": ACTIVE,
+                ":active": ACTIVE_PK,
                 ":job": job_id,
             },
             "#state = :scheduled",

@@ -9,11 +9,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from mailsage.adapters.aws.table import (
-    PARTITION_KEY,
-    SORT_KEY,
-    TTL_ATTRIBUTE,
-)
+from mailsage.adapters.aws.table import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 Item = dict[str, Any]  # an item as plain Python values (codec.py maps them to DynamoDB's)
 
@@ -67,7 +63,7 @@ IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 CAMPAIGN_PREFIX = "CAMPAIGN#"
 WEBHOOK_PREFIX = "WEBHOOK#"
 DELIVERY_PREFIX = "DELIVERY#"
-ACTIVE = "ACTIVE"  # gsi1pk of the jobs that are queued or running (a sparse index)
+ACTIVE_PK = "ACTIVE"  # gsi1pk of the jobs that are queued or running (a sparse index)
 DAY = 86_400  # seconds: a retention in days becomes a TTL
 
 

@@ -24,16 +24,8 @@ from mailsage.adapters.aws.dynamodb.keys import (
     state_key,
 )
 from mailsage.adapters.aws.dynamodb.reads import Reads
-from mailsage.adapters.aws.table import (
-    GSI1_NAME,
-    GSI1_SORT_KEY,
-    PARTITION_KEY,
-    SORT_KEY,
-)
-from mailsage.domain.models import (
-    Message,
-    MessageQuery,
-)
+from mailsage.adapters.aws.table import GSI1_NAME, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY
+from mailsage.domain.models import Message, MessageQuery
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +108,8 @@ class _Listing:
 
 
 class MessageListing(Reads):
+    """MessageStore.list_messages on the table."""
+
     def list_messages(self, account_id: str, query: MessageQuery) -> tuple[list[Message], bool]:
         """Reads gsi1's per-chunk entries of the account (`{created_at}#{job}#{chunk}`) newest first
         (oldest first for `before`), a group of equal creation times at a time, and orders each

@@ -24,18 +24,13 @@ from mailsage.adapters.aws.dynamodb.keys import (
     state_key,
 )
 from mailsage.adapters.aws.dynamodb.records import decode_message, decode_variables
-from mailsage.adapters.aws.table import (
-    SORT_KEY,
-    TTL_ATTRIBUTE,
-)
-from mailsage.domain.models import (
-    ENGAGEMENT_KINDS,
-    Message,
-    MessageStatus,
-)
+from mailsage.adapters.aws.table import SORT_KEY, TTL_ATTRIBUTE
+from mailsage.domain.models import ENGAGEMENT_KINDS, Message, MessageStatus
 
 
 class Messages(ChunkStates):
+    """MessageStore on the table, but for list_messages (listing.py)."""
+
     def get_message(self, account_id: str, message_id: str) -> Message | None:
         """A packed chunk's message: its chunk's item (remembered, or one GetItem), then one
         BatchGetItem of the head, state, members, log and data. A message item of its own: one

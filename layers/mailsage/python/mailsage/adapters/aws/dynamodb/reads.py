@@ -30,16 +30,13 @@ from mailsage.adapters.aws.dynamodb.records import (
     may_have_events,
     message_id_of,
 )
-from mailsage.adapters.aws.table import (
-    SORT_KEY,
-    TTL_ATTRIBUTE,
-)
-from mailsage.domain.models import (
-    Message,
-)
+from mailsage.adapters.aws.table import SORT_KEY, TTL_ATTRIBUTE
+from mailsage.domain.models import Message
 
 
 class Reads(TableClient):
+    """The reads several aggregates share (see the module's docstring)."""
+
     IMMUTABLE_ITEMS_KEPT = 2048  # message items remembered (they never change once written)
     PACKED_CHUNKS_KEPT = 64  # packed chunks' message items remembered (likewise)
 

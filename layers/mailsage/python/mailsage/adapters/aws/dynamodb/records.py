@@ -11,10 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mailsage.adapters.aws.dynamodb.keys import CHUNK_PREFIX, Item, is_expired
-from mailsage.adapters.aws.table import (
-    PARTITION_KEY,
-    SORT_KEY,
-)
+from mailsage.adapters.aws.table import PARTITION_KEY, SORT_KEY
 from mailsage.domain.models import (
     ENGAGEMENT_KINDS,
     Content,

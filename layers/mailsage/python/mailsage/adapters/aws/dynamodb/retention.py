@@ -8,6 +8,8 @@ from mailsage.adapters.aws.dynamodb.records import message_id_of
 
 
 class Retention(TableClient):
+    """RetentionStore on the table: TTLs do the work."""
+
     PURGES_BY_TTL = True  # purge_expired does nothing: DynamoDB's TTL deletes (see TABLE.md)
 
     def purge_expired(self, now: float) -> int:

@@ -52,7 +52,12 @@ class DynamoStore(
     Campaigns,
     Retention,
 ):
-    """`retention_seconds`: when set, every item of a job carries `ttl` = created_at + retention
+    """Every storage port on one table. Each base class is one aggregate's module and implements
+    one port of mailsage/ports/stores.py; they are one class, not one object per aggregate, because
+    they share the table client, the remembered immutable items (reads.py) and the chunk-state
+    writes (chunk_states.py).
+
+    `retention_seconds`: when set, every item of a job carries `ttl` = created_at + retention
     and DynamoDB deletes the job some time after; reads treat an expired job as gone already. A
     job's own `retention_metadata_days` takes its place for that job."""
 

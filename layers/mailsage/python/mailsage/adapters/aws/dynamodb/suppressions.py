@@ -21,18 +21,13 @@ from mailsage.adapters.aws.dynamodb.keys import (
     ttl_not_before,
 )
 from mailsage.adapters.aws.dynamodb.records import decode_suppression
-from mailsage.adapters.aws.table import (
-    GSI1_NAME,
-    GSI1_PARTITION_KEY,
-    GSI1_SORT_KEY,
-    TTL_ATTRIBUTE,
-)
-from mailsage.domain.models import (
-    Suppression,
-)
+from mailsage.adapters.aws.table import GSI1_NAME, GSI1_PARTITION_KEY, GSI1_SORT_KEY, TTL_ATTRIBUTE
+from mailsage.domain.models import Suppression
 
 
 class Suppressions(TableClient):
+    """SuppressionStore on the table."""
+
     SUPPRESSION_MARK_SECONDS = 2.0  # how long suppressed() reuses an account's marker
     SUPPRESSION_MARKS_KEPT = 1024  # accounts whose marker is remembered at once
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from mailsage.adapters.aws.dynamodb.client import TableClient
 from mailsage.adapters.aws.dynamodb.keys import TEMPLATE_PREFIX, template_key
 from mailsage.adapters.aws.dynamodb.records import decode_template
-from mailsage.domain.models import (
-    Template,
-)
+from mailsage.domain.models import Template
 
 
 class Templates(TableClient):
+    """TemplateStore on the table."""
+
     def put_template(self, template: Template) -> None:
         self._put(
             {

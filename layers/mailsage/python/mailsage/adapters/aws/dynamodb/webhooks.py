@@ -15,21 +15,15 @@ from mailsage.adapters.aws.dynamodb.keys import (
     webhook_key,
 )
 from mailsage.adapters.aws.dynamodb.records import decode_delivery, decode_webhook, delivery_expired
-from mailsage.adapters.aws.table import (
-    GSI1_NAME,
-    GSI1_PARTITION_KEY,
-    GSI1_SORT_KEY,
-    TTL_ATTRIBUTE,
-)
-from mailsage.domain.models import (
-    Webhook,
-    WebhookDelivery,
-)
+from mailsage.adapters.aws.table import GSI1_NAME, GSI1_PARTITION_KEY, GSI1_SORT_KEY, TTL_ATTRIBUTE
+from mailsage.domain.models import Webhook, WebhookDelivery
 
 _AUTO_DISABLED = "disabled after {} consecutive failed deliveries"  # a webhook's disabled_reason
 
 
 class Webhooks(TableClient):
+    """WebhookStore and WebhookDeliveryStore on the table."""
+
     def put_webhook(self, webhook: Webhook) -> None:
         self._put(
             {
