@@ -370,7 +370,7 @@ class _Invocations:
 
 def _register_key(meter: Meter, suffix: str) -> str:
     """An API key, registered with a client the meter never sees."""
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.domain.auth import AuthService
 
     key = "bench-" + suffix

@@ -25,7 +25,7 @@ class World:
     def __init__(self) -> None:
         import boto3
 
-        from mailsage.adapters.aws.dynamodb_store import DynamoStore
+        from mailsage.adapters.aws.dynamodb import DynamoStore
         from mailsage.adapters.aws.sqs_queue import SqsQueue
 
         self.store = DynamoStore("mailsage-contract")

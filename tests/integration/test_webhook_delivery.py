@@ -548,7 +548,7 @@ def test_the_webhooks_function_on_dynamodb_and_sqs(
     the SQS message's visibility (whole seconds), the record coming back with its receive count."""
     import boto3
 
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.adapters.aws.sqs_queue import SqsQueue
     from tests.contract.aws_store import dynamodb_table
 

@@ -69,7 +69,7 @@ def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receive
 @lru_cache(maxsize=8)
 def _aws_backends(settings: CommonSettings) -> Backends:
     # Imported here: the embedded runtime never needs boto3. Clients are created on first use.
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.adapters.aws.eventbridge_scheduler import EventBridgeScheduler
     from mailsage.adapters.aws.sqs_queue import SqsQueue
 
