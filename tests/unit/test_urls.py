@@ -6,6 +6,8 @@ import ipaddress
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailsage.adapters.dns import SystemResolver
 from mailsage.domain.urls import (
@@ -194,3 +196,18 @@ def test_localhost_is_resolved_and_refused() -> None:
 def test_an_unknown_name_raises_a_resolution_error() -> None:
     with pytest.raises(socket.gaierror):
         resolve_public("nowhere.example.com", 443, False, FakeResolver({}))
+
+
+# -- IPv4 literals in every form a C resolver reads ---------------------------------------------
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEFxX.", min_size=1, max_size=20))
+@settings(max_examples=3000, deadline=None)
+def test_literal_address_reads_ipv4_forms_as_inet_aton_does(text: str) -> None:
+    # Given any string of the characters an IPv4 literal may use
+    try:
+        expected = ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        expected = None
+    # Then the domain's own parser agrees with the C library's inet_aton
+    assert literal_address(text) == expected
