@@ -8,10 +8,11 @@ a real relay or SES. By the recipient's local part:
 - anything else: accepted and delivered.
 With `notify`, each accepted message yields delivery reports (domain/delivery_reports.py: delivered,
 and complained for `complain...@`), as JSON objects, that the local runtime feeds to the real events
-function, as SES's event destination does on AWS. The message is found by its `Feedback-ID` header, which MailSage signs
-for the one recipient it is sent to (domain/feedback_id.py). With `accepted`, the
-sink hands over only the header block, MAIL FROM and recipients of each message, and the caller
-builds the notifications (`notifications()`) off the SMTP thread, when it likes.
+function, as SES's event destination does on AWS: the same reports the SES adapter makes, no SES
+format in between. The message is found by its `Feedback-ID` header, which MailSage signs for the
+one recipient it is sent to (domain/feedback_id.py). With `accepted`, the sink hands over only the
+header block, MAIL FROM and recipients of each message, and the caller builds the notifications
+(`notifications()`) off the SMTP thread, when it likes.
 """
 
 from __future__ import annotations
