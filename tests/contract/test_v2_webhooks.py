@@ -26,6 +26,7 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from mailsage.adapters.webhook_http import HttpWebhookClient
 from mailsage.api.v2 import webhooks as v2_webhooks
 from mailsage.domain.events import delivery_body, message_event
 from mailsage.domain.models import EVENT_FLAGS, WebhookDelivery
@@ -405,7 +406,7 @@ def publish(
 def dispatch(stores: Backends, queue: Queue, received: Received) -> str:
     """What the webhooks function does with a queued delivery: its outcome ("retry" when it will
     come back)."""
-    dispatcher = WebhookDispatcher(stores.store, queue, POLICY, allow_private=True)
+    dispatcher = WebhookDispatcher(stores.store, queue, POLICY, HttpWebhookClient(allow_private=True))
     try:
         outcome = dispatcher.dispatch(received.body, received.receipt, received.receive_count)
     except RetryDelivery:

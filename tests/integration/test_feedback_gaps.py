@@ -70,8 +70,8 @@ def test_a_delivery_notification_after_an_open_changes_nothing_and_counts_the_de
 ) -> None:
     job = batch(api, ["reader@example.com"], tracking={"open": True, "click": True}, campaign_id="late-news")
     worker.drain()
-    [notification] = feedback.notifications  # the sink's Delivery, held back: it arrives late
-    assert notification["eventType"] == "Delivery"
+    [notification] = feedback.notifications  # the sink's delivery report, held back: it arrives late
+    assert notification["outcome"] == "delivered"
     published(stores)
     pixel, _, _ = links_in(smtp_sink.messages()[0])
 

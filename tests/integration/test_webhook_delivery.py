@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mailsage.adapters.webhook_http import HttpWebhookClient
 from mailsage.domain.events import delivery_body, message_event
 from mailsage.domain.models import Webhook, WebhookDelivery
 from mailsage.domain.webhook_delivery import RetryDelivery, WebhookDispatcher, WebhookPolicy, sign
@@ -132,7 +133,8 @@ def webhook_now(store: Store, webhook: Webhook) -> Webhook:
 def dispatcher_for(
     store: Store, queue: SpyQueue, policy: WebhookPolicy = FAST, **kw: Any
 ) -> WebhookDispatcher:
-    return WebhookDispatcher(store, queue, policy, allow_private=kw.pop("allow_private", True), **kw)  # type: ignore[arg-type]
+    client = HttpWebhookClient(allow_private=kw.pop("allow_private", True))
+    return WebhookDispatcher(store, queue, policy, client, **kw)  # type: ignore[arg-type]
 
 
 # -- signing --------------------------------------------------------------------------------------

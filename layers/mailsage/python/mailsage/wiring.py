@@ -307,6 +307,7 @@ def webhook_service(settings: CommonSettings) -> WebhookService:
 
 @lru_cache(maxsize=8)
 def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
+    from mailsage.adapters.webhook_http import HttpWebhookClient
     from mailsage.domain.webhook_delivery import WebhookDispatcher, WebhookPolicy
 
     b = backends(settings)
@@ -321,7 +322,8 @@ def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
         disable_after=settings.webhook_disable_after,
         log_days=settings.webhook_log_days,
     )
-    return WebhookDispatcher(b.store, b.webhooks, policy, allow_private=settings.private_webhook_urls_allowed)
+    client = HttpWebhookClient(allow_private=settings.private_webhook_urls_allowed)
+    return WebhookDispatcher(b.store, b.webhooks, policy, client)
 
 
 @lru_cache(maxsize=8)

@@ -17,6 +17,7 @@ from mailsage.ports.stores import (
     WebhookStore,
 )
 from mailsage.ports.transport import Transport, TransportSession
+from mailsage.ports.webhooks import Resolver, WebhookClient, WebhookResponse, WebhookStores
 
 __all__ = [
     "AccountStore",
@@ -27,6 +28,7 @@ __all__ = [
     "MessageStore",
     "Queue",
     "Received",
+    "Resolver",
     "RetentionStore",
     "Scheduler",
     "Store",
@@ -34,6 +36,9 @@ __all__ = [
     "TemplateStore",
     "Transport",
     "TransportSession",
+    "WebhookClient",
     "WebhookDeliveryStore",
+    "WebhookResponse",
     "WebhookStore",
+    "WebhookStores",
 ]
