@@ -133,8 +133,14 @@ def check_webhook_url(url: str, allow_private: bool) -> str:
         raise ValidationFailed("the webhook url has no host")
     if port == 0:
         raise ValidationFailed("the webhook url's port must be between 1 and 65535")
-    if allow_private:
-        return url
+    if not allow_private:
+        _check_public_host(host)
+    return url
+
+
+def _check_public_host(host: str) -> None:
+    """BlockedAddress unless `host` can only name a public address (checked again at each
+    delivery, on the addresses it resolves to)."""
     address = literal_address(host)
     if address is not None:
         if not is_public_address(address):
@@ -146,7 +152,6 @@ def check_webhook_url(url: str, allow_private: bool) -> str:
         raise BlockedAddress(f"the webhook url's host {host} is a local or internal name, not a public one")
     elif "." not in host.rstrip("."):
         raise BlockedAddress(f"the webhook url's host {host} is not a fully qualified domain name")
-    return url
 
 
 def resolve_public(host: str, port: int, allow_private: bool, resolver: Resolver) -> list[str]:

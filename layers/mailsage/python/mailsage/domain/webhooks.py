@@ -248,28 +248,10 @@ class WebhookService:
         if events is not None:
             changed.events = check_events(events)
         if subscribe:
-            chosen = set(changed.events)
-            for event, on in subscribe.items():
-                check_events([event])
-                if on:
-                    chosen.add(event)
-                else:
-                    chosen.discard(event)
-            changed.events = sorted(chosen)
+            changed.events = _subscribed(changed.events, subscribe)
         if scope is not None:
             changed.scope = check_scope(scope)
-        if changed.scope == WebhookScope.GLOBAL:
-            changed.domains = []
-        elif current.scope == WebhookScope.GLOBAL:  # becoming scoped
-            changed.domains = check_domains(domains or [])
-            if not changed.domains:
-                raise ValidationFailed(
-                    "domains: changing a global webhook to scoped needs a non-empty domains list"
-                    " in the same request",
-                    {"field": "domains"},
-                )
-        elif domains is not None:
-            changed.domains = check_domains(domains)
+        changed.domains = _scoped_domains(current, changed.scope, domains)
         if enabled is not None:
             if enabled and not current.enabled:  # re-enabled: start counting failures afresh
                 changed.errors_since_last_success = 0
@@ -367,3 +349,31 @@ def replay_body(delivery: WebhookDelivery) -> dict[str, Any]:
         "created_at": delivery.created_at,
         "replay": True,
     }
+
+
+def _subscribed(events: Sequence[str], subscribe: Mapping[str, bool]) -> list[str]:
+    """`events` with single event types turned on (True) or off (False)."""
+    chosen = set(events)
+    for event, on in subscribe.items():
+        check_events([event])
+        if on:
+            chosen.add(event)
+        else:
+            chosen.discard(event)
+    return sorted(chosen)
+
+
+def _scoped_domains(current: Webhook, scope: WebhookScope, domains: Sequence[str] | None) -> list[str]:
+    """The domains after an update to `scope` (AhaSend's rules, see WebhookService.update)."""
+    if scope == WebhookScope.GLOBAL:
+        return []
+    if current.scope == WebhookScope.GLOBAL:  # becoming scoped
+        chosen = check_domains(domains or [])
+        if not chosen:
+            raise ValidationFailed(
+                "domains: changing a global webhook to scoped needs a non-empty domains list"
+                " in the same request",
+                {"field": "domains"},
+            )
+        return chosen
+    return check_domains(domains) if domains is not None else list(current.domains)
