@@ -14,13 +14,15 @@ if TYPE_CHECKING:
     # Types only: each builder imports what it builds, so a function loads only its own services
     # (the api never loads delivery, AWS never loads SQLite) and cold starts stay short.
     from mailsage.domain.auth import AuthService
+    from mailsage.domain.campaigns import CampaignService
     from mailsage.domain.delivery import DeliveryService
     from mailsage.domain.engagement import EngagementService
     from mailsage.domain.events import EventPublisher
     from mailsage.domain.feedback import FeedbackService
+    from mailsage.domain.idempotency import IdempotencyService
     from mailsage.domain.ingest import IngestService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Service
+    from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
     from mailsage.domain.outcomes import SuppressionPolicy
     from mailsage.domain.providers import Providers
     from mailsage.domain.submission import SubmissionService
@@ -138,6 +140,8 @@ def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Provide
 
 @dataclass(slots=True, frozen=True)
 class ApiServices:
+    """What the API's routes are given (through `mailsage.api.dependencies`)."""
+
     auth: AuthService
     templates: TemplateService
     submission: SubmissionService
@@ -145,17 +149,55 @@ class ApiServices:
     messages_v2: MessagesV2Service  # the AhaSend-compatible surface
     suppressions: SuppressionService
     engagement: EngagementService  # opens, clicks, one-click unsubscribes
+    webhooks: WebhookService
+    campaigns: CampaignService
+    idempotency: IdempotencyService  # Idempotency-Key records
 
 
 @lru_cache(maxsize=8)
 def api_services(settings: ApiSettings) -> ApiServices:
+    return build_api_services(settings)
+
+
+def build_api_services(settings: ApiSettings, submission: SubmissionService | None = None) -> ApiServices:
+    """The API's services; `submission` replaces the one built from the settings (a test's stand-in
+    reaches every route that submits, v1 and v2 alike)."""
     from mailsage.domain.auth import AuthService
+    from mailsage.domain.campaigns import CampaignService
     from mailsage.domain.engagement import EngagementService
+    from mailsage.domain.idempotency import IdempotencyService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
-    from mailsage.domain.submission import SubmissionLimits, SubmissionService
+    from mailsage.domain.messages_v2 import MessagesV2Service
     from mailsage.domain.suppressions import SuppressionService
     from mailsage.domain.templates import TemplateService
+
+    b = backends(settings)
+    publisher = event_publisher(settings)
+    submission = submission or submission_service(settings)
+    return ApiServices(
+        auth=AuthService(b.store),
+        templates=TemplateService(b.store, settings.max_content_bytes),
+        submission=submission,
+        jobs=JobService(b.store, b.queue, publisher),
+        messages_v2=MessagesV2Service(b.store, submission, _messages_v2_limits(settings), b.scheduler),
+        suppressions=SuppressionService(b.store),
+        # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
+        engagement=EngagementService(
+            b.store,
+            signer(settings),
+            publisher,
+            settings.message_id_domain,
+            suppression_policy(settings),
+        ),
+        webhooks=webhook_service(settings),
+        campaigns=CampaignService(b.store),
+        idempotency=IdempotencyService(b.store, settings.idempotency_ttl_seconds),
+    )
+
+
+@lru_cache(maxsize=8)
+def submission_service(settings: ApiSettings) -> SubmissionService:
+    from mailsage.domain.submission import SubmissionLimits, SubmissionService
 
     b = backends(settings)
     limits = SubmissionLimits(
@@ -166,30 +208,18 @@ def api_services(settings: ApiSettings) -> ApiServices:
         providers=settings.provider_names,
         max_content_bytes=settings.max_content_bytes,
     )
-    publisher = event_publisher(settings)
-    submission = SubmissionService(
-        b.store, b.queue, limits, b.scheduler, publisher, settings.message_id_domain
+    return SubmissionService(
+        b.store, b.queue, limits, b.scheduler, event_publisher(settings), settings.message_id_domain
     )
-    v2_limits = MessagesV2Limits(
+
+
+def _messages_v2_limits(settings: ApiSettings) -> MessagesV2Limits:
+    from mailsage.domain.messages_v2 import MessagesV2Limits
+
+    return MessagesV2Limits(
         max_attachment_bytes=settings.max_attachment_bytes,
         message_id_domain=settings.message_id_domain,
         retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
-    )
-    return ApiServices(
-        auth=AuthService(b.store),
-        templates=TemplateService(b.store, settings.max_content_bytes),
-        submission=submission,
-        jobs=JobService(b.store, b.queue, publisher),
-        messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
-        suppressions=SuppressionService(b.store),
-        # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
-        engagement=EngagementService(
-            b.store,
-            signer(settings),
-            publisher,
-            settings.message_id_domain,
-            suppression_policy(settings),
-        ),
     )
 
 

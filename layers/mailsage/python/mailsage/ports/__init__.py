@@ -1,6 +1,7 @@
 """The ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter, and one
 contract suite in tests/contract runs against every adapter (ARCHITECTURE.md lists them)."""
 
+from mailsage.ports.keys import ApiKeyStore
 from mailsage.ports.queues import Queue, Received, Scheduler
 from mailsage.ports.stores import (
     AccountStore,
@@ -20,6 +21,7 @@ from mailsage.ports.transport import Transport, TransportSession
 
 __all__ = [
     "AccountStore",
+    "ApiKeyStore",
     "CampaignStore",
     "ChunkStore",
     "IdempotencyStore",
