@@ -192,13 +192,21 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
             lambda: domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
         )
 
-    @app.not_found
+    app.not_found(_no_route(app))
+
+
+def _no_route(app: APIGatewayRestResolver) -> Callable[[NotFoundError], Response]:
+    """404 for a path no route has; 405 with `Allow` for a method the path does not have."""
+
     def no_route(exc: NotFoundError) -> Response:
         event = app.current_event
-        allowed = _methods(app, event.path or "")
+        path = event.path or ""
+        allowed = _methods(app, path)
         if allowed and event.http_method.upper() not in allowed:
-            return method_not_allowed(path(), event.http_method, allowed)
-        return error_reply(path(), 404, "not_found", f"no route for {event.http_method} {event.path}")
+            return method_not_allowed(path, event.http_method, allowed)
+        return error_reply(path, 404, "not_found", f"no route for {event.http_method} {event.path}")
+
+    return no_route
 
 
 def _invalid_request(path: str, errors: list[dict[str, Any]]) -> Response:
