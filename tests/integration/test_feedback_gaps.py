@@ -269,7 +269,7 @@ def test_v2_tracking_urls_count_the_open_and_the_click(
 def test_a_v2_message_to_several_recipients_carries_one_click_unsubscribe_and_to_one_does_not(
     api: ApiClient, worker: Worker, smtp_sink: SmtpSink, stores: Backends, account: Account
 ) -> None:
-    # messages_v2: "A message to several recipients is bulk mail; to one, transactional."
+    # domain/messages: "A message to several recipients is bulk mail; to one, transactional."
     create_v2(api, account, ["a@example.com", "b@example.com"])
     create_v2(api, account, ["solo@example.com"])
     worker.drain()

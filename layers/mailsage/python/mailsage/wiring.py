@@ -14,13 +14,15 @@ if TYPE_CHECKING:
     # Types only: each builder imports what it builds, so a function loads only its own services
     # (the api never loads delivery, AWS never loads SQLite) and cold starts stay short.
     from mailsage.domain.auth import AuthService
+    from mailsage.domain.campaigns import CampaignService
     from mailsage.domain.delivery import DeliveryService
     from mailsage.domain.engagement import EngagementService
     from mailsage.domain.events import EventPublisher
     from mailsage.domain.feedback import FeedbackService
+    from mailsage.domain.idempotency import IdempotencyService
     from mailsage.domain.ingest import IngestService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages import MessagesService
+    from mailsage.domain.messages import MessagesLimits, MessagesService
     from mailsage.domain.outcomes import SuppressionPolicy
     from mailsage.domain.providers import Providers
     from mailsage.domain.submission import SubmissionService
@@ -138,62 +140,51 @@ def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Provide
 
 @dataclass(slots=True, frozen=True)
 class ApiServices:
+    """What the API's routes are given (through `mailsage.api.dependencies`)."""
+
     auth: AuthService
     templates: TemplateService
     submission: SubmissionService
     jobs: JobService
-    messages_v2: MessagesService  # the AhaSend-compatible surface
+    messages: MessagesService  # messages one by one (the AhaSend-compatible surface)
     suppressions: SuppressionService
     engagement: EngagementService  # opens, clicks, one-click unsubscribes
+    webhooks: WebhookService
+    campaigns: CampaignService
+    idempotency: IdempotencyService  # Idempotency-Key records
 
 
 @lru_cache(maxsize=8)
 def api_services(settings: ApiSettings) -> ApiServices:
+    return build_api_services(settings)
+
+
+def build_api_services(settings: ApiSettings, submission: SubmissionService | None = None) -> ApiServices:
+    """The API's services; `submission` replaces the one built from the settings (a test's stand-in
+    reaches every route that submits, v1 and v2 alike)."""
     from mailsage.domain.auth import AuthService
+    from mailsage.domain.campaigns import CampaignService
     from mailsage.domain.engagement import EngagementService
+    from mailsage.domain.idempotency import IdempotencyService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages import MessagesLimits, MessagesService
-    from mailsage.domain.submission import SubmissionLimits, SubmissionService
+    from mailsage.domain.messages import MessagesService
     from mailsage.domain.suppressions import SuppressionService
     from mailsage.domain.templates import TemplateService
 
     b = backends(settings)
-    limits = SubmissionLimits(
-        chunk_size=settings.chunk_size,
-        max_recipients=settings.max_batch_recipients,
-        max_variables_bytes=settings.max_variables_bytes,
-        default_from=settings.default_from,
-        providers=settings.provider_names,
-        max_content_bytes=settings.max_content_bytes,
-    )
     publisher = event_publisher(settings)
-    submission = SubmissionService(
-        jobs=b.store,
-        templates=b.store,
-        accounts=b.store,
-        suppressions=b.store,
-        queue=b.queue,
-        limits=limits,
-        scheduler=b.scheduler,
-        publisher=publisher,
-        message_id_domain=settings.message_id_domain,
-    )
-    v2_limits = MessagesLimits(
-        max_attachment_bytes=settings.max_attachment_bytes,
-        message_id_domain=settings.message_id_domain,
-        retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
-    )
+    submission = submission or submission_service(settings)
     return ApiServices(
         auth=AuthService(b.store),
         templates=TemplateService(b.store, settings.max_content_bytes),
         submission=submission,
         jobs=JobService(b.store, b.queue, publisher),
-        messages_v2=MessagesService(
+        messages=MessagesService(
             b.store,
             b.store,
             b.store,
             submission,
-            v2_limits,
+            _messages_limits(settings),
             b.scheduler,
             # Content is shown as it was sent: tracked with the same links (when the URL is known).
             tracked_links(settings),
@@ -207,6 +198,45 @@ def api_services(settings: ApiSettings) -> ApiServices:
             settings.message_id_domain,
             suppression_policy(settings),
         ),
+        webhooks=webhook_service(settings),
+        campaigns=CampaignService(b.store),
+        idempotency=IdempotencyService(b.store, settings.idempotency_ttl_seconds),
+    )
+
+
+@lru_cache(maxsize=8)
+def submission_service(settings: ApiSettings) -> SubmissionService:
+    from mailsage.domain.submission import SubmissionLimits, SubmissionService
+
+    b = backends(settings)
+    limits = SubmissionLimits(
+        chunk_size=settings.chunk_size,
+        max_recipients=settings.max_batch_recipients,
+        max_variables_bytes=settings.max_variables_bytes,
+        default_from=settings.default_from,
+        providers=settings.provider_names,
+        max_content_bytes=settings.max_content_bytes,
+    )
+    return SubmissionService(
+        jobs=b.store,
+        templates=b.store,
+        accounts=b.store,
+        suppressions=b.store,
+        queue=b.queue,
+        limits=limits,
+        scheduler=b.scheduler,
+        publisher=event_publisher(settings),
+        message_id_domain=settings.message_id_domain,
+    )
+
+
+def _messages_limits(settings: ApiSettings) -> MessagesLimits:
+    from mailsage.domain.messages import MessagesLimits
+
+    return MessagesLimits(
+        max_attachment_bytes=settings.max_attachment_bytes,
+        message_id_domain=settings.message_id_domain,
+        retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
     )
 
 

@@ -1,6 +1,7 @@
 """The ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter, and one
 contract suite in tests/contract runs against every adapter (ARCHITECTURE.md lists them)."""
 
+from mailsage.ports.keys import ApiKeyStore
 from mailsage.ports.queues import Queue, Received, Scheduler
 from mailsage.ports.stores import (
     AccountStore,
@@ -21,6 +22,7 @@ from mailsage.ports.webhooks import Resolver, WebhookClient, WebhookResponse, We
 
 __all__ = [
     "AccountStore",
+    "ApiKeyStore",
     "CampaignStore",
     "ChunkStore",
     "IdempotencyStore",
