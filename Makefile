@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/mailsage serve
 
-## test: install what the tests need and run the whole suite (and the MIME properties under 3.12/3.13)
-test: $(STAMP) test-interpreters
+## test: install what the tests need, lint, and run the whole suite (and the MIME properties under 3.12/3.13)
+test: $(STAMP) lint test-interpreters
 	$(BIN)/python -m pytest
 
 # The header-safety properties must hold whatever the interpreter's patch level (the email package
@@ -39,17 +39,17 @@ test-interpreters:
 	  $$venv/bin/python -m pytest -q -p no:cacheprovider --noconftest $(INTERPRETER_TESTS); \
 	done
 
-## lint: ruff and mypy
+## lint: ruff (style, and complexity: see [tool.ruff.lint] in pyproject.toml) and mypy
 lint: $(STAMP)
-	$(BIN)/ruff check layers functions infra tests
-	$(BIN)/ruff format --check layers functions infra tests
+	$(BIN)/ruff check layers functions infra tests bench
+	$(BIN)/ruff format --check layers functions infra tests bench
 	$(BIN)/mypy layers/mailsage/python/mailsage
 
 ## invoke: run one handler with a sample event, e.g. make invoke FUNCTION=api EVENT=events/api_send.json
 invoke: $(STAMP)
 	$(BIN)/mailsage invoke $(FUNCTION) $(EVENT)
 
-## bench: run the benchmarks (issue 6; figure 7, restart after kill -9: issue 14): one table, bench/results.json; figures in bench/RESULTS.md
+## bench: run the benchmarks: one table, bench/results.json; figures in bench/RESULTS.md
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

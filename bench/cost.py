@@ -43,7 +43,7 @@ from bench.common import Figure, batch_body, log
 RECIPIENTS = 1_000
 RUNS = 3
 REGION = "us-east-1"
-SENDER_BATCH_SIZE = 5  # infra/stack.py SENDER_BATCH_SIZE (the send queue's event source batch size)
+SENDER_BATCH_SIZE = 5  # infra/capabilities.py SENDER_BATCH_SIZE (the send queue's event source batch size)
 MEMORY_MB = {"api": 1024, "sender": 1024}  # infra/constructs/functions.py API / SENDER memory_mb
 FULL_VCPU_MB = 1769  # Lambda allocates CPU in proportion to memory; one full vCPU at 1,769 MB
 SES_PER_1000 = 0.10
@@ -69,6 +69,8 @@ LATENCY_S = {"dynamodb": 0.005, "sqs": 0.008, "sesv2": 0.030}
 _WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem"}
 _KB, _RU = 1024, 4096
 GSI_KEY = "gsi1pk"
+_Json = dict[str, Any]
+_Units = tuple[float, float, float]  # (write units, index write units, read units)
 
 
 # -- DynamoDB item sizes -----------------------------------------------------------------------
@@ -188,59 +190,84 @@ class Meter:
             self.units_by[f"{unit} {op} {self._kind(key)}"] += amount
 
     def _dynamodb(self, op: str, params: dict[str, Any], parsed: dict[str, Any], before: list[Any]) -> None:
-        wru = rru = index = 0.0
-        if op in ("PutItem", "UpdateItem", "DeleteItem"):
-            old = before[0]
-            if op == "DeleteItem":
-                new = None
-            elif op == "PutItem" and "Error" not in parsed:
-                new = params["Item"]
-            else:
-                new = self._peek(params["Key"]) if "Error" not in parsed else old
-            wru = max(1, math.ceil(max(item_size(old), item_size(new)) / _KB))
-            index = self._index_writes(old, new)
-            key = params["Key"] if "Key" in params else params["Item"]
-            self._add("WRU", op, key, wru)
-            self._add("WRU index", op, key, index)
-        elif op == "BatchWriteItem":
-            requests = [r for rs in params["RequestItems"].values() for r in rs]
-            for request, old in zip(requests, before, strict=True):
-                new = request["PutRequest"]["Item"] if "PutRequest" in request else None
-                units = max(1, math.ceil(max(item_size(old), item_size(new)) / _KB))
-                wru += units
-                index += self._index_writes(old, new)
-                key = new if new is not None else request["DeleteRequest"]["Key"]
-                self._add("WRU", op, key, units)
-                self._add("WRU index", op, key, self._index_writes(old, new))
-        elif op == "TransactWriteItems":
-            wru = 2 * sum(
-                max(1, math.ceil(item_size(i.get("Put", {}).get("Item")) / _KB))
-                for i in params["TransactItems"]
-            )
-        elif op == "GetItem":
-            factor = 1.0 if params.get("ConsistentRead") else 0.5
-            rru = factor * max(1, math.ceil(item_size(parsed.get("Item")) / _RU))
-            self._add("RRU", op, params["Key"], rru)
-        elif op == "BatchGetItem":
-            for table, request in params["RequestItems"].items():
-                factor = 1.0 if request.get("ConsistentRead") else 0.5
-                found = parsed.get("Responses", {}).get(table, [])
-                for i in found:
-                    self._add("RRU", op, i, factor * max(1, math.ceil(item_size(i) / _RU)))
-                    rru += factor * max(1, math.ceil(item_size(i) / _RU))
-                missing = len(request["Keys"]) - len(found)  # a miss costs the minimum (assumed)
-                if missing:
-                    self._add("RRU", op + " (miss)", request["Keys"][0], factor * missing)
-                rru += factor * missing
-        elif op == "Query":
-            factor = 1.0 if params.get("ConsistentRead") else 0.5
-            rru = factor * max(1, math.ceil(sum(item_size(i) for i in parsed.get("Items", [])) / _RU))
-            with self._lock:
-                self.units_by[f"RRU Query {params.get('IndexName', 'table')}"] += rru
+        measure = {
+            "PutItem": self._item_write,
+            "UpdateItem": self._item_write,
+            "DeleteItem": self._item_write,
+            "BatchWriteItem": self._batch_write,
+            "TransactWriteItems": self._transact_write,
+            "GetItem": self._get,
+            "BatchGetItem": self._batch_get,
+            "Query": self._query,
+        }.get(op)
+        wru, index, rru = measure(op, params, parsed, before) if measure else (0.0, 0.0, 0.0)
         with self._lock:
             self.wru += wru + index
             self.index_wru += index
             self.rru += rru
+
+    # Each measure returns the request's _Units and books them by operation and item kind.
+
+    def _item_write(self, op: str, params: _Json, parsed: _Json, before: list[Any]) -> _Units:
+        old = before[0]
+        if op == "DeleteItem":
+            new = None
+        elif op == "PutItem" and "Error" not in parsed:
+            new = params["Item"]
+        else:
+            new = self._peek(params["Key"]) if "Error" not in parsed else old
+        wru = max(1, math.ceil(max(item_size(old), item_size(new)) / _KB))
+        index = self._index_writes(old, new)
+        key = params["Key"] if "Key" in params else params["Item"]
+        self._add("WRU", op, key, wru)
+        self._add("WRU index", op, key, index)
+        return wru, index, 0.0
+
+    def _batch_write(self, op: str, params: _Json, parsed: _Json, before: list[Any]) -> _Units:
+        wru = index = 0.0
+        requests = [r for rs in params["RequestItems"].values() for r in rs]
+        for request, old in zip(requests, before, strict=True):
+            new = request["PutRequest"]["Item"] if "PutRequest" in request else None
+            units = max(1, math.ceil(max(item_size(old), item_size(new)) / _KB))
+            wru += units
+            index += self._index_writes(old, new)
+            key = new if new is not None else request["DeleteRequest"]["Key"]
+            self._add("WRU", op, key, units)
+            self._add("WRU index", op, key, self._index_writes(old, new))
+        return wru, index, 0.0
+
+    def _transact_write(self, op: str, params: _Json, parsed: _Json, before: list[Any]) -> _Units:
+        wru = 2 * sum(
+            max(1, math.ceil(item_size(i.get("Put", {}).get("Item")) / _KB)) for i in params["TransactItems"]
+        )
+        return wru, 0.0, 0.0
+
+    def _get(self, op: str, params: _Json, parsed: _Json, before: list[Any]) -> _Units:
+        factor = 1.0 if params.get("ConsistentRead") else 0.5
+        rru = factor * max(1, math.ceil(item_size(parsed.get("Item")) / _RU))
+        self._add("RRU", op, params["Key"], rru)
+        return 0.0, 0.0, rru
+
+    def _batch_get(self, op: str, params: _Json, parsed: _Json, before: list[Any]) -> _Units:
+        rru = 0.0
+        for table, request in params["RequestItems"].items():
+            factor = 1.0 if request.get("ConsistentRead") else 0.5
+            found = parsed.get("Responses", {}).get(table, [])
+            for i in found:
+                self._add("RRU", op, i, factor * max(1, math.ceil(item_size(i) / _RU)))
+                rru += factor * max(1, math.ceil(item_size(i) / _RU))
+            missing = len(request["Keys"]) - len(found)  # a miss costs the minimum (assumed)
+            if missing:
+                self._add("RRU", op + " (miss)", request["Keys"][0], factor * missing)
+            rru += factor * missing
+        return 0.0, 0.0, rru
+
+    def _query(self, op: str, params: _Json, parsed: _Json, before: list[Any]) -> _Units:
+        factor = 1.0 if params.get("ConsistentRead") else 0.5
+        rru = factor * max(1, math.ceil(sum(item_size(i) for i in parsed.get("Items", [])) / _RU))
+        with self._lock:
+            self.units_by[f"RRU Query {params.get('IndexName', 'table')}"] += rru
+        return 0.0, 0.0, rru
 
     @staticmethod
     def _index_writes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> float:
@@ -323,75 +350,99 @@ def _resources(suffix: str) -> dict[str, str]:
     }
 
 
+class _Invocations:
+    """Calls a handler as Lambda would and books its CPU (moto's own excluded) by function."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.cpu = {"api": 0.0, "sender": 0.0}
+        self.count = Counter[str]()
+
+    def __call__(self, name: str, handler: Any, evt: dict[str, Any]) -> dict[str, Any]:
+        from mailsage.local.functions import LocalContext
+
+        excluded, start = self.meter.excluded_cpu, time.process_time()
+        result = handler.lambda_handler(evt, LocalContext(f"mailsage-{name}"))
+        self.cpu[name] += (time.process_time() - start) - (self.meter.excluded_cpu - excluded)
+        self.count[name] += 1
+        return dict(result)
+
+
+def _register_key(meter: Meter, suffix: str) -> str:
+    """An API key, registered with a client the meter never sees."""
+    from mailsage.adapters.aws.dynamodb import DynamoStore
+    from mailsage.domain.auth import AuthService
+
+    key = "bench-" + suffix
+    AuthService(DynamoStore(meter.table, client=_uncounted("dynamodb"))).register_key(str(uuid.uuid4()), key)
+    return key
+
+
+def _submit_batch(key: str, api: Any, invoke: _Invocations) -> None:
+    """One batch of RECIPIENTS through the api handler."""
+    from mailsage.local.events import api_gateway_event
+
+    body = json.dumps(batch_body(0, RECIPIENTS, text=True)).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    event = api_gateway_event("POST", "/api/v1/emails/batch", headers, body)
+    reply = invoke("api", api, event)
+    if reply["statusCode"] != 202 or json.loads(reply["body"])["accepted"] != RECIPIENTS:
+        raise RuntimeError(f"batch not accepted: {reply['statusCode']} {reply['body'][:300]}")
+
+
+def _drain_send_queue(sender: Any, invoke: _Invocations) -> None:
+    """The event source mapping: receive a batch, invoke the sender, delete what succeeded."""
+    import boto3
+
+    from mailsage.local.events import sqs_event
+    from mailsage.ports import Received
+
+    esm = boto3.client("sqs")  # counted: these requests are billed to the account too
+    queue_url = os.environ["MAILSAGE_SEND_QUEUE_URL"]
+    while True:
+        messages = esm.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=SENDER_BATCH_SIZE,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if not messages:
+            break
+        received = [
+            Received(
+                m["ReceiptHandle"],
+                json.loads(m["Body"]),
+                int(m["Attributes"]["ApproximateReceiveCount"]),
+                m["MessageId"],
+            )
+            for m in messages
+        ]
+        result = invoke("sender", sender, sqs_event(received))
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if failed:
+            raise RuntimeError(f"sender reported failures: {failed}")
+        esm.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+        )
+
+
 def run_once() -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
     meter = Meter(f"bench-{suffix}")
+    invoke = _Invocations(meter)
     saved = dict(os.environ)
     os.environ.update({"AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"})
     try:
         with metered_moto(meter):
             os.environ.update(_resources(suffix))
-            from mailsage.adapters.aws.dynamodb_store import DynamoStore
-            from mailsage.domain.auth import AuthService
-            from mailsage.local.events import api_gateway_event, sqs_event
-            from mailsage.local.functions import LocalContext, load_handler
-            from mailsage.ports import Received
+            from mailsage.local.functions import load_handler
 
-            key = "bench-" + suffix
-            AuthService(DynamoStore(meter.table, client=_uncounted("dynamodb"))).register_key(
-                str(uuid.uuid4()), key
-            )
+            key = _register_key(meter, suffix)
             api, sender = load_handler("api"), load_handler("sender")
-            body = json.dumps(batch_body(0, RECIPIENTS, text=True)).encode()
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            event = api_gateway_event("POST", "/api/v1/emails/batch", headers, body)
-
-            cpu = {"api": 0.0, "sender": 0.0}
-            invocations = Counter[str]()
-
-            def invoke(name: str, handler: Any, evt: dict[str, Any]) -> dict[str, Any]:
-                excluded, start = meter.excluded_cpu, time.process_time()
-                result = handler.lambda_handler(evt, LocalContext(f"mailsage-{name}"))
-                cpu[name] += (time.process_time() - start) - (meter.excluded_cpu - excluded)
-                invocations[name] += 1
-                return dict(result)
-
-            reply = invoke("api", api, event)
-            if reply["statusCode"] != 202 or json.loads(reply["body"])["accepted"] != RECIPIENTS:
-                raise RuntimeError(f"batch not accepted: {reply['statusCode']} {reply['body'][:300]}")
+            _submit_batch(key, api, invoke)
             api_wait = dict(meter.io_wait)
-
-            # The event source mapping: receive a batch, invoke, delete what succeeded.
-            import boto3
-
-            esm = boto3.client("sqs")  # counted: these requests are billed to the account too
-            queue_url = os.environ["MAILSAGE_SEND_QUEUE_URL"]
-            while True:
-                messages = esm.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=SENDER_BATCH_SIZE,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                ).get("Messages", [])
-                if not messages:
-                    break
-                received = [
-                    Received(
-                        m["ReceiptHandle"],
-                        json.loads(m["Body"]),
-                        int(m["Attributes"]["ApproximateReceiveCount"]),
-                        m["MessageId"],
-                    )
-                    for m in messages
-                ]
-                result = invoke("sender", sender, sqs_event(received))
-                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-                done = [m for m in messages if m["MessageId"] not in failed]
-                if failed:
-                    raise RuntimeError(f"sender reported failures: {failed}")
-                esm.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-                )
+            _drain_send_queue(sender, invoke)
             sent = meter.calls["sesv2:SendEmail"]
             if sent != RECIPIENTS:
                 raise RuntimeError(f"{sent} SES sends for {RECIPIENTS} recipients")
@@ -407,8 +458,8 @@ def run_once() -> dict[str, Any]:
         "units_by_operation_and_item": {k: v for k, v in sorted(meter.units_by.items()) if v},
         "rru": meter.rru,
         "sqs_requests": meter.sqs_requests,
-        "invocations": dict(invocations),
-        "cpu_s": cpu,
+        "invocations": dict(invoke.count),
+        "cpu_s": invoke.cpu,
         "io_wait_s": {"api": sum(api_wait.values()), "sender": sum(sender_wait.values())},
         "stored_bytes": stored,
     }
@@ -483,40 +534,14 @@ def run() -> list[Figure]:
         )
     totals = [sum(price(r).values()) for r in runs]
     mid = runs[totals.index(sorted(totals)[len(totals) // 2])]  # the median run, for the breakdown
-    lines, naive_lines = price(mid), naive(mid)
-    total, naive_total = sum(lines.values()), sum(naive_lines.values())
-    pct = 100 * total / SES_PER_1000
-    per_recipient = {
-        "dynamodb_wru": mid["wru"] / RECIPIENTS,
-        "dynamodb_rru": mid["rru"] / RECIPIENTS,
-        "sqs_requests": mid["sqs_requests"] / RECIPIENTS,
-    }
-    details = {
-        "recipients": RECIPIENTS,
-        "usd_per_1000": lines,
-        "usd_per_1000_total": total,
-        "naive_usd_per_1000": naive_lines,
-        "naive_usd_per_1000_total": naive_total,
-        "naive_pct_of_ses": 100 * naive_total / SES_PER_1000,
-        "per_recipient": per_recipient,
-        "median_run": mid,
-        "prices": PRICES,
-        "price_source": PRICE_SOURCE,
-        "latency_model_s": LATENCY_S,
-        "memory_mb": MEMORY_MB,
-        "runs_usd_per_1000": totals,
-        "lambda_duration_usd_per_1000_cpu_only": sum(mid["cpu_s"].values())
-        * FULL_VCPU_MB
-        / 1024
-        * PRICES["lambda_gb_second_arm64"]
-        * 1000
-        / RECIPIENTS,
-    }
+    details = _details(mid, totals)
+    total, naive_total = details["usd_per_1000_total"], details["naive_usd_per_1000_total"]
+    per_recipient = details["per_recipient"]
     return [
         Figure(
             key="cost_pct_of_ses",
             name="Infra cost per 1,000 emails, % of SES $0.10",
-            value=pct,
+            value=100 * total / SES_PER_1000,
             unit="%",
             target=1.5,
             op="<=",
@@ -545,3 +570,31 @@ def run() -> list[Figure]:
             note="naive 3.0",
         ),
     ]
+
+
+def _details(mid: dict[str, Any], totals: list[float]) -> dict[str, Any]:
+    """The median run priced line by line, against the naive design, with what the prices assume."""
+    lines, naive_lines = price(mid), naive(mid)
+    naive_total = sum(naive_lines.values())
+    cpu_gb_s = sum(mid["cpu_s"].values()) * FULL_VCPU_MB / 1024
+    cpu_usd = cpu_gb_s * PRICES["lambda_gb_second_arm64"] * 1000 / RECIPIENTS
+    return {
+        "recipients": RECIPIENTS,
+        "usd_per_1000": lines,
+        "usd_per_1000_total": sum(lines.values()),
+        "naive_usd_per_1000": naive_lines,
+        "naive_usd_per_1000_total": naive_total,
+        "naive_pct_of_ses": 100 * naive_total / SES_PER_1000,
+        "per_recipient": {
+            "dynamodb_wru": mid["wru"] / RECIPIENTS,
+            "dynamodb_rru": mid["rru"] / RECIPIENTS,
+            "sqs_requests": mid["sqs_requests"] / RECIPIENTS,
+        },
+        "median_run": mid,
+        "prices": PRICES,
+        "price_source": PRICE_SOURCE,
+        "latency_model_s": LATENCY_S,
+        "memory_mb": MEMORY_MB,
+        "runs_usd_per_1000": totals,
+        "lambda_duration_usd_per_1000_cpu_only": cpu_usd,
+    }

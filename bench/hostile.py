@@ -9,7 +9,7 @@ hostile_templates.py) can cost, and whether the server stays responsive while th
   (the template in the request, the variables in the recipient) for SECONDS, while a fifth client
   calls GET /v2/ping every PING_EVERY_S. Figure: the pings' p99 latency. Target: under 250 ms.
   It depends on how the local HTTP server runs API handlers concurrently (mailsage.local.http:
-  16 slots, a 1 ms GIL switch interval) and on the render budget (domain/sandbox.py).
+  16 slots, a 1 ms GIL switch interval) and on the render budget (the domain/sandbox/ package).
 """
 
 from __future__ import annotations

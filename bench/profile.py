@@ -27,8 +27,8 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+def _start_sink(tmp: Path) -> tuple[subprocess.Popen[str], int]:
+    """The built-in sink alone in another process, as the floor's sink runs; (process, port)."""
     port = free_port()
     sink = subprocess.Popen(
         [PYTHON, "-c", SINK_SCRIPT, str(tmp / "outbox"), str(port)],
@@ -39,22 +39,15 @@ def main() -> None:
     )
     assert sink.stdout is not None and sink.stdin is not None
     sink.stdout.readline()
-    os.environ["MAILSAGE_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
-    from bench.ingest import InProcessApi, accepted
+    return sink, port
 
-    api = InProcessApi(tmp / "data")
-    for i in range(MESSAGES // 1000):
-        accepted(api.call(api.event(batch_body(i * 1000, 1000))))
 
+def _instrument(spent: collections.defaultdict[str, float]) -> None:
+    """Wrap each phase's function so its CPU time adds up under its label in `spent`."""
     import mailsage.adapters.smtp as smtp
     import mailsage.adapters.sqlite.store as store
+    import mailsage.domain.composition as composition
     import mailsage.domain.delivery as delivery
-    from mailsage.local.events import sqs_event
-    from mailsage.local.functions import LocalContext, load_handler
-    from mailsage.settings import ApiSettings
-    from mailsage.wiring import backends
-
-    spent: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def timed(owner: Any, name: str, label: str) -> None:
         inner = getattr(owner, name)
@@ -68,7 +61,7 @@ def main() -> None:
 
         setattr(owner, name, wrapper)
 
-    timed(delivery, "build_message", "build_message (MIME)")
+    timed(composition, "build_message", "build_message (MIME)")
     timed(smtp.SmtpSession, "send", "smtplib sendmail (client side)")
     timed(delivery.CompiledContent, "render", "render (Jinja)")
     timed(delivery.CompiledContent, "of", "compile (Jinja, once per chunk)")
@@ -83,26 +76,55 @@ def main() -> None:
         if hasattr(store.SqliteStore, name):
             timed(store.SqliteStore, name, f"SQLite {name}")
 
+
+def _drain() -> tuple[float, float]:
+    """Run the real sender handler over the send queue until it is empty: (CPU s, wall s)."""
+    from mailsage.local.events import sqs_event
+    from mailsage.local.functions import LocalContext, load_handler
+    from mailsage.settings import ApiSettings
+    from mailsage.wiring import backends
+
     queue = backends(ApiSettings()).queue
     sender = load_handler("sender")
-    sink_cpu, cpu, wall = _cpu_seconds(sink.pid), time.process_time(), time.perf_counter()
+    cpu, wall = time.process_time(), time.perf_counter()
     while received := queue.receive(max_messages=5):
         sender.lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))
         for r in received:
             queue.ack(r.receipt)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    time.sleep(0.5)
-    sink_cpu = _cpu_seconds(sink.pid) - sink_cpu
-    n = count_eml(tmp / "outbox")
-    sink.stdin.close()
-    sink.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def _report(n: int, cpu: float, wall: float, sink_cpu: float, spent: dict[str, float]) -> None:
     print(f"{n} messages, {n / wall:,.0f}/s with one sender thread")
     print(f"sender CPU per message: {cpu / n * 1e3:.3f} ms")
     for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"  {label:36s} {seconds / n * 1e3:.3f} ms")
     print(f"  {'other (handler, events, queue)':36s} {(cpu - sum(spent.values())) / n * 1e3:.3f} ms")
     print(f"sink process CPU per message (aiosmtpd + .eml write): {sink_cpu / n * 1e3:.3f} ms")
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    sink, port = _start_sink(tmp)
+    os.environ["MAILSAGE_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+    from bench.ingest import InProcessApi, accepted
+
+    api = InProcessApi(tmp / "data")
+    for i in range(MESSAGES // 1000):
+        accepted(api.call(api.event(batch_body(i * 1000, 1000))))
+
+    spent: collections.defaultdict[str, float] = collections.defaultdict(float)
+    _instrument(spent)
+    sink_cpu = _cpu_seconds(sink.pid)
+    cpu, wall = _drain()
+    time.sleep(0.5)  # the sink's CPU counters settle after its last write
+    sink_cpu = _cpu_seconds(sink.pid) - sink_cpu
+    n = count_eml(tmp / "outbox")
+    assert sink.stdin is not None
+    sink.stdin.close()
+    sink.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+    _report(n, cpu, wall, sink_cpu, spent)
 
 
 if __name__ == "__main__":

@@ -147,86 +147,26 @@ class MailSageConfig:
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> MailSageConfig:
-        """Build from a context getter such as `app.node.try_get_context`."""
-        stage = _string(get, "stage", "dev")
-        if not _STAGE.match(stage):
-            raise ConfigError(f"context 'stage' must be lower-case letters, digits and '-' (got {stage!r})")
-
-        identities = _string_list(get, "sender_identities")
-        for identity in identities:
-            if not (
-                _DOMAIN.match(identity) or (_EMAIL.match(identity) and _DOMAIN.match(identity.split("@")[1]))
-            ):
-                raise ConfigError(
-                    f"context 'sender_identities': {identity!r} is neither a domain nor an address"
-                )
-
-        origins = _string_list(get, "allowed_origins")
-        for origin in origins:
-            if not _ORIGIN.match(origin):
-                raise ConfigError(
-                    f"context 'allowed_origins': {origin!r} must be a scheme and host, e.g. https://app.example.com"
-                )
-
-        alarm_email = _optional_string(get, "alarm_email")
-        if alarm_email is not None and not _EMAIL.match(alarm_email):
-            raise ConfigError(f"context 'alarm_email': {alarm_email!r} is not an email address")
-
-        relays = _string_dict(get, "smtp_relay_secrets")
-        for name, secret in relays.items():
-            if not _RELAY_NAME.match(name) or name == "ses":
-                raise ConfigError(
-                    f"context 'smtp_relay_secrets': relay name {name!r} must be lower-case letters, digits, "
-                    "'-' or '_' and not 'ses'"
-                )
-            if not _SECRET_NAME.match(secret):
-                raise ConfigError(
-                    f"context 'smtp_relay_secrets': {secret!r} is not a Secrets Manager secret name"
-                )
-
-        providers = {"ses", *relays}
-        default_provider = _string(get, "default_provider", "ses")
-        if default_provider not in providers:
-            raise ConfigError(
-                f"context 'default_provider' is {default_provider!r}; known providers: {sorted(providers)} "
-                "(SMTP relays come from 'smtp_relay_secrets')"
-            )
-        failover = _optional_string(get, "failover_provider")
-        if failover is not None and (failover not in providers or failover == default_provider):
-            raise ConfigError(
-                f"context 'failover_provider' is {failover!r}; it must be a known provider other than "
-                f"the default {default_provider!r}: {sorted(providers - {default_provider})}"
-            )
-
-        default_from = _string(get, "default_from", _default_from())
-        if not _ADDRESS.match(default_from):
-            raise ConfigError(f"context 'default_from': {default_from!r} is not an address")
-
-        max_attempts = _sender_max_attempts()
-        max_receive_count = _int(get, "max_receive_count", 8, minimum=1, maximum=1000)
-        if max_receive_count <= max_attempts:
-            raise ConfigError(
-                f"context 'max_receive_count' ({max_receive_count}) must exceed the sender's "
-                f"MAILSAGE_MAX_ATTEMPTS ({max_attempts}): the sender, not the queue, gives a chunk up"
-            )
-
+        """Build from a context getter such as `app.node.try_get_context`. Keys are checked in
+        this order, so a context with several bad values names the same key every time."""
+        stage = _stage(get)
+        identities = _sender_identities(get)
+        origins = _allowed_origins(get)
+        alarm_email = _alarm_email(get)
+        relays = _smtp_relays(get)
+        default_provider, failover = _providers(get, relays)
+        default_from = _default_from_address(get)
+        max_receive_count = _max_receive_count(get)
         rate = _int(get, "api_rate_limit", 50, minimum=1, maximum=10_000)
         burst = _int(get, "api_burst_limit", 100, minimum=1, maximum=5_000)
         concurrency = _int(
             get, "sender_max_concurrency", 10, minimum=_MIN_CONCURRENCY, maximum=_MAX_CONCURRENCY
         )
-
-        log_level = _string(get, "log_level", "INFO").upper()
-        if log_level not in _LOG_LEVELS:
-            raise ConfigError(
-                f"context 'log_level' must be one of {', '.join(_LOG_LEVELS)} (got {log_level!r})"
-            )
-
+        log_level = _log_level(get)
         retention = get("retention_days")
         retention_days = (
             None if retention in (None, "") else _int(get, "retention_days", 0, minimum=1, maximum=3650)
         )
-
         return cls(
             stage=stage,
             sender_identities=tuple(identities),
@@ -245,6 +185,101 @@ class MailSageConfig:
             retention_days=retention_days,
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
+
+
+# --- one validator per context key that needs more than a type and a range --------------------
+
+
+def _stage(get: Callable[[str], Any]) -> str:
+    stage = _string(get, "stage", "dev")
+    if not _STAGE.match(stage):
+        raise ConfigError(f"context 'stage' must be lower-case letters, digits and '-' (got {stage!r})")
+    return stage
+
+
+def _sender_identities(get: Callable[[str], Any]) -> list[str]:
+    identities = _string_list(get, "sender_identities")
+    for identity in identities:
+        if not (
+            _DOMAIN.match(identity) or (_EMAIL.match(identity) and _DOMAIN.match(identity.split("@")[1]))
+        ):
+            raise ConfigError(f"context 'sender_identities': {identity!r} is neither a domain nor an address")
+    return identities
+
+
+def _allowed_origins(get: Callable[[str], Any]) -> list[str]:
+    origins = _string_list(get, "allowed_origins")
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"context 'allowed_origins': {origin!r} must be a scheme and host, e.g. https://app.example.com"
+            )
+    return origins
+
+
+def _alarm_email(get: Callable[[str], Any]) -> str | None:
+    alarm_email = _optional_string(get, "alarm_email")
+    if alarm_email is not None and not _EMAIL.match(alarm_email):
+        raise ConfigError(f"context 'alarm_email': {alarm_email!r} is not an email address")
+    return alarm_email
+
+
+def _smtp_relays(get: Callable[[str], Any]) -> dict[str, str]:
+    relays = _string_dict(get, "smtp_relay_secrets")
+    for name, secret in relays.items():
+        if not _RELAY_NAME.match(name) or name == "ses":
+            raise ConfigError(
+                f"context 'smtp_relay_secrets': relay name {name!r} must be lower-case letters, digits, "
+                "'-' or '_' and not 'ses'"
+            )
+        if not _SECRET_NAME.match(secret):
+            raise ConfigError(
+                f"context 'smtp_relay_secrets': {secret!r} is not a Secrets Manager secret name"
+            )
+    return relays
+
+
+def _providers(get: Callable[[str], Any], relays: Mapping[str, str]) -> tuple[str, str | None]:
+    """(default provider, failover provider): SES or a named relay, the failover another one."""
+    providers = {"ses", *relays}
+    default_provider = _string(get, "default_provider", "ses")
+    if default_provider not in providers:
+        raise ConfigError(
+            f"context 'default_provider' is {default_provider!r}; known providers: {sorted(providers)} "
+            "(SMTP relays come from 'smtp_relay_secrets')"
+        )
+    failover = _optional_string(get, "failover_provider")
+    if failover is not None and (failover not in providers or failover == default_provider):
+        raise ConfigError(
+            f"context 'failover_provider' is {failover!r}; it must be a known provider other than "
+            f"the default {default_provider!r}: {sorted(providers - {default_provider})}"
+        )
+    return default_provider, failover
+
+
+def _default_from_address(get: Callable[[str], Any]) -> str:
+    default_from = _string(get, "default_from", _default_from())
+    if not _ADDRESS.match(default_from):
+        raise ConfigError(f"context 'default_from': {default_from!r} is not an address")
+    return default_from
+
+
+def _max_receive_count(get: Callable[[str], Any]) -> int:
+    max_attempts = _sender_max_attempts()
+    max_receive_count = _int(get, "max_receive_count", 8, minimum=1, maximum=1000)
+    if max_receive_count <= max_attempts:
+        raise ConfigError(
+            f"context 'max_receive_count' ({max_receive_count}) must exceed the sender's "
+            f"MAILSAGE_MAX_ATTEMPTS ({max_attempts}): the sender, not the queue, gives a chunk up"
+        )
+    return max_receive_count
+
+
+def _log_level(get: Callable[[str], Any]) -> str:
+    log_level = _string(get, "log_level", "INFO").upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError(f"context 'log_level' must be one of {', '.join(_LOG_LEVELS)} (got {log_level!r})")
+    return log_level
 
 
 # --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"

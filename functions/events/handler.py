@@ -1,6 +1,9 @@
-"""SES event notifications (configuration set -> SNS -> SQS, raw delivery) -> message statuses."""
+"""Delivery feedback -> message statuses. The events queue carries SES event notifications
+(configuration set -> SNS -> SQS, raw delivery or not) and, from the embedded runtime's sink,
+delivery reports already in MailSage's terms; both become a DeliveryReport for FeedbackService."""
 
 import json
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -9,6 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
 import mailsage.domain.feedback  # noqa: F401
+from mailsage.adapters.aws import ses_events
+from mailsage.domain.delivery_reports import DeliveryReport, is_report
 from mailsage.settings import EventsSettings
 from mailsage.wiring import feedback_service
 
@@ -17,11 +22,20 @@ logger = Logger(service="mailsage-events")
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
+def report_of(body: dict[str, Any]) -> DeliveryReport | str:
+    """The report a queued body carries, or the SES event type MailSage does not know."""
+    if is_report(body):
+        return DeliveryReport.from_dict(body)
+    notification = ses_events.unwrap(body)
+    return ses_events.to_report(notification) or ses_events.event_type(notification)
+
+
 def record_handler(record: SQSRecord) -> None:
-    body = json.loads(record.body)
-    if body.get("Type") == "Notification" and "Message" in body:  # SNS envelope (raw delivery off)
-        body = json.loads(body["Message"])
-    outcome = feedback_service(settings).apply(body)
+    report = report_of(json.loads(record.body))
+    if isinstance(report, str):
+        logger.debug("ses event", event_type=report, reason="unknown event type")
+        return
+    outcome = feedback_service(settings).apply(report)
     # Debug: the outcome is stored with the message; one line per notification is noise (and cost).
     logger.debug(
         "ses event",

@@ -2,6 +2,10 @@
 `account_id`. Invalid records go to the ingest dead-letter queue with the reason; records that
 fail for a passing reason are reported as batch item failures and retried."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -12,13 +16,40 @@ import mailsage.domain.ingest  # noqa: F401
 from mailsage.settings import IngestSettings
 from mailsage.wiring import ingest_service
 
+if TYPE_CHECKING:
+    from mailsage.domain.submission import JobRequest
+
 settings = IngestSettings()  # validated at cold start
 logger = Logger(service="mailsage-ingest")
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
+def parse_record(body: str) -> tuple[str, JobRequest]:
+    """(account_id, request) of a record's body, validated by the v1 API's own models; ValueError
+    (pydantic's ValidationError is one) says why it is not a request."""
+    import json
+
+    # Imported on the first record, as before: the models are the API's wire format.
+    from mailsage.api.v1.models import BatchRequest, SendRequest, job_request
+
+    payload: Any = json.loads(body)  # JSONDecodeError is a ValueError
+    if not isinstance(payload, dict):
+        raise ValueError("the record must be a JSON object")
+    account_id = payload.pop("account_id", None)
+    if not isinstance(account_id, str) or not account_id:
+        raise ValueError("account_id is required")
+    model = BatchRequest if "recipients" in payload else SendRequest
+    return account_id, job_request(model.model_validate(payload))
+
+
 def record_handler(record: SQSRecord) -> None:
-    outcome = ingest_service(settings).accept(record.message_id, record.body)
+    service = ingest_service(settings)
+    try:
+        account_id, request = parse_record(record.body)
+    except ValueError as exc:
+        outcome = service.reject(record.message_id, record.body, f"invalid record: {exc}")
+    else:
+        outcome = service.accept(record.message_id, record.body, account_id, request)
     logger.info(
         "ingest record", record_id=record.message_id, job_id=outcome.job_id, rejected=outcome.rejected
     )

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Json
 
 # Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
+import mailsage.adapters.webhook_http  # noqa: F401
 import mailsage.domain.webhook_delivery  # noqa: F401
 from mailsage.settings import WebhooksSettings
 from mailsage.wiring import webhook_dispatcher

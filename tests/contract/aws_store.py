@@ -56,7 +56,7 @@ def dynamodb_table(table_name: str = TABLE_NAME) -> Iterator[str]:
 
 @contextmanager
 def _dynamodb_store(tmp_path: Path) -> Iterator[Store]:
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
 
     with dynamodb_table() as table_name:
         yield DynamoStore(table_name)

@@ -24,8 +24,10 @@ from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.queue import SqliteQueue
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain import delivery
+from mailsage.domain.composition import Composer
 from mailsage.domain.delivery import DeliveryPolicy, DeliveryService, RetryChunk
 from mailsage.domain.models import ChunkRef, Message, MessageStatus
+from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.providers import Providers
 from mailsage.ports import Store
 from tests.conftest import free_port
@@ -75,7 +77,17 @@ def queue(tmp_path: Any) -> Iterator[SqliteQueue]:
 def service(store: Store, queue: SqliteQueue, port: int, lease: float = 300.0) -> DeliveryService:
     transport = SmtpTransport(SmtpConfig("127.0.0.1", port, timeout=5.0))
     policy = DeliveryPolicy(max_attempts=3, retry_base_seconds=0.0, claim_lease_seconds=lease)
-    return DeliveryService(store, queue, Providers({"smtp": lambda: transport}, "smtp"), policy)
+    return DeliveryService(
+        jobs=store,
+        chunks=store,
+        messages=store,
+        suppressions=store,
+        queue=queue,
+        providers=Providers({"smtp": lambda: transport}, "smtp"),
+        policy=policy,
+        outcomes=lambda: Outcomes(store, None, policy.message_id_domain, policy.suppression),
+        composer=Composer(policy.message_id_domain),
+    )
 
 
 def drain(sender: DeliveryService, queue: SqliteQueue, within: float = 30.0) -> int:

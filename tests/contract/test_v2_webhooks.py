@@ -26,7 +26,8 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from mailsage.api.v2 import webhooks as v2_webhooks
+from mailsage.adapters.webhook_http import HttpWebhookClient
+from mailsage.api.dependencies import webhook_service_dep
 from mailsage.domain.events import delivery_body, message_event
 from mailsage.domain.models import EVENT_FLAGS, WebhookDelivery
 from mailsage.domain.webhook_delivery import RetryDelivery, WebhookDispatcher, WebhookPolicy
@@ -405,7 +406,7 @@ def publish(
 def dispatch(stores: Backends, queue: Queue, received: Received) -> str:
     """What the webhooks function does with a queued delivery: its outcome ("retry" when it will
     come back)."""
-    dispatcher = WebhookDispatcher(stores.store, queue, POLICY, allow_private=True)
+    dispatcher = WebhookDispatcher(stores.store, queue, POLICY, HttpWebhookClient(allow_private=True))
     try:
         outcome = dispatcher.dispatch(received.body, received.receipt, received.receive_count)
     except RetryDelivery:
@@ -592,13 +593,13 @@ def test_replay_without_a_webhook_queue_is_503(
     ext: ExtensionClient,
     stores: Backends,
     account: Account,
-    monkeypatch: pytest.MonkeyPatch,
+    api_handler: Any,
 ) -> None:
     hook = create(v2)["id"]
     delivery = seed_delivery(stores, account, hook)
     # A deployment without a webhook queue (AWS without MAILSAGE_WEBHOOK_QUEUE_URL)
     without_queue = WebhookService(stores.store, None, allow_private=True)
-    monkeypatch.setattr(v2_webhooks, "webhook_service", lambda settings: without_queue)
+    api_handler.app.dependency_overrides[webhook_service_dep] = lambda **_: without_queue
     reply = expect(replay(ext, hook, delivery.id), 503)
     assert reply.body == {"message": "webhook deliveries are not configured in this deployment"}
     # what is not found is still 404, and the log can still be read

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import free_port, read_eml
+from tests.conftest import free_port, read_eml, wait_until
 
 
 def out(job: dict[str, Any]) -> int:
@@ -91,14 +91,16 @@ class LocalServer:
         return reply.json()
 
     def wait_for(self, job_id: str, states: set[str], timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
-            if job["state"] in states:
-                return job
-            time.sleep(0.1)
+        seen: list[dict[str, Any]] = []
+
+        def reached() -> bool:
+            seen.append(self.job(job_id))
+            return seen[-1]["state"] in states
+
+        if wait_until(reached, timeout):
+            return seen[-1]
         raise AssertionError(
-            f"job {job_id} did not reach {states}: {job}\nserver output:\n" + "".join(self.output_tail)
+            f"job {job_id} did not reach {states}: {seen[-1]}\nserver output:\n" + "".join(self.output_tail)
         )
 
     def wait_settled(self, job_id: str) -> dict[str, Any]:

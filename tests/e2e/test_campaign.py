@@ -5,11 +5,11 @@ batch to the same list skips the bounced and unsubscribed addresses as `suppress
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import requests
 
+from tests.conftest import wait_until
 from tests.e2e.conftest import LocalServer
 
 BOUNCING = [f"bounce-{i}@example.com" for i in range(5)]
@@ -37,12 +37,15 @@ def send_batch(server: LocalServer) -> dict[str, Any]:
 
 def wait_for_counts(server: LocalServer, job_id: str, expected: dict[str, int], timeout: float = 120) -> None:
     """The sink's delivery notifications are applied asynchronously by the events loop."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        counts = {k: v for k, v in server.job(job_id)["counts"].items() if v}
-        if counts == expected:
-            return
-        time.sleep(0.2)
+    seen: list[dict[str, int]] = []
+
+    def reached() -> bool:
+        seen.append({k: v for k, v in server.job(job_id)["counts"].items() if v})
+        return seen[-1] == expected
+
+    if wait_until(reached, timeout):
+        return
+    counts = seen[-1]
     raise AssertionError(f"job {job_id} counts {counts}, expected {expected}")
 
 

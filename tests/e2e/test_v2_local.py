@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.conftest import read_eml
+from tests.conftest import read_eml, wait_until
 from tests.e2e.conftest import LocalServer
 
 pytestmark = pytest.mark.e2e
@@ -61,12 +61,8 @@ def status_of(server: LocalServer, message_id: str) -> str:
 
 
 def wait_for_outbox(server: LocalServer, count: int, timeout: float = 60) -> list[Path]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = server.outbox()
-        if len(found) >= count:
-            return found
-        time.sleep(0.1)
+    if wait_until(lambda: len(server.outbox()) >= count, timeout):
+        return server.outbox()
     raise AssertionError(f"{count} messages expected at the sink, found {len(server.outbox())}")
 
 

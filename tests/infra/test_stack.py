@@ -778,7 +778,7 @@ def test_retention_days_reaches_every_function(build_app: Any) -> None:
 
 
 def test_the_webhooks_function_consumes_the_webhook_queue_in_small_batches(synthesized: Synthesized) -> None:
-    from infra.stack import WEBHOOKS_BATCH_SIZE
+    from infra.capabilities import WEBHOOKS_BATCH_SIZE
 
     props = function(synthesized, "webhooks")
     assert props["Timeout"] == 30

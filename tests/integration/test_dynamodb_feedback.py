@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailsage.adapters.aws.dynamodb_store import DynamoStore
+from mailsage.adapters.aws.dynamodb import DynamoStore
 from mailsage.domain.models import Job, Message, MessageQuery, MessageStatus, Webhook, WebhookDelivery
 from tests.contract.conftest import JobFactory
 from tests.integration.test_dynamodb_store import (

@@ -50,7 +50,7 @@ class AwsApi:
     def __init__(self, table: str, send_url: str) -> None:
         import boto3
 
-        from mailsage.adapters.aws.dynamodb_store import DynamoStore
+        from mailsage.adapters.aws.dynamodb import DynamoStore
         from mailsage.adapters.aws.sqs_queue import SqsQueue
 
         self.table = table

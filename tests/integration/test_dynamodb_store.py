@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mailsage.adapters.aws.dynamodb_store import BatchIncomplete, DynamoStore
+from mailsage.adapters.aws.dynamodb import BatchIncomplete, DynamoStore
 from mailsage.adapters.aws.table import TTL_ATTRIBUTE
 from mailsage.domain.models import (
     IdempotencyRecord,

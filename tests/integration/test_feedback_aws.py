@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mailsage.adapters.aws import ses_events
 from mailsage.domain.events import EventPublisher
 from mailsage.domain.feedback import FeedbackService
 from mailsage.domain.models import EVENT_TYPES, Content, Job, JobState, Message, MessageStatus, Webhook
@@ -25,7 +26,7 @@ class World:
     def __init__(self) -> None:
         import boto3
 
-        from mailsage.adapters.aws.dynamodb_store import DynamoStore
+        from mailsage.adapters.aws.dynamodb import DynamoStore
         from mailsage.adapters.aws.sqs_queue import SqsQueue
 
         self.store = DynamoStore("mailsage-contract")
@@ -85,7 +86,9 @@ class World:
         body["mail"]["tags"].update(
             {"account_id": [ACCOUNT], "job_id": [self.job_id], "message_id": [message_id]}
         )
-        return self.feedback.apply(body).status
+        report = ses_events.to_report(body)
+        assert report is not None
+        return self.feedback.apply(report).status
 
     def published(self) -> list[dict[str, Any]]:
         payloads = []

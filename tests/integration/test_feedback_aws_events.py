@@ -50,7 +50,7 @@ class AwsRuntime:
     settings, an account with a key, and a webhook endpoint subscribed to every event."""
 
     def __init__(self, table: str, send_url: str, webhooks_url: str) -> None:
-        from mailsage.adapters.aws.dynamodb_store import DynamoStore
+        from mailsage.adapters.aws.dynamodb import DynamoStore
         from mailsage.adapters.aws.sqs_queue import SqsQueue
 
         self.backends = Backends(DynamoStore(table), SqsQueue(send_url), None, SqsQueue(webhooks_url))

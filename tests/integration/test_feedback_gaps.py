@@ -70,8 +70,8 @@ def test_a_delivery_notification_after_an_open_changes_nothing_and_counts_the_de
 ) -> None:
     job = batch(api, ["reader@example.com"], tracking={"open": True, "click": True}, campaign_id="late-news")
     worker.drain()
-    [notification] = feedback.notifications  # the sink's Delivery, held back: it arrives late
-    assert notification["eventType"] == "Delivery"
+    [notification] = feedback.notifications  # the sink's delivery report, held back: it arrives late
+    assert notification["outcome"] == "delivered"
     published(stores)
     pixel, _, _ = links_in(smtp_sink.messages()[0])
 
@@ -269,7 +269,7 @@ def test_v2_tracking_urls_count_the_open_and_the_click(
 def test_a_v2_message_to_several_recipients_carries_one_click_unsubscribe_and_to_one_does_not(
     api: ApiClient, worker: Worker, smtp_sink: SmtpSink, stores: Backends, account: Account
 ) -> None:
-    # messages_v2: "A message to several recipients is bulk mail; to one, transactional."
+    # domain/messages: "A message to several recipients is bulk mail; to one, transactional."
     create_v2(api, account, ["a@example.com", "b@example.com"])
     create_v2(api, account, ["solo@example.com"])
     worker.drain()

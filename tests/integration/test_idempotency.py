@@ -9,14 +9,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from mailsage.api.dependencies import api_services_dep, idempotency_service_dep
+from mailsage.domain.clock import ManualClock
+from mailsage.domain.idempotency import IdempotencyService
 from mailsage.domain.submission import SubmissionService
 from mailsage.errors import ValidationFailed
 from mailsage.local.functions import load_handler
-from mailsage.wiring import Backends
+from mailsage.settings import ApiSettings
+from mailsage.wiring import Backends, api_services, build_api_services
 from tests.conftest import Account, ApiClient, Reply
 
 SEND = "/api/v1/emails/send"
@@ -67,7 +71,30 @@ def recorded(api_handler: Any, account: Account) -> tuple[ApiClient, Recording]:
     return ApiClient(recording, account.key), recording
 
 
-def count_submits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+Submit = Callable[..., Any]  # (the real SubmissionService, *args, **kwargs) -> its result
+
+
+class StandInSubmission:
+    """The submission service a handler's routes are given (v1 send and batch, v2 create message):
+    its `submit` is the test's, which may call the real service's."""
+
+    def __init__(self, real: SubmissionService, submit: Submit) -> None:
+        self.real = real
+        self._submit = submit
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        return self._submit(self.real, *args, **kwargs)
+
+
+def with_submit(handler: Any, submit: Submit) -> None:
+    """Override the services of `handler`'s app with ones that submit through `submit`."""
+    settings = ApiSettings()
+    stand_in = StandInSubmission(api_services(settings).submission, submit)
+    services = build_api_services(settings, submission=cast(SubmissionService, stand_in))
+    handler.app.dependency_overrides[api_services_dep] = lambda: services
+
+
+def count_submits(handler: Any) -> list[int]:
     calls: list[int] = []
     real = SubmissionService.submit
 
@@ -75,28 +102,26 @@ def count_submits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(1)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SubmissionService, "submit", counting)
+    with_submit(handler, counting)
     return calls
 
 
 # -- v1: the cases of the issue ---------------------------------------------------------------
 
 
-def slow_submissions(monkeypatch: pytest.MonkeyPatch) -> None:
+def slow_submission(self: SubmissionService, *args: Any, **kwargs: Any) -> Any:
     """Every submission takes 0.5 s, so two racing requests overlap."""
-    real = SubmissionService.submit
-
-    def slow(self: SubmissionService, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.5)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(SubmissionService, "submit", slow)
+    time.sleep(0.5)
+    return SubmissionService.submit(self, *args, **kwargs)
 
 
-def race(account: Account, request: Callable[[ApiClient], Reply]) -> list[Reply]:
+def race(account: Account, request: Callable[[ApiClient], Reply], submit: Submit) -> list[Reply]:
     """Run `request` at the same moment on two handler instances (one resolver is not
-    thread-safe, as two Lambda execution environments would); errors in a thread are raised."""
+    thread-safe, as two Lambda execution environments would), each submitting through `submit`;
+    errors in a thread are raised."""
     clients = [ApiClient(load_handler("api"), account.key) for _ in range(2)]
+    for client in clients:
+        with_submit(client.handler, submit)
     start = threading.Barrier(2)
     replies: list[Reply] = []
     failures: list[BaseException] = []
@@ -163,7 +188,7 @@ def test_the_body_matches_as_canonical_json(api: ApiClient, data_dir: Path, acco
 
 
 def test_a_request_in_progress_gets_409_with_retry_after(
-    api: ApiClient, data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch
+    api: ApiClient, data_dir: Path, account: Account
 ) -> None:
     # Given a second handler instance that repeats the request while the first one is submitting
     other = ApiClient(load_handler("api"), account.key)
@@ -175,7 +200,7 @@ def test_a_request_in_progress_gets_409_with_retry_after(
             during.append(other.post(SEND, send_body(), headers=with_key("slow")))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SubmissionService, "submit", submit_and_retry)
+    with_submit(api.handler, submit_and_retry)
     first = api.post(SEND, send_body(), headers=with_key("slow"))
 
     [concurrent] = during
@@ -210,11 +235,9 @@ def test_the_same_key_on_another_path_is_422(api: ApiClient, data_dir: Path, acc
     assert job_count(data_dir, account.id) == 1
 
 
-def test_a_4xx_reply_is_stored_and_replayed(
-    recorded: tuple[ApiClient, Recording], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_4xx_reply_is_stored_and_replayed(recorded: tuple[ApiClient, Recording]) -> None:
     api, recording = recorded
-    calls = count_submits(monkeypatch)
+    calls = count_submits(recording.handler)
     first = api.post(SEND, send_body("not-an-address"), headers=with_key("bad"))
     second = api.post(SEND, send_body("not-an-address"), headers=with_key("bad"))
 
@@ -227,7 +250,7 @@ def test_a_4xx_reply_is_stored_and_replayed(
 
 
 def test_a_5xx_reply_is_not_stored_and_the_retry_runs(
-    api: ApiClient, data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch
+    api: ApiClient, data_dir: Path, account: Account
 ) -> None:
     # Given a submission that fails unexpectedly once
     real = SubmissionService.submit
@@ -238,7 +261,7 @@ def test_a_5xx_reply_is_not_stored_and_the_retry_runs(
             raise failures.pop()
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SubmissionService, "submit", flaky)
+    with_submit(api.handler, flaky)
     first = api.post(SEND, send_body(), headers=with_key("retry-me"))
     second = api.post(SEND, send_body(), headers=with_key("retry-me"))
 
@@ -263,11 +286,14 @@ def test_keys_are_per_account(
     assert job_count(data_dir, account.id) == job_count(data_dir, other.id) == 1
 
 
-def test_an_expired_key_runs_again(data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAILSAGE_IDEMPOTENCY_TTL_SECONDS", "1")
+def test_an_expired_key_runs_again(data_dir: Path, account: Account, stores: Backends) -> None:
+    # Given keys remembered for 1 s, on a clock the test moves
+    clock = ManualClock(time.time())
+    ids = IdempotencyService(stores.store, 1, clock)
     api = ApiClient(load_handler("api"), account.key)
+    api.handler.app.dependency_overrides[idempotency_service_dep] = lambda **_: ids
     first = api.post(SEND, send_body(), headers=with_key("short-lived"))
-    time.sleep(1.1)
+    clock.advance(1.1)
     second = api.post(SEND, send_body(), headers=with_key("short-lived"))
     assert first.status == second.status == 202
     assert REPLAYED not in second.headers
@@ -308,12 +334,11 @@ def test_template_creation_is_idempotent_and_preview_ignores_the_key(api: ApiCli
     assert second.body["subject"] == "Hi Bob"
 
 
-def test_two_concurrent_requests_with_one_key_run_once(
-    data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_concurrent_requests_with_one_key_run_once(data_dir: Path, account: Account) -> None:
     # Given a slow submission and two handler instances (one resolver is not thread-safe)
-    slow_submissions(monkeypatch)
-    replies = race(account, lambda client: client.post(SEND, send_body(), headers=with_key("race")))
+    replies = race(
+        account, lambda client: client.post(SEND, send_body(), headers=with_key("race")), slow_submission
+    )
 
     assert len(replies) == 2
     assert job_count(data_dir, account.id) == 1
@@ -367,9 +392,7 @@ def test_v2_without_a_key_each_request_runs(api: ApiClient, data_dir: Path, acco
     assert job_count(data_dir, account.id) == 2
 
 
-def test_v2_in_progress_is_409_with_the_v2_envelope(
-    api: ApiClient, account: Account, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_v2_in_progress_is_409_with_the_v2_envelope(api: ApiClient, account: Account, data_dir: Path) -> None:
     other = ApiClient(load_handler("api"), account.key)
     during: list[Reply] = []
     real = SubmissionService.submit
@@ -379,7 +402,7 @@ def test_v2_in_progress_is_409_with_the_v2_envelope(
             during.append(other.post(messages_path(account), v2_message(), headers=with_key("slow")))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SubmissionService, "submit", submit_and_retry)
+    with_submit(api.handler, submit_and_retry)
     first = api.post(messages_path(account), v2_message(), headers=with_key("slow"))
 
     [concurrent] = during
@@ -401,9 +424,7 @@ def test_v2_mismatches_are_422_with_the_v2_envelope(api: ApiClient, account: Acc
     assert job_count(data_dir, account.id) == 1
 
 
-def test_v2_a_4xx_reply_is_stored_and_replayed(
-    api: ApiClient, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_v2_a_4xx_reply_is_stored_and_replayed(api: ApiClient, account: Account) -> None:
     # Given a submission refused by the domain once (a 400 produced inside the route)
     real = SubmissionService.submit
     calls: list[int] = []
@@ -414,7 +435,7 @@ def test_v2_a_4xx_reply_is_stored_and_replayed(
             raise ValidationFailed("refused for the test")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SubmissionService, "submit", refuse_once)
+    with_submit(api.handler, refuse_once)
     first = api.post(messages_path(account), v2_message(), headers=with_key("refused"))
     second = api.post(messages_path(account), v2_message(), headers=with_key("refused"))
     assert first.status == 400, first.body
@@ -425,9 +446,7 @@ def test_v2_a_4xx_reply_is_stored_and_replayed(
     assert len(calls) == 1  # the replay did not run the request
 
 
-def test_v2_a_5xx_reply_is_not_stored(
-    api: ApiClient, account: Account, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_v2_a_5xx_reply_is_not_stored(api: ApiClient, account: Account, data_dir: Path) -> None:
     real = SubmissionService.submit
     failures = [RuntimeError("boom")]
 
@@ -436,7 +455,7 @@ def test_v2_a_5xx_reply_is_not_stored(
             raise failures.pop()
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(SubmissionService, "submit", flaky)
+    with_submit(api.handler, flaky)
     first = api.post(messages_path(account), v2_message(), headers=with_key("k"))
     second = api.post(messages_path(account), v2_message(), headers=with_key("k"))
     assert first.status == 500
@@ -451,12 +470,11 @@ def test_v2_a_key_over_255_characters_is_400(api: ApiClient, account: Account, d
     assert job_count(data_dir, account.id) == 0
 
 
-def test_v2_two_concurrent_requests_with_one_key_run_once(
-    data_dir: Path, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    slow_submissions(monkeypatch)
+def test_v2_two_concurrent_requests_with_one_key_run_once(data_dir: Path, account: Account) -> None:
     replies = race(
-        account, lambda client: client.post(messages_path(account), v2_message(), headers=with_key("race"))
+        account,
+        lambda client: client.post(messages_path(account), v2_message(), headers=with_key("race")),
+        slow_submission,
     )
 
     assert job_count(data_dir, account.id) == 1

@@ -61,7 +61,7 @@ def test_create_key_on_a_deployed_table(
     import boto3
     from moto import mock_aws
 
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.adapters.aws.table import create_table_kwargs
     from mailsage.domain.auth import AuthService
 

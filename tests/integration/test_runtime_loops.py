@@ -114,8 +114,8 @@ def test_a_chunk_that_fails_unexpectedly_is_retried_in_seconds(
     )
     assert reply.status == 202, reply.body
     service = worker.handler.delivery_service(worker.handler.settings)
-    real_store = service.store
-    service.store = FailingClaims(real_store)
+    real_store = service.chunks
+    service.chunks = FailingClaims(real_store)
     try:
         received = stores.queue.receive(max_messages=10)
         # When the sender handles it
@@ -129,7 +129,7 @@ def test_a_chunk_that_fails_unexpectedly_is_retried_in_seconds(
         worker.invoke(retried)
         assert len(smtp_sink.messages()) == 1
     finally:
-        service.store = real_store
+        service.chunks = real_store
 
 
 def receive_within(queue: Any, seconds: float) -> list[Received]:

@@ -48,7 +48,12 @@ def send_messages(port: int, count: int) -> None:
 def queued_message_ids(queue: Queue) -> Counter[str]:
     """Every notification waiting in the queue, by the message it is about."""
     received = queue.receive(max_messages=100)
-    return Counter(r.body["mail"]["tags"]["message_id"][0] for r in received)
+    return Counter(r.body["message_id"] for r in received)
+
+
+def spooled_records(spool: Path) -> int:
+    """Records in the spool's segments (one JSON line each)."""
+    return sum(len(path.read_bytes().splitlines()) for path in spool.glob("*.jsonl"))
 
 
 def test_notifications_of_a_killed_sink_are_queued_once_after_its_restart(tmp_path: Path) -> None:
@@ -68,14 +73,14 @@ def test_notifications_of_a_killed_sink_are_queued_once_after_its_restart(tmp_pa
         sink.stop(5)  # reaps it
     queue = events_queue()
     assert queue.depth() == 0
-    assert len(list(spool.glob("*.json"))) == 5  # what the 250s stood on
+    assert spooled_records(spool) == 5  # what the 250s stood on
     # And a new sink process starts on the same data directory
     restarted = SinkProcess(data / "outbox", spool, port, "127.0.0.1", notification_delay=60.0)
     restarted.start()
     try:
         # Then every notification reaches the events queue at once, not after the delay
         assert wait_until(lambda: queue.depth() == 5)
-        assert wait_until(lambda: list(spool.glob("*.json")) == [])
+        assert wait_until(lambda: list(spool.glob("*.jsonl")) == [])
     finally:
         restarted.stop(10)
     # And exactly once per message
@@ -136,11 +141,54 @@ def test_a_record_cut_short_by_a_kill_is_dropped_and_a_whole_one_kept(tmp_path: 
     spool_dir = tmp_path / "spool"
     first = NotificationSpool(spool_dir, events_queue(), delay=60.0)
     first(message(1).split(b"\r\n\r\n")[0], "noreply@example.com", ["user1@example.com"])
-    (spool_dir / "2-cut.json").write_bytes(b'{"headers": "RnJvbTog')
+    (spool_dir / "2-cut.jsonl").write_bytes(b'{"headers": "RnJvbTog')
     # When the sink starts again
     restarted = NotificationSpool(spool_dir, events_queue(), delay=60.0)
     # Then the whole record is due, and the partial one is gone
     assert restarted.pending() == 1
-    assert not (spool_dir / "2-cut.json").exists()
+    assert not (spool_dir / "2-cut.jsonl").exists()
     assert restarted.flush()
     assert queued_message_ids(events_queue()) == Counter({"msg_1": 1})
+
+
+def test_a_line_cut_by_a_kill_drops_only_that_record(tmp_path: Path) -> None:
+    # Given a segment a killed sink left: two whole records, then one it was writing when killed
+    spool_dir = tmp_path / "spool"
+    first = NotificationSpool(spool_dir, events_queue(), delay=60.0)
+    for i in (1, 2):
+        first(message(i).split(b"\r\n\r\n")[0], "noreply@example.com", [f"user{i}@example.com"])
+    [segment] = list(spool_dir.glob("*.jsonl"))
+    with segment.open("ab") as f:
+        f.write(b'{"headers": "RnJvbTog')
+    # When the sink starts again
+    restarted = NotificationSpool(spool_dir, events_queue(), delay=60.0)
+    # Then the two whole records are due and queued once each, and the segment is gone
+    assert restarted.pending() == 2
+    assert restarted.flush()
+    assert queued_message_ids(events_queue()) == Counter({"msg_1": 1, "msg_2": 1})
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_segments_rotate_and_each_goes_once_its_records_are_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given segments of 3 records, and a sink that accepted 7 messages
+    monkeypatch.setattr(notification_spool, "SEGMENT_RECORDS", 3)
+    spool_dir = tmp_path / "spool"
+    spool = NotificationSpool(spool_dir, events_queue(), delay=60.0)
+    for i in range(7):
+        spool(message(i).split(b"\r\n\r\n")[0], "noreply@example.com", [f"user{i}@example.com"])
+    # Then they sit in 3 segments (3, 3 and 1 records)
+    assert sorted(spooled_records_of(p) for p in spool_dir.glob("*.jsonl")) == [1, 3, 3]
+    # When they are queued
+    assert spool.flush()
+    # Then each notification is queued once and no segment is left
+    assert queued_message_ids(events_queue()) == Counter({f"msg_{i}": 1 for i in range(7)})
+    assert list(spool_dir.iterdir()) == []
+    # And the next accepted message starts a new segment
+    spool(message(9).split(b"\r\n\r\n")[0], "noreply@example.com", ["user9@example.com"])
+    assert spooled_records(spool_dir) == 1
+
+
+def spooled_records_of(segment: Path) -> int:
+    return len(segment.read_bytes().splitlines())

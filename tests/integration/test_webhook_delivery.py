@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mailsage.adapters.webhook_http import HttpWebhookClient
 from mailsage.domain.events import delivery_body, message_event
 from mailsage.domain.models import Webhook, WebhookDelivery
 from mailsage.domain.webhook_delivery import RetryDelivery, WebhookDispatcher, WebhookPolicy, sign
@@ -132,7 +133,8 @@ def webhook_now(store: Store, webhook: Webhook) -> Webhook:
 def dispatcher_for(
     store: Store, queue: SpyQueue, policy: WebhookPolicy = FAST, **kw: Any
 ) -> WebhookDispatcher:
-    return WebhookDispatcher(store, queue, policy, allow_private=kw.pop("allow_private", True), **kw)  # type: ignore[arg-type]
+    client = HttpWebhookClient(allow_private=kw.pop("allow_private", True))
+    return WebhookDispatcher(store, queue, policy, client, **kw)  # type: ignore[arg-type]
 
 
 # -- signing --------------------------------------------------------------------------------------
@@ -548,7 +550,7 @@ def test_the_webhooks_function_on_dynamodb_and_sqs(
     the SQS message's visibility (whole seconds), the record coming back with its receive count."""
     import boto3
 
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.adapters.aws.sqs_queue import SqsQueue
     from tests.contract.aws_store import dynamodb_table
 

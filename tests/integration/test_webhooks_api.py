@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mailsage.api.v1 import webhooks as v1_webhooks
+from mailsage.api.dependencies import webhook_service_dep
 from mailsage.domain.models import WebhookDelivery
 from mailsage.domain.webhooks import WebhookService
 from mailsage.local.functions import load_handler
@@ -379,14 +379,12 @@ def test_replay_enqueues_the_delivery_on_the_webhook_queue(
     assert queue.receive(max_messages=10) == []
 
 
-def test_replay_without_a_webhook_queue_is_503(
-    api: ApiClient, stores: Backends, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_replay_without_a_webhook_queue_is_503(api: ApiClient, stores: Backends, account: Account) -> None:
     hook = create(api)["id"]
     delivery = seed_delivery(stores, account, hook)
     # A deployment without a webhook queue (AWS without MAILSAGE_WEBHOOK_QUEUE_URL)
     without_queue = WebhookService(stores.store, None, allow_private=True)
-    monkeypatch.setattr(v1_webhooks, "webhook_service", lambda settings: without_queue)
+    api.handler.app.dependency_overrides[webhook_service_dep] = lambda **_: without_queue
     error = assert_error(
         api.post(f"{WEBHOOKS}/{hook}/deliveries/{delivery.id}/replay"), 503, "service_unavailable"
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from mailsage.adapters.aws import ses_events
 from mailsage.domain.feedback import FeedbackService
 from mailsage.local.functions import LocalContext, load_handler
 from mailsage.local.sink import SmtpSink
@@ -276,7 +277,9 @@ def test_a_notification_naming_another_account_moves_nothing(
     body["complaint"]["complainedRecipients"] = [{"emailAddress": "reader@example.com"}]
     feedback.apply([body])
     # Then B's message is unchanged and neither account suppressed the address
-    outcome = FeedbackService(stores.store).apply(body)
+    report = ses_events.to_report(body)
+    assert report is not None
+    outcome = FeedbackService(stores.store).apply(report)
     assert (outcome.status, outcome.reason) == (None, "no such message in this account")
     assert message_of(stores, b, sent.body["job_id"], "reader@example.com").status.value == "delivered"
     for account in (a, b):

@@ -279,7 +279,7 @@ def test_an_ingest_record_from_a_listed_domain_becomes_a_job(
 def aws_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ApiClient, Account, Store]]:
     import boto3
 
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.domain.auth import AuthService
     from tests.contract.aws_store import dynamodb_table
     from tests.moto_env import REGION, use_aws_backend

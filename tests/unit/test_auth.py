@@ -19,7 +19,7 @@ class MemoryKeys:
 
 def test_a_created_key_authenticates_its_account_and_is_stored_only_hashed() -> None:
     keys = MemoryKeys()
-    auth = AuthService(keys)  # type: ignore[arg-type]
+    auth = AuthService(keys)
     key = auth.create_key("acct-1")
     assert auth.authenticate(f"Bearer {key}") == "acct-1"
     assert all(key not in (k, h) for k, (_, h) in keys.rows.items())
@@ -27,13 +27,13 @@ def test_a_created_key_authenticates_its_account_and_is_stored_only_hashed() -> 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer wrong-key", "bearer  "])
 def test_bad_credentials_are_unauthorized(header: str | None) -> None:
-    auth = AuthService(MemoryKeys())  # type: ignore[arg-type]
+    auth = AuthService(MemoryKeys())
     auth.create_key("acct-1")
     with pytest.raises(Unauthorized):
         auth.authenticate(header)
 
 
 def test_the_scheme_is_case_insensitive() -> None:
-    auth = AuthService(MemoryKeys())  # type: ignore[arg-type]
+    auth = AuthService(MemoryKeys())
     auth.register_key("acct-1", "known-key")
     assert auth.authenticate("bearer known-key") == "acct-1"

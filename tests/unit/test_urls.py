@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mailsage.adapters.dns import SystemResolver
 from mailsage.domain.urls import (
     BlockedAddress,
     check_webhook_url,
@@ -141,29 +143,26 @@ def test_literal_address_tells_names_from_numbers() -> None:
 # -- at send time --------------------------------------------------------------------------------
 
 
-def fake_resolver(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> list[str]:
-    asked: list[str] = []
+class FakeResolver:
+    """A resolver with fixed answers; an unknown name fails as the system resolver does."""
 
-    def getaddrinfo(host: str, port: int, *args: Any, **kw: Any) -> list[tuple[Any, ...]]:
-        asked.append(host)
-        if host not in answers:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        if host not in self.answers:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        out = []
-        for address in answers[host]:
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
-            out.append((family, socket.SOCK_STREAM, 6, "", sockaddr))
-        return out
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return asked
+        return list(self.answers[host])
 
 
-def test_resolve_public_returns_every_public_address_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_resolver(
-        monkeypatch, {"hooks.example.com": ["93.184.216.34", "2606:2800:220:1::1", "93.184.216.34"]}
-    )
-    assert resolve_public("hooks.example.com", 443, False) == ["93.184.216.34", "2606:2800:220:1::1"]
+def test_resolve_public_returns_every_public_address_once() -> None:
+    resolver = FakeResolver({"hooks.example.com": ["93.184.216.34", "2606:2800:220:1::1", "93.184.216.34"]})
+    assert resolve_public("hooks.example.com", 443, False, resolver) == [
+        "93.184.216.34",
+        "2606:2800:220:1::1",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -176,26 +175,39 @@ def test_resolve_public_returns_every_public_address_once(monkeypatch: pytest.Mo
         ["::ffff:10.0.0.1"],
     ],
 )
-def test_a_name_that_resolves_to_a_private_address_is_refused(
-    monkeypatch: pytest.MonkeyPatch, answers: list[str]
-) -> None:
+def test_a_name_that_resolves_to_a_private_address_is_refused(answers: list[str]) -> None:
     """A name that passed the registration check can later point anywhere (DNS rebinding)."""
-    fake_resolver(monkeypatch, {"rebind.example.com": answers})
+    resolver = FakeResolver({"rebind.example.com": answers})
     with pytest.raises(BlockedAddress, match="rebind.example.com resolves to .* not a public address"):
-        resolve_public("rebind.example.com", 443, False)
-    assert resolve_public("rebind.example.com", 443, True) == list(dict.fromkeys(answers))
+        resolve_public("rebind.example.com", 443, False, resolver)
+    assert resolve_public("rebind.example.com", 443, True, resolver) == list(dict.fromkeys(answers))
 
 
 def test_localhost_is_resolved_and_refused() -> None:
     """The real resolver: localhost is a loopback address."""
+    resolver = SystemResolver()
     with pytest.raises(BlockedAddress, match="localhost resolves to"):
-        resolve_public("localhost", 80, False)
-    assert "127.0.0.1" in resolve_public("localhost", 80, True) or "::1" in resolve_public(
-        "localhost", 80, True
+        resolve_public("localhost", 80, False, resolver)
+    assert "127.0.0.1" in resolve_public("localhost", 80, True, resolver) or "::1" in resolve_public(
+        "localhost", 80, True, resolver
     )
 
 
-def test_an_unknown_name_raises_a_resolution_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_resolver(monkeypatch, {})
+def test_an_unknown_name_raises_a_resolution_error() -> None:
     with pytest.raises(socket.gaierror):
-        resolve_public("nowhere.example.com", 443, False)
+        resolve_public("nowhere.example.com", 443, False, FakeResolver({}))
+
+
+# -- IPv4 literals in every form a C resolver reads ---------------------------------------------
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEFxX.", min_size=1, max_size=20))
+@settings(max_examples=3000, deadline=None)
+def test_literal_address_reads_ipv4_forms_as_inet_aton_does(text: str) -> None:
+    # Given any string of the characters an IPv4 literal may use
+    try:
+        expected = ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        expected = None
+    # Then the domain's own parser agrees with the C library's inet_aton
+    assert literal_address(text) == expected

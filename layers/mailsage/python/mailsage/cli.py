@@ -95,7 +95,7 @@ def _create_key(args: argparse.Namespace) -> int:
     account_id = args.account_id or str(uuid.uuid4())
     uuid.UUID(account_id)  # a clear error for a malformed id
     if args.table_name:
-        from mailsage.adapters.aws.dynamodb_store import DynamoStore
+        from mailsage.adapters.aws.dynamodb import DynamoStore
 
         store: Any = DynamoStore(args.table_name)
     else:

@@ -31,7 +31,7 @@ class CommonSettings(BaseSettings):
     # The host part of every Message-ID header, `<message id@message_id_domain>` (v2 replies and
     # webhook payloads show it).
     message_id_domain: str = "mailsage.local"
-    # Feedback (issue 5). Webhook deliveries go through their own queue (AWS: set by the CDK app;
+    # Feedback: webhook deliveries go through their own queue (AWS: set by the CDK app;
     # without it events are stored with the message but no webhook is called).
     webhook_queue_url: str | None = None
     # How long a function may reuse an account's list of webhooks before reading it again: a new or

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, cast
 
 from mailsage.settings import ApiSettings
 
@@ -14,13 +14,15 @@ if TYPE_CHECKING:
     # Types only: each builder imports what it builds, so a function loads only its own services
     # (the api never loads delivery, AWS never loads SQLite) and cold starts stay short.
     from mailsage.domain.auth import AuthService
+    from mailsage.domain.campaigns import CampaignService
     from mailsage.domain.delivery import DeliveryService
     from mailsage.domain.engagement import EngagementService
     from mailsage.domain.events import EventPublisher
     from mailsage.domain.feedback import FeedbackService
+    from mailsage.domain.idempotency import IdempotencyService
     from mailsage.domain.ingest import IngestService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Service
+    from mailsage.domain.messages import MessagesLimits, MessagesService
     from mailsage.domain.outcomes import SuppressionPolicy
     from mailsage.domain.providers import Providers
     from mailsage.domain.submission import SubmissionService
@@ -69,7 +71,7 @@ def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receive
 @lru_cache(maxsize=8)
 def _aws_backends(settings: CommonSettings) -> Backends:
     # Imported here: the embedded runtime never needs boto3. Clients are created on first use.
-    from mailsage.adapters.aws.dynamodb_store import DynamoStore
+    from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.adapters.aws.eventbridge_scheduler import EventBridgeScheduler
     from mailsage.adapters.aws.sqs_queue import SqsQueue
 
@@ -138,24 +140,73 @@ def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Provide
 
 @dataclass(slots=True, frozen=True)
 class ApiServices:
+    """What the API's routes are given (through `mailsage.api.dependencies`)."""
+
     auth: AuthService
     templates: TemplateService
     submission: SubmissionService
     jobs: JobService
-    messages_v2: MessagesV2Service  # the AhaSend-compatible surface
+    messages: MessagesService  # messages one by one (the AhaSend-compatible surface)
     suppressions: SuppressionService
     engagement: EngagementService  # opens, clicks, one-click unsubscribes
+    webhooks: WebhookService
+    campaigns: CampaignService
+    idempotency: IdempotencyService  # Idempotency-Key records
 
 
 @lru_cache(maxsize=8)
 def api_services(settings: ApiSettings) -> ApiServices:
+    return build_api_services(settings)
+
+
+def build_api_services(settings: ApiSettings, submission: SubmissionService | None = None) -> ApiServices:
+    """The API's services; `submission` replaces the one built from the settings (a test's stand-in
+    reaches every route that submits, v1 and v2 alike)."""
     from mailsage.domain.auth import AuthService
+    from mailsage.domain.campaigns import CampaignService
     from mailsage.domain.engagement import EngagementService
+    from mailsage.domain.idempotency import IdempotencyService
     from mailsage.domain.jobs import JobService
-    from mailsage.domain.messages_v2 import MessagesV2Limits, MessagesV2Service
-    from mailsage.domain.submission import SubmissionLimits, SubmissionService
+    from mailsage.domain.messages import MessagesService
     from mailsage.domain.suppressions import SuppressionService
     from mailsage.domain.templates import TemplateService
+
+    b = backends(settings)
+    publisher = event_publisher(settings)
+    submission = submission or submission_service(settings)
+    return ApiServices(
+        auth=AuthService(b.store),
+        templates=TemplateService(b.store, settings.max_content_bytes),
+        submission=submission,
+        jobs=JobService(b.store, b.queue, publisher),
+        messages=MessagesService(
+            b.store,
+            b.store,
+            b.store,
+            submission,
+            _messages_limits(settings),
+            b.scheduler,
+            # Content is shown as it was sent: tracked with the same links (when the URL is known).
+            tracked_links(settings),
+        ),
+        suppressions=SuppressionService(b.store),
+        # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
+        engagement=EngagementService(
+            b.store,
+            signer(settings),
+            publisher,
+            settings.message_id_domain,
+            suppression_policy(settings),
+        ),
+        webhooks=webhook_service(settings),
+        campaigns=CampaignService(b.store),
+        idempotency=IdempotencyService(b.store, settings.idempotency_ttl_seconds),
+    )
+
+
+@lru_cache(maxsize=8)
+def submission_service(settings: ApiSettings) -> SubmissionService:
+    from mailsage.domain.submission import SubmissionLimits, SubmissionService
 
     b = backends(settings)
     limits = SubmissionLimits(
@@ -166,36 +217,34 @@ def api_services(settings: ApiSettings) -> ApiServices:
         providers=settings.provider_names,
         max_content_bytes=settings.max_content_bytes,
     )
-    publisher = event_publisher(settings)
-    submission = SubmissionService(
-        b.store, b.queue, limits, b.scheduler, publisher, settings.message_id_domain
+    return SubmissionService(
+        jobs=b.store,
+        templates=b.store,
+        accounts=b.store,
+        suppressions=b.store,
+        queue=b.queue,
+        limits=limits,
+        scheduler=b.scheduler,
+        publisher=event_publisher(settings),
+        message_id_domain=settings.message_id_domain,
     )
-    v2_limits = MessagesV2Limits(
+
+
+def _messages_limits(settings: ApiSettings) -> MessagesLimits:
+    from mailsage.domain.messages import MessagesLimits
+
+    return MessagesLimits(
         max_attachment_bytes=settings.max_attachment_bytes,
         message_id_domain=settings.message_id_domain,
         retention_days=settings.retention_days if settings.backend == "aws" else None,  # DynamoDB TTL
-    )
-    return ApiServices(
-        auth=AuthService(b.store),
-        templates=TemplateService(b.store, settings.max_content_bytes),
-        submission=submission,
-        jobs=JobService(b.store, b.queue, publisher),
-        messages_v2=MessagesV2Service(b.store, submission, v2_limits, b.scheduler),
-        suppressions=SuppressionService(b.store),
-        # The api verifies tokens with the key alone: it is not told its own public URL on AWS.
-        engagement=EngagementService(
-            b.store,
-            signer(settings),
-            publisher,
-            settings.message_id_domain,
-            suppression_policy(settings),
-        ),
     )
 
 
 @lru_cache(maxsize=8)
 def delivery_service(settings: SenderSettings) -> DeliveryService:
+    from mailsage.domain.composition import Composer
     from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
+    from mailsage.domain.outcomes import Outcomes
 
     b = backends(settings)
     policy = DeliveryPolicy(
@@ -207,13 +256,26 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         suppression=suppression_policy(settings),
     )
     return DeliveryService(
-        b.store,
-        b.queue,
-        providers(settings, settings.smtp_timeout_seconds),
-        policy,
-        event_publisher(settings),
-        tracked_links(settings),
+        jobs=b.store,
+        chunks=b.store,
+        messages=b.store,
+        suppressions=b.store,
+        queue=b.queue,
+        providers=providers(settings, settings.smtp_timeout_seconds),
+        policy=policy,
+        outcomes=partial(
+            Outcomes, b.store, event_publisher(settings), policy.message_id_domain, policy.suppression
+        ),
+        composer=Composer(settings.message_id_domain, tracked_links(settings)),
+        sandbox=sandbox_transport,
     )
+
+
+def sandbox_transport(outcome: str) -> Transport:
+    """The sandbox transport ending in `outcome` (deliver, bounce, defer, fail, suppress)."""
+    from mailsage.adapters.sandbox import Outcome, SandboxTransport
+
+    return SandboxTransport(cast(Outcome, outcome))
 
 
 def suppression_policy(settings: CommonSettings) -> SuppressionPolicy:
@@ -241,7 +303,8 @@ def ingest_service(settings: IngestSettings) -> IngestService:
 
         db = Database(str(settings.database_path), settings.sqlite_synchronous)
         dead_letters = SqliteQueue(db, "ingest-dlq")
-    return IngestService(api_services(settings).submission, dead_letters)
+    b = backends(settings)
+    return IngestService(api_services(settings).submission, b.store, b.queue, dead_letters)
 
 
 @lru_cache(maxsize=8)
@@ -274,6 +337,7 @@ def webhook_service(settings: CommonSettings) -> WebhookService:
 
 @lru_cache(maxsize=8)
 def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
+    from mailsage.adapters.webhook_http import HttpWebhookClient
     from mailsage.domain.webhook_delivery import WebhookDispatcher, WebhookPolicy
 
     b = backends(settings)
@@ -288,7 +352,8 @@ def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
         disable_after=settings.webhook_disable_after,
         log_days=settings.webhook_log_days,
     )
-    return WebhookDispatcher(b.store, b.webhooks, policy, allow_private=settings.private_webhook_urls_allowed)
+    client = HttpWebhookClient(allow_private=settings.private_webhook_urls_allowed)
+    return WebhookDispatcher(b.store, b.webhooks, policy, client)
 
 
 @lru_cache(maxsize=8)

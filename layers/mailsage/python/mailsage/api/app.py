@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
 from mailsage.api import body, errors, idempotency, security, tracking, v2
 from mailsage.api.resolver import RequestScopedResolver
 from mailsage.api.v1 import campaigns, emails, templates, webhooks
 from mailsage.settings import ApiSettings
+from mailsage.wiring import api_services
 
 
 def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
@@ -22,15 +25,16 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
         )
     # Each request sees only itself, also when `mailsage serve` handles several at once.
     app = RequestScopedResolver(enable_validation=True, cors=cors, json_body_deserializer=body.parse_json)
-    gate = security.gate(settings)
-    app.use(middlewares=[security.middleware(gate), idempotency.middleware(settings)])
+    # The composition root of the API: the gate hands these services to routes (through the app's
+    # context and `Depends`); they are built on the first request, not when the app is created.
+    gate = security.gate(settings, partial(api_services, settings))
+    app.use(middlewares=[security.middleware(gate), idempotency.idempotent])
     errors.install(app, gate)
     app.include_router(emails.router, prefix="/api/v1/emails")
     app.include_router(templates.router, prefix="/api/v1/templates")
-    app.include_router(webhooks.router_for(settings), prefix="/api/v1/webhooks")
-    app.include_router(campaigns.router_for(settings), prefix="/api/v1/campaigns")
+    app.include_router(webhooks.router, prefix="/api/v1/webhooks")
+    app.include_router(campaigns.router, prefix="/api/v1/campaigns")
     app.include_router(v2.router, prefix="/v2")
-    app.include_router(v2.webhooks_router(settings), prefix="/v2")
     app.include_router(tracking.router)  # /t/... and /u/...: reached from mail, no API key
     return app
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -138,8 +139,18 @@ def _summary(errors: list[dict[str, Any]], limit: int = 5) -> str:
 
 
 def install(app: APIGatewayRestResolver, gate: Gate) -> None:
+    """Register the exception handlers of `app`; `gate` answers a refused request before its body."""
+
     def path() -> str:
         return app.current_event.path or ""
+
+    def gated(reply: Callable[[], Response]) -> Response:
+        """The gate's refusal (size, content type, credentials) if any, else `reply()`."""
+        try:
+            gate(app)
+        except MailSageError as gate_error:
+            return domain_error(gate_error, path())
+        return reply()
 
     @app.exception_handler(MailSageError)
     def mailsage_error(exc: MailSageError) -> Response:
@@ -147,29 +158,16 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response:
-        try:
-            gate(app)  # size, content type and credentials are answered before the body's shape
-        except MailSageError as gate_error:
-            return domain_error(gate_error, path())
-        errors = list(exc.errors())
-        invalid_json = [e for e in errors if e.get("type") == "json_invalid"]
-        if invalid_json:
-            reason = (invalid_json[0].get("ctx") or {}).get("error")
-            message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
-            return error_reply(path(), 400, "validation_error", message)
-        if surface(path()) == "v2":
-            return v2_envelope(400, _summary(errors))
-        return envelope(400, "validation_error", "the request is invalid", _describe(errors))
+        # Size, content type and credentials are answered before the body's shape.
+        return gated(lambda: _invalid_request(path(), list(exc.errors())))
 
     @app.exception_handler(RequestUnsupportedContentType)
     def unsupported_content(exc: RequestUnsupportedContentType) -> Response:
         # Powertools refuses content types it cannot parse before our gate runs; the gate gives
         # the reply (401 without a key, otherwise 415).
-        try:
-            gate(app)
-        except MailSageError as gate_error:
-            return domain_error(gate_error, path())
-        return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
+        return gated(
+            lambda: domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
+        )
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response:
@@ -186,21 +184,41 @@ def install(app: APIGatewayRestResolver, gate: Gate) -> None:
         multipart = event.headers.get("content-type", "").lower().startswith("multipart/")
         if not (not_utf8 or multipart):
             return unexpected(exc)  # a bug, not the request
-        try:
-            gate(app)
-        except MailSageError as gate_error:
-            return domain_error(gate_error, path())
         if not_utf8:
-            return error_reply(path(), 400, "validation_error", "the request body is not valid UTF-8")
-        return domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
+            return gated(
+                lambda: error_reply(path(), 400, "validation_error", "the request body is not valid UTF-8")
+            )
+        return gated(
+            lambda: domain_error(UnsupportedMediaType("Content-Type must be application/json"), path())
+        )
 
-    @app.not_found
+    app.not_found(_no_route(app))
+
+
+def _no_route(app: APIGatewayRestResolver) -> Callable[[NotFoundError], Response]:
+    """404 for a path no route has; 405 with `Allow` for a method the path does not have."""
+
     def no_route(exc: NotFoundError) -> Response:
         event = app.current_event
-        allowed = _methods(app, event.path or "")
+        path = event.path or ""
+        allowed = _methods(app, path)
         if allowed and event.http_method.upper() not in allowed:
-            return method_not_allowed(path(), event.http_method, allowed)
-        return error_reply(path(), 404, "not_found", f"no route for {event.http_method} {event.path}")
+            return method_not_allowed(path, event.http_method, allowed)
+        return error_reply(path, 404, "not_found", f"no route for {event.http_method} {event.path}")
+
+    return no_route
+
+
+def _invalid_request(path: str, errors: list[dict[str, Any]]) -> Response:
+    """The 400 for a request whose body or parameters failed validation."""
+    invalid_json = [e for e in errors if e.get("type") == "json_invalid"]
+    if invalid_json:
+        reason = (invalid_json[0].get("ctx") or {}).get("error")
+        message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
+        return error_reply(path, 400, "validation_error", message)
+    if surface(path) == "v2":
+        return v2_envelope(400, _summary(errors))
+    return envelope(400, "validation_error", "the request is invalid", _describe(errors))
 
 
 def _utf8_body(body: str | None, is_base64: bool | None) -> bool:

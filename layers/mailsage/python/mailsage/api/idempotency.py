@@ -1,9 +1,16 @@
 """`Idempotency-Key` on the create operations of both surfaces (v1 and the AhaSend-compatible v2).
 
-Runs after the gate, so the request is authenticated and its account known; Powertools has already
-validated the body, so a request refused before it runs (401, 413, 415, 400 on the body's shape)
-never touches a key. Which requests honour a key, and how they are matched, is
-`mailsage.domain.idempotency`. Here:
+Which requests honour a key: every POST (it creates something: a job, a template, a message, a
+suppression), except the action routes that act on an existing resource (`.../control`,
+`.../preview`). Other methods ignore the header. A request matches the remembered one on its
+fingerprint: method, path and the SHA-256 of its body in canonical JSON (keys sorted, no
+insignificant whitespace), so that re-serializing the same payload differently is still the same
+request; a body that is not JSON is hashed as sent. What a key's record allows is
+`mailsage.domain.idempotency`.
+
+The middleware runs after the gate, so the request is authenticated and its account known;
+Powertools has already validated the body, so a request refused before it runs (401, 413, 415, 400
+on the body's shape) never touches a key. Here:
 
 - the first request runs; its reply is stored unless it is a 5xx or a 429 (the key is then
   released and the request may run again). It carries no `Idempotent-Replayed` header.
@@ -22,122 +29,151 @@ reply is built here by the app's own exception handler, and a 4xx outcome is sto
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.depends import DependencyResolutionError
+from aws_lambda_powertools.event_handler.depends import DependencyResolutionError, Depends
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
 from mailsage.api import errors
-from mailsage.api.security import services_of
-from mailsage.domain.idempotency import (
-    MAX_KEY_LENGTH,
-    Execute,
-    IdempotencyService,
-    InProgress,
-    Mismatch,
-    Replay,
-    applies,
-    fingerprint,
-    is_stored,
-    key_problem,
-)
-from mailsage.settings import ApiSettings
-from mailsage.wiring import backends
+from mailsage.api.dependencies import current_account, idempotency_service_dep
+from mailsage.domain.idempotency import Execute, IdempotencyService, InProgress, Mismatch, Replay
 
 log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+# Last path segments of the POST routes that do not create anything.
+ACTION_SEGMENTS = frozenset({"control", "preview"})
 # Headers that describe one execution rather than its outcome: never stored, never replayed.
 _NOT_STORED = frozenset({"date", "retry-after", "set-cookie", "x-request-id", REPLAYED.lower()})
 _default_serializer = partial(json.dumps, separators=(",", ":"), cls=Encoder)
 
 
-def middleware(config: ApiSettings) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response]:
-    """The middleware, for the app built with `config`."""
-    service: IdempotencyService | None = None
+def applies(method: str, path: str) -> bool:
+    """Whether a request with this method and path honours an Idempotency-Key header."""
+    return method.upper() == "POST" and path.rstrip("/").rsplit("/", 1)[-1] not in ACTION_SEGMENTS
 
-    def idempotency_service() -> IdempotencyService:
-        nonlocal service  # built on first use: creating the app must not open the store
-        if service is None:
-            service = IdempotencyService(backends(config).store, config.idempotency_ttl_seconds)
-        return service
 
-    def idempotent(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
-        event = app.current_event
-        key = event.headers.get(HEADER)
-        if key is None or not applies(event.http_method, event.path):
-            return next_middleware(app)
-        path = event.path
-        problem = key_problem(key)
-        if problem is not None:
-            return _error(
-                path, 400, "validation_error", problem, details={"field": HEADER, "max": MAX_KEY_LENGTH}
-            )
+def key_problem(key: str) -> str | None:
+    """Why `key` is not a usable Idempotency-Key, or None."""
+    if not key.strip():
+        return "the Idempotency-Key header is empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"the Idempotency-Key header is {len(key)} characters; the limit is {MAX_KEY_LENGTH}"
+    return None
 
-        _, account_id = services_of()
-        ids = idempotency_service()
-        outcome = ids.begin(account_id, key, fingerprint(event.http_method, path, event.decoded_body))
-        if isinstance(outcome, Replay):
-            record = outcome.record
-            assert record.status is not None  # a done record has its reply
-            return Response(
-                record.status, body=record.body or "", headers={**record.headers, REPLAYED: "true"}
-            )
-        if isinstance(outcome, InProgress):
-            return _error(
-                path,
-                409,
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is still in progress; retry after a moment",
-                headers={REPLAYED: "false", "Retry-After": str(outcome.retry_after)},
-            )
-        if isinstance(outcome, Mismatch):
-            return _error(
-                path,
-                422,
-                "idempotency_mismatch",
-                "this Idempotency-Key was already used with a different method, path or body",
-            )
-        assert isinstance(outcome, Execute)
 
+def canonical_body(body: str | bytes | None) -> bytes:
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    if not raw.strip():
+        return b""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def fingerprint(method: str, path: str, body: str | bytes | None) -> str:
+    digest = hashlib.sha256(canonical_body(body)).hexdigest()
+    return f"{method.upper()} {path} sha256:{digest}"
+
+
+def is_stored(status: int) -> bool:
+    """Whether a reply with this status is remembered for replays. Server errors are not (the
+    request may run again), nor is 429: being throttled is not the outcome of the request."""
+    return status < 500 and status != 429
+
+
+def idempotent(
+    app: APIGatewayRestResolver,
+    next_middleware: NextMiddleware,
+    account_id: Annotated[str, Depends(current_account)],
+    ids: Annotated[IdempotencyService, Depends(idempotency_service_dep)],
+) -> Response:
+    """The middleware: replies from the key's record, or runs the request and records its reply."""
+    event = app.current_event
+    key = event.headers.get(HEADER)
+    if key is None or not applies(event.http_method, event.path):
+        return next_middleware(app)
+    path = event.path
+    problem = key_problem(key)
+    if problem is not None:
+        return _error(
+            path, 400, "validation_error", problem, details={"field": HEADER, "max": MAX_KEY_LENGTH}
+        )
+    outcome = ids.begin(account_id, key, fingerprint(event.http_method, path, event.decoded_body))
+    if isinstance(outcome, Execute):
+        return _execute(app, next_middleware, ids, account_id, key)
+    return _answer_without_running(path, outcome)
+
+
+def _answer_without_running(path: str, outcome: Replay | InProgress | Mismatch) -> Response:
+    if isinstance(outcome, Replay):
+        record = outcome.record
+        assert record.status is not None  # a done record has its reply
+        return Response(record.status, body=record.body or "", headers={**record.headers, REPLAYED: "true"})
+    if isinstance(outcome, InProgress):
+        return _error(
+            path,
+            409,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still in progress; retry after a moment",
+            headers={REPLAYED: "false", "Retry-After": str(outcome.retry_after)},
+        )
+    return _error(
+        path,
+        422,
+        "idempotency_mismatch",
+        "this Idempotency-Key was already used with a different method, path or body",
+    )
+
+
+def _execute(
+    app: APIGatewayRestResolver,
+    next_middleware: NextMiddleware,
+    ids: IdempotencyService,
+    account_id: str,
+    key: str,
+) -> Response:
+    """Run the request that owns the key; store its reply, or release the key."""
+    try:
+        response = next_middleware(app)
+    except Exception as exc:
         try:
-            response = next_middleware(app)
-        except Exception as exc:
-            try:
-                handled = _reply_for(app, exc)
-            except BaseException:
-                ids.release(account_id, key)
-                raise
-            if handled is None:
-                ids.release(account_id, key)
-                raise
-            response = handled
+            handled = _reply_for(app, exc)
         except BaseException:
             ids.release(account_id, key)
             raise
-
-        body = _text(app, response)
-        if body is None or not is_stored(response.status_code):
+        if handled is None:
             ids.release(account_id, key)
-            return response
-        response.body = body  # the first reply and its replays are the same bytes
-        try:
-            ids.finish(account_id, key, response.status_code, body, _kept_headers(response))
-        except Exception:
-            # The request ran: answer it. The key stays in progress until it expires rather than
-            # being released, which would let a retry run the request a second time.
-            log.exception("could not store the reply of an idempotent request")
-        return response
+            raise
+        response = handled
+    except BaseException:
+        ids.release(account_id, key)
+        raise
 
-    return idempotent
+    body = _text(app, response)
+    if body is None or not is_stored(response.status_code):
+        ids.release(account_id, key)
+        return response
+    response.body = body  # the first reply and its replays are the same bytes
+    try:
+        ids.finish(account_id, key, response.status_code, body, _kept_headers(response))
+    except Exception:
+        # The request ran: answer it. The key stays in progress until it expires rather than
+        # being released, which would let a retry run the request a second time.
+        log.exception("could not store the reply of an idempotent request")
+    return response
 
 
 def _reply_for(app: APIGatewayRestResolver, exc: Exception) -> Response | None:

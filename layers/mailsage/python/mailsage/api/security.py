@@ -1,5 +1,7 @@
 """The gate every request passes: size limit, content type, then API key -> account id, and on the
 v2 surface (`/v2/accounts/{account_id}/...`) the key's account must be the one in the path (403).
+What it finds, the services and the caller's account, goes on the app's context, where routes get
+it through `Depends` (`mailsage.api.dependencies`).
 
 Powertools validates the body before user middlewares run, so the gate runs in two places: as a
 middleware on valid requests, and from the validation-error handler, so that an unauthenticated or
@@ -10,32 +12,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
+from mailsage.api.dependencies import ACCOUNT, SERVICES
 from mailsage.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from mailsage.settings import ApiSettings
-from mailsage.wiring import ApiServices, api_services
+from mailsage.wiring import ApiServices
 
 # Paths recipients reach from their mail (api/tracking.py): signed URLs, no API key.
 PUBLIC_PREFIXES = ("/t/", "/u/")
 
-# The authenticated request's services and account. A context variable rather than the resolver's
-# context, because module-level routers follow whichever app included them last.
-_current: ContextVar[tuple[ApiServices, str]] = ContextVar("mailsage_request")
-
 Gate = Callable[[APIGatewayRestResolver], tuple[ApiServices, str]]
 
 
-def gate(settings: ApiSettings) -> Gate:
+def gate(settings: ApiSettings, services: Callable[[], ApiServices]) -> Gate:
+    """The gate of the app built with `settings`; `services` gives the app's services (built on
+    first use: creating the app must not open the store)."""
+
     def check(app: APIGatewayRestResolver) -> tuple[ApiServices, str]:
         event = app.current_event
         if (event.path or "").startswith(PUBLIC_PREFIXES):
             # Tracking and unsubscribe URLs: no key (recipients follow them), the token is signed.
-            return api_services(settings), ""
+            return services(), ""
         body = event.body or ""
         size = len(body) if body.isascii() else len(body.encode())  # the limit is in bytes
         if size > settings.max_request_bytes:
@@ -48,10 +49,10 @@ def gate(settings: ApiSettings) -> Gate:
                 f"Content-Type must be application/json, got {content_type!r}"
                 " (with curl, add -H 'Content-Type: application/json')"
             )
-        services = api_services(settings)
-        account_id = services.auth.authenticate(event.headers.get("authorization"))
+        found = services()
+        account_id = found.auth.authenticate(event.headers.get("authorization"))
         check_path_account(event.path or "", account_id)
-        return services, account_id
+        return found, account_id
 
     return check
 
@@ -77,15 +78,9 @@ def _same_account(a: str, b: str) -> bool:
 
 def middleware(check: Gate) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response]:
     def authenticate(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
-        token = _current.set(check(app))
-        try:
-            return next_middleware(app)
-        finally:
-            _current.reset(token)
+        services, account_id = check(app)
+        # The context is this request's own and is cleared when it is answered.
+        app.append_context(**{SERVICES: services, ACCOUNT: account_id})
+        return next_middleware(app)
 
     return authenticate
-
-
-def services_of() -> tuple[ApiServices, str]:
-    """(services, account id) of the request being handled."""
-    return _current.get()

@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import html
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from mailsage.api.security import PUBLIC_PREFIXES, services_of
+from mailsage.api.dependencies import Services, visitor
+from mailsage.api.security import PUBLIC_PREFIXES
 from mailsage.domain.engagement import Visitor
 from mailsage.domain.tracking import PIXEL_GIF, location_header
 from mailsage.errors import NotFound
@@ -20,14 +23,7 @@ router = APIGatewayRouter()
 
 __all__ = ["PUBLIC_PREFIXES", "router"]
 _NO_STORE = {"Cache-Control": "no-store, private"}
-
-
-def _visitor() -> Visitor:
-    event = router.current_event
-    return Visitor(
-        user_agent=event.headers.get("user-agent", "") or "",
-        ip=event.request_context.identity.source_ip or "",
-    )
+Follower = Annotated[Visitor, Depends(visitor)]
 
 
 def _page(status: int, title: str, text: str, form: str = "") -> Response[str]:
@@ -39,25 +35,22 @@ def _page(status: int, title: str, text: str, form: str = "") -> Response[str]:
 
 
 @router.get("/t/o/<token>", include_in_schema=False)
-def open_pixel(token: str):  # type: ignore[no-untyped-def]
-    services, _ = services_of()
-    if not services.engagement.opened(token, _visitor()):
+def open_pixel(token: str, services: Services, follower: Follower):  # type: ignore[no-untyped-def]
+    if not services.engagement.opened(token, follower):
         raise NotFound("unknown tracking link")
     return Response(200, "image/gif", PIXEL_GIF, _NO_STORE)
 
 
 @router.get("/t/c/<token>", include_in_schema=False)
-def click(token: str):  # type: ignore[no-untyped-def]
-    services, _ = services_of()
-    url = services.engagement.clicked(token, _visitor())
+def click(token: str, services: Services, follower: Follower):  # type: ignore[no-untyped-def]
+    url = services.engagement.clicked(token, follower)
     if url is None:  # unknown, or a URL that is not a safe redirect: nothing to follow either way
         raise NotFound("unknown tracking link")
     return Response(302, "text/plain", "", {**_NO_STORE, "Location": location_header(url)})
 
 
 @router.get("/u/<token>", include_in_schema=False)
-def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
-    services, _ = services_of()
+def unsubscribe_page(token: str, services: Services):  # type: ignore[no-untyped-def]
     email = services.engagement.unsubscribe_address(token)
     if email is None:
         return _page(404, "Link not valid", "This unsubscribe link is not valid.")
@@ -69,8 +62,7 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 
 
 @router.post("/u/<token>", include_in_schema=False)
-def unsubscribe(token: str):  # type: ignore[no-untyped-def]
-    services, _ = services_of()
+def unsubscribe(token: str, services: Services):  # type: ignore[no-untyped-def]
     email = services.engagement.unsubscribe(token)
     if email is None:
         return _page(404, "Link not valid", "This unsubscribe link is not valid.")

@@ -7,7 +7,7 @@ import hmac
 import secrets
 
 from mailsage.errors import Unauthorized
-from mailsage.ports import Store
+from mailsage.ports import ApiKeyStore
 
 KEY_PREFIX = "ms_"
 
@@ -22,8 +22,8 @@ def _key_id(digest: str) -> str:
 
 
 class AuthService:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, keys: ApiKeyStore) -> None:
+        self.keys = keys
 
     def create_key(self, account_id: str) -> str:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -32,7 +32,7 @@ class AuthService:
 
     def register_key(self, account_id: str, key: str) -> None:
         digest = _digest(key)
-        self.store.put_api_key(account_id, _key_id(digest), digest)
+        self.keys.put_api_key(account_id, _key_id(digest), digest)
 
     def authenticate(self, authorization: str | None) -> str:
         """The account id for an `Authorization: Bearer <key>` header, or `Unauthorized`."""
@@ -41,7 +41,7 @@ class AuthService:
         if scheme.lower() != "bearer" or not key:
             raise Unauthorized("missing or malformed Authorization header; expected 'Bearer <api key>'")
         digest = _digest(key)
-        found = self.store.get_api_key(_key_id(digest))
+        found = self.keys.get_api_key(_key_id(digest))
         if found is None or not hmac.compare_digest(found[1], digest):
             raise Unauthorized("invalid API key")
         return found[0]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from mailsage.domain.models import MESSAGE_UNSENT, CampaignStats, MessageStatus
 from mailsage.errors import NotFound
-from mailsage.ports import Store
+from mailsage.ports import CampaignStore
 
 SENT_STATUSES = (
     MessageStatus.SENT,
@@ -99,12 +99,12 @@ def report(stats: CampaignStats) -> CampaignReport:
 
 
 class CampaignService:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, campaigns: CampaignStore) -> None:
+        self.campaigns = campaigns
 
     def stats(self, account_id: str, campaign_id: str) -> CampaignReport:
         """The campaign's totals; NotFound if the account has no job with this campaign id."""
-        stats = self.store.campaign_stats(account_id, campaign_id)
+        stats = self.campaigns.campaign_stats(account_id, campaign_id)
         if stats is None or stats.jobs == 0:
             raise NotFound(f"campaign {campaign_id!r} not found")
         return report(stats)

@@ -19,29 +19,39 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.utils import parseaddr
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import TypeVar
 
-from mailsage.domain.events import EventPublisher
-from mailsage.domain.feedback_id import FeedbackIds
-from mailsage.domain.mime import build_message
-from mailsage.domain.models import ChunkRef, Job, JobState, Message, MessageStatus
+from mailsage.domain.clock import Clock, system_clock
+from mailsage.domain.composition import Composer
+from mailsage.domain.job_states import LIVE, PENDING_MESSAGES, SENDABLE
+from mailsage.domain.mailbox import Mailbox, sender_domain
+from mailsage.domain.models import ChunkRef, EventType, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
 from mailsage.domain.providers import Providers
-from mailsage.domain.rendering import CompiledContent, Rendered
+from mailsage.domain.rendering import CompiledContent, Uncompilable
+from mailsage.domain.retrying import retry_write
 from mailsage.domain.submission import START_CHUNK, enqueue_chunks
-from mailsage.domain.tracking import TrackedLinks, unsubscribe_headers, wants
-from mailsage.errors import PermanentSendError, ServiceUnavailable, TemplateError, TransientSendError
-from mailsage.ports import Queue, Store, Transport, TransportSession
+from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
+from mailsage.ports import (
+    ChunkStore,
+    JobStore,
+    MessageStore,
+    Queue,
+    SuppressionStore,
+    Transport,
+    TransportSession,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_SENDABLE = (MessageStatus.QUEUED, MessageStatus.SENDING)
-_LIVE = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED)
-SANDBOX_ROUTE = "sandbox:"  # + the outcome: a route the providers resolve to the sandbox transport
+SANDBOX_ROUTE = "sandbox:"  # + the outcome: a route the sessions resolve to the sandbox transport
 _SANDBOX_OUTCOMES = {"deliver": MessageStatus.DELIVERED, "bounce": MessageStatus.BOUNCED}
+# The sandbox transport of an outcome (deliver, bounce, defer, fail, suppress): given by wiring, so
+# that the domain names no adapter.
+SandboxTransports = Callable[[str], Transport]
 
 
 UNEXPECTED_RETRY_MAX_SECONDS = 60.0
@@ -72,24 +82,40 @@ class DeliveryPolicy:
         return delay * (0.5 + random.random() / 2)
 
 
+class _Step(Enum):
+    """What the loop over a chunk's messages does after one step for a message."""
+
+    GO = "go"  # carry on with this message (claimed; or handed to the relay: record the send)
+    NEXT = "next"  # this message is done with (or not ours): the next one
+    STOP = "stop"  # the rest of the chunk is left for later
+
+
 class DeliveryService:
     def __init__(
         self,
-        store: Store,
+        jobs: JobStore,
+        chunks: ChunkStore,
+        messages: MessageStore,
+        suppressions: SuppressionStore,
         queue: Queue,
         providers: Providers,
         policy: DeliveryPolicy,
-        publisher: EventPublisher | None = None,
-        links: TrackedLinks | None = None,
+        outcomes: Callable[[], Outcomes],
+        composer: Composer,
+        sandbox: SandboxTransports | None = None,
+        clock: Clock = system_clock,
     ) -> None:
-        self.store = store
+        self.jobs = jobs
+        self.chunks = chunks
+        self.messages = messages
+        self.suppressions = suppressions
         self.queue = queue
         self.providers = providers
         self.policy = policy
-        self.publisher = publisher
-        self.links = links  # None: no tracking, no List-Unsubscribe (no public URL configured)
-        # Signed with the tracking key; without one (no public URL) the header is left out.
-        self.feedback_ids = FeedbackIds(links.signer) if links is not None else None
+        self.outcomes = outcomes  # a new collector of events per delivery
+        self.composer = composer
+        self.sandbox = sandbox  # None: a sandbox job cannot be delivered here
+        self.clock = clock
 
     def deliver(
         self,
@@ -100,93 +126,104 @@ class DeliveryService:
     ) -> None:
         """Deliver one chunk. `remaining_ms` is the invocation's time left (the Lambda context's):
         below STOP_MARGIN_MS no new message is started and the chunk comes back in a second."""
-        outcomes = Outcomes(
-            self.store, self.publisher, self.policy.message_id_domain, self.policy.suppression
-        )
+        outcomes = self.outcomes()
         try:
-            self._deliver(ref, receipt, receive_count, outcomes, remaining_ms or _forever)
+            self._deliver(ref, receipt, outcomes, remaining_ms or _forever)
         except RetryChunk:
             raise  # its delay is set
         except Exception:
             # Unexpected (a locked database, a full disk): the chunk comes back after a short,
             # growing delay rather than the queue's visibility timeout of minutes.
-            self._retry_later_until_it_lands(receipt, min(UNEXPECTED_RETRY_MAX_SECONDS, 2.0**receive_count))
+            delay = min(UNEXPECTED_RETRY_MAX_SECONDS, 2.0**receive_count)
+            self._until_it_lands(lambda: self.queue.retry_later(receipt, delay))
             raise
         finally:
             outcomes.publish()  # the events of whatever this delivery did, retry or not
-
-    def _retry_later_until_it_lands(self, receipt: str, delay: float) -> None:
-        """The record's short retry delay, written even while the store is unavailable (it is what
-        failed): without it the chunk waits out the queue's visibility timeout."""
-        self._until_it_lands(lambda: self.queue.retry_later(receipt, delay))
 
     @staticmethod
     def _until_it_lands(write: Callable[[], T]) -> T:
         """An idempotent write retried for up to a minute while the store is unavailable: a release
         or a retry delay that never lands strands its message or chunk for the lease or the
         visibility timeout, minutes after a full disk or a foreign lock went away."""
-        deadline = time.monotonic() + UNEXPECTED_RETRY_MAX_SECONDS
-        pause = 0.25
-        while True:
-            try:
-                return write()
-            except ServiceUnavailable:
-                if time.monotonic() + pause >= deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(SENT_WRITE_RETRY_MAX_SECONDS, pause * 2)
+        until = time.monotonic() + UNEXPECTED_RETRY_MAX_SECONDS
+        return retry_write(write, until=until, max_pause=SENT_WRITE_RETRY_MAX_SECONDS)
 
     def _deliver(
-        self,
-        ref: ChunkRef,
-        receipt: str,
-        receive_count: int,
-        outcomes: Outcomes,
-        remaining_ms: Callable[[], int],
+        self, ref: ChunkRef, receipt: str, outcomes: Outcomes, remaining_ms: Callable[[], int]
     ) -> None:
-        job = self.store.get_job(ref.account_id, ref.job_id, with_counts=False)
+        job = self._job_to_send(ref)
+        if job is None:
+            return
+        pending = [
+            m for m in self.chunks.chunk_messages(ref.job_id, ref.chunk) if m.status in PENDING_MESSAGES
+        ]
+        chunk = _Chunk(
+            job=job,
+            pending=self._unsuppressed(job, pending, outcomes),
+            outcomes=outcomes,
+            remaining_ms=remaining_ms,
+            sessions=_Sessions(self.providers, self.sandbox),
+            content=CompiledContent.for_sending(job.content),  # compiled once per chunk
+            routes=self._routes(job),
+            envelope_from=Mailbox.parse(job.content.from_addr).address,
+        )
+        try:
+            self._send_each(chunk)
+        finally:
+            chunk.sessions.close()
+        self._complete_if_done(outcomes, job)
+        self._after_the_chunk(ref, receipt, job, chunk.run)
+
+    def _job_to_send(self, ref: ChunkRef) -> Job | None:
+        """The chunk's job if its messages are to be sent now; None when there is nothing to send
+        (the job is unknown, paused, over, or expired: expired here, and never sent late)."""
+        job = self.jobs.get_job(ref.account_id, ref.job_id, with_counts=False)
         if job is None:
             log.warning("chunk for unknown job %s dropped", ref.job_id)
-            return
+            return None
         if ref.chunk == START_CHUNK:
             self._start(job)
-            return
-        if job.state == JobState.PAUSED:
-            return  # dropped; resume re-enqueues every chunk that still has work
-        if job.state not in (JobState.QUEUED, JobState.RUNNING):
-            return  # stopped, completed or expired: nothing more goes out
-        if job.expires_at is not None and time.time() >= job.expires_at:
-            self._expire(job)  # never sent late
-            return
+            return None
+        # A paused job's chunk is dropped (resume re-enqueues every chunk that still has work); a
+        # stopped, completed or expired one sends nothing more.
+        if job.state not in SENDABLE:
+            return None
+        if job.expires_at is not None and self.clock() >= job.expires_at:
+            self._expire(job)
+            return None
+        return job
 
-        pending = [m for m in self.store.chunk_messages(ref.job_id, ref.chunk) if m.status in _SENDABLE]
-        # Suppressed since it was accepted (a bounce, a complaint, an unsubscribe): never sent.
-        domain = parseaddr(job.content.from_addr)[1].rpartition("@")[2]
-        suppressed = self.store.suppressed(job.account_id, [m.email for m in pending], domain, time.time())
-        if suppressed:
-            hit = [m.id for m in pending if m.email.lower() in suppressed]
-            for message in [m for m in pending if m.id in set(self._claim(job, hit))]:
-                if self.store.finish_message(
-                    message.id,
-                    MessageStatus.SUPPRESSED,
-                    "suppressed",
-                    "the recipient is on the suppression list",
-                ):
-                    self._event(outcomes, "message.suppressed", job, message)
-            pending = [m for m in pending if m.email.lower() not in suppressed]
+    def _unsuppressed(self, job: Job, pending: list[Message], outcomes: Outcomes) -> list[Message]:
+        """`pending` without the recipients suppressed since the job was accepted (a bounce, a
+        complaint, an unsubscribe): those are never sent, and end `suppressed`."""
+        suppressed = self.suppressions.suppressed(
+            job.account_id, [m.email for m in pending], sender_domain(job.content.from_addr), self.clock()
+        )
+        if not suppressed:
+            return pending
+        hit = [m for m in pending if m.email.lower() in suppressed]
+        claimed = set(self._claim(job, [m.id for m in hit]))
+        for message in hit:
+            if message.id in claimed and self.chunks.finish_message(
+                message.id, MessageStatus.SUPPRESSED, "suppressed", "the recipient is on the suppression list"
+            ):
+                self._event(outcomes, EventType.MESSAGE_SUPPRESSED, job, message)
+        return [m for m in pending if m.email.lower() not in suppressed]
 
-        run = _Run()
-        sessions = _Sessions(self.providers)
-        try:
-            self._send_each(job, pending, sessions, outcomes, run, remaining_ms)
-        finally:
-            sessions.close()
+    def _routes(self, job: Job) -> list[str]:
+        """The providers to try in order: the job's (or the default) and its failover; a sandbox
+        job only ever the sandbox, never an SMTP relay or SES, whatever else is set."""
+        if job.content.sandbox_result:
+            return [f"{SANDBOX_ROUTE}{job.content.sandbox_result}"]
+        primary = job.content.provider or self.providers.default
+        return [primary] + [p for p in [self.providers.failover_for(primary)] if p]
 
-        self._complete_if_done(outcomes, job)
+    def _after_the_chunk(self, ref: ChunkRef, receipt: str, job: Job, run: _Run) -> None:
+        """Acknowledged when nothing is left; otherwise the chunk comes back after a delay."""
         if run.gave_up is not None:
             # Its given-up messages are terminal and the job can complete; the chunk stays visible
             # on the job as a dead letter.
-            self.store.record_dead_letter(ref.job_id, ref.chunk, run.gave_up)
+            self.jobs.record_dead_letter(ref.job_id, ref.chunk, run.gave_up)
         if run.deferred_attempts:
             delay = self.policy.retry_delay(run.deferred_attempts)
         elif run.untried:
@@ -206,139 +243,139 @@ class DeliveryService:
         self.queue.retry_later(receipt, delay)
         raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {reason}")
 
-    def _send_each(
-        self,
-        job: Job,
-        pending: list[Message],
-        sessions: _Sessions,
-        outcomes: Outcomes,
-        run: _Run,
-        remaining_ms: Callable[[], int],
-    ) -> None:
+    # -- the messages of a chunk, one at a time --------------------------------------------------------
+    def _send_each(self, chunk: _Chunk) -> None:
         """One message at a time, each claimed just before it is sent: after a crash only the one
-        message that may have been in flight waits for its lease; the rest were never claimed."""
-        envelope_from = parseaddr(job.content.from_addr)[1]
-        compiled = CompiledContent.for_sending(job.content)  # compiled once per chunk
-        primary = job.content.provider or self.providers.default
-        routes = [primary] + [p for p in [self.providers.failover_for(primary)] if p]
-        sandbox = job.content.sandbox_result
-        if sandbox:
-            routes = [f"{SANDBOX_ROUTE}{sandbox}"]  # never an SMTP relay or SES, whatever else is set
+        message that may have been in flight waits for its lease; the rest were never claimed. The
+        write recording a send also claims the next message (one write instead of two)."""
         claimed_with_last_send: str | None = None
-        for index, message in enumerate(pending):
-            following = pending[index + 1].id if index + 1 < len(pending) else None
+        for index, message in enumerate(chunk.pending):
+            following = chunk.pending[index + 1].id if index + 1 < len(chunk.pending) else None
             if message.id != claimed_with_last_send:
-                if remaining_ms() < STOP_MARGIN_MS:
-                    run.untried, run.reason = True, "stopped before its turn (the worker is stopping)"
+                step = self._claim_its_turn(chunk, message)
+                if step is _Step.STOP:
                     return
-                if not self._claim(job, [message.id]):
-                    # Another delivery holds it, or just finished it.
-                    run.held_elsewhere = run.held_elsewhere or message.status == MessageStatus.SENDING
+                if step is _Step.NEXT:
                     continue
             claimed_with_last_send = None
             if _known_sent.has(message.id):
                 # This process saw the relay accept it but could not record that: record it, never resend.
-                claimed_with_last_send = self._sent(outcomes, job, message, sandbox, following, remaining_ms)
+                claimed_with_last_send = self._sent(chunk, message, following)
                 continue
-            try:
-                rendered = self._tracked(job, message, compiled.render(message.variables))
-            except TemplateError as exc:
-                self._failed(outcomes, job, message, exc.code, exc.message)
+            data = self._compose(chunk, message)
+            if data is None:
                 continue
-            try:
-                data = build_message(
-                    rendered,
-                    from_addr=job.content.from_addr,
-                    to_email=message.email,
-                    to_name=message.name,
-                    reply_to=job.content.reply_to,
-                    message_id=f"<{message.id}@{self.policy.message_id_domain}>",
-                    headers=self._headers(job, message),
-                    attachments=job.content.attachments,
-                )
-            except ValueError as exc:  # a header value the MIME builder refuses: this message only
-                self._failed(outcomes, job, message, "invalid_message", str(exc))
-                continue
-            tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
-            try:
-                sessions.send_first(routes, envelope_from, message.email, data, tags)
-            except PermanentSendError as exc:
-                run.offered = True
-                if exc.hard_bounce:
-                    self._bounced(outcomes, job, message, exc.message)
-                else:
-                    self._failed(outcomes, job, message, exc.code, exc.message)
-                continue
-            except TransientSendError as exc:
-                if sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
-                    run.offered = True
-                    if self.store.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
-                        self._event(outcomes, "message.transient_error", job, message)
-                    continue
-                run.reason = exc.message
-                if not sessions.offered:
-                    # No relay could be reached: that is an attempt for every message still waiting
-                    # (each would have met the same), so an outage ends in failures, not in a loop.
-                    rest = {m.id for m in pending[index + 1 :]}
-                    claimed = set(self._claim(job, [m.id for m in pending[index + 1 :]]))
-                    waiting = [message] + [m for m in pending if m.id in rest and m.id in claimed]
-                    for m in waiting:
-                        self._not_sent_yet(outcomes, job, m, exc, run)
-                    return
-                run.offered = True
-                self._not_sent_yet(outcomes, job, message, exc, run)
-                if exc.connection_lost:
-                    # The rest of the chunk was not tried: it comes back without an attempt counted.
-                    run.untried = index + 1 < len(pending)
-                    return
-                continue
+            step = self._offer(chunk, index, message, data)
+            if step is _Step.STOP:
+                return
+            if step is _Step.GO:
+                claimed_with_last_send = self._sent(chunk, message, following)
+
+    def _claim_its_turn(self, chunk: _Chunk, message: Message) -> _Step:
+        if chunk.remaining_ms() < STOP_MARGIN_MS:
+            chunk.run.untried, chunk.run.reason = True, "stopped before its turn (the worker is stopping)"
+            return _Step.STOP
+        if not self._claim(chunk.job, [message.id]):
+            # Another delivery holds it, or just finished it.
+            chunk.run.held_elsewhere = chunk.run.held_elsewhere or message.status == MessageStatus.SENDING
+            return _Step.NEXT
+        return _Step.GO
+
+    def _compose(self, chunk: _Chunk, message: Message) -> bytes | None:
+        """The message's bytes, or None when it cannot be made (it is failed, alone)."""
+        try:
+            rendered = self.composer.render(chunk.job, message, chunk.content)
+        except TemplateError as exc:
+            self._failed(chunk.outcomes, chunk.job, message, exc.code, exc.message)
+            return None
+        try:
+            return self.composer.build(chunk.job, message, rendered)
+        except ValueError as exc:  # a header value the MIME builder refuses: this message only
+            self._failed(chunk.outcomes, chunk.job, message, "invalid_message", str(exc))
+            return None
+
+    def _offer(self, chunk: _Chunk, index: int, message: Message, data: bytes) -> _Step:
+        """Hand the message to the first route that takes it: GO when one did."""
+        job = chunk.job
+        tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
+        try:
+            chunk.sessions.send_first(chunk.routes, chunk.envelope_from, message.email, data, tags)
+        except PermanentSendError as exc:
+            chunk.run.offered = True
+            if exc.hard_bounce:
+                self._bounced(chunk.outcomes, job, message, exc.message)
+            else:
+                self._failed(chunk.outcomes, job, message, exc.code, exc.message)
+            return _Step.NEXT
+        except TransientSendError as exc:
+            return self._not_taken(chunk, index, message, exc)
+        chunk.run.offered = True
+        return _Step.GO
+
+    def _not_taken(self, chunk: _Chunk, index: int, message: Message, exc: TransientSendError) -> _Step:
+        """A transient failure: this message waits for a retry; when no relay could be reached, or
+        the connection was lost, so does the rest of the chunk."""
+        run = chunk.run
+        if chunk.sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
             run.offered = True
-            claimed_with_last_send = self._sent(outcomes, job, message, sandbox, following, remaining_ms)
+            if self.chunks.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
+                self._event(chunk.outcomes, EventType.MESSAGE_TRANSIENT_ERROR, chunk.job, message)
+            return _Step.NEXT
+        run.reason = exc.message
+        if not chunk.sessions.offered:
+            # No relay could be reached: that is an attempt for every message still waiting
+            # (each would have met the same), so an outage ends in failures, not in a loop.
+            rest = chunk.pending[index + 1 :]
+            claimed = set(self._claim(chunk.job, [m.id for m in rest]))
+            for waiting in [message] + [m for m in rest if m.id in claimed]:
+                self._not_sent_yet(chunk, waiting, exc)
+            return _Step.STOP
+        run.offered = True
+        self._not_sent_yet(chunk, message, exc)
+        if exc.connection_lost:
+            # The rest of the chunk was not tried: it comes back without an attempt counted.
+            run.untried = index + 1 < len(chunk.pending)
+            return _Step.STOP
+        return _Step.NEXT
 
     def _claim(self, job: Job, ids: list[str]) -> list[str]:
         if not ids:
             return []
-        return self.store.claim_messages(job.id, ids, self.policy.claim_lease_seconds)
+        return self.chunks.claim_messages(job.id, ids, self.policy.claim_lease_seconds)
 
-    def _sent(
-        self,
-        outcomes: Outcomes,
-        job: Job,
-        message: Message,
-        sandbox: str | None,
-        following: str | None,
-        remaining_ms: Callable[[], int],
-    ) -> str | None:
+    # -- what happened to a message ------------------------------------------------------------------
+    def _sent(self, chunk: _Chunk, message: Message, following: str | None) -> str | None:
         """Record the send; returns `following` if the same write claimed it (the next message to
         send, claimed only while there is time to send it)."""
+        job, sandbox = chunk.job, chunk.sandbox
         if sandbox == "suppress":
-            if self.store.finish_message(
+            if self.chunks.finish_message(
                 message.id, MessageStatus.SUPPRESSED, "suppressed", "sandbox: suppressed"
             ):
-                self._event(outcomes, "message.suppressed", job, message)
+                self._event(chunk.outcomes, EventType.MESSAGE_SUPPRESSED, job, message)
             return None
         # SMTP relays and SES report delivery later (SES events; the built-in sink's notifications).
-        if remaining_ms() < STOP_MARGIN_MS:
+        if chunk.remaining_ms() < STOP_MARGIN_MS:
             following = None
         claimed = self._record_sent(message, following)
         outcome = _SANDBOX_OUTCOMES.get(sandbox or "")
         if outcome is not None:  # what a provider's event would report later, reported at once
             error_code = "bounced" if outcome == MessageStatus.BOUNCED else None
-            if self.store.update_delivery_status(
+            if self.messages.update_delivery_status(
                 job.account_id, message.id, outcome, [MessageStatus.SENT], error_code, f"sandbox: {sandbox}"
             ):
                 # A sandbox bounce suppresses nothing: the address was never tried.
-                self._event(outcomes, f"message.{outcome.value}", job, message)
+                self._event(chunk.outcomes, f"message.{outcome.value}", job, message)
         return following if claimed else None
 
     def _failed(self, outcomes: Outcomes, job: Job, message: Message, code: str, text: str) -> None:
-        if self.store.finish_message(message.id, MessageStatus.FAILED, code, text):
-            self._event(outcomes, "message.failed", job, message)
+        if self.chunks.finish_message(message.id, MessageStatus.FAILED, code, text):
+            self._event(outcomes, EventType.MESSAGE_FAILED, job, message)
 
     def _bounced(self, outcomes: Outcomes, job: Job, message: Message, text: str) -> None:
         """The receiving server refused the address itself: a hard bounce suppresses it."""
-        if self.store.finish_message(message.id, MessageStatus.BOUNCED, "bounced", text):
-            self._event(outcomes, "message.bounced", job, message)
+        if self.chunks.finish_message(message.id, MessageStatus.BOUNCED, "bounced", text):
+            self._event(outcomes, EventType.MESSAGE_BOUNCED, job, message)
             outcomes.suppress(
                 job.account_id, message.email, "bounce", f"hard bounce: {text}", job.content.from_addr
             )
@@ -348,71 +385,17 @@ class DeliveryService:
             type_, job.account_id, message.id, message.email, job.content.from_addr, message.subject
         )
 
-    def _complete_if_done(self, outcomes: Outcomes, job: Job) -> None:
-        if self.store.complete_job_if_done(job.id):
-            done = self.store.get_job(job.account_id, job.id)
-            if done is not None:
-                outcomes.job("job.completed", done)
-
-    def _headers(self, job: Job, message: Message) -> dict[str, str]:
-        headers = {
-            **{k: v for k, v in job.content.headers.items() if k.lower() != "feedback-id"},
-            "X-MailSage-Job-ID": job.id,
-            "X-MailSage-Message-ID": message.id,
-        }
-        if self.feedback_ids is not None:
-            # Feedback loops (complaint reports) and the built-in sink's notifications name the
-            # message by this header, as mailbox providers' FBLs do: opaque and signed.
-            headers["Feedback-ID"] = self.feedback_ids.header(
-                job.account_id, job.id, message.id, message.email
-            )
-        # A List-Unsubscribe of the caller's own (their unsubscribe system) wins over ours: one
-        # header, never two.
-        own = any(name.lower() == "list-unsubscribe" for name in job.content.headers)
-        if self.links is not None and job.content.unsubscribe and not own:
-            url = self.links.unsubscribe_url(job.account_id, message.id, message.email)
-            headers.update(unsubscribe_headers(url))
-        return headers
-
-    def _tracked(self, job: Job, message: Message, rendered: Rendered) -> Rendered:
-        tracking = job.content.tracking
-        opens, clicks = wants(tracking, "open"), wants(tracking, "click")
-        if self.links is None or rendered.html is None or not (opens or clicks):
-            return rendered
-        html = self.links.rewrite_html(rendered.html, job.account_id, message.id, opens, clicks, None)
-        return Rendered(rendered.subject, rendered.text, html, rendered.amp)
-
-    def _start(self, job: Job) -> None:
-        """A scheduled job's first attempt is due: queue its chunks (or expire it, if too late)."""
-        if job.expires_at is not None and time.time() >= job.expires_at:
-            self.store.start_scheduled_job(job.id)
-            self._expire(job)
-            return
-        if self.store.start_scheduled_job(job.id):
-            pending = self.store.pending_chunks(job.id)
-            if pending:
-                enqueue_chunks(self.queue, job.account_id, job.id, pending)
-            else:
-                self.store.complete_job_if_done(job.id)  # every message was cancelled meanwhile
-
-    def _expire(self, job: Job) -> None:
-        self.store.expire_unsent(job.id)
-        if not self.store.pending_chunks(job.id):  # nothing still in flight: the job ends expired
-            self.store.transition_job(job.account_id, job.id, _LIVE, JobState.EXPIRED)
-
-    def _not_sent_yet(
-        self, outcomes: Outcomes, job: Job, message: Message, exc: TransientSendError, run: _Run
-    ) -> None:
+    def _not_sent_yet(self, chunk: _Chunk, message: Message, exc: TransientSendError) -> None:
         """A transient failure of this message's attempt: back to `queued` for the chunk's retry, or
         failed when it was its own last attempt."""
         attempt = message.attempts + 1
         if attempt >= self.policy.max_attempts:
             reason = f"gave up after {attempt} attempts: {exc.message}"
-            self._failed(outcomes, job, message, exc.code, reason)
-            run.gave_up = exc.message
-        elif self._until_it_lands(lambda: self.store.release_message(message.id, exc.message)):
-            self._event(outcomes, "message.transient_error", job, message)
-            run.deferred_attempts = max(run.deferred_attempts, attempt)
+            self._failed(chunk.outcomes, chunk.job, message, exc.code, reason)
+            chunk.run.gave_up = exc.message
+        elif self._until_it_lands(lambda: self.chunks.release_message(message.id, exc.message)):
+            self._event(chunk.outcomes, EventType.MESSAGE_TRANSIENT_ERROR, chunk.job, message)
+            chunk.run.deferred_attempts = max(chunk.run.deferred_attempts, attempt)
 
     def _record_sent(self, message: Message, following: str | None) -> bool:
         """The relay took the message: record it (claiming `following` in the same write), retrying
@@ -420,30 +403,61 @@ class DeliveryService:
         past that it could be sent again, so the retries stop just before. The process remembers
         the send either way. Returns whether `following` was claimed."""
         _known_sent.add(message.id)
-        deadline = time.monotonic() + self.policy.claim_lease_seconds - SENT_WRITE_MARGIN_SECONDS
-        pause = 0.25
-        while True:
-            try:
-                claimed = False
-                if following is None:
-                    self.store.finish_message(message.id, MessageStatus.SENT)
-                else:
-                    _, claimed = self.store.finish_and_claim(
-                        message.id, MessageStatus.SENT, following, self.policy.claim_lease_seconds
-                    )
-                _known_sent.discard(message.id)
-                return claimed
-            except Exception:
-                if time.monotonic() + pause >= deadline:
-                    log.critical(
-                        "message %s was accepted by the relay but could not be recorded as sent;"
-                        " this process will not send it again, another one may after the lease",
-                        message.id,
-                    )
-                    raise
-                log.exception("recording message %s as sent failed; retrying in %.1f s", message.id, pause)
-                time.sleep(pause)
-                pause = min(SENT_WRITE_RETRY_MAX_SECONDS, pause * 2)
+        lease = self.policy.claim_lease_seconds
+
+        def write() -> bool:
+            claimed = False
+            if following is None:
+                self.chunks.finish_message(message.id, MessageStatus.SENT)
+            else:
+                _, claimed = self.chunks.finish_and_claim(message.id, MessageStatus.SENT, following, lease)
+            return claimed
+
+        def retrying(pause: float) -> None:
+            log.exception("recording message %s as sent failed; retrying in %.1f s", message.id, pause)
+
+        def giving_up() -> None:
+            log.critical(
+                "message %s was accepted by the relay but could not be recorded as sent;"
+                " this process will not send it again, another one may after the lease",
+                message.id,
+            )
+
+        claimed = retry_write(
+            write,
+            until=time.monotonic() + lease - SENT_WRITE_MARGIN_SECONDS,
+            retry_on=(Exception,),
+            max_pause=SENT_WRITE_RETRY_MAX_SECONDS,
+            on_retry=retrying,
+            on_give_up=giving_up,
+        )
+        _known_sent.discard(message.id)
+        return claimed
+
+    # -- the job -----------------------------------------------------------------------------------------
+    def _complete_if_done(self, outcomes: Outcomes, job: Job) -> None:
+        if self.jobs.complete_job_if_done(job.id):
+            done = self.jobs.get_job(job.account_id, job.id)
+            if done is not None:
+                outcomes.job(EventType.JOB_COMPLETED, done)
+
+    def _start(self, job: Job) -> None:
+        """A scheduled job's first attempt is due: queue its chunks (or expire it, if too late)."""
+        if job.expires_at is not None and self.clock() >= job.expires_at:
+            self.jobs.start_scheduled_job(job.id)
+            self._expire(job)
+            return
+        if self.jobs.start_scheduled_job(job.id):
+            pending = self.jobs.pending_chunks(job.id)
+            if pending:
+                enqueue_chunks(self.queue, job.account_id, job.id, pending)
+            else:
+                self.jobs.complete_job_if_done(job.id)  # every message was cancelled meanwhile
+
+    def _expire(self, job: Job) -> None:
+        self.jobs.expire_unsent(job.id)
+        if not self.jobs.pending_chunks(job.id):  # nothing still in flight: the job ends expired
+            self.jobs.transition_job(job.account_id, job.id, LIVE, JobState.EXPIRED)
 
 
 @dataclass(slots=True)
@@ -456,6 +470,25 @@ class _Run:
     deferred_attempts: int = 0  # the most attempts among messages deferred for a retry
     gave_up: str | None = None  # why messages were failed on their last attempt
     reason: str | None = None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """One delivery of a chunk: its job, the messages left to send and what is shared by them."""
+
+    job: Job
+    pending: list[Message]
+    outcomes: Outcomes
+    remaining_ms: Callable[[], int]
+    sessions: _Sessions
+    content: CompiledContent | Uncompilable
+    routes: list[str]
+    envelope_from: str
+    run: _Run = field(default_factory=_Run)
+
+    @property
+    def sandbox(self) -> str | None:
+        return self.job.content.sandbox_result
 
 
 class _KnownSent:
@@ -494,8 +527,9 @@ class _Sessions:
     every message (one SMTP connection per chunk). A provider whose connection is lost is not
     tried again within the chunk."""
 
-    def __init__(self, providers: Providers) -> None:
+    def __init__(self, providers: Providers, sandbox: SandboxTransports | None) -> None:
         self._providers = providers
+        self._sandbox = sandbox
         self._open: dict[str, TransportSession] = {}
         self._down: dict[str, TransientSendError] = {}
         self.offered = False  # whether the last message was handed to some relay (not just to open())
@@ -529,9 +563,9 @@ class _Sessions:
 
     def _transport(self, name: str) -> Transport:
         if name.startswith(SANDBOX_ROUTE):
-            from mailsage.adapters.sandbox import SandboxTransport
-
-            return SandboxTransport(name.removeprefix(SANDBOX_ROUTE))  # type: ignore[arg-type]
+            if self._sandbox is None:
+                raise RuntimeError("this sender was given no sandbox transport")
+            return self._sandbox(name.removeprefix(SANDBOX_ROUTE))
         return self._providers.get(name)
 
     def close(self) -> None:

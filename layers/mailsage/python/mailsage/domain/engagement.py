@@ -7,14 +7,23 @@ what campaign stats count, and since a recipient can only open mail that arrived
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Protocol
 
+from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.events import EventPublisher
-from mailsage.domain.models import MessageStatus
-from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
+from mailsage.domain.models import EngagementKind, EventType, MessageStatus
+from mailsage.domain.outcomes import Outcomes, SuppressionKind, SuppressionPolicy
 from mailsage.domain.tracking import CLICK, OPEN, UNSUBSCRIBE, Signer, is_bot, is_safe_redirect
-from mailsage.ports import Store
+from mailsage.ports import JobStore, MessageStore, SuppressionStore
+
+# The webhook event of each hit.
+_EVENTS = {EngagementKind.OPENED: EventType.MESSAGE_OPENED, EngagementKind.CLICKED: EventType.MESSAGE_CLICKED}
+
+
+class EngagementStore(MessageStore, JobStore, SuppressionStore, Protocol):
+    """What a hit touches: the message (its counts, its status), its job (the sender), and for an
+    unsubscribe the account's suppressions."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,11 +34,12 @@ class Visitor:
 
 @dataclass
 class EngagementService:
-    store: Store
+    store: EngagementStore
     signer: Signer | None  # None: tracking is not configured; every token is unknown
     publisher: EventPublisher | None
     message_id_domain: str = "mailsage.local"
     suppression: SuppressionPolicy = SuppressionPolicy()
+    clock: Clock = system_clock
 
     def _fields(self, token: str, kind: str, size: int) -> list[str] | None:
         if self.signer is None:
@@ -42,7 +52,7 @@ class EngagementService:
     def opened(self, token: str, visitor: Visitor) -> bool:
         """Record an open; False for a token that is not ours (or a message that is gone)."""
         fields = self._fields(token, OPEN, 3)
-        return fields is not None and self._engaged("opened", fields[1], fields[2], visitor, {})
+        return fields is not None and self._engaged(EngagementKind.OPENED, fields[1], fields[2], visitor, {})
 
     def clicked(self, token: str, visitor: Visitor) -> str | None:
         """Record a click; the URL to redirect to, None for a token that is not ours or whose URL is
@@ -52,7 +62,7 @@ class EngagementService:
             return None
         url = fields[3]
         # The redirect works even if the message is gone (retention): the link is signed.
-        self._engaged("clicked", fields[1], fields[2], visitor, {"url": url})
+        self._engaged(EngagementKind.CLICKED, fields[1], fields[2], visitor, {"url": url})
         return url
 
     def unsubscribe_address(self, token: str) -> str | None:
@@ -66,15 +76,17 @@ class EngagementService:
         if fields is None:
             return None
         _, account_id, message_id, email = fields
-        now = time.time()
-        self.store.record_engagement(account_id, message_id, "unsubscribed", now, "one-click unsubscribe")
+        now = self.clock()
+        self.store.record_engagement(
+            account_id, message_id, EngagementKind.UNSUBSCRIBED, now, "one-click unsubscribe"
+        )
         message = self.store.get_message(account_id, message_id)
         job = self.store.get_job(account_id, message.job_id, with_counts=False) if message else None
         outcomes = self._outcomes()
         outcomes.suppress(
             account_id,
             email,
-            "unsubscribe",
+            SuppressionKind.UNSUBSCRIBE,
             "unsubscribed (List-Unsubscribe one-click)",
             job.content.from_addr if job else "",
         )
@@ -82,9 +94,9 @@ class EngagementService:
         return email
 
     def _engaged(
-        self, kind: str, account_id: str, message_id: str, visitor: Visitor, extra: dict[str, str]
+        self, kind: EngagementKind, account_id: str, message_id: str, visitor: Visitor, extra: dict[str, str]
     ) -> bool:
-        count = self.store.record_engagement(account_id, message_id, kind, time.time(), visitor.user_agent)
+        count = self.store.record_engagement(account_id, message_id, kind, self.clock(), visitor.user_agent)
         if count is None:
             return False
         message = self.store.get_message(account_id, message_id)
@@ -93,7 +105,7 @@ class EngagementService:
             return True
         outcomes = self._outcomes()
 
-        def event(type_: str, data: dict[str, object] | None = None) -> None:
+        def event(type_: EventType, data: dict[str, object] | None = None) -> None:
             outcomes.message(
                 type_, account_id, message_id, message.email, job.content.from_addr, message.subject, data
             )
@@ -106,9 +118,9 @@ class EngagementService:
             None,
             f"{kind}: the recipient has it",
         ):
-            event("message.delivered")
+            event(EventType.MESSAGE_DELIVERED)
         event(
-            f"message.{kind}",
+            _EVENTS[kind],
             {
                 **extra,
                 "user_agent": visitor.user_agent,
@@ -120,4 +132,4 @@ class EngagementService:
         return True
 
     def _outcomes(self) -> Outcomes:
-        return Outcomes(self.store, self.publisher, self.message_id_domain, self.suppression)
+        return Outcomes(self.store, self.publisher, self.message_id_domain, self.suppression, self.clock)

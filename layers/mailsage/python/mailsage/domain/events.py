@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from mailsage.domain.models import EVENT_FLAGS, Job, Suppression, Webhook
-from mailsage.ports import Queue, Store
+from mailsage.domain.clock import Clock, system_clock
+from mailsage.domain.mailbox import Mailbox, sender_domain
+from mailsage.domain.models import EVENT_FLAGS, EventType, Job, Suppression, Webhook, WebhookScope
+from mailsage.ports import Queue, WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def message_id_header(message_id: str, domain: str) -> str:
 
 @dataclass(slots=True, frozen=True)
 class Event:
-    type: str  # one of EVENT_TYPES
+    type: EventType
     account_id: str
     occurred_at: float
     data: dict[str, Any]  # the payload's `data`
@@ -43,7 +44,7 @@ class Event:
 
 
 def message_event(
-    type_: str,
+    type_: EventType | str,
     *,
     account_id: str,
     message_id: str,
@@ -68,15 +69,17 @@ def message_event(
     }
     data.update(extra or {})
     return Event(
-        type_,
+        EventType(type_),
         account_id,
-        time.time() if occurred_at is None else occurred_at,
+        system_clock() if occurred_at is None else occurred_at,
         data,
-        sender.rpartition("@")[2].lower() or None,
+        Mailbox(sender).domain or None,
     )
 
 
-def suppression_event(suppression: Suppression, sending_domain: str | None) -> Event:
+def suppression_event(
+    suppression: Suppression, sending_domain: str | None, occurred_at: float | None = None
+) -> Event:
     data = {
         "account_id": suppression.account_id,
         "recipient": suppression.email,
@@ -85,10 +88,16 @@ def suppression_event(suppression: Suppression, sending_domain: str | None) -> E
         "reason": suppression.reason,
         "sending_domain": sending_domain or suppression.domain or "",
     }
-    return Event("suppression.created", suppression.account_id, time.time(), data, sending_domain)
+    return Event(
+        EventType.SUPPRESSION_CREATED,
+        suppression.account_id,
+        system_clock() if occurred_at is None else occurred_at,
+        data,
+        sending_domain,
+    )
 
 
-def job_event(type_: str, job: Job) -> Event:
+def job_event(type_: EventType | str, job: Job, occurred_at: float | None = None) -> Event:
     """`job.completed` / `job.paused` / `job.stopped` (MailSage v1 only)."""
     data = {
         "account_id": job.account_id,
@@ -98,24 +107,29 @@ def job_event(type_: str, job: Job) -> Event:
         "total": job.total,
         "counts": dict(job.counts),
     }
-    sender = parseaddr(job.content.from_addr)[1]
-    return Event(type_, job.account_id, time.time(), data, sender.rpartition("@")[2].lower() or None)
+    return Event(
+        EventType(type_),
+        job.account_id,
+        system_clock() if occurred_at is None else occurred_at,
+        data,
+        sender_domain(job.content.from_addr),
+    )
 
 
 def subscribed(webhook: Webhook, event: Event) -> bool:
     if not webhook.enabled or event.type not in webhook.events:
         return False
-    if webhook.scope == "scoped":
+    if webhook.scope == WebhookScope.SCOPED:
         return event.sender_domain is not None and event.sender_domain in webhook.domains
     return True
 
 
 @dataclass
 class EventPublisher:
-    store: Store
+    store: WebhookStore
     queue: Queue | None  # the webhook queue; None: events are not sent anywhere
     cache_seconds: float = 10.0
-    clock: Callable[[], float] = time.time
+    clock: Clock = system_clock
     _cache: dict[str, tuple[float, list[Webhook]]] = field(default_factory=dict)
 
     def publish(self, events: Iterable[Event]) -> int:
@@ -131,7 +145,7 @@ class EventPublisher:
             self.queue.send(bodies)
         return len(bodies)
 
-    def interested(self, account_id: str, type_: str) -> bool:
+    def interested(self, account_id: str, type_: EventType | str) -> bool:
         """Whether any endpoint of the account may want this event type (skip building events that
         nobody receives: a batch's reception events, say)."""
         return self.queue is not None and any(

@@ -1,17 +1,20 @@
 """Requests other systems drop on the ingest queue: the same JSON as `/api/v1/emails/send` or
-`/batch`, plus the `account_id` it is for. Each record becomes one job, exactly once."""
+`/batch`, plus the `account_id` it is for. Each record becomes one job, exactly once.
+
+The ingest function's handler reads a record's body into a `JobRequest` (the API's models are the
+wire format, and the domain does not know them); this service accepts it, or dead-letters the
+record with the reason."""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from mailsage.domain.submission import SubmissionService, enqueue_chunks
+from mailsage.domain.submission import Accepted, JobRequest, enqueue_chunks
 from mailsage.errors import Conflict, MailSageError, ServiceUnavailable
-from mailsage.ports import Queue
+from mailsage.ports import JobStore, Queue
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,12 @@ def ingest_job_id(record_id: str) -> str:
     return f"job_{uuid.uuid5(_NAMESPACE, record_id).hex}"
 
 
+class Submitter(Protocol):
+    """What ingest needs of the submission service."""
+
+    def submit(self, account_id: str, request: JobRequest, job_id: str | None = None) -> Accepted: ...
+
+
 @dataclass(slots=True, frozen=True)
 class IngestOutcome:
     job_id: str | None
@@ -31,43 +40,30 @@ class IngestOutcome:
 
 
 class IngestService:
-    def __init__(self, submission: SubmissionService, dead_letters: Queue) -> None:
+    def __init__(self, submission: Submitter, jobs: JobStore, queue: Queue, dead_letters: Queue) -> None:
         self.submission = submission
+        self.jobs = jobs
+        self.queue = queue
         self.dead_letters = dead_letters
 
-    def accept(self, record_id: str, body: str) -> IngestOutcome:
-        # Imported here to keep the API models out of this module's import cost for other callers.
-        from pydantic import ValidationError
-
-        from mailsage.api.v1.models import BatchRequest, SendRequest, job_request
-
-        try:
-            payload = json.loads(body)
-            if not isinstance(payload, dict):
-                raise ValueError("the record must be a JSON object")
-            account_id = payload.pop("account_id", None)
-            if not isinstance(account_id, str) or not account_id:
-                raise ValueError("account_id is required")
-            model = BatchRequest if "recipients" in payload else SendRequest
-            request = job_request(model.model_validate(payload))
-        except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
-            return self._reject(record_id, body, f"invalid record: {exc}")
-
+    def accept(self, record_id: str, body: str, account_id: str, request: JobRequest) -> IngestOutcome:
+        """Submit a valid record's request as the job `ingest_job_id(record_id)`; `body` is what
+        goes to the dead-letter queue if the request is refused."""
         job_id = ingest_job_id(record_id)
         try:
             self.submission.submit(account_id, request, job_id=job_id)
         except Conflict:
             # Accepted by an earlier delivery of this record, which may have died before enqueuing:
             # enqueue whatever is still pending (the sender never sends a message twice).
-            store = self.submission.store
-            enqueue_chunks(self.submission.queue, account_id, job_id, store.pending_chunks(job_id))
+            enqueue_chunks(self.queue, account_id, job_id, self.jobs.pending_chunks(job_id))
         except ServiceUnavailable:
             raise  # not the record's fault: it is retried, not rejected
         except MailSageError as exc:
-            return self._reject(record_id, body, f"{exc.code}: {exc.message}", exc.details)
+            return self.reject(record_id, body, f"{exc.code}: {exc.message}", exc.details)
         return IngestOutcome(job_id)
 
-    def _reject(self, record_id: str, body: str, reason: str, details: Any = None) -> IngestOutcome:
+    def reject(self, record_id: str, body: str, reason: str, details: Any = None) -> IngestOutcome:
+        """Put the record on the dead-letter queue with the reason: retrying cannot make it valid."""
         log.warning("ingest record %s rejected: %s", record_id, reason)
         entry = {"record_id": record_id, "reason": reason, "details": details, "record": body}
         self.dead_letters.send([entry])

@@ -40,6 +40,7 @@ import binascii
 import random
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy as _policies
 from email.header import Header
@@ -76,9 +77,13 @@ def build_message(
     message_id: str,
     headers: dict[str, str] | None = None,
     attachments: list[dict[str, Any]] | None = None,
+    date: float | None = None,
+    boundaries: random.Random | None = None,
 ) -> bytes:
     """The message for one recipient. `attachments` are Content.attachments dicts:
     {file_name, content_type, data (base64), disposition "attachment"|"inline", content_id?}.
+    `date` (epoch seconds; None: now) and `boundaries` (the source of MIME boundaries; None: the
+    module's random numbers) make the bytes reproducible: the same arguments, the same message.
 
     Raises ValueError for a header name that is not RFC 5322 ftext, or for a line break in any
     header value (custom headers, file names, content ids): header injection is impossible."""
@@ -86,7 +91,7 @@ def build_message(
         _mailbox("From", from_addr),
         _address("To", to_name, to_email),
         _header("Subject", rendered.subject),
-        _header("Date", format_datetime(datetime.now(UTC).replace(microsecond=0))),  # "+0000"
+        _header("Date", _date(date)),
         _header("Message-ID", message_id),
     ]
     if reply_to:
@@ -98,12 +103,22 @@ def build_message(
         head.append(_header(name, value))
     head.append(b"MIME-Version: 1.0\r\n")
 
-    part_headers, body = _body(rendered, attachments or [])
+    draw = boundaries.randrange if boundaries is not None else None
+    part_headers, body = _body(rendered, attachments or [], draw)
     return b"".join(head) + part_headers + _CRLF + body
 
 
+def _date(at: float | None) -> str:
+    """RFC 5322 date-time in UTC, whole seconds ("+0000")."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return format_datetime(moment.replace(microsecond=0))
+
+
+_Draw = Callable[[int], int] | None  # randrange of the boundaries' source; None: random.randrange
+
+
 # -- structure ------------------------------------------------------------------------------------
-def _body(rendered: Rendered, attachments: list[dict[str, Any]]) -> _Entity:
+def _body(rendered: Rendered, attachments: list[dict[str, Any]], draw: _Draw) -> _Entity:
     html_present = rendered.html is not None
     inline: list[dict[str, Any]] = []
     regular: list[dict[str, Any]] = []
@@ -123,20 +138,20 @@ def _body(rendered: Rendered, attachments: list[dict[str, Any]]) -> _Entity:
     if html_present or not versions:  # no content at all: an empty HTML part, as before
         html = _text_part(rendered.html or "", "html")
         if inline:
-            html = _multipart("related", [html, *(_attachment_part(a, "inline") for a in inline)])
+            html = _multipart("related", [html, *(_attachment_part(a, "inline") for a in inline)], draw)
         versions.append(html)
-    body = versions[0] if len(versions) == 1 else _multipart("alternative", versions)
+    body = versions[0] if len(versions) == 1 else _multipart("alternative", versions, draw)
     if regular:
-        body = _multipart("mixed", [body, *(_attachment_part(a, "attachment") for a in regular)])
+        body = _multipart("mixed", [body, *(_attachment_part(a, "attachment") for a in regular)], draw)
     return body
 
 
-def _multipart(subtype: str, parts: list[_Entity]) -> _Entity:
+def _multipart(subtype: str, parts: list[_Entity], draw: _Draw) -> _Entity:
     """RFC 2046 5.1: each part after `--boundary`, closed by `--boundary--`; the boundary is random
     and checked against the content so that no part can contain it."""
     entities = [headers + _CRLF + body for headers, body in parts]
     while True:
-        token = f"{random.randrange(sys.maxsize):0{_BOUNDARY_TOKEN_WIDTH}d}"
+        token = f"{(draw or random.randrange)(sys.maxsize):0{_BOUNDARY_TOKEN_WIDTH}d}"
         boundary = f"==============={token}=="
         marker = boundary.encode("ascii")
         if not any(marker in entity for entity in entities):

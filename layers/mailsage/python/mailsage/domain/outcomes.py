@@ -11,17 +11,26 @@ so duplicates and out-of-order notifications emit nothing.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from email.utils import parseaddr
+from enum import StrEnum
 from typing import Any
 
+from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.events import Event, EventPublisher, job_event, message_event, suppression_event
+from mailsage.domain.mailbox import sender_domain
 from mailsage.domain.models import Job, Suppression
 from mailsage.domain.suppressions import SuppressionService
-from mailsage.ports import Store
+from mailsage.ports import SuppressionStore
 
 log = logging.getLogger(__name__)
+
+
+class SuppressionKind(StrEnum):
+    """Why an address is suppressed automatically; each has its own duration (SuppressionPolicy)."""
+
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
 
 
 @dataclass(slots=True, frozen=True)
@@ -30,13 +39,21 @@ class SuppressionPolicy:
     complaint_days: int = 3650
     unsubscribe_days: int = 3650
 
+    def days(self, kind: SuppressionKind) -> int:
+        return {
+            SuppressionKind.BOUNCE: self.bounce_days,
+            SuppressionKind.COMPLAINT: self.complaint_days,
+            SuppressionKind.UNSUBSCRIBE: self.unsubscribe_days,
+        }[kind]
+
 
 @dataclass
 class Outcomes:
-    store: Store
+    store: SuppressionStore
     publisher: EventPublisher | None
     message_id_domain: str = "mailsage.local"
     policy: SuppressionPolicy = field(default_factory=SuppressionPolicy)
+    clock: Clock = system_clock
     pending: list[Event] = field(default_factory=list)
 
     def message(
@@ -58,28 +75,24 @@ class Outcomes:
                 from_addr=from_addr,
                 subject=subject,
                 message_id_domain=self.message_id_domain,
+                occurred_at=self.clock(),
                 extra=extra,
             )
         )
 
     def job(self, type_: str, job: Job) -> None:
-        self.pending.append(job_event(type_, job))
+        self.pending.append(job_event(type_, job, self.clock()))
 
     def suppress(self, account_id: str, email: str, kind: str, reason: str, from_addr: str) -> Suppression:
         """Suppress the address for every sender domain of the account (kind: bounce, complaint,
         unsubscribe sets how long); a new suppression emits `suppression.created`."""
-        days = {
-            "bounce": self.policy.bounce_days,
-            "complaint": self.policy.complaint_days,
-            "unsubscribe": self.policy.unsubscribe_days,
-        }[kind]
-        now = time.time()
-        suppression = SuppressionService(self.store).suppress(
+        days = self.policy.days(SuppressionKind(kind))
+        now = self.clock()
+        suppression = SuppressionService(self.store, self.clock).suppress(
             account_id, email, None, reason, now + days * 86_400
         )
         if suppression.created_at >= now:  # new, not an extended one
-            domain = parseaddr(from_addr)[1].rpartition("@")[2].lower() or None
-            self.pending.append(suppression_event(suppression, domain))
+            self.pending.append(suppression_event(suppression, sender_domain(from_addr), now))
         return suppression
 
     def publish(self) -> None:

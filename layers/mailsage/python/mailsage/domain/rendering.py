@@ -1,7 +1,7 @@
 """Jinja2 rendering in the sandbox. A job's content compiles once into a `CompiledContent`,
 then renders per recipient; undefined variables are errors, never silent blanks.
 
-Compiling and rendering are bounded (domain/sandbox.py): a template that asks for too much time or
+Compiling and rendering are bounded (the domain/sandbox/ package): a template that asks for too much time or
 memory, or writes more than the content limit into one part, is a `template_error` naming the limit.
 """
 

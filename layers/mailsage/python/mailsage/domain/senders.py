@@ -7,6 +7,7 @@ from __future__ import annotations
 from email.utils import parseaddr
 from functools import lru_cache
 
+from mailsage.domain.mailbox import Mailbox
 from mailsage.domain.models import Account
 from mailsage.errors import Forbidden, ValidationFailed
 
@@ -29,11 +30,10 @@ def ascii_mailbox(value: str, field: str = "from") -> str:
     SES and SMTP relays without SMTPUTF8 take in a From. A non-ASCII local part has no such form:
     400. Anything not parseable is returned unchanged for the address check to report."""
     addr = parseaddr(value)[1]
-    if not addr or addr.isascii():
+    if not addr or addr.isascii() or "@" not in addr:
         return value
-    local, at, domain = addr.rpartition("@")
-    if not at:
-        return value
+    mailbox = Mailbox(addr)
+    local, domain = mailbox.local_part, mailbox.domain
     if not local.isascii():
         raise ValidationFailed(
             f"{field}: the local part must be ASCII (internationalized addresses are not supported)",
@@ -50,9 +50,9 @@ def check_sender(account: Account | None, from_addr: str, field: str = "from") -
     allowed = account.sender_domains if account is not None else None
     if allowed is None:
         return
-    domain = parseaddr(from_addr)[1].rpartition("@")[2]
+    domain = Mailbox.parse(from_addr).domain
     if ascii_domain(domain) not in {ascii_domain(d) for d in allowed}:
         raise Forbidden(
-            f"{field}: {domain.lower()} is not a sender domain of this account",
-            {"field": field, "domain": domain.lower()},
+            f"{field}: {domain} is not a sender domain of this account",
+            {"field": field, "domain": domain},
         )

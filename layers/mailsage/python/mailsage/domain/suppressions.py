@@ -9,15 +9,15 @@ decided by the store (`Store.suppressed`) at submit and again just before sendin
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
 
 from mailsage.domain.addresses import normalize_email
+from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.models import Suppression
 from mailsage.errors import Conflict, InvalidRecipient, NotFound, ValidationFailed
-from mailsage.ports import Store
+from mailsage.ports import SuppressionStore
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
@@ -62,8 +62,9 @@ class SuppressionPage:
 
 
 class SuppressionService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SuppressionStore, clock: Clock = system_clock) -> None:
         self.store = store
+        self.clock = clock
 
     def create(
         self,
@@ -75,7 +76,7 @@ class SuppressionService:
         now: float | None = None,
     ) -> Suppression:
         """A new suppression; Conflict if one for the same address and domain is active."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         email = check_email(email).lower()  # suppressions match addresses case-insensitively
         domain = check_domain(domain)
         if expires_at <= now:
@@ -109,7 +110,7 @@ class SuppressionService:
             email=email,
             domain=domain,
             reason=reason,
-            created_at=existing.created_at if existing else time.time(),
+            created_at=existing.created_at if existing else self.clock(),
             expires_at=max(expires_at, existing.expires_at) if existing else expires_at,
         )
         self.store.put_suppression(suppression)

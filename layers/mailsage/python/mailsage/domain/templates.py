@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.header_values import header_text_problem
 from mailsage.domain.models import Template, new_id
 from mailsage.domain.rendering import CompiledContent, Rendered, check_content_size
 from mailsage.errors import NotFound, ValidationFailed
-from mailsage.ports import Store
+from mailsage.ports import TemplateStore
 
 
 @dataclass(slots=True)
@@ -33,27 +33,30 @@ def _check(draft: TemplateDraft, max_content_bytes: int) -> None:
 
 
 class TemplateService:
-    def __init__(self, store: Store, max_content_bytes: int = 300_000) -> None:
-        self.store = store
+    def __init__(
+        self, templates: TemplateStore, max_content_bytes: int = 300_000, clock: Clock = system_clock
+    ) -> None:
+        self.templates = templates
         self.max_content_bytes = max_content_bytes
+        self.clock = clock
 
     def create(self, account_id: str, draft: TemplateDraft) -> Template:
         _check(draft, self.max_content_bytes)
-        now = time.time()
+        now = self.clock()
         template = Template(
             new_id("tpl"), account_id, draft.name, draft.subject, draft.html, draft.text, now, now
         )
-        self.store.put_template(template)
+        self.templates.put_template(template)
         return template
 
     def get(self, account_id: str, template_id: str) -> Template:
-        template = self.store.get_template(account_id, template_id)
+        template = self.templates.get_template(account_id, template_id)
         if template is None:
             raise NotFound(f"template {template_id!r} not found")
         return template
 
     def list(self, account_id: str, limit: int, after: str | None) -> list[Template]:
-        return self.store.list_templates(account_id, limit, after)
+        return self.templates.list_templates(account_id, limit, after)
 
     def update(self, account_id: str, template_id: str, draft: TemplateDraft) -> Template:
         current = self.get(account_id, template_id)
@@ -66,13 +69,13 @@ class TemplateService:
             draft.html,
             draft.text,
             current.created_at,
-            time.time(),
+            self.clock(),
         )
-        self.store.put_template(updated)
+        self.templates.put_template(updated)
         return updated
 
     def delete(self, account_id: str, template_id: str) -> None:
-        if not self.store.delete_template(account_id, template_id):
+        if not self.templates.delete_template(account_id, template_id):
             raise NotFound(f"template {template_id!r} not found")
 
     def preview(self, account_id: str, template_id: str, variables: dict[str, Any]) -> Rendered:

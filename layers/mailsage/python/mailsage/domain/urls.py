@@ -3,8 +3,9 @@
 Two checks, because a name can change its address between them (DNS rebinding):
 - `check_webhook_url` when a webhook is created or changed: the URL's form, and its host when the
   host is a literal address or a name that is private by definition (`localhost`, `*.internal`).
-- `resolve_public` at every delivery: the addresses the name resolves to now, all of which must be
-  public; the caller connects to one of exactly these addresses and to nothing else.
+- `resolve_public` at every delivery: the addresses the name resolves to now (asked of a
+  `Resolver`, ports/webhooks.py), all of which must be public; the caller connects to one of
+  exactly these addresses and to nothing else.
 
 Outside the embedded runtime (`allow_private` False) a webhook cannot reach loopback, private,
 link-local (the instance metadata service at 169.254.169.254), shared, unique-local, multicast or
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from urllib.parse import urlsplit
 
 from mailsage.errors import ValidationFailed
+from mailsage.ports.webhooks import Resolver
 
 MAX_URL_LENGTH = 2048
 
@@ -29,6 +30,10 @@ _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")  # controls, space, backslas
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# The largest last part of a BSD-style IPv4 literal with 1, 2, 3 or 4 parts (it fills the rest).
+_MAX_LAST_PART = {1: 0xFFFFFFFF, 2: 0xFFFFFF, 3: 0xFFFF, 4: 0xFF}
+_DIGITS = {8: set("01234567"), 10: set("0123456789"), 16: set("0123456789abcdefABCDEF")}
 
 
 class BlockedAddress(ValidationFailed):
@@ -67,11 +72,34 @@ def literal_address(host: str) -> IPAddress | None:
     except ValueError:
         pass
     if re.fullmatch(r"[0-9a-fA-FxX.]+", candidate):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(candidate))
-        except OSError:
-            return None
+        return _bsd_ipv4(candidate)
     return None
+
+
+def _bsd_ipv4(text: str) -> ipaddress.IPv4Address | None:
+    """An IPv4 literal as the C library's inet_aton reads it (what a resolver connects to): one to
+    four dot-separated parts, each decimal, octal (leading 0) or hex (0x), the last filling the
+    remaining bytes; None if it is not one."""
+    parts: list[int] = []
+    for part in text.split("."):
+        if not part or part[0] not in "0123456789":
+            return None
+        if part[:2].lower() == "0x":
+            digits, base = part[2:], 16
+        else:
+            digits, base = part, 8 if part[0] == "0" else 10
+        if not digits or not set(digits) <= _DIGITS[base]:
+            return None
+        value = int(digits, base)
+        if value > 0xFFFFFFFF:
+            return None
+        parts.append(value)
+    if len(parts) > 4 or any(p > 0xFF for p in parts[:-1]) or parts[-1] > _MAX_LAST_PART[len(parts)]:
+        return None
+    address = parts[-1]
+    for i, byte in enumerate(parts[:-1]):
+        address |= byte << (24 - 8 * i)
+    return ipaddress.IPv4Address(address)
 
 
 def is_private_name(host: str) -> bool:
@@ -105,8 +133,14 @@ def check_webhook_url(url: str, allow_private: bool) -> str:
         raise ValidationFailed("the webhook url has no host")
     if port == 0:
         raise ValidationFailed("the webhook url's port must be between 1 and 65535")
-    if allow_private:
-        return url
+    if not allow_private:
+        _check_public_host(host)
+    return url
+
+
+def _check_public_host(host: str) -> None:
+    """BlockedAddress unless `host` can only name a public address (checked again at each
+    delivery, on the addresses it resolves to)."""
     address = literal_address(host)
     if address is not None:
         if not is_public_address(address):
@@ -118,21 +152,15 @@ def check_webhook_url(url: str, allow_private: bool) -> str:
         raise BlockedAddress(f"the webhook url's host {host} is a local or internal name, not a public one")
     elif "." not in host.rstrip("."):
         raise BlockedAddress(f"the webhook url's host {host} is not a fully qualified domain name")
-    return url
 
 
-def resolve_public(host: str, port: int, allow_private: bool) -> list[str]:
-    """The addresses to connect to for `host`, in the resolver's order. Without `allow_private`,
-    raises BlockedAddress if ANY of them is not public (a name that resolves to a public and a
-    private address is refused as a whole). Resolution errors (socket.gaierror) propagate."""
-    infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
-    addresses: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in addresses:
-            addresses.append(address)
+def resolve_public(host: str, port: int, allow_private: bool, resolver: Resolver) -> list[str]:
+    """The addresses to connect to for `host`, in the resolver's order, each once. Without
+    `allow_private`, raises BlockedAddress if ANY of them is not public (a name that resolves to a
+    public and a private address is refused as a whole). Resolution errors (OSError) propagate."""
+    addresses = list(dict.fromkeys(resolver.resolve(host.strip("[]"), port)))
     if not addresses:
-        raise socket.gaierror(f"{host} has no address")
+        raise OSError(f"{host} has no address")
     if not allow_private:
         for address in addresses:
             if not is_public_address(ipaddress.ip_address(address.split("%", 1)[0])):

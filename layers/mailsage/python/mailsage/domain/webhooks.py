@@ -19,22 +19,22 @@ Rules:
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.models import EVENT_TYPES, Webhook, WebhookDelivery, WebhookScope
 from mailsage.domain.suppressions import check_domain
 from mailsage.domain.urls import check_webhook_url
 from mailsage.errors import Conflict, MailSageError, NotFound, ValidationFailed
-from mailsage.ports import Queue, Store
+from mailsage.ports import Queue, WebhookStores
 
 MAX_NAME_LENGTH = 255
 MAX_DOMAINS = 100
-SCOPES = ("global", "scoped")
+SCOPES = tuple(WebhookScope)
 SECRET_PREFIX = "whsec_"
 _SCAN_PAGE = 100  # webhooks per store call when the service walks a listing (filters, `before`)
 
@@ -89,10 +89,10 @@ def check_events(events: Sequence[str]) -> list[str]:
     return sorted(set(events))
 
 
-def check_scope(scope: str) -> str:
+def check_scope(scope: str) -> WebhookScope:
     if scope not in SCOPES:
         raise ValidationFailed(f"scope: must be global or scoped, not {scope!r}", {"field": "scope"})
-    return scope
+    return WebhookScope(scope)
 
 
 def check_domains(domains: Sequence[str]) -> list[str]:
@@ -119,10 +119,17 @@ def new_secret() -> str:
 
 
 class WebhookService:
-    def __init__(self, store: Store, queue: Queue | None, allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        store: WebhookStores,
+        queue: Queue | None,
+        allow_private: bool = False,
+        clock: Clock = system_clock,
+    ) -> None:
         self.store = store
         self.queue = queue  # the webhook queue; None where the deployment has none
         self.allow_private = allow_private
+        self.clock = clock
 
     def create(
         self,
@@ -131,18 +138,18 @@ class WebhookService:
         url: str,
         events: Sequence[str],
         enabled: bool = True,
-        scope: str = "global",
+        scope: str = WebhookScope.GLOBAL,
         domains: Sequence[str] | None = None,
         now: float | None = None,
     ) -> Webhook:
         """A new webhook with a new secret (the only time the secret is handed out). A scoped
         webhook needs at least one domain; a global one ignores `domains`."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         name = check_name(name)
         url = check_webhook_url(url, self.allow_private)
         events = check_events(events)
-        scope = check_scope(scope)
-        if scope == "scoped":
+        checked_scope = check_scope(scope)
+        if checked_scope == WebhookScope.SCOPED:
             domains = check_domains(domains or [])
             if not domains:
                 raise ValidationFailed(
@@ -160,7 +167,7 @@ class WebhookService:
             events=events,
             created_at=now,
             updated_at=now,
-            scope=WebhookScope(scope),
+            scope=checked_scope,
             domains=list(domains),
         )
         self.store.put_webhook(webhook)
@@ -241,34 +248,16 @@ class WebhookService:
         if events is not None:
             changed.events = check_events(events)
         if subscribe:
-            chosen = set(changed.events)
-            for event, on in subscribe.items():
-                check_events([event])
-                if on:
-                    chosen.add(event)
-                else:
-                    chosen.discard(event)
-            changed.events = sorted(chosen)
+            changed.events = _subscribed(changed.events, subscribe)
         if scope is not None:
-            changed.scope = WebhookScope(check_scope(scope))
-        if changed.scope == "global":
-            changed.domains = []
-        elif current.scope == "global":  # becoming scoped
-            changed.domains = check_domains(domains or [])
-            if not changed.domains:
-                raise ValidationFailed(
-                    "domains: changing a global webhook to scoped needs a non-empty domains list"
-                    " in the same request",
-                    {"field": "domains"},
-                )
-        elif domains is not None:
-            changed.domains = check_domains(domains)
+            changed.scope = check_scope(scope)
+        changed.domains = _scoped_domains(current, changed.scope, domains)
         if enabled is not None:
             if enabled and not current.enabled:  # re-enabled: start counting failures afresh
                 changed.errors_since_last_success = 0
                 changed.disabled_reason = None
             changed.enabled = bool(enabled)
-        changed.updated_at = time.time() if now is None else now
+        changed.updated_at = self.clock() if now is None else now
         self.store.put_webhook(changed)
         return changed
 
@@ -360,3 +349,31 @@ def replay_body(delivery: WebhookDelivery) -> dict[str, Any]:
         "created_at": delivery.created_at,
         "replay": True,
     }
+
+
+def _subscribed(events: Sequence[str], subscribe: Mapping[str, bool]) -> list[str]:
+    """`events` with single event types turned on (True) or off (False)."""
+    chosen = set(events)
+    for event, on in subscribe.items():
+        check_events([event])
+        if on:
+            chosen.add(event)
+        else:
+            chosen.discard(event)
+    return sorted(chosen)
+
+
+def _scoped_domains(current: Webhook, scope: WebhookScope, domains: Sequence[str] | None) -> list[str]:
+    """The domains after an update to `scope` (AhaSend's rules, see WebhookService.update)."""
+    if scope == WebhookScope.GLOBAL:
+        return []
+    if current.scope == WebhookScope.GLOBAL:  # becoming scoped
+        chosen = check_domains(domains or [])
+        if not chosen:
+            raise ValidationFailed(
+                "domains: changing a global webhook to scoped needs a non-empty domains list"
+                " in the same request",
+                {"field": "domains"},
+            )
+        return chosen
+    return check_domains(domains) if domains is not None else list(current.domains)

@@ -134,159 +134,184 @@ class _Refused(Exception):
 def request_handler(
     api: HandlerPool, settings: ApiSettings, idle_timeout: float, health: Health | None = None
 ) -> type[BaseHTTPRequestHandler]:
-    limit = settings.max_request_bytes
-    origins = frozenset(settings.allowed_origins)
-    writers = threading.BoundedSemaphore(WRITE_CONCURRENCY)
+    """The request handler class of one front door (the standard library makes one per connection)."""
+    attributes = {
+        "api": api,
+        "limit": settings.max_request_bytes,
+        "origins": frozenset(settings.allowed_origins),
+        "writers": threading.BoundedSemaphore(WRITE_CONCURRENCY),
+        "health": health,
+        "timeout": idle_timeout,
+    }
+    return type("Handler", (ApiRequestHandler,), attributes)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "MailSage-local"
-        # Headers and body leave in two writes; with Nagle's algorithm the second waited for the
-        # client's delayed ACK, 40 ms on every reply.
-        disable_nagle_algorithm = True
-        timeout = idle_timeout  # every read and write of the connection (idle keep-alive too)
-        raw_requestline: bytes
 
-        def handle_one_request(self) -> None:
-            # Not the previous request's, if this request line cannot be parsed.
-            self.path, self.command, self.request_version = "", "", self.protocol_version
-            self.requestline = ""
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client went away
+def _result_headers(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The reply headers of an API Gateway proxy result."""
+    multi = result.get("multiValueHeaders") or {}  # as API Gateway: these win over `headers`
+    listed = {name.lower() for name in multi}
+    headers = [(k, v) for k, v in (result.get("headers") or {}).items() if k.lower() not in listed]
+    headers += [(name, v) for name, values in multi.items() for v in values]
+    return headers
 
-        def parse_request(self) -> bool:
-            if len(self.raw_requestline.split()) == 2:  # the standard library would wait for headers
-                self.send_error(400, "HTTP/0.9 requests are not supported")
-                return False
-            if not super().parse_request():
-                return False
-            size = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
-            if size > MAX_HEADER_BYTES:
-                self.send_error(431, f"the request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}")
-                return False
-            return True
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """The standard library's refusals, in the JSON envelope instead of an HTML page."""
+def _result_payload(result: dict[str, Any]) -> bytes:
+    raw = result.get("body") or ""
+    return base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+
+
+class ApiRequestHandler(BaseHTTPRequestHandler):
+    """One connection of the front door: each request on it becomes an API Gateway event for the
+    api handler. What it answers with is set per server by `request_handler`."""
+
+    api: HandlerPool
+    limit: int  # MAILSAGE_MAX_REQUEST_BYTES
+    origins: frozenset[str]  # MAILSAGE_ALLOWED_ORIGINS, answered at preflight
+    writers: threading.BoundedSemaphore  # the slots of requests that write (WRITE_CONCURRENCY)
+    health: Health | None = None
+
+    protocol_version = "HTTP/1.1"
+    server_version = "MailSage-local"
+    # Headers and body leave in two writes; with Nagle's algorithm the second waited for the
+    # client's delayed ACK, 40 ms on every reply.
+    disable_nagle_algorithm = True
+    timeout = IDLE_TIMEOUT_SECONDS  # every read and write of the connection (idle keep-alive too)
+    raw_requestline: bytes
+
+    def handle_one_request(self) -> None:
+        # Not the previous request's, if this request line cannot be parsed.
+        self.path, self.command, self.request_version = "", "", self.protocol_version
+        self.requestline = ""
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away
+
+    def parse_request(self) -> bool:
+        if len(self.raw_requestline.split()) == 2:  # the standard library would wait for headers
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        if not super().parse_request():
+            return False
+        size = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
+        if size > MAX_HEADER_BYTES:
+            self.send_error(431, f"the request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's refusals, in the JSON envelope instead of an HTML page."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the standard library's default
+            self.request_version = self.protocol_version  # so that a status line is written
+        text = message or self.responses.get(code, ("error",))[0]
+        self._error(code, _HTTP_ERRORS.get(code, "bad_request"), text[:200])
+
+    def _handle(self) -> None:
+        server = self.server
+        assert isinstance(server, FrontDoor)
+        if server.stopping:  # a request on a connection kept open across the stop
             self.close_connection = True
-            if self.request_version == "HTTP/0.9":  # the standard library's default
-                self.request_version = self.protocol_version  # so that a status line is written
-            text = message or self.responses.get(code, ("error",))[0]
-            self._error(code, _HTTP_ERRORS.get(code, "bad_request"), text[:200])
+            message = "the server is stopping; try again shortly"
+            self._error(503, "service_unavailable", message, (("Retry-After", "5"),))
+            return
+        with server.answering():
+            self._answer()
 
-        def _handle(self) -> None:
-            server = self.server
-            assert isinstance(server, FrontDoor)
-            if server.stopping:  # a request on a connection kept open across the stop
-                self.close_connection = True
-                message = "the server is stopping; try again shortly"
-                self._error(503, "service_unavailable", message, (("Retry-After", "5"),))
-                return
-            with server.answering():
-                self._answer()
+    def _answer(self) -> None:
+        try:
+            body = self._read_body()
+        except _Refused as refused:
+            self.close_connection = True
+            self._error(refused.status, _HTTP_ERRORS[refused.status], refused.message)
+            return
+        if body is None:
+            self.close_connection = True  # the client closed before sending the whole body
+            return
+        if self.command == "OPTIONS" and self.headers.get("Origin") in self.origins:
+            self._preflight()
+            return
+        if self.health is not None and self.command == "GET" and urlsplit(self.path).path == HEALTH_PATH:
+            self._health(self.health())
+            return
+        self._call_api(body)
 
-        def _answer(self) -> None:
-            try:
-                body = self._read_body()
-            except _Refused as refused:
-                self.close_connection = True
-                self._error(refused.status, _HTTP_ERRORS[refused.status], refused.message)
-                return
-            if body is None:
-                self.close_connection = True  # the client closed before sending the whole body
-                return
-            if self.command == "OPTIONS" and self.headers.get("Origin") in origins:
-                self._preflight()
-                return
-            if health is not None and self.command == "GET" and urlsplit(self.path).path == HEALTH_PATH:
-                self._health(health())
-                return
-            event = api_gateway_event(
-                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
-            )
-            try:
-                slot = contextlib.nullcontext() if self.command in READ_METHODS else writers
-                with slot, api.acquire() as handler:
-                    result = handler.lambda_handler(event, LocalContext("mailsage-api"))
-            except Exception:
-                log.exception("the api handler failed")
-                self._error(500, "internal_error", "an unexpected error occurred; it has been logged")
-                return
-            multi = result.get("multiValueHeaders") or {}  # as API Gateway: these win over `headers`
-            listed = {name.lower() for name in multi}
-            headers = [(k, v) for k, v in (result.get("headers") or {}).items() if k.lower() not in listed]
-            headers += [(name, v) for name, values in multi.items() for v in values]
-            raw = result.get("body") or ""
-            payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-            self._reply(int(result["statusCode"]), headers, payload)
+    def _call_api(self, body: bytes) -> None:
+        """The request as an API Gateway event to the api handler; its result as the reply."""
+        event = api_gateway_event(
+            self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+        )
+        try:
+            slot = contextlib.nullcontext() if self.command in READ_METHODS else self.writers
+            with slot, self.api.acquire() as handler:
+                result = handler.lambda_handler(event, LocalContext("mailsage-api"))
+        except Exception:
+            log.exception("the api handler failed")
+            self._error(500, "internal_error", "an unexpected error occurred; it has been logged")
+            return
+        self._reply(int(result["statusCode"]), _result_headers(result), _result_payload(result))
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = _handle
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = _handle
 
-        def _read_body(self) -> bytes | None:
-            """The body, or None if the client stopped sending it; never more than the limit."""
-            if "Transfer-Encoding" in self.headers:
-                raise _Refused(411, "Transfer-Encoding is not supported; send the body with a Content-Length")
-            values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
-            if not values:
-                return b""
-            if len(values) > 1 or not _LENGTH.fullmatch(next(iter(values))):
-                raise _Refused(400, "Content-Length must be one non-negative decimal number")
-            length = int(values.pop())
-            if length > limit:
-                raise _Refused(413, f"the request body is {length} bytes; the limit is {limit}")
-            body = self.rfile.read(length) if length else b""
-            return body if len(body) == length else None
+    def _read_body(self) -> bytes | None:
+        """The body, or None if the client stopped sending it; never more than the limit."""
+        if "Transfer-Encoding" in self.headers:
+            raise _Refused(411, "Transfer-Encoding is not supported; send the body with a Content-Length")
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return b""
+        if len(values) > 1 or not _LENGTH.fullmatch(next(iter(values))):
+            raise _Refused(400, "Content-Length must be one non-negative decimal number")
+        length = int(values.pop())
+        if length > self.limit:
+            raise _Refused(413, f"the request body is {length} bytes; the limit is {self.limit}")
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
-        def _preflight(self) -> None:
-            self._reply(
-                204,
-                [
-                    ("Access-Control-Allow-Origin", self.headers["Origin"]),
-                    ("Access-Control-Allow-Methods", ", ".join(sorted(METHODS))),
-                    ("Access-Control-Allow-Headers", CORS_HEADERS),
-                    ("Access-Control-Max-Age", str(CORS_MAX_AGE_SECONDS)),
-                    ("Vary", "Origin"),
-                ],
-                b"",
-            )
+    def _preflight(self) -> None:
+        self._reply(
+            204,
+            [
+                ("Access-Control-Allow-Origin", self.headers["Origin"]),
+                ("Access-Control-Allow-Methods", ", ".join(sorted(METHODS))),
+                ("Access-Control-Allow-Headers", CORS_HEADERS),
+                ("Access-Control-Max-Age", str(CORS_MAX_AGE_SECONDS)),
+                ("Vary", "Origin"),
+            ],
+            b"",
+        )
 
-        def _health(self, loops: dict[str, str]) -> None:
-            """200 when every loop runs; 503 when one is dead or failing (mail may be waiting)."""
-            healthy = all(state == "ok" for state in loops.values())
-            body = {"status": "ok" if healthy else "unhealthy", "loops": loops}
-            self._reply(200 if healthy else 503, [("Cache-Control", "no-store")], json.dumps(body).encode())
+    def _health(self, loops: dict[str, str]) -> None:
+        """200 when every loop runs; 503 when one is dead or failing (mail may be waiting)."""
+        healthy = all(state == "ok" for state in loops.values())
+        body = {"status": "ok" if healthy else "unhealthy", "loops": loops}
+        self._reply(200 if healthy else 503, [("Cache-Control", "no-store")], json.dumps(body).encode())
 
-        def _error(
-            self, status: int, code: str, message: str, extra: tuple[tuple[str, str], ...] = ()
-        ) -> None:
-            reply = error_reply(urlsplit(self.path).path, status, code, message)
-            headers = [(k, v) for k, v in reply.headers.items() if isinstance(v, str)] + list(extra)
-            self._reply(reply.status_code, headers, json.dumps(reply.body).encode())
+    def _error(self, status: int, code: str, message: str, extra: tuple[tuple[str, str], ...] = ()) -> None:
+        reply = error_reply(urlsplit(self.path).path, status, code, message)
+        headers = [(k, v) for k, v in reply.headers.items() if isinstance(v, str)] + list(extra)
+        self._reply(reply.status_code, headers, json.dumps(reply.body).encode())
 
-        def _reply(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
-            kept = [(k, v) for k, v in headers if k.lower() not in ("content-length", "connection")]
-            unsafe = [k for k, v in kept if _UNSAFE.search(k) or _UNSAFE.search(str(v))]
-            if unsafe:
-                # Written as is, CR/LF would let a value start headers (or a body) of its own.
-                log.error("refused to write the reply headers %s: they hold CR, LF or NUL", unsafe)
-                self.close_connection = True
-                self._error(500, "internal_error", "the reply could not be written; it has been logged")
-                return
-            self.send_response(status)
-            for key, value in kept:
-                self.send_header(key, str(value))
-            if payload and not any(k.lower() == "content-type" for k, _ in kept):
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD" and status not in (204, 304):
-                self.wfile.write(payload)
+    def _reply(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+        kept = [(k, v) for k, v in headers if k.lower() not in ("content-length", "connection")]
+        unsafe = [k for k, v in kept if _UNSAFE.search(k) or _UNSAFE.search(str(v))]
+        if unsafe:
+            # Written as is, CR/LF would let a value start headers (or a body) of its own.
+            log.error("refused to write the reply headers %s: they hold CR, LF or NUL", unsafe)
+            self.close_connection = True
+            self._error(500, "internal_error", "the reply could not be written; it has been logged")
+            return
+        self.send_response(status)
+        for key, value in kept:
+            self.send_header(key, str(value))
+        if payload and not any(k.lower() == "content-type" for k, _ in kept):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), format % args)
-
-    return Handler
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)

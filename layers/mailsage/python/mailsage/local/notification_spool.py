@@ -1,22 +1,26 @@
 """The built-in sink's delivery notifications, kept on disk from before the sink answers 250 until
 the events queue holds them: a killed sink or a failed queue write delays them, never loses them.
 
-Each accepted message leaves a small record (its header block, MAIL FROM, recipients) in the spool
-directory, written before the reply like the message itself. One thread moves due records onto the
-events queue, many per queue write (the sink is another process contending for the database's
-write lock with the server's workers), and removes them only once that write committed. A write
-that fails keeps them and is tried again after a growing pause. Records a killed sink left are due
-at the next start.
+Each accepted message appends one line (its header block, MAIL FROM, recipients; JSON) to the
+spool's current segment, an append-only file, before the reply like the message itself: one write
+to an open file, where a file per message cost a create and a remove on the send path. One thread
+moves due records onto the events queue, many per queue write (the sink is another process
+contending for the database's write lock with the server's workers). A segment is removed once
+every record in it was queued; the writer moves to a new one every SEGMENT_RECORDS records, which
+bounds what a kill can queue twice. A write that fails keeps the records and is tried again after
+a growing pause. Segments a killed sink left are due at the next start; a last line cut short by
+the kill was not answered 250 yet (the sender sends that message again) and is dropped.
 
-A kill between the queue write and the removal queues a record twice: the copy carries the same
-dedup key (SQLite skips it while the first still waits), and the events function ignores a
-notification for a message already past that state.
+A kill between the queue write and the segment's removal queues its records again: each copy
+carries the same dedup key (SQLite skips it while the first still waits), and the events function
+ignores a notification for a message already past that state.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -24,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +37,29 @@ from mailsage.ports import Queue
 
 log = logging.getLogger("mailsage.local")
 
-RECORD_SUFFIX = ".json"
+SEGMENT_SUFFIX = ".jsonl"
+SEGMENT_RECORDS = 1000  # records per segment: what a kill after queueing them may queue again
 BATCH_RECORDS = 500  # per queue write: a short transaction, whatever the backlog
 RETRY_BASE_SECONDS = 0.5  # doubled at each failed write in a row
 RETRY_MAX_SECONDS = 30.0
 
 
+@dataclass(slots=True, eq=False)
+class _Segment:
+    path: Path
+    fd: int | None = None  # open while records are appended to it
+    written: int = 0  # records in it
+    left: int = 0  # records not yet queued
+
+
 @dataclass(slots=True, frozen=True)
 class _Record:
     due: float  # time.monotonic()
-    path: Path
+    segment: _Segment
+    line: int
     headers: bytes
     mail_from: str
-    recipients: list[str]
+    recipients: list[str] = field(default_factory=list)
 
 
 class NotificationSpool:
@@ -61,26 +75,27 @@ class NotificationSpool:
         self.every = every
         self._pending: deque[_Record] = deque()
         self._changed = threading.Condition()
+        self._current: _Segment | None = None
         private_dir(directory)
         self._pending.extend(self._left_over())
 
     def __call__(self, headers: bytes, mail_from: str, recipients: list[str]) -> None:
-        path = self.directory / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}{RECORD_SUFFIX}"
-        record = {"headers": base64.b64encode(headers).decode(), "from": mail_from, "to": recipients}
-        # Written in place, without a rename: only this thread reads it back, from memory; a record
-        # cut short by a kill was not answered 250 yet (see _left_over).
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            try:
-                os.write(fd, json.dumps(record).encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-            raise
+        line = json.dumps(
+            {"headers": base64.b64encode(headers).decode(), "from": mail_from, "to": recipients}
+        )
         with self._changed:
-            self._pending.append(_Record(time.monotonic() + self.delay, path, headers, mail_from, recipients))
+            segment = self._writable()
+            self._append(segment, (line + "\n").encode())
+            segment.written += 1
+            segment.left += 1
+            self._pending.append(
+                _Record(
+                    time.monotonic() + self.delay, segment, segment.written, headers, mail_from, recipients
+                )
+            )
+            if segment.written >= SEGMENT_RECORDS:
+                self._close(segment)
+                self._current = None
             self._changed.notify()
 
     def pending(self) -> int:
@@ -126,6 +141,38 @@ class NotificationSpool:
                 return False
         return True
 
+    def _writable(self) -> _Segment:
+        if self._current is None:
+            path = self.directory / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}{SEGMENT_SUFFIX}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
+            self._current = _Segment(path, fd)
+        return self._current
+
+    def _append(self, segment: _Segment, data: bytes) -> None:
+        """One record, whole or not at all: a short write (a full disk) is cut back off, so the
+        next record starts on a line of its own and a refused message leaves nothing behind."""
+        assert segment.fd is not None
+        size = os.fstat(segment.fd).st_size
+        try:
+            if os.write(segment.fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write to the notification spool")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, size)
+            if segment.written == 0:  # nothing in it: no empty segment stays behind
+                self._current = None
+                self._close(segment)
+                with contextlib.suppress(OSError):
+                    segment.path.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _close(segment: _Segment) -> None:
+        if segment.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(segment.fd)
+            segment.fd = None
+
     def _take_due(self, stopping: threading.Event) -> list[_Record]:
         with self._changed:
             while not stopping.is_set():
@@ -140,7 +187,7 @@ class NotificationSpool:
             return due
 
     def _send(self, records: list[_Record]) -> None:
-        """Queue the records' notifications in one write, then remove the records."""
+        """Queue the records' notifications in one write, then drop the segments fully queued."""
         from mailsage.local.sink import notifications
 
         bodies: list[dict[str, Any]] = []
@@ -148,32 +195,56 @@ class NotificationSpool:
         for record in records:
             for i, body in enumerate(notifications(record.headers, record.mail_from, record.recipients)):
                 bodies.append(body)
-                keys.append(f"sink:{record.path.stem}:{i}")
+                keys.append(f"sink:{record.segment.path.stem}:{record.line}:{i}")
         if bodies:
             self.queue.send(bodies, keys)
-        for record in records:
-            with contextlib.suppress(OSError):
-                record.path.unlink(missing_ok=True)
+        with self._changed:
+            for record in records:
+                record.segment.left -= 1
+                if record.segment.left == 0:
+                    self._retire(record.segment)
+
+    def _retire(self, segment: _Segment) -> None:
+        """Every record of the segment is queued: remove it (the writer starts a new one)."""
+        if segment is self._current:
+            self._current = None
+        self._close(segment)
+        with contextlib.suppress(OSError):
+            segment.path.unlink(missing_ok=True)
 
     def _left_over(self) -> list[_Record]:
-        """Records of a sink that was killed: due now. One that cannot be read was cut short by the
-        kill, before its message was answered (the sender sends that message again): removed."""
+        """Records of a sink that was killed: due now. A line that cannot be read was cut short by
+        the kill, before its message was answered (the sender sends that message again): dropped."""
         now = time.monotonic()
-        records = []
-        for path in sorted(self.directory.glob(f"*{RECORD_SUFFIX}")):
+        records: list[_Record] = []
+        for path in sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}")):
             try:
-                data = json.loads(path.read_bytes())
-                records.append(
-                    _Record(now, path, base64.b64decode(data["headers"]), str(data["from"]), list(data["to"]))
-                )
-            except (ValueError, KeyError, TypeError):
-                log.warning(
-                    "sink notification record %s is incomplete (a kill while writing it); removed", path
-                )
+                lines = path.read_bytes().split(b"\n")
+            except OSError:
+                log.exception("sink notification segment %s cannot be read; left in place", path)
+                continue
+            segment = _Segment(path)
+            for number, line in enumerate(lines, 1):
+                record = _parse(line)
+                if record is None:
+                    if line:
+                        log.warning(
+                            "a sink notification in %s is incomplete (a kill while writing it); dropped", path
+                        )
+                    continue
+                segment.written = segment.left = segment.left + 1
+                records.append(_Record(now, segment, number, *record))
+            if segment.left == 0:
                 with contextlib.suppress(OSError):
                     path.unlink()
-            except OSError:
-                log.exception("sink notification record %s cannot be read; left in place", path)
         if records:
             log.warning("%d sink notifications left by a stopped sink are queued now", len(records))
         return records
+
+
+def _parse(line: bytes) -> tuple[bytes, str, list[str]] | None:
+    try:
+        data = json.loads(line)
+        return base64.b64decode(data["headers"]), str(data["from"]), list(data["to"])
+    except (ValueError, KeyError, TypeError):
+        return None

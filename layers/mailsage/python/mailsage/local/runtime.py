@@ -298,17 +298,9 @@ class LocalRuntime:
         """Retry a queue write that settles a received record (an ack, a retry delay; both
         idempotent) while the database is unavailable: one that never lands leaves the record
         invisible for the whole visibility timeout, minutes after the disk or lock is back."""
-        from mailsage.errors import ServiceUnavailable
+        from mailsage.domain.retrying import retry_write
 
-        pause = 0.25
-        while True:
-            try:
-                write()
-                return
-            except ServiceUnavailable:
-                if self._stopping.wait(pause):
-                    raise
-                pause = min(pause * 2, LOOP_BACKOFF_MAX_SECONDS)
+        retry_write(write, max_pause=LOOP_BACKOFF_MAX_SECONDS, wait=self._stopping.wait)
 
     def _schedule_once(self) -> None:
         """Send what is due; once a minute purge what is past its retention (DynamoDB's TTL on AWS)."""

@@ -6,12 +6,13 @@ a real relay or SES. By the recipient's local part:
 - `defer...@`: refused with 451 (transient: retried, then given up);
 - `complain...@`: accepted, delivered, then reported as a complaint;
 - anything else: accepted and delivered.
-With `notify`, each accepted message yields SES-shaped notifications (`Delivery`, and `Complaint`
-for `complain...@`) that the local runtime feeds to the real events function, as SES's event
-destination does on AWS. The message is found by its `Feedback-ID` header, which MailSage signs
-for the one recipient it is sent to (domain/feedback_id.py). With `accepted`, the
-sink hands over only the header block, MAIL FROM and recipients of each message, and the caller
-builds the notifications (`notifications()`) off the SMTP thread, when it likes.
+With `notify`, each accepted message yields delivery reports (domain/delivery_reports.py: delivered,
+and complained for `complain...@`), as JSON objects, that the local runtime feeds to the real events
+function, as SES's event destination does on AWS: the same reports the SES adapter makes, no SES
+format in between. The message is found by its `Feedback-ID` header, which MailSage signs for the
+one recipient it is sent to (domain/feedback_id.py). With `accepted`, the sink hands over only the
+header block, MAIL FROM and recipients of each message, and the caller builds the notifications
+(`notifications()`) off the SMTP thread, when it likes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -30,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mailsage.domain.delivery_reports import DeliveryReport, ReportOutcome
 from mailsage.domain.feedback_id import FeedbackIds
 from mailsage.local.private_files import private_dir, write_private
 
@@ -103,10 +105,18 @@ class OutboxHandler:
 def notifications(
     data: bytes, mail_from: str, recipients: list[str], feedback_ids: FeedbackIds | None = None
 ) -> list[dict[str, Any]]:
-    """SES event notifications (configuration set event destination format) for an accepted message
-    (`data`: the message or just its header block). The message is the one its `Feedback-ID`
-    names, verified with `feedback_ids` (by default, the signing key of this environment's data
-    directory, the sender's)."""
+    """The delivery reports of an accepted message as JSON objects (what the events queue carries);
+    see `reports`."""
+    return [report.to_dict() for report in reports(data, mail_from, recipients, feedback_ids)]
+
+
+def reports(
+    data: bytes, mail_from: str, recipients: list[str], feedback_ids: FeedbackIds | None = None
+) -> list[DeliveryReport]:
+    """Delivery reports for an accepted message (`data`: the message or just its header block):
+    delivered, and complained for a `complain...@` recipient. The message is the one its
+    `Feedback-ID` names, verified with `feedback_ids` (by default, the signing key of this
+    environment's data directory, the sender's)."""
     # compat32 on the header block only: ten times faster than the default policy, and the sink
     # runs this for every message it accepts.
     end = data.find(b"\r\n\r\n")
@@ -121,43 +131,28 @@ def notifications(
     ref = ids.read(str(found[0]), recipients[0])
     if ref is None:
         return []
-    message_id, job_id, account_id = ref.message_id, ref.job_id, ref.account_id
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    mail = {
-        "timestamp": now,
-        "source": mail_from,
-        "messageId": f"sink-{uuid.uuid4().hex}",
-        "destination": recipients,
-        "commonHeaders": {
-            "from": [str(headers.get("From", mail_from))],
-            "to": recipients,
-            "messageId": str(headers.get("Message-ID", "")),
-            "subject": str(make_header(decode_header(str(headers.get("Subject", ""))))),
-        },
-        "tags": {"account_id": [account_id], "job_id": [job_id], "message_id": [message_id]},
-    }
-    events: list[dict[str, Any]] = [
-        {
-            "eventType": "Delivery",
-            "mail": mail,
-            "delivery": {"timestamp": now, "recipients": recipients, "smtpResponse": "250 2.0.0 accepted"},
-        }
-    ]
+    delivered = DeliveryReport(
+        outcome=ReportOutcome.DELIVERED,
+        account_id=ref.account_id,
+        message_id=ref.message_id,
+        job_id=ref.job_id,
+        recipient=recipients[0],
+        from_addr=str(headers.get("From", mail_from)),
+        subject=str(make_header(decode_header(str(headers.get("Subject", ""))))),
+        occurred_at=time.time(),
+    )
+    found_reports = [delivered]
     complained = [r for r in recipients if r.split("@", 1)[0].lower().startswith("complain")]
     if complained:
-        events.append(
-            {
-                "eventType": "Complaint",
-                "mail": mail,
-                "complaint": {
-                    "feedbackId": f"sink-{uuid.uuid4().hex}",
-                    "complainedRecipients": [{"emailAddress": r} for r in complained],
-                    "timestamp": now,
-                    "complaintFeedbackType": "abuse",
-                },
-            }
+        found_reports.append(
+            replace(
+                delivered,
+                outcome=ReportOutcome.COMPLAINED,
+                recipient=complained[0],
+                detail="complaint: abuse",
+            )
         )
-    return events
+    return found_reports
 
 
 def _local_feedback_ids() -> FeedbackIds | None:

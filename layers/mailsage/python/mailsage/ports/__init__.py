@@ -1,6 +1,7 @@
 """The ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter, and one
 contract suite in tests/contract runs against every adapter (ARCHITECTURE.md lists them)."""
 
+from mailsage.ports.keys import ApiKeyStore
 from mailsage.ports.queues import Queue, Received, Scheduler
 from mailsage.ports.stores import (
     AccountStore,
@@ -17,9 +18,11 @@ from mailsage.ports.stores import (
     WebhookStore,
 )
 from mailsage.ports.transport import Transport, TransportSession
+from mailsage.ports.webhooks import Resolver, WebhookClient, WebhookResponse, WebhookStores
 
 __all__ = [
     "AccountStore",
+    "ApiKeyStore",
     "CampaignStore",
     "ChunkStore",
     "IdempotencyStore",
@@ -27,6 +30,7 @@ __all__ = [
     "MessageStore",
     "Queue",
     "Received",
+    "Resolver",
     "RetentionStore",
     "Scheduler",
     "Store",
@@ -34,6 +38,9 @@ __all__ = [
     "TemplateStore",
     "Transport",
     "TransportSession",
+    "WebhookClient",
     "WebhookDeliveryStore",
+    "WebhookResponse",
     "WebhookStore",
+    "WebhookStores",
 ]

@@ -9,12 +9,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import Field
 
+from mailsage.api.dependencies import AccountId, Campaigns
 from mailsage.api.model import Model
-from mailsage.api.security import services_of
 from mailsage.api.v1.models import responses
-from mailsage.domain.campaigns import CampaignReport, CampaignService
-from mailsage.settings import ApiSettings
-from mailsage.wiring import backends
+from mailsage.domain.campaigns import CampaignReport
 
 DESCRIPTION = """Totals over every job of the account sent with this `campaign_id`, counted in messages
 (one per recipient):
@@ -29,6 +27,8 @@ DESCRIPTION = """Totals over every job of the account sent with this `campaign_i
   rounded to 4 decimal places, 0.0 when the denominator is 0.
 
 A campaign id the account never used (or another account's) is 404."""
+
+router = APIGatewayRouter()
 
 
 class CampaignRatesReply(Model):
@@ -89,21 +89,15 @@ def campaign_reply(r: CampaignReport) -> CampaignReply:
     )
 
 
-def router_for(settings: ApiSettings) -> APIGatewayRouter:
-    """The router of the app built with `settings` (the store comes from them)."""
-    router = APIGatewayRouter()
-
-    @router.get(
-        "/<campaign_id>",
-        responses=responses(200, CampaignReply, 400, 404),
-        summary="Campaign statistics",
-        description=DESCRIPTION,
-    )
-    def get_campaign(
-        campaign_id: Annotated[str, Path(min_length=1, max_length=128)],
-    ) -> CampaignReply:
-        _, account_id = services_of()
-        service = CampaignService(backends(settings).store)
-        return campaign_reply(service.stats(account_id, campaign_id))
-
-    return router
+@router.get(
+    "/<campaign_id>",
+    responses=responses(200, CampaignReply, 400, 404),
+    summary="Campaign statistics",
+    description=DESCRIPTION,
+)
+def get_campaign(
+    campaign_id: Annotated[str, Path(min_length=1, max_length=128)],
+    campaigns: Campaigns,
+    account_id: AccountId,
+) -> CampaignReply:
+    return campaign_reply(campaigns.stats(account_id, campaign_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from mailsage.api.security import services_of
+from mailsage.api.dependencies import AccountId, Services
 from mailsage.api.v1.models import (
     AcceptedMessage,
     BatchReply,
@@ -49,8 +49,7 @@ def job_reply(job: Job) -> JobReply:
 
 
 @router.post("/send", responses=responses(202, SendReply, 400))
-def send(body: SendRequest) -> Response[SendReply]:
-    services, account_id = services_of()
+def send(body: SendRequest, services: Services, account_id: AccountId) -> Response[SendReply]:
     accepted = services.submission.submit(account_id, job_request(body))
     message = accepted.messages[0]
     reply = SendReply(job_id=accepted.job.id, message_id=message.id, status=message.status.value)
@@ -58,8 +57,7 @@ def send(body: SendRequest) -> Response[SendReply]:
 
 
 @router.post("/batch", responses=responses(202, BatchReply, 400))
-def batch(body: BatchRequest) -> Response[BatchReply]:
-    services, account_id = services_of()
+def batch(body: BatchRequest, services: Services, account_id: AccountId) -> Response[BatchReply]:
     accepted = services.submission.submit(account_id, job_request(body))
     reply = BatchReply(
         job_id=accepted.job.id,
@@ -77,12 +75,10 @@ def batch(body: BatchRequest) -> Response[BatchReply]:
 
 
 @router.get("/jobs/<job_id>", responses=responses(200, JobReply, 404))
-def get_job(job_id: str) -> JobReply:
-    services, account_id = services_of()
+def get_job(job_id: str, services: Services, account_id: AccountId) -> JobReply:
     return job_reply(services.jobs.status(account_id, job_id))
 
 
 @router.post("/jobs/<job_id>/control", responses=responses(200, JobReply, 400, 404, 409))
-def control_job(job_id: str, body: ControlRequest) -> JobReply:
-    services, account_id = services_of()
+def control_job(job_id: str, body: ControlRequest, services: Services, account_id: AccountId) -> JobReply:
     return job_reply(services.jobs.control(account_id, job_id, body.action))

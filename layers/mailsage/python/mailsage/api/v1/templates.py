@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from mailsage.api.security import services_of
+from mailsage.api.dependencies import AccountId, Services
 from mailsage.api.v1.models import (
     PreviewReply,
     PreviewRequest,
@@ -41,8 +41,7 @@ def _draft(body: TemplateIn) -> TemplateDraft:
 
 
 @router.post("", responses=responses(201, TemplateReply, 400))
-def create_template(body: TemplateIn) -> Response[TemplateReply]:
-    services, account_id = services_of()
+def create_template(body: TemplateIn, services: Services, account_id: AccountId) -> Response[TemplateReply]:
     template = services.templates.create(account_id, _draft(body))
     return Response(201, content_types.APPLICATION_JSON, _reply(template))
 
@@ -51,8 +50,10 @@ def create_template(body: TemplateIn) -> Response[TemplateReply]:
 def list_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     after: Annotated[str | None, Query(max_length=128)] = None,
+    *,
+    services: Services,
+    account_id: AccountId,
 ) -> TemplateList:
-    services, account_id = services_of()
     templates = services.templates.list(account_id, limit, after)
     return TemplateList(
         data=[_reply(t) for t in templates],
@@ -61,26 +62,26 @@ def list_templates(
 
 
 @router.get("/<template_id>", responses=responses(200, TemplateReply, 404))
-def get_template(template_id: str) -> TemplateReply:
-    services, account_id = services_of()
+def get_template(template_id: str, services: Services, account_id: AccountId) -> TemplateReply:
     return _reply(services.templates.get(account_id, template_id))
 
 
 @router.put("/<template_id>", responses=responses(200, TemplateReply, 400, 404))
-def update_template(template_id: str, body: TemplateIn) -> TemplateReply:
-    services, account_id = services_of()
+def update_template(
+    template_id: str, body: TemplateIn, services: Services, account_id: AccountId
+) -> TemplateReply:
     return _reply(services.templates.update(account_id, template_id, _draft(body)))
 
 
 @router.delete("/<template_id>", responses=responses(204, None, 404))
-def delete_template(template_id: str) -> Response[None]:
-    services, account_id = services_of()
+def delete_template(template_id: str, services: Services, account_id: AccountId) -> Response[None]:
     services.templates.delete(account_id, template_id)
     return Response(204)
 
 
 @router.post("/<template_id>/preview", responses=responses(200, PreviewReply, 400, 404))
-def preview_template(template_id: str, body: PreviewRequest) -> PreviewReply:
-    services, account_id = services_of()
+def preview_template(
+    template_id: str, body: PreviewRequest, services: Services, account_id: AccountId
+) -> PreviewReply:
     rendered = services.templates.preview(account_id, template_id, body.variables)
     return PreviewReply(subject=rendered.subject, html=rendered.html, text=rendered.text)

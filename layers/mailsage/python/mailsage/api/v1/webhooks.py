@@ -1,8 +1,5 @@
 """`/api/v1/webhooks`: CRUD of an account's webhook endpoints, their delivery log, and replaying a
 delivery.
-
-The routes need the app's settings (the webhook queue, whether private URLs are allowed), so the
-router is made per app by `router_for(settings)`.
 """
 
 from __future__ import annotations
@@ -13,8 +10,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
+from mailsage.api.dependencies import AccountId, Webhooks
 from mailsage.api.errors import envelope
-from mailsage.api.security import services_of
 from mailsage.api.v1.webhook_models import (
     DeliveryList,
     ReplayReply,
@@ -28,110 +25,112 @@ from mailsage.api.v1.webhook_models import (
     responses,
     webhook_reply,
 )
-from mailsage.domain.webhooks import WebhookService, WebhooksUnavailable
-from mailsage.settings import ApiSettings
-from mailsage.wiring import webhook_service
+from mailsage.domain.webhooks import WebhooksUnavailable
+
+router = APIGatewayRouter()
 
 
-def router_for(settings: ApiSettings) -> APIGatewayRouter:
-    router = APIGatewayRouter()
-
-    def webhooks() -> tuple[WebhookService, str]:
-        _, account_id = services_of()
-        return webhook_service(settings), account_id
-
-    @router.post(
-        "",
-        responses=responses(201, WebhookCreatedReply, 400),
-        summary="Create a webhook",
-        description="Registers an endpoint for the given event types. The reply carries the signing"
-        " `secret`, which is never shown again.",
+@router.post(
+    "",
+    responses=responses(201, WebhookCreatedReply, 400),
+    summary="Create a webhook",
+    description="Registers an endpoint for the given event types. The reply carries the signing"
+    " `secret`, which is never shown again.",
+)
+def create_webhook(
+    body: WebhookIn, service: Webhooks, account_id: AccountId
+) -> Response[WebhookCreatedReply]:
+    webhook = service.create(
+        account_id,
+        body.name,
+        body.url,
+        body.events,
+        enabled=body.enabled,
+        scope=body.scope,
+        domains=body.domains,
     )
-    def create_webhook(body: WebhookIn) -> Response[WebhookCreatedReply]:
-        service, account_id = webhooks()
-        webhook = service.create(
-            account_id,
-            body.name,
-            body.url,
-            body.events,
-            enabled=body.enabled,
-            scope=body.scope,
-            domains=body.domains,
-        )
-        return Response(201, content_types.APPLICATION_JSON, created_reply(webhook))
+    return Response(201, content_types.APPLICATION_JSON, created_reply(webhook))
 
-    @router.get("", responses=responses(200, WebhookList, 400))
-    def list_webhooks(
-        limit: Annotated[int, Query(ge=1, le=100)] = 50,
-        after: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> WebhookList:
-        service, account_id = webhooks()
-        page = service.list(account_id, limit, after)
-        return WebhookList(data=[webhook_reply(w) for w in page.items], next_cursor=page.next_cursor)
 
-    @router.get("/<webhook_id>", responses=responses(200, WebhookReply, 404))
-    def get_webhook(webhook_id: str) -> WebhookReply:
-        service, account_id = webhooks()
-        return webhook_reply(service.get(account_id, webhook_id))
+@router.get("", responses=responses(200, WebhookList, 400))
+def list_webhooks(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    *,
+    service: Webhooks,
+    account_id: AccountId,
+) -> WebhookList:
+    page = service.list(account_id, limit, after)
+    return WebhookList(data=[webhook_reply(w) for w in page.items], next_cursor=page.next_cursor)
 
-    @router.patch(
-        "/<webhook_id>",
-        responses=responses(200, WebhookReply, 400, 404),
-        summary="Change a webhook",
-        description="Changes the fields given; the others (and the secret) stay as they are.",
+
+@router.get("/<webhook_id>", responses=responses(200, WebhookReply, 404))
+def get_webhook(webhook_id: str, service: Webhooks, account_id: AccountId) -> WebhookReply:
+    return webhook_reply(service.get(account_id, webhook_id))
+
+
+@router.patch(
+    "/<webhook_id>",
+    responses=responses(200, WebhookReply, 400, 404),
+    summary="Change a webhook",
+    description="Changes the fields given; the others (and the secret) stay as they are.",
+)
+def update_webhook(
+    webhook_id: str, body: WebhookPatch, service: Webhooks, account_id: AccountId
+) -> WebhookReply:
+    webhook = service.update(
+        account_id,
+        webhook_id,
+        name=body.name,
+        url=body.url,
+        enabled=body.enabled,
+        events=body.events,
+        scope=body.scope,
+        domains=body.domains,
     )
-    def update_webhook(webhook_id: str, body: WebhookPatch) -> WebhookReply:
-        service, account_id = webhooks()
-        webhook = service.update(
-            account_id,
-            webhook_id,
-            name=body.name,
-            url=body.url,
-            enabled=body.enabled,
-            events=body.events,
-            scope=body.scope,
-            domains=body.domains,
-        )
-        return webhook_reply(webhook)
+    return webhook_reply(webhook)
 
-    @router.delete("/<webhook_id>", responses=responses(204, None, 404))
-    def delete_webhook(webhook_id: str) -> Response[None]:
-        service, account_id = webhooks()
-        service.delete(account_id, webhook_id)
-        return Response(204)
 
-    @router.get(
-        "/<webhook_id>/deliveries",
-        responses=responses(200, DeliveryList, 400, 404),
-        summary="A webhook's delivery log",
-        description="What was sent to the endpoint, newest first: each event with every attempt"
-        " (status code, error, duration) and the next retry. Entries expire after the log's retention.",
-    )
-    def list_deliveries(
-        webhook_id: str,
-        limit: Annotated[int, Query(ge=1, le=100)] = 50,
-        after: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> DeliveryList:
-        service, account_id = webhooks()
-        page = service.deliveries(account_id, webhook_id, limit, after)
-        return DeliveryList(data=[delivery_reply(d) for d in page.items], next_cursor=page.next_cursor)
+@router.delete("/<webhook_id>", responses=responses(204, None, 404))
+def delete_webhook(webhook_id: str, service: Webhooks, account_id: AccountId) -> Response[None]:
+    service.delete(account_id, webhook_id)
+    return Response(204)
 
-    @router.post(
-        "/<webhook_id>/deliveries/<delivery_id>/replay",
-        responses=responses(202, ReplayReply, 404, 409, 503),
-        summary="Send a delivery again",
-        description="Queues the logged event for one more attempt, with the same `webhook-id` and"
-        " payload (receivers can recognise it). 409 if the webhook is disabled.",
-    )
-    def replay_delivery(webhook_id: str, delivery_id: str) -> Response[Any]:
-        # Response[Any]: the reply is a ReplayReply or (503) the error envelope, which the
-        # exception handlers cannot give (that status is not one of a domain error).
-        service, account_id = webhooks()
-        try:
-            delivery = service.replay(account_id, webhook_id, delivery_id)
-        except WebhooksUnavailable as exc:
-            return envelope(503, exc.code, exc.message)
-        reply = ReplayReply(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
-        return Response(202, content_types.APPLICATION_JSON, reply)
 
-    return router
+@router.get(
+    "/<webhook_id>/deliveries",
+    responses=responses(200, DeliveryList, 400, 404),
+    summary="A webhook's delivery log",
+    description="What was sent to the endpoint, newest first: each event with every attempt"
+    " (status code, error, duration) and the next retry. Entries expire after the log's retention.",
+)
+def list_deliveries(
+    webhook_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    *,
+    service: Webhooks,
+    account_id: AccountId,
+) -> DeliveryList:
+    page = service.deliveries(account_id, webhook_id, limit, after)
+    return DeliveryList(data=[delivery_reply(d) for d in page.items], next_cursor=page.next_cursor)
+
+
+@router.post(
+    "/<webhook_id>/deliveries/<delivery_id>/replay",
+    responses=responses(202, ReplayReply, 404, 409, 503),
+    summary="Send a delivery again",
+    description="Queues the logged event for one more attempt, with the same `webhook-id` and"
+    " payload (receivers can recognise it). 409 if the webhook is disabled.",
+)
+def replay_delivery(
+    webhook_id: str, delivery_id: str, service: Webhooks, account_id: AccountId
+) -> Response[Any]:
+    # Response[Any]: the reply is a ReplayReply or (503) the error envelope, which the
+    # exception handlers cannot give (that status is not one of a domain error).
+    try:
+        delivery = service.replay(account_id, webhook_id, delivery_id)
+    except WebhooksUnavailable as exc:
+        return envelope(503, exc.code, exc.message)
+    reply = ReplayReply(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
+    return Response(202, content_types.APPLICATION_JSON, reply)

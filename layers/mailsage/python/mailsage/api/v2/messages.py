@@ -9,8 +9,9 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import EmailStr
 
-from mailsage.api.security import services_of
+from mailsage.api.dependencies import AccountId, Services
 from mailsage.api.v2 import router
+from mailsage.api.v2.ahasend_names import not_cancellable, parse_rfc3339, parse_status_filter, split_list
 from mailsage.api.v2.models import (
     CreateMessageRequest,
     CreateMessageResponse,
@@ -24,15 +25,16 @@ from mailsage.api.v2.models import (
     responses,
     summary_reply,
 )
-from mailsage.domain.messages_v2 import MessageListQuery, parse_rfc3339, split_list
+from mailsage.domain.messages import MessageListQuery, NotCancellable
 
 MESSAGES = "/accounts/<account_id>/messages"
 
 
 @router.post(MESSAGES, responses=responses(202, CreateMessageResponse, 409, 422))
-def create_message(account_id: str, body: CreateMessageRequest) -> Response[CreateMessageResponse]:
-    services, account = services_of()
-    created = services.messages_v2.create(account, draft(body))
+def create_message(
+    account_id: str, body: CreateMessageRequest, services: Services, account: AccountId
+) -> Response[CreateMessageResponse]:
+    created = services.messages.create(account, draft(body))
     return Response(202, content_types.APPLICATION_JSON, created_reply(created))
 
 
@@ -54,12 +56,14 @@ def list_messages(
     after: Annotated[str | None, Query(max_length=400)] = None,
     before: Annotated[str | None, Query(max_length=400)] = None,
     cursor: Annotated[str | None, Query(max_length=400, description="Legacy name of `after`")] = None,
+    *,
+    services: Services,
+    account: AccountId,
 ) -> PaginatedMessagesResponse:
-    services, account = services_of()
-    page = services.messages_v2.list_messages(
+    page = services.messages.list_messages(
         account,
         MessageListQuery(
-            statuses=status,
+            statuses=parse_status_filter(status) if status else (),
             sender=sender,
             recipient=recipient,
             subject=subject,
@@ -81,13 +85,16 @@ def list_messages(
 
 
 @router.get(f"{MESSAGES}/<message_id>", responses=responses(200, Message, 404))
-def get_message(account_id: str, message_id: str) -> Message:
-    services, account = services_of()
-    return message_reply(services.messages_v2.get(account, message_id), account)
+def get_message(account_id: str, message_id: str, services: Services, account: AccountId) -> Message:
+    return message_reply(services.messages.get(account, message_id), account)
 
 
 @router.delete(f"{MESSAGES}/<message_id>/cancel", responses=responses(200, SuccessResponse, 404))
-def cancel_message(account_id: str, message_id: str) -> SuccessResponse:
-    services, account = services_of()
-    services.messages_v2.cancel(account, message_id)
+def cancel_message(
+    account_id: str, message_id: str, services: Services, account: AccountId
+) -> SuccessResponse:
+    try:
+        services.messages.cancel(account, message_id)
+    except NotCancellable as refused:
+        raise not_cancellable(refused) from None
     return SuccessResponse(message="the message was cancelled before its first attempt")

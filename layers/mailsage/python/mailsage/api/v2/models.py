@@ -18,15 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from mailsage.api.model import Model
-from mailsage.domain.messages_v2 import (
-    AttachmentDraft,
-    Created,
-    MessageDraft,
-    MessageView,
-    RecipientDraft,
-    iso,
-    parse_rfc3339,
-)
+from mailsage.api.v2.ahasend_names import iso, parse_rfc3339, status_name
+from mailsage.domain.message_drafts import AttachmentDraft, MessageDraft, RecipientDraft
+from mailsage.domain.messages import Created, MessageView
 from mailsage.domain.models import Suppression as DomainSuppression
 from mailsage.errors import ValidationFailed
 
@@ -358,7 +352,7 @@ def _summary_fields(view: MessageView, account_id: str) -> dict[str, Any]:
         "tags": view.tags,
         "sender": view.sender,
         "recipient": m.email,
-        "status": view.status,
+        "status": status_name(m.status, view.sandbox),
         "num_attempts": m.attempts,
         "click_count": sum(1 for e in m.events if e.get("status") in ("click", "clicked")),
         "open_count": sum(1 for e in m.events if e.get("status") in ("open", "opened")),

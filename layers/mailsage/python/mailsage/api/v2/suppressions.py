@@ -7,8 +7,9 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from mailsage.api.security import services_of
+from mailsage.api.dependencies import AccountId, Services
 from mailsage.api.v2 import router
+from mailsage.api.v2.ahasend_names import parse_rfc3339
 from mailsage.api.v2.models import (
     CreateSuppressionRequest,
     CreateSuppressionResponse,
@@ -18,7 +19,6 @@ from mailsage.api.v2.models import (
     responses,
     suppression_reply,
 )
-from mailsage.domain.messages_v2 import parse_rfc3339
 from mailsage.domain.suppressions import SuppressionQuery
 
 SUPPRESSIONS = "/accounts/<account_id>/suppressions"
@@ -34,8 +34,10 @@ def list_suppressions(
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     after: Annotated[str | None, Query(max_length=128)] = None,
     before: Annotated[str | None, Query(max_length=128)] = None,
+    *,
+    services: Services,
+    account: AccountId,
 ) -> PaginatedSuppressionsResponse:
-    services, account = services_of()
     page = services.suppressions.list_suppressions(
         account,
         SuppressionQuery(
@@ -58,9 +60,8 @@ def list_suppressions(
 
 @router.post(SUPPRESSIONS, responses=responses(201, CreateSuppressionResponse, 409, 422))
 def create_suppression(
-    account_id: str, body: CreateSuppressionRequest
+    account_id: str, body: CreateSuppressionRequest, services: Services, account: AccountId
 ) -> Response[CreateSuppressionResponse]:
-    services, account = services_of()
     suppression = services.suppressions.create(
         account, body.email, body.domain, body.reason, body.expires_at.timestamp()
     )
@@ -73,16 +74,21 @@ def delete_suppression(
     account_id: str,
     email: Annotated[str, Query(min_length=1, max_length=320)],
     domain: Annotated[str | None, Query(max_length=253)] = None,
+    *,
+    services: Services,
+    account: AccountId,
 ) -> SuccessResponse:
-    services, account = services_of()
     deleted = services.suppressions.delete(account, email, domain)
     return SuccessResponse(message=f"deleted {deleted} suppression{'s' if deleted != 1 else ''} of {email}")
 
 
 @router.delete(f"{SUPPRESSIONS}/all", responses=responses(200, SuccessResponse))
 def delete_all_suppressions(
-    account_id: str, domain: Annotated[str | None, Query(max_length=253)] = None
+    account_id: str,
+    domain: Annotated[str | None, Query(max_length=253)] = None,
+    *,
+    services: Services,
+    account: AccountId,
 ) -> SuccessResponse:
-    services, account = services_of()
     deleted = services.suppressions.delete_all(account, domain)
     return SuccessResponse(message=f"deleted {deleted} suppression{'s' if deleted != 1 else ''}")

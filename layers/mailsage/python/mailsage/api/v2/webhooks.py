@@ -11,9 +11,6 @@ account's webhook or delivery, 409 if the webhook is disabled, 503 without a web
 A webhook's `on_*` flags are its subscriptions to the event types of `EVENT_FLAGS`. MailSage's own
 job.* events have no flag: a webhook created here never gets them, and one created on v1 keeps its
 job.* subscriptions, unseen here, across an update here.
-
-The routes need the app's settings (the webhook queue, whether private URLs are allowed), so the
-router is made per app by `router_for(settings)`.
 """
 
 from __future__ import annotations
@@ -22,21 +19,19 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import Field
 
+from mailsage.api.dependencies import AccountId, Webhooks
 from mailsage.api.errors import v2_envelope
 from mailsage.api.model import Model
-from mailsage.api.security import services_of
 from mailsage.api.v1.webhook_models import delivery_reply as v1_delivery_reply
+from mailsage.api.v2 import router
+from mailsage.api.v2.ahasend_names import iso
 from mailsage.api.v2.models import ErrorResponse, Lenient, PaginationInfo, SuccessResponse, responses
-from mailsage.domain.messages_v2 import iso
 from mailsage.domain.models import EVENT_FLAGS
 from mailsage.domain.models import Webhook as DomainWebhook
 from mailsage.domain.models import WebhookDelivery as DomainDelivery
-from mailsage.domain.webhooks import WebhookService, WebhooksUnavailable
-from mailsage.settings import ApiSettings
-from mailsage.wiring import webhook_service
+from mailsage.domain.webhooks import WebhooksUnavailable
 
 WEBHOOKS = "/accounts/<account_id>/webhooks"
 
@@ -221,134 +216,139 @@ def _flags(body: Model) -> dict[str, bool]:
 # -- routes ------------------------------------------------------------------------------------------
 
 
-def router_for(settings: ApiSettings) -> APIGatewayRouter:
-    router = APIGatewayRouter()
-
-    def webhooks() -> tuple[WebhookService, str]:
-        _, account = services_of()
-        return webhook_service(settings), account
-
-    @router.get(WEBHOOKS, responses=responses(200, PaginatedWebhooksResponse))
-    def list_webhooks(
-        account_id: str,
-        enabled: Annotated[bool | None, Query(description="Only enabled (true) or disabled (false)")] = None,
-        on_reception: Annotated[bool | None, Query()] = None,
-        on_delivered: Annotated[bool | None, Query()] = None,
-        on_transient_error: Annotated[bool | None, Query()] = None,
-        on_failed: Annotated[bool | None, Query()] = None,
-        on_bounced: Annotated[bool | None, Query()] = None,
-        on_suppressed: Annotated[bool | None, Query()] = None,
-        on_opened: Annotated[bool | None, Query()] = None,
-        on_clicked: Annotated[bool | None, Query()] = None,
-        on_suppression_created: Annotated[bool | None, Query()] = None,
-        on_dns_error: Annotated[bool | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 100,
-        after: Annotated[str | None, Query(max_length=128)] = None,
-        before: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> PaginatedWebhooksResponse:
-        service, account = webhooks()
-        given = {
-            "on_reception": on_reception,
-            "on_delivered": on_delivered,
-            "on_transient_error": on_transient_error,
-            "on_failed": on_failed,
-            "on_bounced": on_bounced,
-            "on_suppressed": on_suppressed,
-            "on_opened": on_opened,
-            "on_clicked": on_clicked,
-            "on_suppression_created": on_suppression_created,
-            "on_dns_error": on_dns_error,
-        }
-        subscribed = {FLAG_EVENTS[flag]: value for flag, value in given.items() if value is not None}
-        page = service.list(account, limit, after, before=before, enabled=enabled, subscribed=subscribed)
-        return PaginatedWebhooksResponse(
-            data=[webhook_reply(w) for w in page.items],
-            pagination=PaginationInfo(
-                has_more=page.has_more, next_cursor=page.next_cursor, previous_cursor=page.previous_cursor
-            ),
-        )
-
-    @router.post(WEBHOOKS, responses=responses(201, CreatedWebhook, 409, 422))
-    def create_webhook(account_id: str, body: CreateWebhookRequest) -> Response[CreatedWebhook]:
-        service, account = webhooks()
-        webhook = service.create(
-            account,
-            body.name,
-            body.url,
-            [event for event, on in _flags(body).items() if on],
-            enabled=True if body.enabled is None else body.enabled,
-            scope=body.scope,
-            domains=body.domains,
-        )
-        reply = CreatedWebhook(**_fields(webhook), secret=webhook.secret)
-        return Response(201, content_types.APPLICATION_JSON, reply)
-
-    @router.get(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
-    def get_webhook(account_id: str, webhook_id: str) -> Webhook:
-        service, account = webhooks()
-        return webhook_reply(service.get(account, webhook_id))
-
-    @router.put(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
-    def update_webhook(account_id: str, webhook_id: str, body: UpdateWebhookRequest) -> Webhook:
-        service, account = webhooks()
-        webhook = service.update(
-            account,
-            webhook_id,
-            name=body.name,
-            url=body.url,
-            enabled=body.enabled,
-            subscribe=_flags(body),
-            scope=body.scope,
-            domains=body.domains,
-        )
-        return webhook_reply(webhook)
-
-    @router.delete(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, SuccessResponse, 404))
-    def delete_webhook(account_id: str, webhook_id: str) -> SuccessResponse:
-        service, account = webhooks()
-        service.delete(account, webhook_id)
-        return SuccessResponse(message=f"webhook {webhook_id} deleted")
-
-    # -- MailSage extensions: the delivery log and replay ------------------------------------------
-
-    @router.get(
-        f"{WEBHOOKS}/<webhook_id>/deliveries",
-        responses=responses(200, PaginatedWebhookDeliveriesResponse, 404),
-        summary="A webhook's delivery log (MailSage extension)",
-        description="What was sent to the endpoint, newest first: each event with every attempt"
-        " (status code, error, duration) and the next retry. Pages forwards: pass"
-        " `pagination.next_cursor` as `after`. Entries expire after the log's retention.",
+@router.get(WEBHOOKS, responses=responses(200, PaginatedWebhooksResponse))
+def list_webhooks(
+    account_id: str,
+    enabled: Annotated[bool | None, Query(description="Only enabled (true) or disabled (false)")] = None,
+    on_reception: Annotated[bool | None, Query()] = None,
+    on_delivered: Annotated[bool | None, Query()] = None,
+    on_transient_error: Annotated[bool | None, Query()] = None,
+    on_failed: Annotated[bool | None, Query()] = None,
+    on_bounced: Annotated[bool | None, Query()] = None,
+    on_suppressed: Annotated[bool | None, Query()] = None,
+    on_opened: Annotated[bool | None, Query()] = None,
+    on_clicked: Annotated[bool | None, Query()] = None,
+    on_suppression_created: Annotated[bool | None, Query()] = None,
+    on_dns_error: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    before: Annotated[str | None, Query(max_length=128)] = None,
+    *,
+    service: Webhooks,
+    account: AccountId,
+) -> PaginatedWebhooksResponse:
+    given = {
+        "on_reception": on_reception,
+        "on_delivered": on_delivered,
+        "on_transient_error": on_transient_error,
+        "on_failed": on_failed,
+        "on_bounced": on_bounced,
+        "on_suppressed": on_suppressed,
+        "on_opened": on_opened,
+        "on_clicked": on_clicked,
+        "on_suppression_created": on_suppression_created,
+        "on_dns_error": on_dns_error,
+    }
+    subscribed = {FLAG_EVENTS[flag]: value for flag, value in given.items() if value is not None}
+    page = service.list(account, limit, after, before=before, enabled=enabled, subscribed=subscribed)
+    return PaginatedWebhooksResponse(
+        data=[webhook_reply(w) for w in page.items],
+        pagination=PaginationInfo(
+            has_more=page.has_more, next_cursor=page.next_cursor, previous_cursor=page.previous_cursor
+        ),
     )
-    def list_deliveries(
-        account_id: str,
-        webhook_id: str,
-        limit: Annotated[int, Query(ge=1, le=100)] = 100,
-        after: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> PaginatedWebhookDeliveriesResponse:
-        service, account = webhooks()
-        page = service.deliveries(account, webhook_id, limit, after)
-        return PaginatedWebhookDeliveriesResponse(
-            data=[delivery_reply(d) for d in page.items],
-            pagination=PaginationInfo(has_more=page.has_more, next_cursor=page.next_cursor),
-        )
 
-    @router.post(
-        f"{WEBHOOKS}/<webhook_id>/deliveries/<delivery_id>/replay",
-        responses=_replay_responses(),
-        summary="Send a delivery again (MailSage extension)",
-        description="Queues the logged event for one more attempt, with the same `webhook-id` and"
-        " payload (receivers can recognise it). 409 if the webhook is disabled; 503 if the"
-        " deployment has no webhook queue.",
+
+@router.post(WEBHOOKS, responses=responses(201, CreatedWebhook, 409, 422))
+def create_webhook(
+    account_id: str, body: CreateWebhookRequest, service: Webhooks, account: AccountId
+) -> Response[CreatedWebhook]:
+    webhook = service.create(
+        account,
+        body.name,
+        body.url,
+        [event for event, on in _flags(body).items() if on],
+        enabled=True if body.enabled is None else body.enabled,
+        scope=body.scope,
+        domains=body.domains,
     )
-    def replay_delivery(account_id: str, webhook_id: str, delivery_id: str) -> Response[Any]:
-        # Response[Any]: a ReplayWebhookDeliveryResponse or (503) an ErrorResponse, which the
-        # exception handlers cannot give (that status is not one of a domain error).
-        service, account = webhooks()
-        try:
-            delivery = service.replay(account, webhook_id, delivery_id)
-        except WebhooksUnavailable as exc:
-            return v2_envelope(503, exc.message)
-        reply = ReplayWebhookDeliveryResponse(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
-        return Response(202, content_types.APPLICATION_JSON, reply)
+    reply = CreatedWebhook(**_fields(webhook), secret=webhook.secret)
+    return Response(201, content_types.APPLICATION_JSON, reply)
 
-    return router
+
+@router.get(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
+def get_webhook(account_id: str, webhook_id: str, service: Webhooks, account: AccountId) -> Webhook:
+    return webhook_reply(service.get(account, webhook_id))
+
+
+@router.put(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
+def update_webhook(
+    account_id: str, webhook_id: str, body: UpdateWebhookRequest, service: Webhooks, account: AccountId
+) -> Webhook:
+    webhook = service.update(
+        account,
+        webhook_id,
+        name=body.name,
+        url=body.url,
+        enabled=body.enabled,
+        subscribe=_flags(body),
+        scope=body.scope,
+        domains=body.domains,
+    )
+    return webhook_reply(webhook)
+
+
+@router.delete(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, SuccessResponse, 404))
+def delete_webhook(
+    account_id: str, webhook_id: str, service: Webhooks, account: AccountId
+) -> SuccessResponse:
+    service.delete(account, webhook_id)
+    return SuccessResponse(message=f"webhook {webhook_id} deleted")
+
+
+# -- MailSage extensions: the delivery log and replay ------------------------------------------
+
+
+@router.get(
+    f"{WEBHOOKS}/<webhook_id>/deliveries",
+    responses=responses(200, PaginatedWebhookDeliveriesResponse, 404),
+    summary="A webhook's delivery log (MailSage extension)",
+    description="What was sent to the endpoint, newest first: each event with every attempt"
+    " (status code, error, duration) and the next retry. Pages forwards: pass"
+    " `pagination.next_cursor` as `after`. Entries expire after the log's retention.",
+)
+def list_deliveries(
+    account_id: str,
+    webhook_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    *,
+    service: Webhooks,
+    account: AccountId,
+) -> PaginatedWebhookDeliveriesResponse:
+    page = service.deliveries(account, webhook_id, limit, after)
+    return PaginatedWebhookDeliveriesResponse(
+        data=[delivery_reply(d) for d in page.items],
+        pagination=PaginationInfo(has_more=page.has_more, next_cursor=page.next_cursor),
+    )
+
+
+@router.post(
+    f"{WEBHOOKS}/<webhook_id>/deliveries/<delivery_id>/replay",
+    responses=_replay_responses(),
+    summary="Send a delivery again (MailSage extension)",
+    description="Queues the logged event for one more attempt, with the same `webhook-id` and"
+    " payload (receivers can recognise it). 409 if the webhook is disabled; 503 if the"
+    " deployment has no webhook queue.",
+)
+def replay_delivery(
+    account_id: str, webhook_id: str, delivery_id: str, service: Webhooks, account: AccountId
+) -> Response[Any]:
+    # Response[Any]: a ReplayWebhookDeliveryResponse or (503) an ErrorResponse, which the
+    # exception handlers cannot give (that status is not one of a domain error).
+    try:
+        delivery = service.replay(account, webhook_id, delivery_id)
+    except WebhooksUnavailable as exc:
+        return v2_envelope(503, exc.message)
+    reply = ReplayWebhookDeliveryResponse(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
+    return Response(202, content_types.APPLICATION_JSON, reply)

@@ -1,0 +1,134 @@
+"""The capabilities MailSage deploys, one class each: it owns its function, that function's
+environment and every grant the function needs, so "who may do what" reads in one place per
+function (see infra/platform.py for why the functions sit at the stack's top level).
+
+- `HttpApi`: the api function and the REST API in front of it.
+- `Sending`: the sender, consuming the send queue, sending through SES or an SMTP relay.
+- `Ingest`: send requests dropped on the ingest queue.
+- `Feedback`: SES notifications applied to message status (the events function).
+- `WebhookDelivery`: signed events posted to customer endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import aws_secretsmanager as secretsmanager
+
+from infra.constructs.api import Api
+from infra.constructs.functions import API, EVENTS, INGEST, SENDER, WEBHOOKS, MailSageFunction
+from infra.platform import Platform
+
+# SQS consumers: records per invocation and the most concurrent invocations per event source.
+SENDER_BATCH_SIZE = 5  # chunks of up to 50 messages: up to 250 sends per invocation
+INGEST_BATCH_SIZE, INGEST_MAX_CONCURRENCY = 10, 5
+EVENTS_BATCH_SIZE, EVENTS_MAX_CONCURRENCY = 10, 5
+# Each webhook record is one POST that may take the whole webhook timeout (10 s): two fit in the
+# function's 30 s with room to spare. The concurrency bounds how hard MailSage hits endpoints.
+WEBHOOKS_BATCH_SIZE, WEBHOOKS_MAX_CONCURRENCY = 2, 10
+
+
+class HttpApi:
+    """api: store, enqueue, schedule, verify signed URLs. It cannot send email."""
+
+    def __init__(self, platform: Platform) -> None:
+        config = platform.config
+        # The gateway answers CORS preflights; the function adds the headers to its own replies.
+        self.function: MailSageFunction = platform.function(
+            API,
+            {
+                **platform.submitting_environment(),
+                **platform.signing_environment(),
+                "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins)),
+            },
+        )
+        handler = self.function.function
+        platform.storage.grant_read_write_data(handler)
+        platform.queues.send.queue.grant_send_messages(handler)
+        platform.scheduling.grant_schedule_management(handler)
+        platform.grant_publish_events(self.function)
+        platform.grant_signing(self.function)
+        self.gateway = Api(platform.stack, "Api", config=config, handler=handler)
+
+    @property
+    def url(self) -> str:
+        return self.gateway.rest_api.url
+
+
+class Sending:
+    """sender: store, consume the send queue (incl. ChangeMessageVisibility for delayed retries),
+    send through SES with this configuration set, read the named SMTP relay secrets, sign URLs."""
+
+    def __init__(self, platform: Platform, *, public_url: str) -> None:
+        config = platform.config
+        self.function: MailSageFunction = platform.function(
+            SENDER,
+            {
+                **platform.provider_environment(),
+                **platform.signing_environment(),
+                "MAILSAGE_SES_CONFIGURATION_SET": platform.ses.configuration_set_name,
+                # Written into tracking pixels, links and List-Unsubscribe. Only the sender gets
+                # it: the api function is behind the REST API, so giving it the URL would be a cycle.
+                "MAILSAGE_PUBLIC_URL": public_url,
+            },
+        )
+        handler = self.function.function
+        platform.storage.grant_read_write_data(handler)
+        platform.queues.send.consume_with(
+            handler, batch_size=SENDER_BATCH_SIZE, max_concurrency=config.sender_max_concurrency
+        )
+        platform.ses.grant_send(handler)
+        for relay, secret_name in sorted(config.smtp_relay_secrets.items()):
+            secret = secretsmanager.Secret.from_secret_name_v2(
+                platform.stack, f"Relay{relay.capitalize()}Secret", secret_name
+            )
+            secret.grant_read(handler)
+        platform.grant_publish_events(self.function)
+        platform.grant_signing(self.function)
+
+
+class Ingest:
+    """ingest: store, consume the ingest queue (invalid records go to its DLQ with the reason),
+    enqueue, schedule. It submits like the api but serves no URL, so it holds no signing key."""
+
+    def __init__(self, platform: Platform) -> None:
+        queues = platform.queues
+        self.function: MailSageFunction = platform.function(
+            INGEST,
+            {**platform.submitting_environment(), "MAILSAGE_INGEST_DLQ_URL": queues.ingest.dlq.queue_url},
+        )
+        handler = self.function.function
+        platform.storage.grant_read_write_data(handler)
+        queues.ingest.consume_with(
+            handler, batch_size=INGEST_BATCH_SIZE, max_concurrency=INGEST_MAX_CONCURRENCY
+        )
+        queues.ingest.dlq.grant_send_messages(handler)
+        queues.send.queue.grant_send_messages(handler)
+        platform.scheduling.grant_schedule_management(handler)
+        platform.grant_publish_events(self.function)
+
+
+class Feedback:
+    """events: store, consume the events queue (SES notifications), publish the resulting events."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.function: MailSageFunction = platform.function(EVENTS, {})
+        handler = self.function.function
+        platform.storage.grant_read_write_data(handler)
+        platform.queues.events.consume_with(
+            handler, batch_size=EVENTS_BATCH_SIZE, max_concurrency=EVENTS_MAX_CONCURRENCY
+        )
+        platform.grant_publish_events(self.function)
+
+
+class WebhookDelivery:
+    """webhooks: store (webhooks, their counters and delivery log), consume the webhook queue
+    (ChangeMessageVisibility delays its retries). No email, no other queue, no secret."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.function: MailSageFunction = platform.function(WEBHOOKS, {})
+        handler = self.function.function
+        platform.storage.grant_read_write_data(handler)
+        platform.queues.webhooks.consume_with(
+            handler, batch_size=WEBHOOKS_BATCH_SIZE, max_concurrency=WEBHOOKS_MAX_CONCURRENCY
+        )

@@ -1,0 +1,53 @@
+"""Bounded in-process memories of what never changes once written (message items, started jobs)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from mailsage.adapters.aws.dynamodb.keys import Item, key_of
+
+
+class RecentIds:
+    """A bounded, thread-safe set: the oldest ids are forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._ids
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._ids[key] = None
+            self._ids.move_to_end(key)
+            while len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+
+
+class Remembered:
+    """A bounded map of items that never change once written (least recently used go first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], Item] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Item | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, items: Iterable[Item]) -> None:
+        with self._lock:
+            for item in items:
+                self._items[key_of(item)] = item
+                self._items.move_to_end(key_of(item))
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
