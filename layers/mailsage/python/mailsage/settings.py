@@ -165,7 +165,7 @@ class IngestSettings(ApiSettings):
 
 
 class EventsSettings(CommonSettings):
-    """The events function applies SES notifications to the store."""
+    """The events function applies delivery reports (from SES notifications, or the local sink) to the store."""
 
 
 class WebhooksSettings(CommonSettings):

@@ -102,7 +102,7 @@ class LocalRuntime:
         self._sink: SinkProcess | None = None
         self._instance = InstanceLock(config.data_dir)
         self.backends: Backends | None = None
-        self.events_queue: Queue | None = None  # SES-shaped notifications for the events function
+        self.events_queue: Queue | None = None  # delivery reports for the events function
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> tuple[str, str]:
@@ -316,7 +316,7 @@ class LocalRuntime:
 
 
 def _events_queue(settings: CommonSettings) -> Queue | None:
-    """Where SES-shaped notifications wait for the events function: a queue in the SQLite database;
+    """Where delivery reports wait for the events function: a queue in the SQLite database;
     on AWS the SQS queue named by MAILSAGE_EVENTS_QUEUE_URL (the stack's events queue), or none."""
     if settings.backend == "sqlite":
         from mailsage.adapters.sqlite.queue import SqliteQueue
