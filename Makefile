@@ -54,7 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 ## faults: only the fault-injection suite (it is part of `make test` too): serve under a foreign lock,
-## a full disk, a faulty relay, kill -9 and SIGTERM; notes/reliability-harness.md
+## a full disk, a faulty relay, kill -9 and SIGTERM (README, Reliability)
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults tests/faults
 
