@@ -186,8 +186,13 @@ def build_api_services(settings: ApiSettings, submission: SubmissionService | No
             submission,
             _messages_limits(settings),
             b.scheduler,
-            # Content is shown as it was sent: tracked with the same links (when the URL is known).
+            # Content is shown as it was sent: tracked with the same links. On AWS the api is not
+            # told its URL (a self-reference in the template); the sender's is the one each
+            # request reaches it at (infra/stack.py gives the sender the API's URL).
             tracked_links(settings),
+            request_signer=signer(settings)
+            if settings.backend == "aws" and not settings.public_url
+            else None,
         ),
         suppressions=SuppressionService(b.store),
         # The api verifies tokens with the key alone: it is not told its own public URL on AWS.

@@ -72,3 +72,18 @@ def visitor(request: Request) -> Visitor:
     event = request.resolved_event
     ip = event.request_context.identity.source_ip if isinstance(event, APIGatewayProxyEvent) else ""
     return Visitor(user_agent=event.headers.get("user-agent", "") or "", ip=ip or "")
+
+
+def request_base_url(request: Request) -> str | None:
+    """The API's base URL as this request reached it (`https://{domain}/{stage}`), or None when the
+    event does not say (a direct invocation). On AWS the api function is not told its own URL (its
+    template would refer to itself); it is the sender's public URL, which tracked links use."""
+    event = request.resolved_event
+    if not isinstance(event, APIGatewayProxyEvent):
+        return None
+    context = event.request_context
+    domain, stage = context.domain_name, context.stage
+    return f"https://{domain}/{stage}" if domain and stage else None
+
+
+BaseUrl = Annotated[str | None, Depends(request_base_url)]

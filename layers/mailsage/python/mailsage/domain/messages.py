@@ -37,7 +37,7 @@ from mailsage.domain.rendering import CompiledContent
 from mailsage.domain.senders import ascii_mailbox, check_sender
 from mailsage.domain.submission import Accepted, JobRequest, RecipientInput, SubmissionService
 from mailsage.domain.suppressions import check_email
-from mailsage.domain.tracking import TrackedLinks
+from mailsage.domain.tracking import Signer, TrackedLinks
 from mailsage.errors import MailSageError, NotFound, ValidationFailed
 from mailsage.ports import AccountStore, JobStore, MessageStore, Scheduler
 
@@ -158,6 +158,7 @@ class MessagesService:
         scheduler: Scheduler | None = None,
         links: TrackedLinks | None = None,
         clock: Clock = system_clock,
+        request_signer: Signer | None = None,
     ) -> None:
         self.accounts = accounts
         self.jobs = jobs
@@ -167,6 +168,9 @@ class MessagesService:
         self.scheduler = scheduler
         self.links = links  # what the sender tracks with: the content shown is the one sent
         self.clock = clock
+        # Without `links`: the key the sender signs with when its public URL is the one each
+        # request reaches this API at (on AWS, where the api function is not told its own URL).
+        self.request_signer = request_signer
 
     # -- create ------------------------------------------------------------------------------------
     def create(self, account_id: str, draft: MessageDraft) -> Created:
@@ -278,13 +282,20 @@ class MessagesService:
     def message_id_header(self, message_id: str) -> str:
         return f"<{message_id}@{self.limits.message_id_domain}>"
 
-    def get(self, account_id: str, message_id: str) -> MessageView:
-        """One message with its content (composed again while retention keeps the data)."""
+    def get(self, account_id: str, message_id: str, base_url: str | None = None) -> MessageView:
+        """One message with its content (composed again while retention keeps the data).
+        `base_url`: the API's URL as the request reached it, which tracked links use when the
+        service was given no `links` but a `request_signer`."""
         message = self._find(account_id, message_id)
         job = self.jobs.get_job(account_id, message.job_id, with_counts=False)
         view = self._view(message, job)
-        view.content = self._content(message, job, self.clock())
+        view.content = self._content(message, job, self.clock(), self._links(base_url))
         return view
+
+    def _links(self, base_url: str | None) -> TrackedLinks | None:
+        if self.links is not None or self.request_signer is None or not base_url:
+            return self.links
+        return TrackedLinks(self.request_signer, base_url.rstrip("/"))
 
     def list_messages(self, account_id: str, query: MessageListQuery) -> MessagePage:
         if query.after and query.before:
@@ -388,7 +399,9 @@ class MessagesService:
             return message.created_at + self.limits.retention_days * DAY
         return None
 
-    def _content(self, message: Message, job: Job | None, now: float) -> bytes | None:
+    def _content(
+        self, message: Message, job: Job | None, now: float, links: TrackedLinks | None
+    ) -> bytes | None:
         """The message as it was sent (or will be): composed as the sender composes it."""
         if job is None or (job.content.text is None and job.content.html is None):
             return None  # purged with the job's data
@@ -399,7 +412,7 @@ class MessagesService:
         from mailsage.domain.composition import Composer  # only a message lookup needs MIME
 
         try:
-            composer = Composer(self.limits.message_id_domain, self.links)
+            composer = Composer(self.limits.message_id_domain, links)
             return composer.compose(job, message, CompiledContent.of(job.content))
         except (MailSageError, ValueError):
             return None  # the data is not all there any more

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import EmailStr
 
-from mailsage.api.dependencies import AccountId, Services
+from mailsage.api.dependencies import AccountId, BaseUrl, Services
 from mailsage.api.v2 import router
 from mailsage.api.v2.ahasend_names import not_cancellable, parse_rfc3339, parse_status_filter, split_list
 from mailsage.api.v2.models import (
@@ -85,8 +85,10 @@ def list_messages(
 
 
 @router.get(f"{MESSAGES}/<message_id>", responses=responses(200, Message, 404))
-def get_message(account_id: str, message_id: str, services: Services, account: AccountId) -> Message:
-    return message_reply(services.messages.get(account, message_id), account)
+def get_message(
+    account_id: str, message_id: str, services: Services, account: AccountId, base_url: BaseUrl
+) -> Message:
+    return message_reply(services.messages.get(account, message_id, base_url), account)
 
 
 @router.delete(f"{MESSAGES}/<message_id>/cancel", responses=responses(200, SuccessResponse, 404))
