@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mailsage.api.dependencies import webhook_service_dep
+from mailsage.domain.clock import ManualClock
 from mailsage.domain.models import WebhookDelivery
 from mailsage.domain.webhooks import WebhookService
 from mailsage.local.functions import load_handler
@@ -188,9 +189,14 @@ def test_list_pages_with_a_cursor(api: ApiClient) -> None:
 # -- update --------------------------------------------------------------------------------------------
 
 
-def test_patch_changes_only_the_given_fields(api: ApiClient) -> None:
+def test_patch_changes_only_the_given_fields(api: ApiClient, stores: Backends) -> None:
+    # Given a webhook service on a clock of the test's, and a webhook created through it
+    clock = ManualClock(time.time())
+    on_clock = WebhookService(stores.store, stores.webhooks, allow_private=True, clock=clock)
+    api.handler.app.dependency_overrides[webhook_service_dep] = lambda **_: on_clock
     created = create(api, events=["message.delivered", "job.completed"])
-    time.sleep(0.01)
+    clock.advance(1.0)
+    # When some of its fields are changed a second later
     reply = patch(api, created["id"], {"name": "Bounces", "events": ["message.bounced"], "enabled": False})
     assert reply.status == 200, reply.body
     body = reply.body

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,6 +28,7 @@ from mailsage.domain.mailbox import Mailbox, sender_domain
 from mailsage.domain.models import ChunkRef, EventType, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
 from mailsage.domain.providers import Providers
+from mailsage.domain.recent_ids import RecentIds
 from mailsage.domain.rendering import CompiledContent, Uncompilable
 from mailsage.domain.retrying import retry_write
 from mailsage.domain.submission import START_CHUNK, enqueue_chunks
@@ -258,7 +257,7 @@ class DeliveryService:
                 if step is _Step.NEXT:
                     continue
             claimed_with_last_send = None
-            if _known_sent.has(message.id):
+            if message.id in _known_sent:
                 # This process saw the relay accept it but could not record that: record it, never resend.
                 claimed_with_last_send = self._sent(chunk, message, following)
                 continue
@@ -491,31 +490,9 @@ class _Chunk:
         return self.job.content.sandbox_result
 
 
-class _KnownSent:
-    """Ids of messages this process saw a relay accept but has not yet recorded as sent: shared by
-    every worker thread of the process, so that none sends them again."""
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._limit = limit
-
-    def add(self, message_id: str) -> None:
-        with self._lock:
-            self._ids[message_id] = None
-            while len(self._ids) > self._limit:
-                self._ids.popitem(last=False)
-
-    def discard(self, message_id: str) -> None:
-        with self._lock:
-            self._ids.pop(message_id, None)
-
-    def has(self, message_id: str) -> bool:
-        with self._lock:
-            return message_id in self._ids
-
-
-_known_sent = _KnownSent()
+# Ids of messages this process saw a relay accept but has not yet recorded as sent: shared by
+# every worker thread of the process, so that none sends them again.
+_known_sent = RecentIds(100_000)
 
 
 def _forever() -> int:

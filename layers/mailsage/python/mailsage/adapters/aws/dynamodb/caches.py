@@ -9,26 +9,6 @@ from collections.abc import Iterable
 from mailsage.adapters.aws.dynamodb.keys import Item, key_of
 
 
-class RecentIds:
-    """A bounded, thread-safe set: the oldest ids are forgotten first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._ids
-
-    def add(self, key: str) -> None:
-        with self._lock:
-            self._ids[key] = None
-            self._ids.move_to_end(key)
-            while len(self._ids) > self.size:
-                self._ids.popitem(last=False)
-
-
 class Remembered:
     """A bounded map of items that never change once written (least recently used go first)."""
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mailsage.adapters.aws.dynamodb.caches import RecentIds
 from mailsage.adapters.aws.dynamodb.chunk_layout import Layout
 from mailsage.adapters.aws.dynamodb.chunk_states import ChunkStates, layout_of
 from mailsage.adapters.aws.dynamodb.codec import update_expression
@@ -15,6 +14,7 @@ from mailsage.adapters.aws.dynamodb.keys import Item, head_key, key_of, member_i
 from mailsage.adapters.aws.dynamodb.records import message_id_of
 from mailsage.adapters.aws.dynamodb.retention import Retention
 from mailsage.domain.models import JobState, Message, MessageStatus
+from mailsage.domain.recent_ids import RecentIds
 
 
 def _finish_clauses(
