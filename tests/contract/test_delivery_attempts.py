@@ -41,11 +41,16 @@ class Relay:
         self.offers: Counter[str] = Counter()
         self.delivered: Counter[str] = Counter()
         self.drops: dict[str, int] = {}  # recipient -> DATA commands still to answer by hanging up
+        self.throttles: dict[str, int] = {}  # recipient -> DATA commands still to answer `throttle_reply`
+        self.throttle_reply = "451 4.7.1 Rate limit exceeded, slow down"
         self.on_accept: Callable[[str], None] = lambda rcpt: None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         [rcpt] = envelope.rcpt_tos
         self.offers[rcpt] += 1
+        if self.throttles.get(rcpt, 0) > 0:
+            self.throttles[rcpt] -= 1
+            return self.throttle_reply
         if self.drops.get(rcpt, 0) > 0:
             self.drops[rcpt] -= 1
             server.transport.abort()  # the connection is lost before the reply
@@ -300,3 +305,34 @@ def test_a_stopping_worker_starts_no_new_message_and_leaves_the_rest_untried(
     ] * 3
     drain(sender, queue)
     assert handler.delivered == Counter({f"user{i}@example.com": 1 for i in range(5)})
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["451 4.7.1 Rate limit exceeded, slow down", "421 4.7.0 Too many messages, closing connection"],
+)
+def test_a_throttle_is_not_an_attempt(
+    store: Store,
+    jobs: JobFactory,
+    queue: SqliteQueue,
+    relay: tuple[Relay, int],
+    monkeypatch: pytest.MonkeyPatch,
+    reply: str,
+) -> None:
+    # Given a relay that asks to slow down 5 times on each of two recipients' DATA (3 attempts
+    # allowed), in a chunk of 4
+    monkeypatch.setattr(delivery, "THROTTLE_DELAY_SECONDS", 0.0)
+    handler, port = relay
+    job_id = submit(jobs, queue, 4)
+    emails = sorted(by_email(store, job_id))
+    handler.throttle_reply = reply
+    handler.throttles = {emails[0]: 5, emails[2]: 5}
+    # When the queue drains
+    drain(service(store, queue, port), queue)
+    # Then every message was sent once, none failed, and no throttle was counted as an attempt
+    # (each counts one: the hand-over that was taken)
+    messages = by_email(store, job_id)
+    assert {e: m.status for e, m in messages.items()} == {e: MessageStatus.SENT for e in emails}
+    assert {e: m.attempts for e, m in messages.items()} == {e: 1 for e in emails}
+    assert handler.delivered == Counter({e: 1 for e in emails})
+    assert handler.offers[emails[0]] == handler.offers[emails[2]] == 6

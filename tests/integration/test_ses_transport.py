@@ -148,12 +148,12 @@ def test_tag_values_are_sanitized_to_what_ses_accepts() -> None:
 # -- error classification (stubbed: moto never answers with these) -----------------------------------
 
 
-def stubbed_session(code: str, status: int) -> tuple[Any, Stubber]:
+def stubbed_session(code: str, status: int, text: str | None = None) -> tuple[Any, Stubber]:
     client = boto3.client(
         "sesv2", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
     )
     stubber = Stubber(client)
-    stubber.add_client_error("send_email", code, f"{code} happened", status)
+    stubber.add_client_error("send_email", code, text or f"{code} happened", status)
     stubber.activate()
     return SesTransport(client=client).open(), stubber
 
@@ -245,3 +245,35 @@ def test_connection_errors_are_transient_and_lose_the_connection(error: Exceptio
     with pytest.raises(TransientSendError) as caught:
         session.send(SENDER, RECIPIENT, raw_message())
     assert caught.value.connection_lost is True
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "text"),
+    [
+        ("TooManyRequestsException", 429, None),
+        ("Throttling", 400, "Maximum sending rate exceeded."),
+        ("ThrottlingException", 400, None),
+        ("MessageRejected", 400, "Maximum sending rate exceeded."),  # SES's wording is what counts
+    ],
+)
+def test_a_rate_exceeded_is_a_throttle_not_an_attempt(code: str, status: int, text: str | None) -> None:
+    # Given SES asking for a slower rate
+    session, _ = stubbed_session(code, status, text)
+    # When a message is sent / Then it is a throttle: retried later without counting an attempt,
+    # the rest of the chunk waiting too
+    with pytest.raises(TransientSendError) as caught:
+        session.send(SENDER, RECIPIENT, raw_message())
+    assert caught.value.throttled is True and caught.value.connection_lost is True
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("LimitExceededException", 400), ("SendingPausedException", 400), ("InternalFailure", 500)],
+)
+def test_other_transient_conditions_are_not_throttles(code: str, status: int) -> None:
+    # Given SES answering with a condition that is not a sending rate
+    session, _ = stubbed_session(code, status)
+    # When a message is sent / Then it is transient, and not a throttle
+    with pytest.raises(TransientSendError) as caught:
+        session.send(SENDER, RECIPIENT, raw_message())
+    assert caught.value.throttled is False

@@ -74,11 +74,15 @@ class SendError(MailSageError):
 
 
 class TransientSendError(SendError):
-    """Worth retrying later: 4xx replies, throttling, lost connections."""
+    """Worth retrying later: 4xx replies, throttling, lost connections. `throttled`: the provider
+    asked us to slow down (a sending rate exceeded); that is not an attempt of the message."""
 
-    def __init__(self, message: str, details: Any = None, connection_lost: bool = False) -> None:
+    def __init__(
+        self, message: str, details: Any = None, connection_lost: bool = False, throttled: bool = False
+    ) -> None:
         super().__init__(message, details)
-        self.connection_lost = connection_lost
+        self.connection_lost = connection_lost or throttled  # a rate holds for every message
+        self.throttled = throttled
 
 
 class PermanentSendError(SendError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -41,9 +42,21 @@ class SmtpConfig:
         )
 
 
+# Words of a 4.7.x reply that asks for a slower rate (RFC 3463 4.7.x is "security or policy": a
+# rate limit, or e.g. greylisting, which is a deferral like any other and counts as an attempt).
+_RATE_WORDS = re.compile(r"rate|too many|throttl|slow down|limit", re.IGNORECASE)
+
+
+def is_throttle(code: int, reply: str) -> bool:
+    """The relay asked us to slow down: 421 (service busy, closing), or a 4.7.x rate reply."""
+    return code == 421 or (400 <= code < 500 and " 4.7." in f" {reply}" and bool(_RATE_WORDS.search(reply)))
+
+
 def _classify(code: int, text: bytes | str, what: str, recipient: bool = False) -> Exception:
     reply = text.decode(errors="replace") if isinstance(text, bytes) else text
     message = f"{what}: {code} {reply}".strip()
+    if is_throttle(code, reply):
+        return TransientSendError(message, {"smtp_code": code}, throttled=True)
     if 400 <= code < 500:
         return TransientSendError(message, {"smtp_code": code})
     # RFC 3463: 5.1.x is about the address itself (no such mailbox, bad domain); 550/551/553 at RCPT

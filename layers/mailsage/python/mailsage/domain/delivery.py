@@ -57,6 +57,8 @@ UNEXPECTED_RETRY_MAX_SECONDS = 60.0
 # No new message is started with less invocation time left than this: one SMTP timeout (30 s) and
 # the post-send write. Locally the context reports 0 once the server is stopping.
 STOP_MARGIN_MS = 35_000
+# After a throttle the chunk comes back in 1-2 s (jittered, so throttled senders spread out).
+THROTTLE_DELAY_SECONDS = 1.0
 RESUME_SECONDS = 1.0  # a chunk with untried messages left (a lost connection, a stop) comes back after
 SENT_WRITE_MARGIN_SECONDS = 10.0
 SENT_WRITE_RETRY_MAX_SECONDS = 5.0
@@ -223,6 +225,12 @@ class DeliveryService:
             # Its given-up messages are terminal and the job can complete; the chunk stays visible
             # on the job as a dead letter.
             self.jobs.record_dead_letter(ref.job_id, ref.chunk, run.gave_up)
+        if run.throttled:
+            # A throttle is not a delivery that moved nothing: a new record, so that the queue's
+            # receive count (which dead-letters) never counts it.
+            delay = THROTTLE_DELAY_SECONDS * (1 + random.random())
+            enqueue_chunks(self.queue, job.account_id, job.id, [ref.chunk], delay_seconds=delay)
+            return
         if run.deferred_attempts:
             delay = self.policy.retry_delay(run.deferred_attempts)
         elif run.untried:
@@ -315,6 +323,12 @@ class DeliveryService:
         """A transient failure: this message waits for a retry; when no relay could be reached, or
         the connection was lost, so does the rest of the chunk."""
         run = chunk.run
+        if exc.throttled and not chunk.sandbox:
+            # The provider asked us to slow down: not an attempt of this message, and the rest of
+            # the chunk waits too (the rate holds for all of it).
+            run.throttled, run.untried, run.reason = True, True, exc.message
+            self._until_it_lands(lambda: self.chunks.release_message(message.id, exc.message, counted=False))
+            return _Step.STOP
         if chunk.sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
             run.offered = True
             if self.chunks.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
@@ -465,6 +479,7 @@ class _Run:
 
     offered: bool = False  # some message reached a relay (sent, refused or deferred by it)
     untried: bool = False  # messages left without an attempt (a lost connection, a stop)
+    throttled: bool = False  # the provider asked us to slow down
     held_elsewhere: bool = False  # messages in flight in another delivery
     deferred_attempts: int = 0  # the most attempts among messages deferred for a retry
     gave_up: str | None = None  # why messages were failed on their last attempt

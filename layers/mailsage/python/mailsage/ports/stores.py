@@ -108,8 +108,9 @@ class ChunkStore(Protocol):
         """finish_message(message_id, status), and claim_messages of `next_id` (a message of the same
         job) in the same write where the store can: (finished, claimed)."""
 
-    def release_message(self, message_id: str, error_message: str) -> bool:
-        """sending -> queued after a transient failure, counting the attempt."""
+    def release_message(self, message_id: str, error_message: str, counted: bool = True) -> bool:
+        """sending -> queued after a transient failure, counting the attempt unless `counted` is
+        False (the provider asked us to slow down: that is not an attempt of the message)."""
 
 
 class MessageStore(Protocol):

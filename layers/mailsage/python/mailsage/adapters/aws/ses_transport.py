@@ -17,6 +17,8 @@ Errors: SES's answers are classified like SMTP replies.
 - Transient for this message only: InternalFailure, ServiceUnavailable and any other 5xx.
 - Permanent: MessageRejected, MailFromDomainNotVerifiedException, AccountSuspendedException,
   BadRequestException, and any other 4xx.
+A sending rate exceeded (TooManyRequestsException, Throttling*, or "Maximum sending rate exceeded"
+whatever the code) is a throttle: the message goes back without an attempt counted.
 botocore's own retries (standard mode) run before any of these reach the sender.
 """
 
@@ -48,6 +50,7 @@ _CREDENTIALS = frozenset(
         "MissingAuthenticationToken",
     }
 )
+_RATE_EXCEEDED = "maximum sending rate exceeded"
 _SERVER_SIDE = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable"})
 _PERMANENT = frozenset(
     {
@@ -73,6 +76,12 @@ def message_tags(tags: dict[str, str] | None) -> list[dict[str, str]]:
     return out
 
 
+def is_throttle(code: str, text: str) -> bool:
+    """SES asked for a slower rate: TooManyRequestsException, Throttling*, or a send refused with
+    "Maximum sending rate exceeded" (SES's wording whatever the code)."""
+    return code == "TooManyRequestsException" or code.startswith("Throttl") or _RATE_EXCEEDED in text.lower()
+
+
 def classify_client_error(exc: Exception) -> TransientSendError | PermanentSendError:
     """The send error for a botocore ClientError from SendEmail; its message names the AWS code."""
     response: dict[str, Any] = getattr(exc, "response", None) or {}
@@ -81,6 +90,8 @@ def classify_client_error(exc: Exception) -> TransientSendError | PermanentSendE
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     message = f"SES {code}: {error.get('Message') or exc}"
     details = {"aws_error_code": code, "http_status": status}
+    if is_throttle(code, str(error.get("Message") or "")):
+        return TransientSendError(message, details, throttled=True)
     if code in _PERMANENT:
         return PermanentSendError(message, details)
     if code in _ACCOUNT_WIDE or code.startswith("Throttl") or code in _CREDENTIALS:

@@ -89,12 +89,18 @@ class SqliteChunks(SqliteTables):
         )
         return cur.rowcount == 1
 
-    def release_message(self, message_id: str, error_message: str) -> bool:
+    def release_message(self, message_id: str, error_message: str, counted: bool = True) -> bool:
         now = self.clock()
         cur = self.db.connection().execute(
-            "UPDATE messages SET status = 'queued', error_message = ?, attempts = attempts + 1,"
+            "UPDATE messages SET status = 'queued', error_message = ?, attempts = attempts + ?,"
             " claimed_at = NULL, updated_at = ?, events = json_insert(events, '$[#]', json(?))"
             " WHERE id = ? AND status = 'sending'",
-            (error_message, now, records.event_json(now, "deferred", error_message), message_id),
+            (
+                error_message,
+                int(counted),
+                now,
+                records.event_json(now, "deferred", error_message),
+                message_id,
+            ),
         )
         return cur.rowcount == 1

@@ -243,7 +243,7 @@ class Chunks(ChunkStates, Retention):
             self._log_event(message, now, status.value, error_message or "")
         self._retire_data(message, now)
 
-    def release_message(self, message_id: str, error_message: str) -> bool:
+    def release_message(self, message_id: str, error_message: str, counted: bool = True) -> bool:
         message = self._locate(message_id)
         if message is None:
             return False
@@ -258,7 +258,7 @@ class Chunks(ChunkStates, Retention):
             ]
             values: dict[str, Any] = {
                 ":queued": layout.code(MessageStatus.QUEUED),
-                ":one": 1,
+                ":one": int(counted),
                 ":now": layout.stamp(now, t0),
                 ":sending": layout.code(MessageStatus.SENDING),
             }
