@@ -33,8 +33,3 @@ FINAL = frozenset({JobState.COMPLETED, JobState.STOPPED, JobState.EXPIRED})
 PENDING_MESSAGES = frozenset({MessageStatus.QUEUED, MessageStatus.SENDING})
 # Messages a stop cancels and an expiry expires: not yet handed to a worker.
 UNSTARTED_MESSAGES = frozenset({MessageStatus.QUEUED, MessageStatus.SCHEDULED})
-
-
-def sql_list(states: frozenset[JobState] | frozenset[MessageStatus]) -> str:
-    """`('a', 'b')` for an SQL IN clause (the values are enum members, never user input)."""
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(states)) + ")"

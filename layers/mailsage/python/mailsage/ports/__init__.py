@@ -1,10 +1,10 @@
 """The ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter, and one
 contract suite in tests/contract runs against every adapter (ARCHITECTURE.md lists them)."""
 
-from mailsage.ports.keys import ApiKeyStore
 from mailsage.ports.queues import Queue, Received, Scheduler
 from mailsage.ports.stores import (
     AccountStore,
+    ApiKeyStore,
     CampaignStore,
     ChunkStore,
     IdempotencyStore,

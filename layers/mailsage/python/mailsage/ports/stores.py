@@ -22,13 +22,17 @@ from mailsage.domain.models import (
 )
 
 
-class AccountStore(Protocol):
-    """Accounts and their API keys (a key is stored as its hash)."""
+class ApiKeyStore(Protocol):
+    """API keys by id (a key is stored as its hash): all that authentication needs."""
 
     def put_api_key(self, account_id: str, key_id: str, key_hash: str) -> None: ...
 
     def get_api_key(self, key_id: str) -> tuple[str, str] | None:
         """(account_id, key_hash) for a key id, or None."""
+
+
+class AccountStore(ApiKeyStore, Protocol):
+    """Accounts (their sending preferences) and their API keys."""
 
     def put_account(self, account: Account) -> None: ...
 

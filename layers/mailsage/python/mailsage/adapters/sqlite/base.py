@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from mailsage.adapters.sqlite.db import Database
 from mailsage.domain.clock import Clock, system_clock
+
+
+def sql_list(values: frozenset[StrEnum]) -> str:
+    """`('a', 'b')` for an SQL IN clause of state values (enum members, never user input)."""
+    return "(" + ", ".join(f"'{v.value}'" for v in sorted(values)) + ")"
 
 
 class SqliteTables:

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mailsage.adapters.sqlite import records
-from mailsage.adapters.sqlite.base import SqliteTables
-from mailsage.domain.job_states import ACTIVE, FINAL, LIVE, PENDING_MESSAGES, UNSTARTED_MESSAGES, sql_list
+from mailsage.adapters.sqlite.base import SqliteTables, sql_list
+from mailsage.domain.job_states import ACTIVE, FINAL, LIVE, PENDING_MESSAGES, UNSTARTED_MESSAGES
 from mailsage.domain.models import MESSAGE_UNSENT, Job, JobState, Message
 from mailsage.errors import Conflict
 

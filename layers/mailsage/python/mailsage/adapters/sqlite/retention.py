@@ -3,8 +3,8 @@ purge_expired about once a minute and this applies every retention rule in one t
 
 from __future__ import annotations
 
-from mailsage.adapters.sqlite.base import SqliteTables
-from mailsage.domain.job_states import FINAL, sql_list
+from mailsage.adapters.sqlite.base import SqliteTables, sql_list
+from mailsage.domain.job_states import FINAL
 from mailsage.domain.models import MESSAGE_UNSENT
 
 # A finished job's content goes once none of its messages still keeps data (or may still be sent).

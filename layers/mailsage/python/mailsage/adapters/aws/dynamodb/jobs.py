@@ -26,11 +26,8 @@ from mailsage.adapters.aws.dynamodb.records import chunk_of, counts_of, decode_j
 from mailsage.adapters.aws.dynamodb.retention import Retention
 from mailsage.adapters.aws.table import GSI1_NAME, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from mailsage.domain import job_states
-from mailsage.domain.job_states import PENDING_MESSAGES, UNSTARTED_MESSAGES
-from mailsage.domain.models import Job, JobState, MessageStatus
-
-# A message not sent yet: waiting (queued, scheduled) or in a send (sending).
-UNSENT = PENDING_MESSAGES | UNSTARTED_MESSAGES
+from mailsage.domain.job_states import PENDING_MESSAGES
+from mailsage.domain.models import MESSAGE_UNSENT, Job, JobState, MessageStatus
 
 
 class Jobs(ChunkStates, Retention):
@@ -78,7 +75,7 @@ class Jobs(ChunkStates, Retention):
         head = items.pop(HEAD_SK, None)
         if head is None or head["state"] not in job_states.LIVE:
             return False  # checked here too, to spend no write on the common "not yet" answer
-        if any(status in UNSENT for state in items.values() for status in state["statuses"]):
+        if any(status in MESSAGE_UNSENT for state in items.values() for status in state["statuses"]):
             return False
         now = time.time()
         allowed = placeholders("from", [s.value for s in sorted(job_states.LIVE)])
