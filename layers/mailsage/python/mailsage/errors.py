@@ -85,6 +85,16 @@ class TransientSendError(SendError):
         self.throttled = throttled
 
 
+class ProviderPaused(TransientSendError):
+    """The provider will send nothing for a while: its daily quota is used up ("daily_quota") or it
+    paused sending for the account or configuration set ("sending_paused"). Not an attempt of the
+    message: every job sending through it parks until a later probe gets through."""
+
+    def __init__(self, message: str, reason: str, details: Any = None) -> None:
+        super().__init__(message, details, throttled=True)
+        self.reason = reason
+
+
 class PermanentSendError(SendError):
     """Retrying will not help: 5xx replies, rejected recipients."""
 

@@ -17,40 +17,33 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.composition import Composer
+from mailsage.domain.delivery_state import ChunkDelivery, Run
 from mailsage.domain.job_states import LIVE, PENDING_MESSAGES, SENDABLE
 from mailsage.domain.mailbox import Mailbox, sender_domain
 from mailsage.domain.models import ChunkRef, EventType, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
+from mailsage.domain.pacing import Grant, Pacer, Parked, Wait, jittered, lane_of
+from mailsage.domain.parking import PROBE_CHUNK, Parking
 from mailsage.domain.providers import Providers
 from mailsage.domain.recent_ids import RecentIds
-from mailsage.domain.rendering import CompiledContent, Uncompilable
+from mailsage.domain.rendering import CompiledContent
 from mailsage.domain.retrying import retry_write
+from mailsage.domain.sessions import SANDBOX_ROUTE, ConnectionsBusy, SandboxTransports, Sessions
 from mailsage.domain.submission import START_CHUNK, enqueue_chunks
-from mailsage.errors import PermanentSendError, TemplateError, TransientSendError
-from mailsage.ports import (
-    ChunkStore,
-    JobStore,
-    MessageStore,
-    Queue,
-    SuppressionStore,
-    Transport,
-    TransportSession,
-)
+from mailsage.errors import PermanentSendError, ProviderPaused, TemplateError, TransientSendError
+from mailsage.ports import ChunkStore, JobStore, MessageStore, Meter, NoMeter, Queue, SuppressionStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SANDBOX_ROUTE = "sandbox:"  # + the outcome: a route the sessions resolve to the sandbox transport
 _SANDBOX_OUTCOMES = {"deliver": MessageStatus.DELIVERED, "bounce": MessageStatus.BOUNCED}
-# The sandbox transport of an outcome (deliver, bounce, defer, fail, suppress): given by wiring, so
-# that the domain names no adapter.
-SandboxTransports = Callable[[str], Transport]
+__all__ = ["SANDBOX_ROUTE", "DeliveryPolicy", "DeliveryService", "RetryChunk", "SandboxTransports"]
 
 
 UNEXPECTED_RETRY_MAX_SECONDS = 60.0
@@ -59,6 +52,7 @@ UNEXPECTED_RETRY_MAX_SECONDS = 60.0
 STOP_MARGIN_MS = 35_000
 # After a throttle the chunk comes back in 1-2 s (jittered, so throttled senders spread out).
 THROTTLE_DELAY_SECONDS = 1.0
+CONNECTIONS_BUSY_SECONDS = 2.0  # a relay's connection slots were all taken
 RESUME_SECONDS = 1.0  # a chunk with untried messages left (a lost connection, a stop) comes back after
 SENT_WRITE_MARGIN_SECONDS = 10.0
 SENT_WRITE_RETRY_MAX_SECONDS = 5.0
@@ -105,6 +99,9 @@ class DeliveryService:
         composer: Composer,
         sandbox: SandboxTransports | None = None,
         clock: Clock = system_clock,
+        pacer: Pacer | None = None,
+        meter: Meter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.jobs = jobs
         self.chunks = chunks
@@ -117,6 +114,10 @@ class DeliveryService:
         self.composer = composer
         self.sandbox = sandbox  # None: a sandbox job cannot be delivered here
         self.clock = clock
+        self.pacer = pacer  # None: nothing is paced (every provider unlimited)
+        self.meter = meter or NoMeter()
+        self.sleep = sleep  # waits for a pacing grant (a simulation's clock moves instead)
+        self.parking = Parking(jobs, queue, self.meter, clock)
 
     def deliver(
         self,
@@ -152,32 +153,35 @@ class DeliveryService:
     def _deliver(
         self, ref: ChunkRef, receipt: str, outcomes: Outcomes, remaining_ms: Callable[[], int]
     ) -> None:
-        job = self._job_to_send(ref)
-        if job is None:
+        found = self._job_to_send(ref, outcomes)
+        if found is None:
             return
-        pending = [
-            m for m in self.chunks.chunk_messages(ref.job_id, ref.chunk) if m.status in PENDING_MESSAGES
-        ]
-        chunk = _Chunk(
+        job, number = found
+        pending = [m for m in self.chunks.chunk_messages(ref.job_id, number) if m.status in PENDING_MESSAGES]
+        chunk = ChunkDelivery(
             job=job,
             pending=self._unsuppressed(job, pending, outcomes),
             outcomes=outcomes,
             remaining_ms=remaining_ms,
-            sessions=_Sessions(self.providers, self.sandbox),
+            sessions=Sessions(self.providers, self.sandbox, self.pacer),
             content=CompiledContent.for_sending(job.content),  # compiled once per chunk
             routes=self._routes(job),
             envelope_from=Mailbox.parse(job.content.from_addr).address,
+            lane=lane_of(job),
+            number=number,
         )
         try:
             self._send_each(chunk)
         finally:
             chunk.sessions.close()
-        self._complete_if_done(outcomes, job)
-        self._after_the_chunk(ref, receipt, job, chunk.run)
+        self._complete_if_done(outcomes, chunk.job)
+        self._record_pacing(chunk)
+        self._after_the_chunk(ref, receipt, chunk)
 
-    def _job_to_send(self, ref: ChunkRef) -> Job | None:
-        """The chunk's job if its messages are to be sent now; None when there is nothing to send
-        (the job is unknown, paused, over, or expired: expired here, and never sent late)."""
+    def _job_to_send(self, ref: ChunkRef, outcomes: Outcomes) -> tuple[Job, int] | None:
+        """The chunk's job and the chunk to send now; None when there is nothing to send (the job
+        is unknown, paused, over, or expired: expired here, and never sent late). A parked job's
+        probe sends the first chunk with work left, while the job stays parked."""
         job = self.jobs.get_job(ref.account_id, ref.job_id, with_counts=False)
         if job is None:
             log.warning("chunk for unknown job %s dropped", ref.job_id)
@@ -185,6 +189,8 @@ class DeliveryService:
         if ref.chunk == START_CHUNK:
             self._start(job)
             return None
+        if ref.chunk == PROBE_CHUNK:
+            return self._probe(job, outcomes)
         # A paused job's chunk is dropped (resume re-enqueues every chunk that still has work); a
         # stopped, completed or expired one sends nothing more.
         if job.state not in SENDABLE:
@@ -192,7 +198,17 @@ class DeliveryService:
         if job.expires_at is not None and self.clock() >= job.expires_at:
             self._expire(job)
             return None
-        return job
+        return job, ref.chunk
+
+    def _probe(self, job: Job, outcomes: Outcomes) -> tuple[Job, int] | None:
+        if not self.parking.parked(job):
+            return None  # a caller resumed, paused or stopped it meanwhile: its chunks are theirs
+        pending = self.jobs.pending_chunks(job.id)
+        if not pending:
+            self.parking.resume(job, outcomes)  # nothing left to send: it can complete
+            self.jobs.complete_job_if_done(job.id)
+            return None
+        return job, pending[0]
 
     def _unsuppressed(self, job: Job, pending: list[Message], outcomes: Outcomes) -> list[Message]:
         """`pending` without the recipients suppressed since the job was accepted (a bounce, a
@@ -219,39 +235,56 @@ class DeliveryService:
         primary = job.content.provider or self.providers.default
         return [primary] + [p for p in [self.providers.failover_for(primary)] if p]
 
-    def _after_the_chunk(self, ref: ChunkRef, receipt: str, job: Job, run: _Run) -> None:
+    def _after_the_chunk(self, ref: ChunkRef, receipt: str, chunk: ChunkDelivery) -> None:
         """Acknowledged when nothing is left; otherwise the chunk comes back after a delay."""
+        run, job = chunk.run, chunk.job
         if run.gave_up is not None:
             # Its given-up messages are terminal and the job can complete; the chunk stays visible
             # on the job as a dead letter.
-            self.jobs.record_dead_letter(ref.job_id, ref.chunk, run.gave_up)
-        if run.throttled:
-            # A throttle is not a delivery that moved nothing: a new record, so that the queue's
-            # receive count (which dead-letters) never counts it.
-            delay = THROTTLE_DELAY_SECONDS * (1 + random.random())
-            enqueue_chunks(self.queue, job.account_id, job.id, [ref.chunk], delay_seconds=delay)
+            self.jobs.record_dead_letter(ref.job_id, chunk.number, run.gave_up)
+        if run.parked is not None:
+            if self.parking.parked(job):  # a probe that did not get through: the next one
+                self.parking.probe_later(job, run.parked.until)
+            else:
+                self.parking.park(job, run.parked.reason, run.parked.until, chunk.outcomes)
             return
-        if run.deferred_attempts:
-            delay = self.policy.retry_delay(run.deferred_attempts)
-        elif run.untried:
-            delay = RESUME_SECONDS
-        elif run.held_elsewhere:
-            # Messages another delivery holds: if that worker died, they are ours once its lease
-            # runs out, so the chunk must come back then instead of being acknowledged.
-            delay = self.policy.claim_lease_seconds
-        else:
+        delay = self._delay(run)
+        if delay is None:
+            return
+        if self.parking.parked(job):
+            # Nothing got through yet: the job stays parked and its probe comes back.
+            self.parking.probe_later(job, self.clock() + delay)
+            return
+        if run.wait is not None:
+            # Asked to slow down, by the provider or by the pacer: a new record, so that the queue's
+            # receive count (which dead-letters) never counts it.
+            enqueue_chunks(self.queue, job.account_id, job.id, [chunk.number], delay, chunk.lane)
             return
         reason = run.reason or "messages of this chunk are claimed by another delivery"
-        if run.offered:
+        if run.offered or ref.chunk != chunk.number:
             # Progress was made: the rest goes in a new record, so that the queue's receive count
             # (which dead-letters a record) counts only deliveries that moved nothing.
-            enqueue_chunks(self.queue, job.account_id, job.id, [ref.chunk], delay_seconds=delay)
+            enqueue_chunks(self.queue, job.account_id, job.id, [chunk.number], delay, chunk.lane)
             return
         self.queue.retry_later(receipt, delay)
         raise RetryChunk(f"chunk {ref.chunk} of {ref.job_id}: {reason}")
 
+    def _delay(self, run: Run) -> float | None:
+        """When the chunk is to come back; None when it is done with."""
+        if run.wait is not None:
+            return jittered(run.wait)
+        if run.deferred_attempts:
+            return self.policy.retry_delay(run.deferred_attempts)
+        if run.untried:
+            return RESUME_SECONDS
+        if run.held_elsewhere:
+            # Messages another delivery holds: if that worker died, they are ours once its lease
+            # runs out, so the chunk must come back then instead of being acknowledged.
+            return self.policy.claim_lease_seconds
+        return None
+
     # -- the messages of a chunk, one at a time --------------------------------------------------------
-    def _send_each(self, chunk: _Chunk) -> None:
+    def _send_each(self, chunk: ChunkDelivery) -> None:
         """One message at a time, each claimed just before it is sent: after a crash only the one
         message that may have been in flight waits for its lease; the rest were never claimed. The
         write recording a send also claims the next message (one write instead of two)."""
@@ -259,7 +292,9 @@ class DeliveryService:
         for index, message in enumerate(chunk.pending):
             following = chunk.pending[index + 1].id if index + 1 < len(chunk.pending) else None
             if message.id != claimed_with_last_send:
-                step = self._claim_its_turn(chunk, message)
+                step = self._paced(chunk, len(chunk.pending) - index)
+                if step is _Step.GO:
+                    step = self._claim_its_turn(chunk, message)
                 if step is _Step.STOP:
                     return
                 if step is _Step.NEXT:
@@ -276,9 +311,50 @@ class DeliveryService:
             if step is _Step.STOP:
                 return
             if step is _Step.GO:
-                claimed_with_last_send = self._sent(chunk, message, following)
+                # The next message is claimed with this one's send only if a sending slot is in hand.
+                claimed_with_last_send = self._sent(chunk, message, following if chunk.slots > 0 else None)
+                if claimed_with_last_send is not None:
+                    chunk.slots -= 1
+                self._got_through(chunk)
 
-    def _claim_its_turn(self, chunk: _Chunk, message: Message) -> _Step:
+    def _paced(self, chunk: ChunkDelivery, left: int) -> _Step:
+        """A sending slot for the next message, waiting for it when it is near: GO; STOP when the
+        provider is parked or the next slot is far (the chunk comes back then)."""
+        if chunk.slots > 0:
+            chunk.slots -= 1
+            return _Step.GO
+        if self.pacer is None or chunk.sandbox:
+            chunk.slots = len(chunk.pending)  # unpaced: every message has its slot
+            return _Step.GO
+        got = self.pacer.reserve(chunk.routes[0], chunk.lane, chunk.job.account_id, left)
+        if got is None:  # the provider is not paced
+            chunk.slots = len(chunk.pending)
+            return _Step.GO
+        run = chunk.run
+        if isinstance(got, Parked):
+            run.parked, run.reason = got, f"the provider is parked ({got.reason})"
+            return _Step.STOP
+        wait = got.start - self.clock() if isinstance(got, Grant) else got.seconds
+        if isinstance(got, Wait) or chunk.remaining_ms() - wait * 1000 < STOP_MARGIN_MS:
+            run.untried, run.wait, run.reason = True, wait, "paced: the provider's rate is taken"
+            return _Step.STOP
+        if wait > 0:
+            self.meter.count("PacedWaitSeconds", wait, "Seconds")
+            self.sleep(wait)
+        chunk.slots, chunk.rate, chunk.probing = got.count - 1, got.rate, got.probe
+        return _Step.GO
+
+    def _got_through(self, chunk: ChunkDelivery) -> None:
+        """A message was handed over: a probe tells that its provider sends again, and a parked
+        job runs again."""
+        self.meter.count("MessagesSent")
+        if chunk.probing and self.pacer is not None:
+            chunk.probing = False
+            self.pacer.unpark(chunk.routes[0])
+        if self.parking.parked(chunk.job):
+            chunk.job = self.parking.resume(chunk.job, chunk.outcomes) or chunk.job
+
+    def _claim_its_turn(self, chunk: ChunkDelivery, message: Message) -> _Step:
         if chunk.remaining_ms() < STOP_MARGIN_MS:
             chunk.run.untried, chunk.run.reason = True, "stopped before its turn (the worker is stopping)"
             return _Step.STOP
@@ -288,7 +364,7 @@ class DeliveryService:
             return _Step.NEXT
         return _Step.GO
 
-    def _compose(self, chunk: _Chunk, message: Message) -> bytes | None:
+    def _compose(self, chunk: ChunkDelivery, message: Message) -> bytes | None:
         """The message's bytes, or None when it cannot be made (it is failed, alone)."""
         try:
             rendered = self.composer.render(chunk.job, message, chunk.content)
@@ -301,7 +377,7 @@ class DeliveryService:
             self._failed(chunk.outcomes, chunk.job, message, "invalid_message", str(exc))
             return None
 
-    def _offer(self, chunk: _Chunk, index: int, message: Message, data: bytes) -> _Step:
+    def _offer(self, chunk: ChunkDelivery, index: int, message: Message, data: bytes) -> _Step:
         """Hand the message to the first route that takes it: GO when one did."""
         job = chunk.job
         tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
@@ -319,15 +395,18 @@ class DeliveryService:
         chunk.run.offered = True
         return _Step.GO
 
-    def _not_taken(self, chunk: _Chunk, index: int, message: Message, exc: TransientSendError) -> _Step:
+    def _not_taken(
+        self, chunk: ChunkDelivery, index: int, message: Message, exc: TransientSendError
+    ) -> _Step:
         """A transient failure: this message waits for a retry; when no relay could be reached, or
         the connection was lost, so does the rest of the chunk."""
         run = chunk.run
         if exc.throttled and not chunk.sandbox:
-            # The provider asked us to slow down: not an attempt of this message, and the rest of
-            # the chunk waits too (the rate holds for all of it).
-            run.throttled, run.untried, run.reason = True, True, exc.message
+            # The provider asked us to slow down, or stopped sending: not an attempt of this
+            # message, and the rest of the chunk waits too (the rate holds for all of it).
             self._until_it_lands(lambda: self.chunks.release_message(message.id, exc.message, counted=False))
+            run.untried, run.reason, run.wait = True, exc.message, THROTTLE_DELAY_SECONDS
+            self._slowed_down(chunk, exc)
             return _Step.STOP
         if chunk.sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
             run.offered = True
@@ -351,13 +430,33 @@ class DeliveryService:
             return _Step.STOP
         return _Step.NEXT
 
+    def _slowed_down(self, chunk: ChunkDelivery, exc: TransientSendError) -> None:
+        route = chunk.routes[0]
+        if isinstance(exc, ProviderPaused):
+            until = self.pacer.park(route, exc.reason) if self.pacer else self.clock() + RESUME_SECONDS
+            chunk.run.parked = Parked(exc.reason, until)
+            return
+        if isinstance(exc, ConnectionsBusy):
+            chunk.run.wait = CONNECTIONS_BUSY_SECONDS
+            return
+        chunk.run.throttled += 1
+        self.meter.count("Throttles")
+        if self.pacer is not None:
+            self.pacer.throttled(route)  # every sender of the provider slows down
+
+    def _record_pacing(self, chunk: ChunkDelivery) -> None:
+        """The job reply's throttle count and paced rate, written only when they changed."""
+        rate = round(chunk.rate, 2) if chunk.rate is not None else chunk.job.send_rate
+        if chunk.run.throttled or rate != chunk.job.send_rate:
+            self.jobs.record_pacing(chunk.job.id, chunk.run.throttled, rate)
+
     def _claim(self, job: Job, ids: list[str]) -> list[str]:
         if not ids:
             return []
         return self.chunks.claim_messages(job.id, ids, self.policy.claim_lease_seconds)
 
     # -- what happened to a message ------------------------------------------------------------------
-    def _sent(self, chunk: _Chunk, message: Message, following: str | None) -> str | None:
+    def _sent(self, chunk: ChunkDelivery, message: Message, following: str | None) -> str | None:
         """Record the send; returns `following` if the same write claimed it (the next message to
         send, claimed only while there is time to send it)."""
         job, sandbox = chunk.job, chunk.sandbox
@@ -398,7 +497,7 @@ class DeliveryService:
             type_, job.account_id, message.id, message.email, job.content.from_addr, message.subject
         )
 
-    def _not_sent_yet(self, chunk: _Chunk, message: Message, exc: TransientSendError) -> None:
+    def _not_sent_yet(self, chunk: ChunkDelivery, message: Message, exc: TransientSendError) -> None:
         """A transient failure of this message's attempt: back to `queued` for the chunk's retry, or
         failed when it was its own last attempt."""
         attempt = message.attempts + 1
@@ -473,38 +572,6 @@ class DeliveryService:
             self.jobs.transition_job(job.account_id, job.id, LIVE, JobState.EXPIRED)
 
 
-@dataclass(slots=True)
-class _Run:
-    """What one delivery of a chunk did, for what happens to the chunk afterwards."""
-
-    offered: bool = False  # some message reached a relay (sent, refused or deferred by it)
-    untried: bool = False  # messages left without an attempt (a lost connection, a stop)
-    throttled: bool = False  # the provider asked us to slow down
-    held_elsewhere: bool = False  # messages in flight in another delivery
-    deferred_attempts: int = 0  # the most attempts among messages deferred for a retry
-    gave_up: str | None = None  # why messages were failed on their last attempt
-    reason: str | None = None
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """One delivery of a chunk: its job, the messages left to send and what is shared by them."""
-
-    job: Job
-    pending: list[Message]
-    outcomes: Outcomes
-    remaining_ms: Callable[[], int]
-    sessions: _Sessions
-    content: CompiledContent | Uncompilable
-    routes: list[str]
-    envelope_from: str
-    run: _Run = field(default_factory=_Run)
-
-    @property
-    def sandbox(self) -> str | None:
-        return self.job.content.sandbox_result
-
-
 # Ids of messages this process saw a relay accept but has not yet recorded as sent: shared by
 # every worker thread of the process, so that none sends them again.
 _known_sent = RecentIds(100_000)
@@ -512,54 +579,3 @@ _known_sent = RecentIds(100_000)
 
 def _forever() -> int:
     return 2**31
-
-
-class _Sessions:
-    """The transport sessions of one chunk: one per provider, opened on first use and reused for
-    every message (one SMTP connection per chunk). A provider whose connection is lost is not
-    tried again within the chunk."""
-
-    def __init__(self, providers: Providers, sandbox: SandboxTransports | None) -> None:
-        self._providers = providers
-        self._sandbox = sandbox
-        self._open: dict[str, TransportSession] = {}
-        self._down: dict[str, TransientSendError] = {}
-        self.offered = False  # whether the last message was handed to some relay (not just to open())
-
-    def send_first(
-        self, routes: list[str], sender: str, recipient: str, data: bytes, tags: dict[str, str]
-    ) -> None:
-        """Send through the first route that takes the message: a transient failure moves on to the
-        next (the failover); the last route's error is raised."""
-        self.offered = False
-        live = [r for r in routes if r not in self._down]
-        if not live:
-            raise next(iter(self._down.values()))
-        for position, name in enumerate(live):
-            try:
-                session = self._open.get(name)
-                if session is None:
-                    session = self._open[name] = self._transport(name).open()
-                self.offered = True
-                session.send(sender, recipient, data, tags)
-                return
-            except TransientSendError as exc:
-                if exc.connection_lost:
-                    self._down[name] = exc
-                    self._open.pop(name, None)
-                if position == len(live) - 1:
-                    if len(self._down) < len(routes):
-                        # Some route is still up: only this message waits, not the rest of the chunk.
-                        exc.connection_lost = False
-                    raise
-
-    def _transport(self, name: str) -> Transport:
-        if name.startswith(SANDBOX_ROUTE):
-            if self._sandbox is None:
-                raise RuntimeError("this sender was given no sandbox transport")
-            return self._sandbox(name.removeprefix(SANDBOX_ROUTE))
-        return self._providers.get(name)
-
-    def close(self) -> None:
-        for session in self._open.values():
-            session.close()

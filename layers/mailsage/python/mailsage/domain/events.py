@@ -98,7 +98,7 @@ def suppression_event(
 
 
 def job_event(type_: EventType | str, job: Job, occurred_at: float | None = None) -> Event:
-    """`job.completed` / `job.paused` / `job.stopped` (MailSage v1 only)."""
+    """`job.completed` / `job.paused` / `job.resumed` / `job.stopped` (MailSage v1 only)."""
     data = {
         "account_id": job.account_id,
         "job_id": job.id,
@@ -107,6 +107,8 @@ def job_event(type_: EventType | str, job: Job, occurred_at: float | None = None
         "total": job.total,
         "counts": dict(job.counts),
     }
+    if job.paused_reason is not None:
+        data["paused_reason"] = job.paused_reason
     return Event(
         EventType(type_),
         job.account_id,

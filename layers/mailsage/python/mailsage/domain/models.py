@@ -77,6 +77,7 @@ class EventType(StrEnum):
     DOMAIN_DNS_ERROR = "domain.dns_error"
     JOB_COMPLETED = "job.completed"
     JOB_PAUSED = "job.paused"
+    JOB_RESUMED = "job.resumed"  # a parked job (the provider's quota, a paused account) resumed by itself
     JOB_STOPPED = "job.stopped"
 
 
@@ -189,6 +190,11 @@ class Job:
     # Retention in days: metadata (the message record) and data (bodies, variables, attachments).
     retention_metadata_days: int | None = None
     retention_data_days: int | None = None
+    # Set while the job is parked by the provider ("daily_quota", "sending_paused"): it resumes by
+    # itself. None when running, or paused by a caller.
+    paused_reason: str | None = None
+    throttled: int = 0  # how many times the provider asked this job's sends to slow down
+    send_rate: float | None = None  # messages/s this job's sends are paced at (None: not paced)
 
 
 @dataclass(slots=True)
@@ -316,6 +322,7 @@ EVENT_FLAGS: dict[str, str | None] = {
     EventType.DOMAIN_DNS_ERROR: "on_dns_error",
     EventType.JOB_COMPLETED: None,
     EventType.JOB_PAUSED: None,
+    EventType.JOB_RESUMED: None,
     EventType.JOB_STOPPED: None,
 }
 EVENT_TYPES = frozenset(EVENT_FLAGS)

@@ -401,8 +401,16 @@ def start_ref(account_id: str, job_id: str) -> dict[str, Any]:
 
 
 def enqueue_chunks(
-    queue: Queue, account_id: str, job_id: str, chunks: Any, delay_seconds: float = 0.0
+    queue: Queue,
+    account_id: str,
+    job_id: str,
+    chunks: Any,
+    delay_seconds: float = 0.0,
+    lane: str = "bulk",
 ) -> None:
+    """Put chunks on the send queue; `lane` ("transactional" or "bulk") rides in each body so the
+    queue can put it in its lane."""
     refs = [ChunkRef(account_id, job_id, c) for c in chunks]
     if refs:
-        queue.send([r.to_dict() for r in refs], [r.dedup_key for r in refs], delay_seconds=delay_seconds)
+        bodies = [r.to_dict() | ({"lane": lane} if lane != "bulk" else {}) for r in refs]
+        queue.send(bodies, [r.dedup_key for r in refs], delay_seconds=delay_seconds)

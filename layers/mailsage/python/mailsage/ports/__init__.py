@@ -1,6 +1,8 @@
 """The ports the domain talks to. Each has an embedded (SQLite/SMTP) and an AWS adapter, and one
 contract suite in tests/contract runs against every adapter (ARCHITECTURE.md lists them)."""
 
+from mailsage.ports.metrics import Meter, NoMeter
+from mailsage.ports.pacing import Change, PacingState, PacingStore
 from mailsage.ports.queues import Queue, Received, Scheduler
 from mailsage.ports.stores import (
     AccountStore,
@@ -24,10 +26,15 @@ __all__ = [
     "AccountStore",
     "ApiKeyStore",
     "CampaignStore",
+    "Change",
     "ChunkStore",
     "IdempotencyStore",
     "JobStore",
+    "Meter",
     "MessageStore",
+    "NoMeter",
+    "PacingState",
+    "PacingStore",
     "Queue",
     "Received",
     "Resolver",

@@ -87,6 +87,19 @@ class JobStore(Protocol):
     def pending_chunks(self, job_id: str) -> list[int]:
         """Chunk numbers that still hold a message in a sendable state (queued, or sending)."""
 
+    def park_job(self, account_id: str, job_id: str, reason: str) -> Job | None:
+        """queued|running -> paused with `paused_reason` = reason (the provider's quota ran out, or
+        it paused sending); None if the job was in no such state. A caller's pause or resume
+        (`transition_job`) clears the reason: only parked jobs resume by themselves."""
+
+    def unpark_job(self, account_id: str, job_id: str) -> Job | None:
+        """paused with a `paused_reason` -> running, the reason cleared; None otherwise (a job a
+        caller paused, resumed or stopped meanwhile)."""
+
+    def record_pacing(self, job_id: str, throttled: int, send_rate: float | None) -> None:
+        """Add `throttled` to the job's count of provider throttles and set the rate its sends are
+        paced at now (None: not paced): what the job reply shows."""
+
 
 class ChunkStore(Protocol):
     """What a sender does to the messages of one chunk: read, claim, finish, release."""

@@ -1,0 +1,243 @@
+"""Pacing: every sender together stays within a provider's sending rate, transactional mail first,
+and the accounts sending in a lane share its rate.
+
+The state per provider is a generic cell rate algorithm (GCRA, the token bucket written as times):
+`tat` is when the bucket would be full again. A sender reserves up to a burst of sending slots at
+once (one shared write per grant, not per message), sleeps until the grant's start and sends them.
+Grants are kept to half a second of the rate so that a sender slower than its grant stays within the
+provider's own burst allowance. A grant further away than `horizon` is not taken: the chunk goes
+back to the queue for that long instead of holding a worker (and paying for a Lambda that sleeps).
+
+- Lanes: the transactional lane reserves against its own clock and pushes the shared one, so a
+  single send never waits behind a campaign's grants; the bulk lane reserves after everything.
+- Accounts: each account sending in a lane recently has its own clock at rate/n (n such accounts),
+  so one account's campaign cannot take the whole rate from the others.
+- Parked: a provider that stopped sending (daily quota used up, sending paused) parks every sender
+  until `until`; the first reservation after that is a one-message probe.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mailsage.domain.clock import Clock, system_clock
+from mailsage.domain.models import Job, JobKind
+from mailsage.ports import PacingState, PacingStore
+
+BURST_SECONDS = 0.5  # a grant is at most this much of the rate
+IDLE_SECONDS = 5.0  # an account that reserved nothing for this long no longer takes a share
+THROTTLE_PENALTY_SECONDS = 0.5  # a throttle pushes every sender's next grant back this much
+# When a parked provider is probed again: a daily quota frees up over its rolling 24 hours; a paused
+# account waits for a person.
+PROBE_SECONDS = {"daily_quota": 900.0, "sending_paused": 300.0}
+DEFAULT_PROBE_SECONDS = 300.0
+CONNECTION_LEASE_SECONDS = 330.0  # a sender that died holding a connection slot frees it after this
+
+
+class Lane(StrEnum):
+    TRANSACTIONAL = "transactional"  # single sends: drained first, never behind a campaign
+    BULK = "bulk"  # batches and campaigns
+
+
+def lane_of(job: Job) -> Lane:
+    """A send (v1 /send) or a lone message outside a campaign is transactional; the rest is bulk."""
+    if job.campaign_id is None and (job.kind is JobKind.SEND or job.total == 1):
+        return Lane.TRANSACTIONAL
+    return Lane.BULK
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """What a provider allows: messages per second (None: unpaced) and concurrent connections."""
+
+    rate: float | None = None
+    max_connections: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    start: float  # epoch seconds: send none of them before
+    count: int
+    rate: float  # the rate this account is paced at in its lane now
+    probe: bool = False  # the one message that finds out whether a parked provider sends again
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float  # no slot within the horizon: come back after this
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    reason: str
+    until: float
+
+
+Reservation = Grant | Wait | Parked
+Limits = Callable[[str], RouteLimit | None]  # a provider's limits by route name; None: unpaced
+
+
+def reserve(
+    state: PacingState | None,
+    now: float,
+    rate: float,
+    lane: Lane,
+    account: str,
+    want: int,
+    horizon: float,
+) -> tuple[PacingState | None, Reservation]:
+    """The pure step: the new state (None: unchanged) and what the sender got."""
+    s: dict[str, Any] = dict(state or {})
+    paused = s.get("paused")
+    if paused:
+        if now < paused["until"]:
+            return None, Parked(paused["reason"], paused["until"])
+        # Probe: one message; the others stay parked until it tells (or the next probe time).
+        s["paused"] = {**paused, "until": now + paused.get("every", DEFAULT_PROBE_SECONDS)}
+        return s, Grant(now, 1, rate, probe=True)
+    burst = max(1.0, rate * BURST_SECONDS)
+    count = max(1, min(want, math.floor(burst)))
+    lanes = {k: dict(v) for k, v in s.get("lanes", {}).items()}
+    own = lanes.setdefault(lane.value, {})
+    accounts = {a: t for a, t in own.get("accounts", {}).items() if t > now - IDLE_SECONDS}
+    share = rate / len(accounts.keys() | {account})
+    lane_tat = own.get("tat", 0.0) if lane is Lane.TRANSACTIONAL else s.get("tat", 0.0)
+    account_tat = accounts.get(account, 0.0)
+    start = max(now, lane_tat - (burst - count) / rate, account_tat - (burst - count) / share)
+    if start - now > horizon:
+        return None, Wait(start - now)
+    s["tat"] = max(s.get("tat", 0.0), start) + count / rate
+    if lane is Lane.TRANSACTIONAL:
+        own["tat"] = max(own.get("tat", 0.0), start) + count / rate
+    accounts[account] = max(account_tat, start) + count / share
+    own["accounts"] = accounts
+    s["lanes"] = lanes
+    return s, Grant(start, count, share)
+
+
+def penalize(state: PacingState | None, now: float, seconds: float) -> PacingState:
+    """The provider throttled a send: every lane's next grant moves back `seconds`."""
+    s = dict(state or {})
+    s["tat"] = max(s.get("tat", 0.0), now) + seconds
+    lanes = {k: dict(v) for k, v in s.get("lanes", {}).items()}
+    for own in lanes.values():
+        own["tat"] = max(own.get("tat", 0.0), now) + seconds
+    s["lanes"] = lanes
+    return s
+
+
+def park(state: PacingState | None, now: float, reason: str) -> tuple[PacingState, float]:
+    """The provider stopped sending: park every sender until the next probe. Returns that time."""
+    s = dict(state or {})
+    every = PROBE_SECONDS.get(reason, DEFAULT_PROBE_SECONDS)
+    s["paused"] = {"reason": reason, "until": now + every, "every": every}
+    return s, now + every
+
+
+def unpark(state: PacingState | None) -> PacingState | None:
+    """A probe got through: the provider sends again (None: it was not parked)."""
+    if not state or not state.get("paused"):
+        return None
+    s = dict(state)
+    s.pop("paused")
+    return s
+
+
+def take_connection(
+    state: PacingState | None, now: float, holder: str, limit: int
+) -> tuple[PacingState | None, bool]:
+    """A connection slot for `holder` unless `limit` are held (a slot whose holder died expires)."""
+    held = {h: t for h, t in (state or {}).get("held", {}).items() if t > now}
+    if holder not in held and len(held) >= limit:
+        return None, False
+    held[holder] = now + CONNECTION_LEASE_SECONDS
+    return {"held": held}, True
+
+
+def give_connection(state: PacingState | None, holder: str) -> tuple[PacingState | None, None]:
+    held = dict((state or {}).get("held", {}))
+    if held.pop(holder, None) is None:
+        return None, None
+    return {"held": held}, None
+
+
+class Pacer:
+    """The pacing of every provider with a limit, over the shared state in `store`."""
+
+    def __init__(
+        self,
+        store: PacingStore,
+        limits: Limits,
+        clock: Clock = system_clock,
+        horizon: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.clock = clock
+        self.horizon = horizon  # the longest a sender sleeps for a grant
+
+    def limit(self, route: str) -> RouteLimit | None:
+        return self.limits(route)
+
+    def reserve(self, route: str, lane: Lane, account: str, want: int) -> Reservation | None:
+        """Sending slots for up to `want` messages through `route`; None if it is not paced."""
+        limit = self.limits(route)
+        if limit is None or not limit.rate:
+            return None
+        now, rate = self.clock(), limit.rate
+        return self.store.change_pacing(
+            _rate_key(route), lambda s: reserve(s, now, rate, lane, account, want, self.horizon)
+        )
+
+    def throttled(self, route: str) -> None:
+        now = self.clock()
+        self.store.change_pacing(
+            _rate_key(route), lambda s: (penalize(s, now, THROTTLE_PENALTY_SECONDS), None)
+        )
+
+    def park(self, route: str, reason: str) -> float:
+        """Park every sender of `route`; returns when it is probed again."""
+        now = self.clock()
+        return self.store.change_pacing(_rate_key(route), lambda s: park(s, now, reason))
+
+    def unpark(self, route: str) -> None:
+        self.store.change_pacing(_rate_key(route), lambda s: (unpark(s), None))
+
+    def parked(self, route: str) -> Parked | None:
+        paused = (self.store.pacing_state(_rate_key(route)) or {}).get("paused")
+        if paused and self.clock() < paused["until"]:
+            return Parked(paused["reason"], paused["until"])
+        return None
+
+    def connect(self, route: str, holder: str) -> bool:
+        """A connection slot of `route` for `holder` (True when the route has no limit)."""
+        limit = self.limits(route)
+        if limit is None or not limit.max_connections:
+            return True
+        now, most = self.clock(), limit.max_connections
+        return self.store.change_pacing(
+            _connections_key(route), lambda s: take_connection(s, now, holder, most)
+        )
+
+    def disconnect(self, route: str, holder: str) -> None:
+        limit = self.limits(route)
+        if limit is not None and limit.max_connections:
+            self.store.change_pacing(_connections_key(route), lambda s: give_connection(s, holder))
+
+
+def jittered(seconds: float) -> float:
+    """A delay spread over +0-50%, so that senders sent away together come back apart."""
+    return seconds * (1 + random.random() / 2)
+
+
+def _rate_key(route: str) -> str:
+    return f"rate:{route}"
+
+
+def _connections_key(route: str) -> str:
+    return f"connections:{route}"
