@@ -302,7 +302,7 @@ class DeliveryService:
             claimed_with_last_send = None
             if message.id in _known_sent:
                 # This process saw the relay accept it but could not record that: record it, never resend.
-                claimed_with_last_send = self._sent(chunk, message, following)
+                claimed_with_last_send = self._sent(chunk, message, None)
                 continue
             data = self._compose(chunk, message)
             if data is None:

@@ -33,12 +33,14 @@ class Parking:
     def park(self, job: Job, reason: str, until: float, outcomes: Outcomes) -> None:
         """Park the job unless it is already (another chunk of it did, or a caller paused it): its
         chunks in the queue are dropped on arrival, and the probe brings them back."""
+        # The probe first: a parked job without one would wait for a person. Two chunks parking
+        # the same job at once leave two probes, which only costs a second look.
+        self.probe_later(job, until)
         parked = self.jobs.park_job(job.account_id, job.id, reason)
         if parked is None:
             return
         self.meter.count("JobsParked")
         outcomes.job(EventType.JOB_PAUSED, parked)
-        self.probe_later(parked, until)
 
     def probe_later(self, job: Job, until: float) -> None:
         delay = min(MAX_QUEUE_DELAY_SECONDS, max(0.0, until - self.clock()) + random.random())
