@@ -4,7 +4,7 @@ real api handler on both stores (SQLite, and DynamoDB under moto)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from mailsage.domain.auth import AuthService
+from mailsage.domain.events import Event, job_event
 from mailsage.domain.jobs import JobService
+from mailsage.domain.models import EventType
 from mailsage.local.functions import load_handler
 from mailsage.ports import Store
 from tests.conftest import ApiClient
@@ -193,3 +195,35 @@ def test_a_callers_resume_of_a_parked_job_requeues_its_chunks_in_its_lane(
     JobService(backend.store, queue).control(backend.account_id, job_id, "resume")  # type: ignore[arg-type]
     # Then its chunk is queued again, in the job's lane (a send's is transactional)
     assert [(b["job_id"], b["chunk"], b.get("lane")) for b in queue.bodies] == [(job_id, 0, lane)]
+
+
+@dataclass
+class RecordingPublisher:
+    events: list[Event] = field(default_factory=list)
+
+    def publish(self, events: Iterable[Event]) -> int:
+        self.events += events
+        return 0
+
+
+def test_the_job_paused_event_of_a_parked_job_carries_its_reason(backend: Backend) -> None:
+    # Given a batch its provider parked / When the event of that is built
+    job_id = submit_batch(backend.api)
+    parked = backend.store.park_job(backend.account_id, job_id, QUOTA)
+    assert parked is not None
+    event = job_event(EventType.JOB_PAUSED, parked)
+    # Then it says why, as the job reply does
+    assert (event.type, event.data["state"], event.data["paused_reason"]) == ("job.paused", "paused", QUOTA)
+
+
+def test_a_callers_pause_of_a_parked_job_publishes_job_paused_without_a_reason(backend: Backend) -> None:
+    # Given a parked batch
+    job_id = submit_batch(backend.api)
+    backend.store.park_job(backend.account_id, job_id, QUOTA)
+    publisher = RecordingPublisher()
+    service = JobService(backend.store, RecordingQueue(), publisher)  # type: ignore[arg-type]
+    # When the caller pauses it
+    service.control(backend.account_id, job_id, "pause")
+    # Then subscribers learn it is now the caller's pause: job.paused, with no reason
+    [event] = publisher.events
+    assert event.type == "job.paused" and "paused_reason" not in event.data
