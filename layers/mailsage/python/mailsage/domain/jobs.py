@@ -1,11 +1,15 @@
 """Job status and control: pause parks chunks, resume re-enqueues what is left, stop cancels.
-Which state an action may start from, and where it leads, is the one table in `job_states`."""
+Which state an action may start from, and where it leads, is the one table in `job_states`.
+A job its provider parked is paused already: a caller may resume or stop it, and a caller's pause
+makes it the caller's (it then waits for the caller instead of resuming by itself)."""
 
 from __future__ import annotations
 
 from mailsage.domain.events import EventPublisher, job_event
 from mailsage.domain.job_states import TRANSITIONS, JobAction
-from mailsage.domain.models import Job
+from mailsage.domain.models import Job, JobState
+from mailsage.domain.pacing import lane_of
+from mailsage.domain.parking import Parking
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.errors import Conflict, NotFound, ValidationFailed
 from mailsage.ports import JobStore, Queue
@@ -28,14 +32,7 @@ class JobService:
             move = JobAction(action)
         except ValueError:
             raise ValidationFailed(f"unknown action {action!r}; use pause, resume or stop") from None
-        allowed_from, to = TRANSITIONS[move]
-        job = self.jobs.transition_job(account_id, job_id, allowed_from, to)
-        if job is None:
-            current = self.status(account_id, job_id)  # NotFound for an unknown or foreign job
-            raise Conflict(
-                f"cannot {action} a job that is {current.state.value}",
-                {"state": current.state.value, "action": action},
-            )
+        job = self._transition(account_id, job_id, move)
         if move is JobAction.STOP:
             self.jobs.cancel_unsent(job_id)
             stopped = self.status(account_id, job_id)
@@ -43,7 +40,8 @@ class JobService:
             return stopped
         if move is JobAction.RESUME:
             # Chunks that arrived while paused were dropped; send every chunk that still has work.
-            enqueue_chunks(self.queue, account_id, job_id, self.jobs.pending_chunks(job_id))
+            pending = self.jobs.pending_chunks(job_id)
+            enqueue_chunks(self.queue, account_id, job_id, pending, lane=lane_of(job))
             completed = self.jobs.complete_job_if_done(job_id)
             resumed = self.status(account_id, job_id)
             if completed:
@@ -52,6 +50,25 @@ class JobService:
         paused = self.status(account_id, job_id)
         self._publish("job.paused", paused)
         return paused
+
+    def _transition(self, account_id: str, job_id: str, move: JobAction) -> Job:
+        allowed_from, to = TRANSITIONS[move]
+        job = self.jobs.transition_job(account_id, job_id, allowed_from, to)
+        if job is not None:
+            return job
+        current = self.status(account_id, job_id)  # NotFound for an unknown or foreign job
+        if move is JobAction.PAUSE and Parking.parked(current):
+            # paused -> paused clears the reason (every caller's move does); from queued|running too,
+            # in case its provider resumed it meanwhile. Had a caller paused it meanwhile, this pause
+            # succeeds as well: the job is the caller's either way.
+            job = self.jobs.transition_job(account_id, job_id, {*allowed_from, JobState.PAUSED}, to)
+            if job is not None:
+                return job
+            current = self.status(account_id, job_id)
+        raise Conflict(
+            f"cannot {move.value} a job that is {current.state.value}",
+            {"state": current.state.value, "action": move.value},
+        )
 
     def _publish(self, type_: str, job: Job) -> None:
         if self.publisher is not None:

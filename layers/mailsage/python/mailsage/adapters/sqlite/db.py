@@ -54,7 +54,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     first_attempt_at REAL,
     expires_at REAL,
     retention_metadata_days INTEGER,
-    retention_data_days INTEGER
+    retention_data_days INTEGER,
+    paused_reason TEXT,
+    throttled INTEGER NOT NULL DEFAULT 0,
+    send_rate REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_by_campaign ON jobs (account_id, campaign_id);
@@ -180,6 +183,9 @@ _ADDED_COLUMNS = [
     ("jobs", "expires_at", "REAL"),
     ("jobs", "retention_metadata_days", "INTEGER"),
     ("jobs", "retention_data_days", "INTEGER"),
+    ("jobs", "paused_reason", "TEXT"),
+    ("jobs", "throttled", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "send_rate", "REAL"),
     ("messages", "subject", "TEXT NOT NULL DEFAULT ''"),
     ("messages", "created_at", "REAL NOT NULL DEFAULT 0"),
     ("messages", "sent_at", "REAL"),

@@ -10,7 +10,7 @@ from typing import Any
 
 from mailsage.adapters.sqlite import records
 from mailsage.adapters.sqlite.base import SqliteTables, sql_list
-from mailsage.domain.job_states import ACTIVE, FINAL, LIVE, PENDING_MESSAGES, UNSTARTED_MESSAGES
+from mailsage.domain.job_states import ACTIVE, FINAL, LIVE, PENDING_MESSAGES, SENDABLE, UNSTARTED_MESSAGES
 from mailsage.domain.models import MESSAGE_UNSENT, Job, JobState, Message
 from mailsage.errors import Conflict
 
@@ -29,6 +29,17 @@ _COMPLETE_IF_DONE = (
     "UPDATE jobs SET state = 'completed', updated_at = ?, finished_at = ?"
     f" WHERE id = ? AND state IN {sql_list(LIVE)} AND NOT EXISTS ("
     f"   SELECT 1 FROM messages WHERE job_id = ? AND status IN {sql_list(MESSAGE_UNSENT)})"
+)
+# Only a job a sender works on is parked; only a parked one (it has a reason) resumes by itself.
+_PARK = (
+    "UPDATE jobs SET state = 'paused', paused_reason = ?, updated_at = ?"
+    f" WHERE id = ? AND account_id = ? AND state IN {sql_list(SENDABLE)}"
+)
+# The probe that unparks a job has just sent a message: a job parked before it started has now.
+_UNPARK = (
+    "UPDATE jobs SET state = 'running', paused_reason = NULL, updated_at = ?,"
+    " started_at = COALESCE(started_at, ?)"
+    " WHERE id = ? AND account_id = ? AND state = 'paused' AND paused_reason IS NOT NULL"
 )
 
 
@@ -107,12 +118,31 @@ class SqliteJobs(SqliteTables):
         states = [s.value for s in allowed_from]
         now = self.clock()
         final = to in FINAL
+        # A caller's move takes the job over: a parked job paused, resumed or stopped by a caller
+        # no longer resumes by itself.
         cur = self.db.connection().execute(
-            f"UPDATE jobs SET state = ?, updated_at = ?, finished_at = CASE WHEN ? THEN ? ELSE finished_at END"
+            "UPDATE jobs SET state = ?, updated_at = ?, paused_reason = NULL,"
+            " finished_at = CASE WHEN ? THEN ? ELSE finished_at END"
             f" WHERE id = ? AND account_id = ? AND state IN ({','.join('?' * len(states))})",
             (to.value, now, final, now, job_id, account_id, *states),
         )
         return self.get_job(account_id, job_id) if cur.rowcount == 1 else None
+
+    def park_job(self, account_id: str, job_id: str, reason: str) -> Job | None:
+        cur = self.db.connection().execute(_PARK, (reason, self.clock(), job_id, account_id))
+        return self.get_job(account_id, job_id) if cur.rowcount == 1 else None
+
+    def unpark_job(self, account_id: str, job_id: str) -> Job | None:
+        now = self.clock()
+        cur = self.db.connection().execute(_UNPARK, (now, now, job_id, account_id))
+        return self.get_job(account_id, job_id) if cur.rowcount == 1 else None
+
+    def record_pacing(self, job_id: str, throttled: int, send_rate: float | None) -> None:
+        # One UPDATE adds to the count in place, so concurrent senders never lose each other's.
+        self.db.connection().execute(
+            "UPDATE jobs SET throttled = throttled + ?, send_rate = ? WHERE id = ?",
+            (throttled, send_rate, job_id),
+        )
 
     def complete_job_if_done(self, job_id: str) -> bool:
         now = self.clock()

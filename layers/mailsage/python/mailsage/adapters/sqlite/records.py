@@ -54,6 +54,9 @@ def job(row: sqlite3.Row) -> Job:
         expires_at=row["expires_at"],
         retention_metadata_days=row["retention_metadata_days"],
         retention_data_days=row["retention_data_days"],
+        paused_reason=row["paused_reason"],
+        throttled=row["throttled"],
+        send_rate=row["send_rate"],
     )
 
 

@@ -45,6 +45,9 @@ def job_reply(job: Job) -> JobReply:
         updated_at=iso(job.updated_at) or "",
         started_at=iso(job.started_at),
         finished_at=iso(job.finished_at),
+        paused_reason=job.paused_reason,
+        throttled=job.throttled,
+        send_rate=job.send_rate,
     )
 
 

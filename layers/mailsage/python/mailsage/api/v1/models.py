@@ -165,6 +165,15 @@ class JobReply(Model):
     updated_at: str
     started_at: str | None
     finished_at: str | None
+    paused_reason: str | None = Field(
+        description="Why the provider parked the job (`daily_quota`: its 24-hour sending quota is used"
+        " up; `sending_paused`: it paused sending). The job resumes by itself when the provider sends"
+        " again. null unless parked (a caller's pause has no reason)."
+    )
+    throttled: int = Field(description="How many times the provider asked this job's sends to slow down.")
+    send_rate: float | None = Field(
+        description="Messages per second this job's sends are paced at now; null when not paced."
+    )
 
 
 class TemplateReply(Model):

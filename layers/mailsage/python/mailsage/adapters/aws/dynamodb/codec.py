@@ -85,6 +85,9 @@ NAMES = {
     "#started": "started_at",
     "#finished": "finished_at",
     "#dead": "dead_letters",
+    "#paused_reason": "paused_reason",
+    "#throttled": "throttled",
+    "#send_rate": "send_rate",
     # chunk states, in either layout
     **PACKED_NAMES,
     **LEGACY_NAMES,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mailsage.adapters.aws.dynamodb.chunk_states import ChunkStates
-from mailsage.adapters.aws.dynamodb.codec import placeholders
+from mailsage.adapters.aws.dynamodb.codec import placeholders, update_expression
 from mailsage.adapters.aws.dynamodb.keys import (
     ACTIVE_PK,
     BODY_SK,
@@ -50,15 +50,18 @@ class Jobs(ChunkStates, Retention):
             return None
         now = time.time()
         sets = ["#state = :to", "#updated = :now"]
+        # A caller's move takes the job over: a parked job paused, resumed or stopped by a caller
+        # no longer resumes by itself.
+        removes = ["#paused_reason"]
         values: dict[str, Any] = {":to": to.value, ":now": now, ":account": account_id, **allowed}
         if to in job_states.FINAL:
             sets.append("#finished = :now")
         if to in job_states.ACTIVE:
             sets += ["#g1pk = :active", "#g1sk = :job"]
             values |= {":active": ACTIVE_PK, ":job": job_id}
-            update = "SET " + ", ".join(sets)
         else:  # out of the sparse index of active jobs
-            update = "SET " + ", ".join(sets) + " REMOVE #g1pk, #g1sk"
+            removes += ["#g1pk", "#g1sk"]
+        update = update_expression(sets, removes)
         condition = f"#account = :account AND #state IN ({', '.join(allowed)})"
         if not self._update(head_key(job_id), update, values, condition):
             return None
@@ -66,6 +69,46 @@ class Jobs(ChunkStates, Retention):
         if job is not None and to in job_states.FINAL:
             self._retire_body(job_id, job.retention_data_days, now)
         return job
+
+    def park_job(self, account_id: str, job_id: str, reason: str) -> Job | None:
+        """Only a job a sender works on is parked; it leaves the index of active jobs (its probe
+        record, not restart recovery, brings it back)."""
+        allowed = placeholders("from", [s.value for s in sorted(job_states.SENDABLE)])
+        parked = self._update(
+            head_key(job_id),
+            "SET #state = :paused, #paused_reason = :reason, #updated = :now REMOVE #g1pk, #g1sk",
+            {":paused": JobState.PAUSED.value, ":reason": reason, ":now": time.time(), ":account": account_id}
+            | allowed,
+            f"#account = :account AND #state IN ({', '.join(allowed)})",
+        )
+        return self.get_job(account_id, job_id) if parked else None
+
+    def unpark_job(self, account_id: str, job_id: str) -> Job | None:
+        """Only a parked job (paused with a reason) resumes by itself. The probe that unparks it has
+        just sent a message: a job parked before it started has now."""
+        unparked = self._update(
+            head_key(job_id),
+            "SET #state = :running, #updated = :now, #started = if_not_exists(#started, :now),"
+            " #g1pk = :active, #g1sk = :job REMOVE #paused_reason",
+            {
+                ":running": JobState.RUNNING.value,
+                ":paused": JobState.PAUSED.value,
+                ":now": time.time(),
+                ":active": ACTIVE_PK,
+                ":job": job_id,
+                ":account": account_id,
+            },
+            "#account = :account AND #state = :paused AND attribute_exists(#paused_reason)",
+        )
+        return self.get_job(account_id, job_id) if unparked else None
+
+    def record_pacing(self, job_id: str, throttled: int, send_rate: float | None) -> None:
+        """ADD is applied atomically by DynamoDB, so concurrent senders never lose each other's
+        count and never fail each other's write (the only condition: the job exists)."""
+        sets, removes = (["#send_rate = :rate"], []) if send_rate is not None else ([], ["#send_rate"])
+        values: dict[str, Any] = {":n": throttled} | ({":rate": send_rate} if send_rate is not None else {})
+        update = " ".join(p for p in (update_expression(sets, removes), "ADD #throttled :n") if p)
+        self._update(head_key(job_id), update, values, "attribute_exists(#pk)")
 
     def complete_job_if_done(self, job_id: str) -> bool:
         """Reads the chunk states and the head (one query), then one conditional UpdateItem on the

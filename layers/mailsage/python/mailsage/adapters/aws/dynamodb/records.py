@@ -67,6 +67,9 @@ def decode_job(head: Item, content: Item, body: Item | None, counts: dict[str, i
         expires_at=optional_float(head.get("expires_at")),
         retention_metadata_days=head.get("retention_metadata_days"),
         retention_data_days=head.get("retention_data_days"),
+        paused_reason=head.get("paused_reason"),
+        throttled=int(head.get("throttled", 0)),
+        send_rate=optional_float(head.get("send_rate")),
     )
 
 
