@@ -4,6 +4,8 @@ concurrent writer, and re-run on the winner's state when an optimistic store los
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -13,6 +15,10 @@ from typing import Any
 import pytest
 
 from mailsage.adapters.memory_pacing import MemoryPacingStore
+from mailsage.adapters.sqlite.db import Database
+from mailsage.adapters.sqlite.store import SqliteStore
+from mailsage.domain.clock import ManualClock
+from mailsage.domain.pacing import BURST_SECONDS, Grant, Lane, Pacer, RouteLimit
 from mailsage.ports import PacingState, PacingStore
 from tests.contract.conftest import STORES
 
@@ -162,3 +168,69 @@ def test_concurrent_increments_are_all_counted(pacing: PacingStore) -> None:
     # Then exactly 400 increments were applied: none lost, none doubled
     assert errors == []
     assert pacing.pacing_state("rate:ses") == {"n": 400}
+
+
+def test_a_pacer_shared_by_threads_never_grants_more_than_the_rate(pacing: PacingStore) -> None:
+    # Given one Pacer over the store, shared by 4 sender threads of two accounts that all reserve
+    # at once, round after round, while a ManualClock moves a quarter second between rounds
+    rate, horizon, rounds, step = 20.0, 1.0, 40, 0.25
+    clock = ManualClock()
+    pacer = Pacer(pacing, lambda route: RouteLimit(rate=rate), clock, horizon)
+    start_round, end_round = threading.Barrier(5), threading.Barrier(5)
+    grants: list[tuple[float, int]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def sender(account: str) -> None:
+        for _ in range(rounds):
+            start_round.wait()
+            try:
+                while isinstance(got := pacer.reserve("ses", Lane.BULK, account, 7), Grant):
+                    with lock:
+                        grants.append((got.start, got.count))
+            except BaseException as exc:  # reported below: a thread's failure must fail the test
+                errors.append(exc)
+            end_round.wait()
+
+    threads = [threading.Thread(target=sender, args=(f"acc_{n % 2}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    # When the rounds run
+    for _ in range(rounds):
+        start_round.wait()
+        end_round.wait()
+        clock.advance(step)
+    for thread in threads:
+        thread.join(timeout=60)
+    # Then no window of grant starts holds more than rate * its length + one burst
+    assert errors == []
+    grants.sort()
+    counts = list(itertools.accumulate((count for _, count in grants), initial=0))
+    worst = max(
+        counts[j + 1] - counts[i] - rate * (grants[j][0] - grants[i][0])
+        for i in range(len(grants))
+        for j in range(i, len(grants))
+    )
+    assert worst <= rate * BURST_SECONDS + 1e-3
+    # and together they used the rate: the slots were shared, not lost
+    assert counts[-1] >= 0.95 * rate * rounds * step
+
+
+def test_an_existing_sqlite_database_gains_the_pacing_table(tmp_path: Path) -> None:
+    # Given a database written by a version without pacing
+    path = tmp_path / "old.sqlite3"
+    Database(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE pacing")
+        conn.execute("INSERT INTO schedules (name, at, payload, created_at) VALUES ('s', 1, '{}', 1)")
+    conn.close()
+    # When the new version opens it
+    db = Database(path)
+    try:
+        store = SqliteStore(db)
+        # Then pacing works, and what was there is still there
+        assert store.change_pacing("rate:ses", increment) == 1
+        assert store.pacing_state("rate:ses") == {"n": 1}
+        assert db.connection().execute("SELECT name FROM schedules").fetchone()["name"] == "s"
+    finally:
+        db.close()
