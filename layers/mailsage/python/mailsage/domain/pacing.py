@@ -8,10 +8,12 @@ Grants are kept to half a second of the rate so that a sender slower than its gr
 provider's own burst allowance. A grant further away than `horizon` is not taken: the chunk goes
 back to the queue for that long instead of holding a worker (and paying for a Lambda that sleeps).
 
-- Lanes: the transactional lane reserves against its own clock and pushes the shared one, so a
-  single send never waits behind a campaign's grants; the bulk lane reserves after everything.
-- Accounts: each account sending in a lane recently has its own clock at rate/n (n such accounts),
-  so one account's campaign cannot take the whole rate from the others.
+- Lanes: the bulk lane reserves after everything; the transactional lane may start up to `horizon`
+  ahead of the shared clock (what bulk can hold reserved) and pushes it, so a single send never
+  waits behind a campaign's grants. Bulk grants alone stay within rate*T + burst in any window of T
+  seconds; transactional ones may add up to rate*horizon to that, which the bulk lane then gives back.
+- Accounts: each account sending (or waiting to) in a lane recently has its own clock at rate/n
+  (n such accounts), so one account's campaign cannot take the whole rate from the others.
 - Parked: a provider that stopped sending (daily quota used up, sending paused) parks every sender
   until `until`; the first reservation after that is a one-message probe.
 """
@@ -106,17 +108,30 @@ def reserve(
     own = lanes.setdefault(lane.value, {})
     accounts = {a: t for a, t in own.get("accounts", {}).items() if t > now - IDLE_SECONDS}
     share = rate / len(accounts.keys() | {account})
-    lane_tat = own.get("tat", 0.0) if lane is Lane.TRANSACTIONAL else s.get("tat", 0.0)
     account_tat = accounts.get(account, 0.0)
-    start = max(now, lane_tat - (burst - count) / rate, account_tat - (burst - count) / share)
+    slack = (burst - count) / rate
+    # The bulk lane holds at most `horizon` reserved, so a transactional grant may start that much
+    # ahead of the shared clock and never waits behind a campaign; its own lane's clock keeps it to
+    # the rate, and every grant pushes the shared clock, so the campaign makes up for it after.
+    ahead = horizon if lane is Lane.TRANSACTIONAL else 0.0
+    start = max(
+        now,
+        s.get("tat", 0.0) - slack - ahead,
+        own.get("tat", 0.0) - slack if lane is Lane.TRANSACTIONAL else now,
+        account_tat - (burst - count) / share,
+    )
+    own["accounts"], s["lanes"] = accounts, lanes
     if start - now > horizon:
-        return None, Wait(start - now)
+        if account_tat >= now:
+            return None, Wait(start - now)
+        # Waiting counts as sending in the lane: the accounts holding its slots get a smaller share
+        # from now on, or an account that came late would wait behind them for ever.
+        accounts[account] = now
+        return s, Wait(start - now)
     s["tat"] = max(s.get("tat", 0.0), start) + count / rate
     if lane is Lane.TRANSACTIONAL:
         own["tat"] = max(own.get("tat", 0.0), start) + count / rate
     accounts[account] = max(account_tat, start) + count / share
-    own["accounts"] = accounts
-    s["lanes"] = lanes
     return s, Grant(start, count, share)
 
 
@@ -125,7 +140,10 @@ def penalize(state: PacingState | None, now: float, seconds: float) -> PacingSta
     s = dict(state or {})
     s["tat"] = max(s.get("tat", 0.0), now) + seconds
     lanes = {k: dict(v) for k, v in s.get("lanes", {}).items()}
-    for own in lanes.values():
+    # Every lane, also one that has not sent yet: the transactional lane runs ahead of the shared
+    # clock, so only its own clock holds it back.
+    for lane in Lane:
+        own = lanes.setdefault(lane.value, {})
         own["tat"] = max(own.get("tat", 0.0), now) + seconds
     s["lanes"] = lanes
     return s

@@ -20,6 +20,7 @@ from mailsage.domain.models import (
     Webhook,
     WebhookDelivery,
 )
+from mailsage.ports.pacing import PacingStore
 
 
 class ApiKeyStore(Protocol):
@@ -271,6 +272,7 @@ class Store(
     WebhookDeliveryStore,
     CampaignStore,
     RetentionStore,
+    PacingStore,
     Protocol,
 ):
     """Every storage port: what a store adapter implements."""

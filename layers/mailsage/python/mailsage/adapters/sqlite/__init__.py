@@ -2,5 +2,5 @@
 
 db.py opens the file (schema, migrations, a connection per thread, "not now" errors as
 ServiceUnavailable); one module per storage port (accounts, templates, jobs, chunks, messages,
-suppressions, idempotency, webhooks, campaigns, retention) over it, each a class on base.py;
+suppressions, idempotency, webhooks, campaigns, retention, pacing) over it, each a class on base.py;
 records.py decodes rows into domain values; store.py composes them into SqliteStore."""

@@ -175,6 +175,12 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_time
     ON webhook_deliveries (account_id, webhook_id, created_at, id);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_expiry ON webhook_deliveries (expires_at);
+CREATE TABLE IF NOT EXISTS pacing (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 

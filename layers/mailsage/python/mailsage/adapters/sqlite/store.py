@@ -1,6 +1,6 @@
 """The storage ports on SQLite, composed. Each aggregate lives in its own module (accounts,
-templates, jobs, chunks, messages, suppressions, idempotency, webhooks, campaigns, retention) over
-the one database file; row decoding is in records.py. Every state change is a conditional UPDATE
+templates, jobs, chunks, messages, suppressions, idempotency, webhooks, campaigns, retention,
+pacing) over the one database file; row decoding is in records.py. Every state change is a conditional UPDATE
 (`... WHERE status = ?`), the embedded twin of DynamoDB's condition expressions."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from mailsage.adapters.sqlite.chunks import SqliteChunks
 from mailsage.adapters.sqlite.idempotency import SqliteIdempotency
 from mailsage.adapters.sqlite.jobs import SqliteJobs
 from mailsage.adapters.sqlite.messages import SqliteMessages
+from mailsage.adapters.sqlite.pacing import SqlitePacing
 from mailsage.adapters.sqlite.retention import SqliteRetention
 from mailsage.adapters.sqlite.suppressions import SqliteSuppressions
 from mailsage.adapters.sqlite.templates import SqliteTemplates
@@ -29,6 +30,7 @@ class SqliteStore(
     SqliteWebhookDeliveries,
     SqliteCampaigns,
     SqliteRetention,
+    SqlitePacing,
 ):
     """Every storage port (ports.Store) on one SQLite database: `SqliteStore(db)`, optionally with
     a clock (`clock=`) that stamps every write."""

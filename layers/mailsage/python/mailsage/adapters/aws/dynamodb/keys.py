@@ -39,6 +39,7 @@ Item = dict[str, Any]  # an item as plain Python values (codec.py maps them to D
 # MSGCHUNK#{prefix}   MESSAGES                the messages of a chunk whose ids share `prefix`:
 #                                             job, chunk, and per position recipient, subject,
 #                                             variables (zlib JSON; immutable)
+# PACING#{key}        PACING                  a provider's pacing state (JSON) and its generation; ttl
 # WEBHOOK#{account}#{webhook}  DELIVERY#{id}  a delivery's log entry; ttl;
 #                                             gsi1 WEBHOOK#{account}#{webhook}#DELIVERIES/{created}#{id}
 # The sort keys of a job are chosen so that one range query reads exactly what a call needs:
@@ -63,6 +64,8 @@ IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 CAMPAIGN_PREFIX = "CAMPAIGN#"
 WEBHOOK_PREFIX = "WEBHOOK#"
 DELIVERY_PREFIX = "DELIVERY#"
+PACING_PREFIX = "PACING#"  # + the pacing key; no other item's pk begins with it
+PACING_SK = "PACING"
 ACTIVE_PK = "ACTIVE"  # gsi1pk of the jobs that are queued or running (a sparse index)
 DAY = 86_400  # seconds: a retention in days becomes a TTL
 
@@ -155,6 +158,10 @@ def delivery_key(account_id: str, webhook_id: str, delivery_id: str) -> Item:
 
 def deliveries_index(account_id: str, webhook_id: str) -> str:
     return f"WEBHOOK#{account_id}#{webhook_id}#DELIVERIES"
+
+
+def pacing_key(key: str) -> Item:
+    return make_key(f"{PACING_PREFIX}{key}", PACING_SK)
 
 
 def exact_time(when: float) -> str:

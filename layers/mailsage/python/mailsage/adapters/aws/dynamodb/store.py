@@ -32,6 +32,7 @@ from mailsage.adapters.aws.dynamodb.job_creation import JobCreation
 from mailsage.adapters.aws.dynamodb.jobs import Jobs
 from mailsage.adapters.aws.dynamodb.listing import MessageListing
 from mailsage.adapters.aws.dynamodb.messages import Messages
+from mailsage.adapters.aws.dynamodb.pacing import Pacing
 from mailsage.adapters.aws.dynamodb.retention import Retention
 from mailsage.adapters.aws.dynamodb.suppressions import Suppressions
 from mailsage.adapters.aws.dynamodb.templates import Templates
@@ -51,6 +52,7 @@ class DynamoStore(
     Webhooks,
     Campaigns,
     Retention,
+    Pacing,
 ):
     """Every storage port on one table. Each base class is one aggregate's module and implements
     one port of mailsage/ports/stores.py; they are one class, not one object per aggregate, because
