@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -160,13 +160,9 @@ def sender(
         composer=Composer(policy.message_id_domain),
         clock=clock,
         # A horizon longer than the job: every sender sleeps for its grant, none is sent away.
-        pacer=Pacer(_pacing(store), route_limits(settings), clock, horizon=3600.0),
+        pacer=Pacer(cast(PacingStore, store), route_limits(settings), clock, horizon=3600.0),
         sleep=clock.sleep,
     )
-
-
-def _pacing(store: Store) -> PacingStore:
-    return store  # type: ignore[return-value]  # every Store is a PacingStore once it implements it
 
 
 def work(service: DeliveryService, queue: SqliteQueue, clock: SimClock) -> None:

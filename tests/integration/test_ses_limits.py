@@ -137,6 +137,14 @@ def test_before_ses_ever_answers_the_setting_else_the_sandbox_rate_is_used(
     assert client.calls == 2
 
 
+def test_under_moto_without_get_account_the_setting_paces_ses() -> None:
+    # Given moto's SES, which raises NotImplementedError for GetAccount
+    with mocked_aws():
+        limits = SesLimits(max_rate=4.0, client=boto3.client("sesv2", region_name=REGION))
+        # When the rate is read / Then the failure is not the sender's: the setting is used
+        assert limits.rate() == 4.0
+
+
 @pytest.fixture
 def aws_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mocked_aws():

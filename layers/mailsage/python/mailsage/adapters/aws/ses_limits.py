@@ -1,7 +1,7 @@
 """The SES route's limits, read from SES v2 GetAccount (SendQuota) and kept for a few minutes.
 
 The sending rate is SES's MaxSendRate, lowered by the `ses_max_rate` setting. When SES cannot be
-asked (no ses:GetAccount permission, no network) the last rate it gave is kept; before it has given
+asked (no ses:GetAccount permission, no network, an emulator without GetAccount) the last rate it gave is kept; before it has given
 one, the setting is used, else 1 message a second (the SES sandbox's rate): too slow is safe, too
 fast is throttled. Each failed refresh is logged once and tried again a minute later.
 """
@@ -80,12 +80,10 @@ class SesLimits:
             return self._quota
 
     def _refresh(self, now: float) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self._quota = read_quota(self.client())
             self._due = now + REFRESH_SECONDS
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, sending goes on at a known rate
             self._due = now + RETRY_SECONDS
             then = "keeping its last answer" if self._quota else f"pacing at {self.rate_without_ses()}/s"
             log.warning("SES GetAccount failed, %s until it answers: %s", then, exc)
