@@ -97,5 +97,9 @@ class SesLimits:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.client("sesv2", config=Config(retries={"mode": "standard"}))
+            # Short timeouts: every sender of this process waits while the quota is read.
+            config = Config(
+                connect_timeout=5, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+            )
+            self._client = boto3.client("sesv2", config=config)
         return self._client
