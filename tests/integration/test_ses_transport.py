@@ -26,7 +26,7 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from mailsage.adapters.aws.ses_transport import SesTransport, message_tags, sanitize_tag
-from mailsage.errors import PermanentSendError, TransientSendError
+from mailsage.errors import PermanentSendError, ProviderPaused, TransientSendError
 from tests.contract.aws_messaging import REGION, mocked_aws
 
 SENDER = "noreply@acme.test"
@@ -268,7 +268,7 @@ def test_a_rate_exceeded_is_a_throttle_not_an_attempt(code: str, status: int, te
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [("LimitExceededException", 400), ("SendingPausedException", 400), ("InternalFailure", 500)],
+    [("LimitExceededException", 400), ("InternalFailure", 500)],
 )
 def test_other_transient_conditions_are_not_throttles(code: str, status: int) -> None:
     # Given SES answering with a condition that is not a sending rate
@@ -277,3 +277,34 @@ def test_other_transient_conditions_are_not_throttles(code: str, status: int) ->
     with pytest.raises(TransientSendError) as caught:
         session.send(SENDER, RECIPIENT, raw_message())
     assert caught.value.throttled is False
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "text", "reason"),
+    [
+        ("Throttling", 400, "Daily message quota exceeded.", "daily_quota"),  # SES v1's answer
+        ("LimitExceededException", 400, "Daily message quota exceeded.", "daily_quota"),
+        ("TooManyRequestsException", 429, "Daily message quota exceeded", "daily_quota"),
+        ("SendingPausedException", 400, "Sending is paused for this account.", "sending_paused"),
+        ("SendingPausedException", 400, None, "sending_paused"),
+    ],
+)
+def test_a_used_up_daily_quota_or_paused_sending_stops_the_provider(
+    code: str, status: int, text: str | None, reason: str
+) -> None:
+    # Given SES refusing because the day's quota is used up, or sending is paused
+    session, _ = stubbed_session(code, status, text)
+    # When a message is sent / Then the provider is paused with the reason (checked before the
+    # throttle that the code alone would mean), which is not an attempt and holds the whole chunk
+    with pytest.raises(ProviderPaused) as caught:
+        session.send(SENDER, RECIPIENT, raw_message())
+    assert caught.value.reason == reason
+    assert caught.value.throttled is True and caught.value.connection_lost is True
+    assert code in caught.value.message
+
+
+def test_a_rate_exceeded_is_not_a_paused_provider() -> None:
+    session, _ = stubbed_session("Throttling", 400, "Maximum sending rate exceeded.")
+    with pytest.raises(TransientSendError) as caught:
+        session.send(SENDER, RECIPIENT, raw_message())
+    assert caught.value.throttled is True and not isinstance(caught.value, ProviderPaused)

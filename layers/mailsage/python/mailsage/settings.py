@@ -87,6 +87,26 @@ class ProviderSettings(CommonSettings):
     default_provider: str | None = None  # None: "ses" on AWS, "default" locally
     failover_provider: str | None = None  # used when the chosen provider fails transiently
     ses_configuration_set: str | None = None
+    # Lowers the sending rate read from SES (GetAccount's MaxSendRate), messages per second; before
+    # SES has answered, the rate used.
+    ses_max_rate: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _relay_urls_are_valid(self) -> ProviderSettings:
+        # Checked here so that a bad max_rate or max_connections stops the start, not the first
+        # send. On AWS the relays are secret names: their URLs are checked when read.
+        if self.backend == "aws":
+            return self
+        from mailsage.adapters.smtp import SmtpConfig
+
+        urls = {"MAILSAGE_SMTP_URL": self.smtp_url}
+        urls.update({f"MAILSAGE_SMTP_RELAYS relay {name!r}": url for name, url in self.smtp_relays.items()})
+        for where, url in urls.items():
+            try:
+                SmtpConfig.from_url(url)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _providers_exist(self) -> ProviderSettings:

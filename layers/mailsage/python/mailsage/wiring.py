@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mailsage.domain.jobs import JobService
     from mailsage.domain.messages import MessagesLimits, MessagesService
     from mailsage.domain.outcomes import SuppressionPolicy
+    from mailsage.domain.pacing import Limits, RouteLimit
     from mailsage.domain.providers import Providers
     from mailsage.domain.submission import SubmissionService
     from mailsage.domain.suppressions import SuppressionService
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from mailsage.domain.tracking import Signer, TrackedLinks
     from mailsage.domain.webhook_delivery import WebhookDispatcher
     from mailsage.domain.webhooks import WebhookService
-    from mailsage.ports import Queue, Scheduler, Store, Transport
+    from mailsage.ports import PacingStore, Queue, Scheduler, Store, Transport
     from mailsage.settings import (
         CommonSettings,
         EventsSettings,
@@ -136,6 +137,51 @@ def providers(settings: ProviderSettings, smtp_timeout: float = 30.0) -> Provide
         factories["default"] = smtp(settings.smtp_url)
         factories.update({name: smtp(url) for name, url in settings.smtp_relays.items()})
     return Providers(factories, settings.effective_default_provider, settings.failover_provider)
+
+
+@lru_cache(maxsize=8)
+def route_limits(settings: ProviderSettings) -> Limits:
+    """Each provider's limits by route name: "ses" from SES's quota (lowered by ses_max_rate), an
+    SMTP relay from its URL's max_rate and max_connections (None when it has neither), anything
+    else (the sandbox) None. A relay's URL is read once (on AWS from its secret, on first use)."""
+    relays = dict(settings.smtp_relays)
+    ses: Callable[[], RouteLimit] | None = None
+    if settings.backend == "aws":
+        from mailsage.adapters.aws.ses_limits import SesLimits
+
+        ses = SesLimits(settings.ses_max_rate)
+    else:
+        relays["default"] = settings.smtp_url
+    known: dict[str, RouteLimit | None] = {}
+
+    def limit(route: str) -> RouteLimit | None:
+        if route == "ses" and ses is not None:
+            return ses()
+        if route not in relays:
+            return None
+        if route not in known:
+            known[route] = _relay_limit(settings, route, relays[route])
+        return known[route]
+
+    return limit
+
+
+def _relay_limit(settings: ProviderSettings, name: str, where: str) -> RouteLimit | None:
+    from mailsage.adapters.smtp import SmtpConfig
+    from mailsage.domain.pacing import RouteLimit
+
+    if settings.backend != "aws":
+        config = SmtpConfig.from_url(where)  # checked by the settings validator
+    else:
+        from mailsage.adapters.aws.secrets import smtp_url_from_secret
+
+        try:
+            config = SmtpConfig.from_url(smtp_url_from_secret(where))
+        except ValueError as exc:
+            raise ValueError(f"SMTP relay {name!r} (secret {where!r}): {exc}") from None
+    if config.max_rate is None and config.max_connections is None:
+        return None
+    return RouteLimit(config.max_rate, config.max_connections)
 
 
 @dataclass(slots=True, frozen=True)
@@ -250,6 +296,7 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
     from mailsage.domain.composition import Composer
     from mailsage.domain.delivery import DeliveryPolicy, DeliveryService
     from mailsage.domain.outcomes import Outcomes
+    from mailsage.domain.pacing import Pacer
 
     b = backends(settings)
     policy = DeliveryPolicy(
@@ -273,6 +320,7 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         ),
         composer=Composer(settings.message_id_domain, tracked_links(settings)),
         sandbox=sandbox_transport,
+        pacer=Pacer(cast("PacingStore", b.store), route_limits(settings)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import smtplib
 import ssl
@@ -20,16 +21,20 @@ class SmtpConfig:
     starttls: bool = False
     tls: bool = False  # implicit TLS (smtps://)
     timeout: float = 30.0
+    max_rate: float | None = None  # messages per second across every worker; None: unpaced
+    max_connections: int | None = None  # concurrent connections across every worker
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 30.0) -> SmtpConfig:
-        """`smtp://user:pass@host:587?starttls=true` or `smtps://host:465`."""
+        """`smtp://user:pass@host:587?starttls=true&max_rate=10&max_connections=2` or
+        `smtps://host:465`. A bad `max_rate` or `max_connections` is a ValueError naming it (never
+        the URL, which may hold a password); other parameters are ignored."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError(
                 f"SMTP URL must look like smtp://[user:pass@]host[:port], got {parts.scheme}://..."
             )
-        query = parse_qs(parts.query)
+        query = parse_qs(parts.query, keep_blank_values=True)
         tls = parts.scheme == "smtps"
         return cls(
             host=parts.hostname,
@@ -39,7 +44,33 @@ class SmtpConfig:
             starttls=query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
             tls=tls,
             timeout=timeout,
+            max_rate=_max_rate(query.get("max_rate", [None])[-1]),
+            max_connections=_max_connections(query.get("max_connections", [None])[-1]),
         )
+
+
+def _max_rate(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"max_rate must be a number of messages per second above 0, got {text!r}")
+    return rate
+
+
+def _max_connections(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        most = int(text)
+    except ValueError:
+        most = 0
+    if most < 1:
+        raise ValueError(f"max_connections must be a whole number of at least 1, got {text!r}")
+    return most
 
 
 # Words of a 4.7.x reply that asks for a slower rate (RFC 3463 4.7.x is "security or policy": a

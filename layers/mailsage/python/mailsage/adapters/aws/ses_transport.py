@@ -11,14 +11,17 @@ Tags only reach event destinations through a configuration set.
 Errors: SES's answers are classified like SMTP replies.
 - Transient, and the rest of the chunk waits too (connection_lost=True), because the condition holds
   for every message: throttling (TooManyRequestsException, LimitExceededException, Throttling*),
-  SendingPausedException, credential or permission errors and NotFoundException (a missing
-  configuration set: fixable configuration, like an SMTP login failure), and connection errors
-  (EndpointConnectionError, ConnectionClosedError, timeouts).
+  credential or permission errors and NotFoundException (a missing configuration set: fixable
+  configuration, like an SMTP login failure), and connection errors (EndpointConnectionError,
+  ConnectionClosedError, timeouts).
 - Transient for this message only: InternalFailure, ServiceUnavailable and any other 5xx.
 - Permanent: MessageRejected, MailFromDomainNotVerifiedException, AccountSuspendedException,
   BadRequestException, and any other 4xx.
 A sending rate exceeded (TooManyRequestsException, Throttling*, or "Maximum sending rate exceeded"
 whatever the code) is a throttle: the message goes back without an attempt counted.
+Checked before that, because SES words them as throttles too: "Daily message quota exceeded"
+(whatever the code: v1 answers Throttling, v2 LimitExceededException or TooManyRequestsException)
+and SendingPausedException stop the provider (`ProviderPaused`): every job sending through it parks.
 botocore's own retries (standard mode) run before any of these reach the sender.
 """
 
@@ -28,14 +31,12 @@ import re
 import threading
 from typing import Any
 
-from mailsage.errors import PermanentSendError, TransientSendError
+from mailsage.errors import PermanentSendError, ProviderPaused, TransientSendError
 
 MAX_TAG_LENGTH = 256
 
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_-]")
-_ACCOUNT_WIDE = frozenset(
-    {"TooManyRequestsException", "LimitExceededException", "SendingPausedException", "NotFoundException"}
-)
+_ACCOUNT_WIDE = frozenset({"TooManyRequestsException", "LimitExceededException", "NotFoundException"})
 _CREDENTIALS = frozenset(
     {
         "AccessDenied",
@@ -51,6 +52,8 @@ _CREDENTIALS = frozenset(
     }
 )
 _RATE_EXCEEDED = "maximum sending rate exceeded"
+_DAILY_QUOTA_EXCEEDED = "daily message quota exceeded"
+_SENDING_PAUSED = "SendingPausedException"
 _SERVER_SIDE = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable"})
 _PERMANENT = frozenset(
     {
@@ -82,15 +85,28 @@ def is_throttle(code: str, text: str) -> bool:
     return code == "TooManyRequestsException" or code.startswith("Throttl") or _RATE_EXCEEDED in text.lower()
 
 
+def paused_reason(code: str, text: str) -> str | None:
+    """Why SES sends nothing for a while ("daily_quota", "sending_paused"); None when it still sends."""
+    if _DAILY_QUOTA_EXCEEDED in text.lower():
+        return "daily_quota"
+    if code == _SENDING_PAUSED:
+        return "sending_paused"
+    return None
+
+
 def classify_client_error(exc: Exception) -> TransientSendError | PermanentSendError:
     """The send error for a botocore ClientError from SendEmail; its message names the AWS code."""
     response: dict[str, Any] = getattr(exc, "response", None) or {}
     error = response.get("Error", {})
     code = str(error.get("Code") or "Unknown")
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    message = f"SES {code}: {error.get('Message') or exc}"
+    text = str(error.get("Message") or "")
+    message = f"SES {code}: {text or exc}"
     details = {"aws_error_code": code, "http_status": status}
-    if is_throttle(code, str(error.get("Message") or "")):
+    reason = paused_reason(code, text)
+    if reason is not None:
+        return ProviderPaused(message, reason, details)
+    if is_throttle(code, text):
         return TransientSendError(message, details, throttled=True)
     if code in _PERMANENT:
         return PermanentSendError(message, details)
