@@ -148,7 +148,6 @@ class MailSageFunction(Construct):
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
-            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
-            "permissions; nor does ses:GetAccount, with which the sender reads its sending quota "
-            "(tests/infra allow Resource '*' for these three actions only).",
+            "xray:PutTraceSegments, xray:PutTelemetryRecords (active tracing) and the sender's ses:GetAccount "
+            "(its sending quota) have no resource type (tests/infra allow Resource '*' for these only).",
         )
