@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from infra.constructs.api import Api
@@ -38,13 +39,14 @@ class HttpApi:
             API,
             {
                 **platform.submitting_environment(),
+                **platform.chunk_environment(),
                 **platform.signing_environment(),
                 "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins)),
             },
         )
         handler = self.function.function
         platform.storage.grant_read_write_data(handler)
-        platform.queues.send.queue.grant_send_messages(handler)
+        platform.grant_enqueue_chunks(self.function)
         platform.scheduling.grant_schedule_management(handler)
         platform.grant_publish_events(self.function)
         platform.grant_signing(self.function)
@@ -56,8 +58,10 @@ class HttpApi:
 
 
 class Sending:
-    """sender: store, consume the send queue (incl. ChangeMessageVisibility for delayed retries),
-    send through SES with this configuration set, read the named SMTP relay secrets, sign URLs."""
+    """sender: store (the pacer's shared state is items of the same table), consume both lanes
+    (incl. ChangeMessageVisibility for delayed retries) and re-enqueue chunks to them, read the SES
+    quota and send through SES with this configuration set, read the named SMTP relay secrets,
+    sign URLs."""
 
     def __init__(self, platform: Platform, *, public_url: str) -> None:
         config = platform.config
@@ -65,7 +69,9 @@ class Sending:
             SENDER,
             {
                 **platform.provider_environment(),
+                **platform.chunk_environment(),
                 **platform.signing_environment(),
+                **_rate_environment(config.ses_max_rate),
                 "MAILSAGE_SES_CONFIGURATION_SET": platform.ses.configuration_set_name,
                 # Written into tracking pixels, links and List-Unsubscribe. Only the sender gets
                 # it: the api function is behind the REST API, so giving it the URL would be a cycle.
@@ -77,7 +83,14 @@ class Sending:
         platform.queues.send.consume_with(
             handler, batch_size=SENDER_BATCH_SIZE, max_concurrency=config.sender_max_concurrency
         )
+        # Its own event source: its senders are never all busy with a campaign's chunks.
+        platform.queues.priority.consume_with(
+            handler, batch_size=SENDER_BATCH_SIZE, max_concurrency=config.sender_priority_concurrency
+        )
+        platform.grant_enqueue_chunks(self.function)
         platform.ses.grant_send(handler)
+        # The quota the pacer keeps every sender under (MaxSendRate). GetAccount has no resource type.
+        handler.add_to_role_policy(iam.PolicyStatement(actions=["ses:GetAccount"], resources=["*"]))
         for relay, secret_name in sorted(config.smtp_relay_secrets.items()):
             secret = secretsmanager.Secret.from_secret_name_v2(
                 platform.stack, f"Relay{relay.capitalize()}Secret", secret_name
@@ -95,7 +108,11 @@ class Ingest:
         queues = platform.queues
         self.function: MailSageFunction = platform.function(
             INGEST,
-            {**platform.submitting_environment(), "MAILSAGE_INGEST_DLQ_URL": queues.ingest.dlq.queue_url},
+            {
+                **platform.submitting_environment(),
+                **platform.chunk_environment(),
+                "MAILSAGE_INGEST_DLQ_URL": queues.ingest.dlq.queue_url,
+            },
         )
         handler = self.function.function
         platform.storage.grant_read_write_data(handler)
@@ -103,9 +120,15 @@ class Ingest:
             handler, batch_size=INGEST_BATCH_SIZE, max_concurrency=INGEST_MAX_CONCURRENCY
         )
         queues.ingest.dlq.grant_send_messages(handler)
-        queues.send.queue.grant_send_messages(handler)
+        platform.grant_enqueue_chunks(self.function)
         platform.scheduling.grant_schedule_management(handler)
         platform.grant_publish_events(self.function)
+
+
+def _rate_environment(ses_max_rate: float | None) -> dict[str, str]:
+    """MAILSAGE_SES_MAX_RATE only when the context lowers the rate: unset, the sender paces to the
+    quota SES reports."""
+    return {} if ses_max_rate is None else {"MAILSAGE_SES_MAX_RATE": f"{ses_max_rate:g}"}
 
 
 class Feedback:

@@ -39,6 +39,8 @@ CONTEXT_KEYS = (
     "api_rate_limit",
     "api_burst_limit",
     "sender_max_concurrency",
+    "sender_priority_concurrency",
+    "ses_max_rate",
     "deletion_protection",
     "log_level",
     "retention_days",
@@ -99,6 +101,10 @@ class MailSageConfig:
     api_rate_limit: int = 50
     api_burst_limit: int = 100
     sender_max_concurrency: int = 10
+    # The transactional lane's own event source: concurrent senders that never work a campaign.
+    sender_priority_concurrency: int = 2
+    # Messages/s below the account's SES MaxSendRate (which the sender reads); None: the quota.
+    ses_max_rate: float | None = None
     deletion_protection: bool = False
     log_level: str = "INFO"
     retention_days: int | None = None  # DynamoDB TTL on a job's items; None keeps them
@@ -162,6 +168,10 @@ class MailSageConfig:
         concurrency = _int(
             get, "sender_max_concurrency", 10, minimum=_MIN_CONCURRENCY, maximum=_MAX_CONCURRENCY
         )
+        priority_concurrency = _int(
+            get, "sender_priority_concurrency", 2, minimum=_MIN_CONCURRENCY, maximum=_MAX_CONCURRENCY
+        )
+        ses_max_rate = _optional_rate(get, "ses_max_rate")
         log_level = _log_level(get)
         retention = get("retention_days")
         retention_days = (
@@ -180,6 +190,8 @@ class MailSageConfig:
             api_rate_limit=rate,
             api_burst_limit=burst,
             sender_max_concurrency=concurrency,
+            sender_priority_concurrency=priority_concurrency,
+            ses_max_rate=ses_max_rate,
             deletion_protection=_bool(get, "deletion_protection", stage == "prod"),
             log_level=log_level,
             retention_days=retention_days,
@@ -312,6 +324,24 @@ def _int(get: Callable[[str], Any], key: str, default: int, *, minimum: int, max
     if not minimum <= number <= maximum:
         raise ConfigError(f"context {key!r} must be between {minimum} and {maximum} (got {number})")
     return number
+
+
+def _optional_rate(get: Callable[[str], Any], key: str) -> float | None:
+    """A positive number of messages per second, or None."""
+    value = get(key)
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        rate = float(value)
+    except ValueError:
+        raise ConfigError(
+            f"context {key!r} must be a number of messages per second (got {value!r})"
+        ) from None
+    if not 0 < rate <= 100_000:  # NaN fails this too
+        raise ConfigError(f"context {key!r} must be above 0 and at most 100000 (got {value!r})")
+    return rate
 
 
 def _bool(get: Callable[[str], Any], key: str, default: bool) -> bool:

@@ -120,12 +120,23 @@ class Platform:
             "MAILSAGE_DEFAULT_FROM": self.config.default_from,
         }
 
+    def chunk_environment(self) -> dict[str, str]:
+        """Functions that enqueue chunks (api, ingest, sender) put transactional ones in the priority
+        lane; the send queue (the bulk lane) is in the common environment."""
+        return {"MAILSAGE_PRIORITY_QUEUE_URL": self.queues.priority.queue.queue_url}
+
     def signing_environment(self) -> dict[str, str]:
         return {
             "MAILSAGE_SIGNING_SECRET_NAME": self.signing_secret.secret_arn
         }  # GetSecretValue takes the ARN
 
     # --- grants shared by several capabilities ------------------------------------------------
+
+    def grant_enqueue_chunks(self, function: MailSageFunction) -> None:
+        """SendMessage on both lanes: submission enqueues, and the sender re-enqueues a chunk's rest
+        (paced, throttled or after progress) and a scheduled job's chunks."""
+        for work in self.queues.chunks:
+            work.queue.grant_send_messages(function.function)
 
     def grant_publish_events(self, function: MailSageFunction) -> None:
         """Every function that changes a message's status publishes events onto the webhook queue."""

@@ -9,12 +9,15 @@ from pydantic import BaseModel, Json
 
 # Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
 import mailsage.domain.delivery  # noqa: F401
+from mailsage.adapters.aws.metrics import PowertoolsMeter
 from mailsage.domain.models import ChunkRef
 from mailsage.settings import SenderSettings
 from mailsage.wiring import delivery_service
 
 settings = SenderSettings()  # validated at cold start
 logger = Logger(service="mailsage-sender")
+# What the delivery service counted (on AWS; locally nothing is counted, so nothing is written).
+meter = PowertoolsMeter()
 
 
 class ChunkBody(BaseModel):
@@ -45,6 +48,9 @@ def record_handler(record: ChunkRecord, lambda_context: LambdaContext) -> None:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        meter.publish(context.function_name)  # once per invocation, like Powertools' log_metrics

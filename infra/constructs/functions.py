@@ -37,6 +37,11 @@ class FunctionSpec:
     memory_mb: int
     timeout_seconds: int
 
+    @property
+    def service(self) -> str:
+        """POWERTOOLS_SERVICE_NAME: the service of its logs and the `service` dimension of its metrics."""
+        return f"mailsage-{self.name}"
+
 
 # Memory buys CPU on Lambda: rendering and MIME building in the sender are CPU-bound.
 API = FunctionSpec("api", "MailSage HTTP API (validate, pre-render, persist, enqueue)", 1024, 29)
@@ -127,7 +132,7 @@ class MailSageFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
             environment={
-                "POWERTOOLS_SERVICE_NAME": f"mailsage-{spec.name}",
+                "POWERTOOLS_SERVICE_NAME": spec.service,
                 "POWERTOOLS_LOG_LEVEL": config.log_level,
                 **environment,
             },
@@ -143,6 +148,6 @@ class MailSageFunction(Construct):
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
-            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
-            "permissions (tests/infra allow Resource '*' for these two actions only).",
+            "xray:PutTraceSegments, xray:PutTelemetryRecords (active tracing) and the sender's ses:GetAccount "
+            "(its sending quota) have no resource type (tests/infra allow Resource '*' for these only).",
         )

@@ -1,5 +1,5 @@
-"""The four work queues (send, ingest, events, webhooks), each with its dead-letter queue, and the
-one way a function consumes a queue."""
+"""The work queues (send and priority, the two lanes of chunks; ingest, events, webhooks), each with
+its dead-letter queue, and the one way a function consumes a queue."""
 
 from __future__ import annotations
 
@@ -74,7 +74,10 @@ class WorkQueue(Construct):
 class Queues(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: MailSageConfig) -> None:
         super().__init__(scope, construct_id)
-        self.send = WorkQueue(self, "Send", consumer=SENDER, config=config)
+        self.send = WorkQueue(self, "Send", consumer=SENDER, config=config)  # bulk: campaigns, batches
+        # Transactional chunks (a single send): their own queue and event source, so they never wait
+        # behind a campaign's backlog in the send queue.
+        self.priority = WorkQueue(self, "Priority", consumer=SENDER, config=config)
         self.ingest = WorkQueue(self, "Ingest", consumer=INGEST, config=config)
         self.events = WorkQueue(self, "Events", consumer=EVENTS, config=config)
         # The webhooks function retries a delivery through this queue (ChangeMessageVisibility, up to
@@ -89,4 +92,15 @@ class Queues(Construct):
 
     @property
     def all(self) -> dict[str, WorkQueue]:
-        return {"send": self.send, "ingest": self.ingest, "events": self.events, "webhooks": self.webhooks}
+        return {
+            "send": self.send,
+            "priority": self.priority,
+            "ingest": self.ingest,
+            "events": self.events,
+            "webhooks": self.webhooks,
+        }
+
+    @property
+    def chunks(self) -> tuple[WorkQueue, WorkQueue]:
+        """The queues chunk records go to: every producer may send to both lanes."""
+        return self.send, self.priority

@@ -21,7 +21,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 ROOT = Path(__file__).resolve().parents[2]
 
 # A deployment that uses every optional feature: named identities, an SMTP relay with failover,
-# browser origins, an alarm address, the prod stage.
+# browser origins, an alarm address, the prod stage, a lowered SES rate.
 CONFIGURED: dict[str, Any] = {
     "stage": "prod",
     "sender_identities": ["mail.example.com", "alerts@example.org"],
@@ -30,6 +30,8 @@ CONFIGURED: dict[str, Any] = {
     "smtp_relay_secrets": {"relay": "mailsage/smtp/relay"},
     "failover_provider": "relay",
     "sender_max_concurrency": 20,
+    "sender_priority_concurrency": 4,
+    "ses_max_rate": 12.5,
     "api_rate_limit": 200,
     "api_burst_limit": 400,
 }

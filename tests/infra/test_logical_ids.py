@@ -27,6 +27,8 @@ PINNED = {
     "StorageTableB43FDCE7",
     "QueuesSendQueue0BDF6128",
     "QueuesSendDeadLettersF39D43A6",
+    "QueuesPriorityQueue668CF19D",
+    "QueuesPriorityDeadLetters32218A4D",
     "QueuesIngestQueue0C0F4024",
     "QueuesIngestDeadLetters1A637C5B",
     "QueuesEventsQueueDD24C13C",

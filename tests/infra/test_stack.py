@@ -36,6 +36,7 @@ JUSTIFIED_WILDCARD_ACTIONS = {
 RESOURCE_STAR_ACTIONS = {
     "xray:PutTraceSegments": "active tracing; X-Ray has no resource-level permissions",
     "xray:PutTelemetryRecords": "active tracing; X-Ray has no resource-level permissions",
+    "ses:GetAccount": "the sender reads its SES sending quota; the action has no resource type",
 }
 
 
@@ -141,14 +142,14 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     t = synthesized.template
     t.resource_count_is("AWS::Lambda::Function", 5)
     t.resource_count_is("AWS::Lambda::LayerVersion", 2)
-    t.resource_count_is("AWS::SQS::Queue", 9)  # 4 work queues, their 4 DLQs, the scheduler's DLQ
+    t.resource_count_is("AWS::SQS::Queue", 11)  # 5 work queues, their 5 DLQs, the scheduler's DLQ
     t.resource_count_is("AWS::DynamoDB::Table", 1)
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
     t.resource_count_is("AWS::SES::ConfigurationSet", 1)
     t.resource_count_is("AWS::SNS::Topic", 2)  # SES events, alarms
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
-    t.resource_count_is("AWS::Lambda::EventSourceMapping", 4)
+    t.resource_count_is("AWS::Lambda::EventSourceMapping", 5)  # the sender consumes both lanes
     t.resource_count_is("AWS::SES::EmailIdentity", 0)  # none by default
     t.resource_count_is("AWS::SecretsManager::Secret", 1)  # the URL signing key
     # 4 DLQs + the scheduler's DLQ + 5 functions x (errors, throttles) + API 5XX
@@ -277,14 +278,16 @@ def test_every_sqs_event_source_reports_batch_item_failures_with_max_concurrency
     synthesized: Synthesized,
 ) -> None:
     mappings = synthesized.resources("AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 4
+    assert len(mappings) == 5
     for mapping in mappings.values():
         props = mapping["Properties"]
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 1000
-    sender_id = function_ids(synthesized)["sender"]
+    send_queue = environment(synthesized, "sender")["MAILSAGE_SEND_QUEUE_URL"]["Ref"]
     (sender_mapping,) = [
-        m for m in mappings.values() if m["Properties"]["FunctionName"] == {"Ref": sender_id}
+        m
+        for m in mappings.values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [send_queue, "Arn"]}
     ]
     assert (
         sender_mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"]
@@ -295,7 +298,7 @@ def test_every_sqs_event_source_reports_batch_item_failures_with_max_concurrency
 def test_each_work_queue_redrives_to_its_own_dead_letter_queue(synthesized: Synthesized) -> None:
     work, dead = queue_ids(synthesized)
     dead = {k: v for k, v in dead.items() if not k.startswith("SchedulingDeadLetters")}
-    assert len(work) == 4 and len(dead) == 4
+    assert len(work) == 5 and len(dead) == 5
     targets = set()
     for queue_id, queue in work.items():
         redrive = queue["Properties"]["RedrivePolicy"]
@@ -425,15 +428,20 @@ def test_sender_reads_and_writes_items_but_cannot_drop_the_table(synthesized: Sy
     assert not {"dynamodb:CreateTable", "dynamodb:UpdateTable"} & granted
 
 
-def test_sender_consumes_the_send_queue_only(synthesized: Synthesized) -> None:
+def test_sender_consumes_the_two_lanes_only(synthesized: Synthesized) -> None:
     statements = function_statements(synthesized, "sender")
-    send_queue = environment(synthesized, "sender")["MAILSAGE_SEND_QUEUE_URL"]["Ref"]
+    env = environment(synthesized, "sender")
+    lanes = [
+        {"Fn::GetAtt": [env[k]["Ref"], "Arn"]}
+        for k in ("MAILSAGE_SEND_QUEUE_URL", "MAILSAGE_PRIORITY_QUEUE_URL")
+    ]
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
-        (statement,) = statements_with(statements, action)
-        assert as_list(statement["Resource"]) == [{"Fn::GetAtt": [send_queue, "Arn"]}]
-    # it sends only events, to the webhook queue
-    (send,) = statements_with(statements, "sqs:SendMessage")
-    assert as_list(send["Resource"]) == [{"Fn::GetAtt": [webhook_queue_id(synthesized), "Arn"]}]
+        resources = [r for st in statements_with(statements, action) for r in as_list(st["Resource"])]
+        assert sorted(resources, key=str) == sorted(lanes, key=str), action
+    # it sends chunks to the two lanes (what is left of a chunk, a scheduled job's chunks) and events
+    sent_to = [r for st in statements_with(statements, "sqs:SendMessage") for r in as_list(st["Resource"])]
+    webhooks = {"Fn::GetAtt": [webhook_queue_id(synthesized), "Arn"]}
+    assert sorted(sent_to, key=str) == sorted([*lanes, webhooks], key=str)
 
 
 def test_sender_sends_with_the_configuration_set_and_account_identities_by_default(

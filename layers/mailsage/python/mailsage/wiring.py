@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mailsage.domain.tracking import Signer, TrackedLinks
     from mailsage.domain.webhook_delivery import WebhookDispatcher
     from mailsage.domain.webhooks import WebhookService
-    from mailsage.ports import PacingStore, Queue, Scheduler, Store, Transport
+    from mailsage.ports import Meter, Queue, Scheduler, Store, Transport
     from mailsage.settings import (
         CommonSettings,
         EventsSettings,
@@ -320,8 +320,16 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         ),
         composer=Composer(settings.message_id_domain, tracked_links(settings)),
         sandbox=sandbox_transport,
-        pacer=Pacer(cast("PacingStore", b.store), route_limits(settings)),
+        pacer=Pacer(b.store, route_limits(settings)),
+        meter=_aws_meter() if settings.backend == "aws" else None,
     )
+
+
+def _aws_meter() -> Meter:
+    """EMF metrics through Powertools, published by the sender handler per invocation."""
+    from mailsage.adapters.aws.metrics import PowertoolsMeter
+
+    return PowertoolsMeter()
 
 
 def sandbox_transport(outcome: str) -> Transport:
