@@ -62,8 +62,8 @@ def test_a_single_send_travels_the_priority_queue_and_its_retry_stays_there(aws:
     api = ApiClient(load_handler("api"), AuthService(DynamoStore(aws.table)).create_key(account_id))
     priority, send = SqsQueue(aws.priority_url), SqsQueue(aws.send_url)
     # Given a batch and then a single send accepted by the api function
-    batch = {"subject": "News", "body": "x", "from": "news@example.com"}
-    batch["recipients"] = [{"email": f"reader{i}@example.com"} for i in range(3)]
+    readers = [{"email": f"reader{i}@example.com"} for i in range(3)]
+    batch = {"subject": "News", "body": "x", "from": "news@example.com", "recipients": readers}
     assert api.post("/api/v1/emails/batch", batch).status == 202
     single = {"recipient": {"email": "ann@example.com"}, "subject": "Code", "body": "1234"}
     assert api.post("/api/v1/emails/send", single | {"from": "auth@example.com"}).status == 202
