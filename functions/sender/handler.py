@@ -10,7 +10,9 @@ from pydantic import BaseModel, Json
 # Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
 import mailsage.domain.delivery  # noqa: F401
 from mailsage.adapters.aws.metrics import PowertoolsMeter
+from mailsage.adapters.lanes import receipt_for
 from mailsage.domain.models import ChunkRef
+from mailsage.domain.pacing import Lane
 from mailsage.settings import SenderSettings
 from mailsage.wiring import delivery_service
 
@@ -24,6 +26,7 @@ class ChunkBody(BaseModel):
     account_id: str
     job_id: str
     chunk: int
+    lane: Lane = Lane.BULK  # which queue it was put in (adapters/lanes.py)
 
 
 class ChunkRecord(SqsRecordModel):
@@ -39,7 +42,8 @@ def record_handler(record: ChunkRecord, lambda_context: LambdaContext) -> None:
     body = record.body
     delivery_service(settings).deliver(
         ChunkRef(body.account_id, body.job_id, body.chunk),
-        receipt=record.receiptHandle,
+        # Retries go back to the lane's own queue.
+        receipt=receipt_for(body.lane, record.receiptHandle),
         receive_count=int(record.attributes.ApproximateReceiveCount),
         # No message is started that the invocation may not have time to finish.
         remaining_ms=lambda_context.get_remaining_time_in_millis,

@@ -25,7 +25,7 @@ SCHEDULE_GROUP = "mailsage-contract"
 
 # Queue timing per adapter, for test_queue_contract's `queue_config`: SQS visibility timeouts are
 # whole seconds, so the contract's sub-second timeout becomes 1 s (its assertions scale with it).
-VISIBILITY_TIMEOUTS: dict[str, float] = {"sqs": 1.0}
+VISIBILITY_TIMEOUTS: dict[str, float] = {"sqs": 1.0, "laned-sqs": 1.0}
 
 
 @contextmanager

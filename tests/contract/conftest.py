@@ -21,7 +21,7 @@ from mailsage.adapters.sqlite.scheduler import SqliteScheduler
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.models import Content, Job, JobState, Message, MessageStatus, new_id
 from mailsage.ports import Queue, Scheduler, Store
-from tests.contract import aws_messaging, aws_store
+from tests.contract import aws_messaging, aws_store, laned_queues
 
 # Queue timing for the contract: short enough that visibility expiry and dead-lettering can be
 # observed by waiting briefly. An adapter that cannot honour sub-second timeouts would need its own.
@@ -77,6 +77,7 @@ STORES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {
 QUEUES: dict[str, Callable[[Path, QueueConfig], AbstractContextManager[Queue]]] = {
     "sqlite": _sqlite_queue,
     **aws_messaging.QUEUES,
+    **laned_queues.QUEUES,
 }
 SCHEDULERS: dict[str, Callable[[Path], AbstractContextManager[Scheduler]]] = {
     "sqlite": _sqlite_scheduler,

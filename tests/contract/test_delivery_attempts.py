@@ -103,7 +103,7 @@ def drain(sender: DeliveryService, queue: SqliteQueue, within: float = 30.0) -> 
         for r in queue.receive(max_messages=10, wait_seconds=0.3):
             deliveries += 1
             try:
-                sender.deliver(ChunkRef(**r.body), r.receipt, r.receive_count)
+                sender.deliver(ChunkRef.from_body(r.body), r.receipt, r.receive_count)
             except RetryChunk:
                 continue
             except Exception:
@@ -199,7 +199,7 @@ def test_after_a_crash_only_the_message_in_flight_waits_for_its_lease(
 
     # When the chunk is delivered again (the restart's recovery)
     [received] = queue.receive(max_messages=1)
-    sender.deliver(ChunkRef(**received.body), received.receipt, received.receive_count)
+    sender.deliver(ChunkRef.from_body(received.body), received.receipt, received.receive_count)
     queue.ack(received.receipt)
 
     # Then everyone else is sent at once; user1 waits in a new record, delayed by the lease
@@ -291,7 +291,7 @@ def test_a_stopping_worker_starts_no_new_message_and_leaves_the_rest_untried(
 
     # When it delivers the chunk
     sender.deliver(
-        ChunkRef(**received.body),
+        ChunkRef.from_body(received.body),
         received.receipt,
         received.receive_count,
         remaining_ms=lambda: 0 if sum(handler.delivered.values()) >= 2 else 60_000,

@@ -135,9 +135,8 @@ def drain(service: DeliveryService, queue: SqliteQueue, clock: ManualClock, unti
             clock.advance(1.0)
             continue
         for r in received:
-            body = {k: v for k, v in r.body.items() if k != "lane"}
             try:
-                service.deliver(ChunkRef(**body), r.receipt, r.receive_count)
+                service.deliver(ChunkRef.from_body(r.body), r.receipt, r.receive_count)
             except RetryChunk:
                 continue
             queue.ack(r.receipt)

@@ -174,7 +174,7 @@ def work(service: DeliveryService, queue: SqliteQueue, clock: SimClock) -> None:
                 return
             [record] = records
             try:
-                service.deliver(ChunkRef(**record.body), record.receipt, record.receive_count)
+                service.deliver(ChunkRef.from_body(record.body), record.receipt, record.receive_count)
             except RetryChunk:
                 continue
             queue.ack(record.receipt)

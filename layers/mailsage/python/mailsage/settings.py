@@ -21,7 +21,7 @@ class CommonSettings(BaseSettings):
     table_name: str | None = None
     send_queue_url: str | None = None
     send_dlq_url: str | None = None
-    # The transactional lane's queue, drained before the send (bulk) queue; None: one lane.
+    # The transactional lane's queue (AWS); without it transactional chunks share the send queue.
     priority_queue_url: str | None = None
     # AWS: DynamoDB removes a job's items (job, messages, state) this many days after it was
     # accepted, through the table's TTL. None keeps them.

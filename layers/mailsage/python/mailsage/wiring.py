@@ -53,6 +53,7 @@ class Backends:
 
 @lru_cache(maxsize=8)
 def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receives: int) -> Backends:
+    from mailsage.adapters.lanes import LanedQueue
     from mailsage.adapters.sqlite.db import Database
     from mailsage.adapters.sqlite.queue import SqliteQueue
     from mailsage.adapters.sqlite.scheduler import SqliteScheduler
@@ -61,7 +62,10 @@ def _sqlite_backends(path: str, synchronous: str, visibility: float, max_receive
     db = Database(path, synchronous)
     return Backends(
         store=SqliteStore(db),
-        queue=SqliteQueue(db, "send", visibility_timeout=visibility, max_receives=max_receives),
+        queue=LanedQueue(
+            SqliteQueue(db, "send-priority", visibility_timeout=visibility, max_receives=max_receives),
+            SqliteQueue(db, "send", visibility_timeout=visibility, max_receives=max_receives),
+        ),
         scheduler=SqliteScheduler(db),
         # The webhooks function decides when a delivery is given up (webhook_max_attempts); the
         # queue's own limit is only a backstop.
@@ -75,6 +79,7 @@ def _aws_backends(settings: CommonSettings) -> Backends:
     from mailsage.adapters.aws.dynamodb import DynamoStore
     from mailsage.adapters.aws.eventbridge_scheduler import EventBridgeScheduler
     from mailsage.adapters.aws.sqs_queue import SqsQueue
+    from mailsage.adapters.lanes import LanedQueue
 
     assert settings.table_name and settings.send_queue_url  # checked by the settings validator
     scheduler = None
@@ -91,7 +96,11 @@ def _aws_backends(settings: CommonSettings) -> Backends:
             settings.table_name,
             retention_seconds=settings.retention_days * 86_400 if settings.retention_days else None,
         ),
-        queue=SqsQueue(settings.send_queue_url, dead_letter_url=settings.send_dlq_url),
+        # Without a priority queue (a deployment from before the lanes) both lanes share the bulk one.
+        queue=LanedQueue(
+            SqsQueue(settings.priority_queue_url) if settings.priority_queue_url else None,
+            SqsQueue(settings.send_queue_url, dead_letter_url=settings.send_dlq_url),
+        ),
         scheduler=scheduler,
         webhooks=SqsQueue(settings.webhook_queue_url) if settings.webhook_queue_url else None,
     )

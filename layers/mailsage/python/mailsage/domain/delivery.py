@@ -562,7 +562,7 @@ class DeliveryService:
         if self.jobs.start_scheduled_job(job.id):
             pending = self.jobs.pending_chunks(job.id)
             if pending:
-                enqueue_chunks(self.queue, job.account_id, job.id, pending)
+                enqueue_chunks(self.queue, job.account_id, job.id, pending, lane=lane_of(job))
             else:
                 self.jobs.complete_job_if_done(job.id)  # every message was cancelled meanwhile
 

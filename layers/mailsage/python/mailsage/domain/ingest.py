@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mailsage.domain.pacing import lane_of
 from mailsage.domain.submission import Accepted, JobRequest, enqueue_chunks
 from mailsage.errors import Conflict, MailSageError, ServiceUnavailable
 from mailsage.ports import JobStore, Queue
@@ -55,7 +56,11 @@ class IngestService:
         except Conflict:
             # Accepted by an earlier delivery of this record, which may have died before enqueuing:
             # enqueue whatever is still pending (the sender never sends a message twice).
-            enqueue_chunks(self.queue, account_id, job_id, self.jobs.pending_chunks(job_id))
+            job = self.jobs.get_job(account_id, job_id)
+            if job is not None:
+                enqueue_chunks(
+                    self.queue, account_id, job_id, self.jobs.pending_chunks(job_id), lane=lane_of(job)
+                )
         except ServiceUnavailable:
             raise  # not the record's fault: it is retried, not rejected
         except MailSageError as exc:

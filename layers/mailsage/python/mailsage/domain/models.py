@@ -300,6 +300,11 @@ class ChunkRef:
     def to_dict(self) -> dict[str, Any]:
         return {"account_id": self.account_id, "job_id": self.job_id, "chunk": self.chunk}
 
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ChunkRef:
+        """The pointer in a queue body (which may carry more, such as its lane)."""
+        return cls(body["account_id"], body["job_id"], int(body["chunk"]))
+
     @property
     def dedup_key(self) -> str:
         return f"{self.job_id}:{self.chunk}"

@@ -26,6 +26,7 @@ from mailsage.domain.models import (
     new_id,
     new_message_ids,
 )
+from mailsage.domain.pacing import lane_of
 from mailsage.domain.providers import check_provider
 from mailsage.domain.rendering import CompiledContent, check_content_size
 from mailsage.domain.senders import check_sender
@@ -357,7 +358,7 @@ class SubmissionService:
                 raise ValidationFailed("scheduled sending is not configured in this deployment")
             self.scheduler.schedule(job.id, first_attempt_at, start_ref(job.account_id, job.id))
         elif job.chunks:
-            enqueue_chunks(self.queue, job.account_id, job.id, range(job.chunks))
+            enqueue_chunks(self.queue, job.account_id, job.id, range(job.chunks), lane=lane_of(job))
         else:
             self.jobs.complete_job_if_done(job.id)
 

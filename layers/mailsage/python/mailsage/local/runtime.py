@@ -4,7 +4,9 @@ restarts.
 
 Each loop plays a Lambda SQS event source: it receives from a queue, invokes the real handler of
 `functions/<name>/` with an SQS-shaped event and deletes what the handler did not report as failed.
-- send queue -> functions/sender
+- send queue -> functions/sender: the bulk workers take from both lanes (transactional first); the
+  transactional lane's queue also has loops of its own, as its own event source mapping on AWS, so
+  a single send never waits for a worker to finish a campaign's chunk
 - events queue -> functions/events: what SES's configuration set delivers on AWS; locally the
   built-in sink's notifications (delivery, complaint) go there
 - webhook queue -> functions/webhooks: signed POSTs to the accounts' endpoints
@@ -24,8 +26,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mailsage.adapters.lanes import LanedQueue
 from mailsage.domain.auth import AuthService
 from mailsage.domain.models import MessageStatus
+from mailsage.domain.pacing import Lane, lane_of
 from mailsage.domain.submission import enqueue_chunks
 from mailsage.local.events import sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
@@ -67,6 +71,8 @@ class RuntimeConfig:
     # Sender loops. Each spends most of its time waiting for the SMTP server's replies (four round
     # trips a message), so more than the cores pay: on 2 cores 4 keep the built-in sink ~90% busy.
     workers: int = 4
+    # Loops of the transactional lane alone (single sends: short, so two keep it moving).
+    priority_workers: int = 2
     sink: bool = True
 
 
@@ -138,6 +144,10 @@ class LocalRuntime:
         # set up from several threads at once (a loop died at start once in 25 starts).
         for i in range(cfg.workers):
             self._spawn_pump(f"worker-{i}", self.backends.queue, "sender", SENDER_BATCH)
+        lanes = self.backends.queue
+        if isinstance(lanes, LanedQueue) and lanes.priority is not None:
+            for i in range(cfg.priority_workers):
+                self._spawn_pump(f"priority-{i}", lanes.priority, "sender", SENDER_BATCH)
         if self.events_queue is not None:
             self._spawn_pump("events", self.events_queue, "events", EVENTS_BATCH)
         if self.backends.webhooks is not None:  # on AWS only with MAILSAGE_WEBHOOK_QUEUE_URL
@@ -227,12 +237,13 @@ class LocalRuntime:
         assert self.backends is not None
         store, queue = self.backends.store, self.backends.queue
         for account_id, job_id in store.active_jobs():
+            job = store.get_job(account_id, job_id)
             chunks = store.pending_chunks(job_id)
             for chunk in chunks:
                 for message in store.chunk_messages(job_id, chunk):
                     if message.status == MessageStatus.SENDING:
                         store.release_message(message.id, IN_FLIGHT_AT_STOP)
-            enqueue_chunks(queue, account_id, job_id, chunks)
+            enqueue_chunks(queue, account_id, job_id, chunks, lane=lane_of(job) if job else Lane.BULK)
 
     # -- loops ------------------------------------------------------------------------------
     def _spawn_pump(self, name: str, queue: Queue, function: str, batch: int) -> None:
