@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailsage.adapters.sqlite.db import Database
+from mailsage.domain.clock import Clock, system_clock
 from mailsage.ports import Received
 
 MAX_DELAY_SECONDS = 900.0  # as SQS's DelaySeconds
@@ -25,8 +26,10 @@ class SqliteQueue:
         name: str = "send",
         visibility_timeout: float = 300.0,
         max_receives: int = 5,
+        clock: Clock = system_clock,
     ) -> None:
         self.db = db
+        self.clock = clock  # delays and visibility (a simulation moves it; waiting stays real time)
         self.name = name
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
@@ -39,7 +42,7 @@ class SqliteQueue:
         dedup_keys: Sequence[str] | None = None,
         delay_seconds: float = 0.0,
     ) -> None:
-        now = time.time()
+        now = self.clock()
         visible_at = now + max(0.0, min(delay_seconds, MAX_DELAY_SECONDS))
         keys: Sequence[str | None] = dedup_keys if dedup_keys is not None else [None] * len(bodies)
         with self.db.transaction() as conn:
@@ -67,7 +70,7 @@ class SqliteQueue:
                 self._arrived.wait(timeout=min(remaining, 0.2))
 
     def _receive_now(self, max_messages: int) -> list[Received]:
-        now = time.time()
+        now = self.clock()
         out: list[Received] = []
         with self.db.transaction() as conn:
             rows = conn.execute(
@@ -108,7 +111,7 @@ class SqliteQueue:
     def retry_later(self, receipt: str, delay_seconds: float) -> None:
         self.db.connection().execute(
             "UPDATE queue_messages SET visible_at = ? WHERE id = ? AND receipt = ?",
-            (time.time() + delay_seconds, receipt.split(".")[0], receipt),
+            (self.clock() + delay_seconds, receipt.split(".")[0], receipt),
         )
 
     def dead_letters(self) -> list[dict[str, Any]]:
