@@ -66,7 +66,9 @@ class RecordedEvents:
             return len(self.events) - before
 
     def of(self, type_: str, job_id: str) -> list[Event]:
-        return [e for e in self.events if e.type == type_ and e.data.get("job_id", e.data.get("id")) == job_id]
+        return [
+            e for e in self.events if e.type == type_ and e.data.get("job_id", e.data.get("id")) == job_id
+        ]
 
 
 class Lanes:
@@ -203,7 +205,9 @@ class Simulation:
             next(self._numbers)
         request = JobRequest(
             kind=kind,
-            recipients=[RecipientInput(f"r{first + i}@example.org", None, {"n": first + i}) for i in range(recipients)],
+            recipients=[
+                RecipientInput(f"r{first + i}@example.org", None, {"n": first + i}) for i in range(recipients)
+            ],
             subject="Hello {{ n }}",
             text="Message number {{ n }}.",
             from_addr=FROM,
@@ -214,6 +218,8 @@ class Simulation:
 
     # -- running ---------------------------------------------------------------------------------
     def start(self) -> None:
+        self._stop.clear()
+        self.time.stopping = False
         lanes = ["b"] * self.workers + ["p"] * self.priority_workers
         for n, tag in enumerate(lanes):
             self.time.join()  # before the thread starts, so time cannot run ahead of it
@@ -221,14 +227,16 @@ class Simulation:
             self._threads.append(thread)
             thread.start()
 
-    def run_until_idle(self, max_virtual_seconds: float, real_seconds: float = 120.0) -> None:
-        """Start the workers (if not yet) and return once nothing more can happen, or virtual time
-        ran `max_virtual_seconds` from now; stops them."""
+    def run_until(self, virtual_seconds: float | None, real_seconds: float = 120.0) -> None:
+        """Run the workers `virtual_seconds` from now (None: until nothing more can happen, which
+        stops them); they stay blocked there until the next call."""
         if not self._threads:
             self.start()
-        until = self.time() + max_virtual_seconds
-        self.time.wait_quiescent(until, real_seconds)
-        self.stop()
+        until = None if virtual_seconds is None else self.time() + virtual_seconds
+        finished = self.time.run_until(until, real_seconds)
+        assert finished, f"the simulation took more than {real_seconds} s of real time"
+        if virtual_seconds is None:
+            self.stop()
 
     def stop(self) -> None:
         self._stop.set()

@@ -20,6 +20,7 @@ class _Waiter:
     seq: int
     idle: bool = field(compare=False, default=False)
     woken: bool = field(compare=False, default=False)
+    event: threading.Event = field(compare=False, default_factory=threading.Event)
 
 
 class VirtualTime:
@@ -32,6 +33,9 @@ class VirtualTime:
         self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
         self.quiescent = False  # every worker idle with nothing due: nothing can happen any more
+        self.hold: float | None = start  # time does not move past this (the caller looks around)
+        self.stopping = False  # no more waiting: the workers are winding down
+        self.held = False  # every worker is blocked at the hold
         self.generation = 0  # counts kicks: a worker that saw none since it looked may idle
 
     def __call__(self) -> float:
@@ -64,15 +68,20 @@ class VirtualTime:
                     self._wake(waiter)
             self._cond.notify_all()
 
-    def wait_quiescent(self, until: float, real_seconds: float) -> bool:
-        """Block the (non-worker) caller until nothing can happen any more or virtual time passed
-        `until`; False when `real_seconds` of real time ran out first."""
+    def run_until(self, until: float | None, real_seconds: float) -> bool:
+        """For the (non-worker) caller: let time run up to `until` (None: for as long as anything
+        can happen) and return once every worker is blocked there, or nothing can happen any more;
+        False when `real_seconds` of real time ran out first. The workers stay blocked until the
+        next call: what they wrote can be looked at meanwhile."""
         with self._cond:
-            return self._cond.wait_for(lambda: self.quiescent or self._now >= until, real_seconds)
+            self.hold, self.held = until, False
+            self._advance()
+            return self._cond.wait_for(lambda: self.quiescent or self.held, real_seconds)
 
     def release_all(self) -> None:
-        """Wake every waiting worker (to let them see a stop)."""
+        """Wake every waiting worker and wait no more (to let them see a stop)."""
         with self._cond:
+            self.stopping = True
             for waiter in self._waiting:
                 if not waiter.woken:
                     self._wake(waiter)
@@ -80,16 +89,17 @@ class VirtualTime:
 
     def _block(self, wake: float, idle: bool, seen: int | None = None) -> None:
         with self._cond:
-            if seen is not None and seen != self.generation:
+            if self.stopping or (seen is not None and seen != self.generation):
                 return
             waiter = _Waiter(wake, next(self._seq), idle)
             heapq.heappush(self._waiting, waiter)
             self._running -= 1
             self._advance()
-            self._cond.wait_for(lambda: waiter.woken)
+        waiter.event.wait()  # its own event: waking one sleeper does not stir the others
 
     def _wake(self, waiter: _Waiter) -> None:
         waiter.woken = True
+        waiter.event.set()
         self._running += 1  # counted as running from now on, so time cannot move past it
         self.quiescent = False
 
@@ -100,6 +110,11 @@ class VirtualTime:
         if self._running > 0 or not self._waiting:
             return
         earliest = self._waiting[0].wake
+        if self.hold is not None and earliest > self.hold:
+            self._now = max(self._now, self.hold)
+            self.held = True
+            self._cond.notify_all()
+            return
         if math.isinf(earliest):
             self.quiescent = True
             self._cond.notify_all()
