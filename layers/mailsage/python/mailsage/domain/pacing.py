@@ -36,6 +36,7 @@ THROTTLE_PENALTY_SECONDS = 0.5  # a throttle pushes every sender's next grant ba
 # account waits for a person.
 PROBE_SECONDS = {"daily_quota": 900.0, "sending_paused": 300.0}
 DEFAULT_PROBE_SECONDS = 300.0
+LONGEST_WAIT_SECONDS = 900.0  # SQS's longest delay
 CONNECTION_LEASE_SECONDS = 330.0  # a sender that died holding a connection slot frees it after this
 
 
@@ -110,7 +111,7 @@ def reserve(
     account_tat = accounts.get(account, 0.0)
     start = max(now, lane_tat - (burst - count) / rate, account_tat - (burst - count) / share)
     if start - now > horizon:
-        return None, Wait(start - now)
+        return _waiting_line(s, start, now, share, lane, account, want)
     s["tat"] = max(s.get("tat", 0.0), start) + count / rate
     if lane is Lane.TRANSACTIONAL:
         own["tat"] = max(own.get("tat", 0.0), start) + count / rate
@@ -118,6 +119,25 @@ def reserve(
     own["accounts"] = accounts
     s["lanes"] = lanes
     return s, Grant(start, count, share)
+
+
+def _waiting_line(
+    s: dict[str, Any], start: float, now: float, share: float, lane: Lane, account: str, want: int
+) -> tuple[PacingState | None, Wait]:
+    """A bulk sender sent away takes a place in its account's waiting line, as long as its messages
+    take at the account's share, and comes back at its turn: with a backlog far longer than the
+    horizon, senders come back one after another instead of all together every few seconds (each
+    return costs a delivery). A place further than a queue can delay is not taken: that sender
+    comes back then and asks again."""
+    if lane is Lane.TRANSACTIONAL:
+        return None, Wait(start - now)
+    lines = {a: t for a, t in s.get("lines", {}).items() if t > now}
+    turn = max(lines.get(account, 0.0), start)
+    if turn - now > LONGEST_WAIT_SECONDS:
+        return None, Wait(LONGEST_WAIT_SECONDS)
+    lines[account] = turn + want / share
+    s["lines"] = lines
+    return s, Wait(turn - now)
 
 
 def penalize(state: PacingState | None, now: float, seconds: float) -> PacingState:
@@ -231,8 +251,9 @@ class Pacer:
 
 
 def jittered(seconds: float) -> float:
-    """A delay spread over +0-50%, so that senders sent away together come back apart."""
-    return seconds * (1 + random.random() / 2)
+    """A delay spread over +0-50%, at most a second, so that senders sent away together come back
+    apart (a turn in the waiting line stays near its time)."""
+    return seconds + random.random() * min(seconds / 2, 1.0)
 
 
 def _rate_key(route: str) -> str:
