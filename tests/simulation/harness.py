@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -152,9 +153,14 @@ class Simulation:
     meter: CountingMeter = field(default_factory=CountingMeter)
     events: RecordedEvents = field(default_factory=RecordedEvents)
     errors: list[str] = field(default_factory=list)
+    seed: Path | None = None  # a database file of an earlier simulation (its jobs submitted), copied
 
     def __post_init__(self) -> None:
-        self.db = Database(self.directory / "simulation.sqlite3", synchronous="OFF")
+        path = self.directory / "simulation.sqlite3"
+        if self.seed is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.seed, path)
+        self.db = Database(path, synchronous="OFF")
         self.store = _store(self.db, self.time)
         self.queue = Lanes(
             SqliteQueue(self.db, "priority", clock=self.time),
@@ -286,3 +292,7 @@ class Simulation:
     def close(self) -> None:
         self.stop()
         self.db.close()
+
+    def save(self, path: Path) -> None:
+        """Copy the database (before any worker ran) as a seed for later simulations."""
+        self.db.connection().execute("VACUUM INTO ?", (str(path),))
