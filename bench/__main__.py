@@ -17,7 +17,7 @@ from typing import Any
 from bench.common import ROOT, Figure
 
 # Quiet-machine figures first; the long multi-process ones last.
-FIGURES = ("cold_start", "ingest", "cost", "throughput", "memory", "hostile", "restart")
+FIGURES = ("cold_start", "ingest", "cost", "throughput", "pacing", "memory", "hostile", "restart")
 
 
 def machine() -> dict[str, Any]:

@@ -38,6 +38,7 @@ THROTTLE_PENALTY_SECONDS = 0.5  # a throttle pushes every sender's next grant ba
 # account waits for a person.
 PROBE_SECONDS = {"daily_quota": 900.0, "sending_paused": 300.0}
 DEFAULT_PROBE_SECONDS = 300.0
+LONGEST_WAIT_SECONDS = 900.0  # SQS's longest delay
 CONNECTION_LEASE_SECONDS = 330.0  # a sender that died holding a connection slot frees it after this
 
 
@@ -122,17 +123,37 @@ def reserve(
     )
     own["accounts"], s["lanes"] = accounts, lanes
     if start - now > horizon:
-        if account_tat >= now:
-            return None, Wait(start - now)
-        # Waiting counts as sending in the lane: the accounts holding its slots get a smaller share
-        # from now on, or an account that came late would wait behind them for ever.
-        accounts[account] = now
-        return s, Wait(start - now)
+        registered = account_tat < now
+        if registered:
+            # Waiting counts as sending in the lane: the accounts holding its slots get a smaller
+            # share from now on, or an account that came late would wait behind them for ever.
+            accounts[account] = now
+        changed, wait = _waiting_line(s, start, now, share, lane, account, want)
+        return changed if changed is not None else (s if registered else None), wait
     s["tat"] = max(s.get("tat", 0.0), start) + count / rate
     if lane is Lane.TRANSACTIONAL:
         own["tat"] = max(own.get("tat", 0.0), start) + count / rate
     accounts[account] = max(account_tat, start) + count / share
     return s, Grant(start, count, share)
+
+
+def _waiting_line(
+    s: dict[str, Any], start: float, now: float, share: float, lane: Lane, account: str, want: int
+) -> tuple[PacingState | None, Wait]:
+    """A bulk sender sent away takes a place in its account's waiting line, as long as its messages
+    take at the account's share, and comes back at its turn: with a backlog far longer than the
+    horizon, senders come back one after another instead of all together every few seconds (each
+    return costs a delivery). A place further than a queue can delay is not taken: that sender
+    comes back then and asks again."""
+    if lane is Lane.TRANSACTIONAL:
+        return None, Wait(start - now)
+    lines = {a: t for a, t in s.get("lines", {}).items() if t > now}
+    turn = max(lines.get(account, 0.0), start)
+    if turn - now > LONGEST_WAIT_SECONDS:
+        return None, Wait(LONGEST_WAIT_SECONDS)
+    lines[account] = turn + want / share
+    s["lines"] = lines
+    return s, Wait(turn - now)
 
 
 def penalize(state: PacingState | None, now: float, seconds: float) -> PacingState:
@@ -249,8 +270,9 @@ class Pacer:
 
 
 def jittered(seconds: float) -> float:
-    """A delay spread over +0-50%, so that senders sent away together come back apart."""
-    return seconds * (1 + random.random() / 2)
+    """A delay spread over +0-50%, at most a second, so that senders sent away together come back
+    apart (a turn in the waiting line stays near its time)."""
+    return seconds + random.random() * min(seconds / 2, 1.0)
 
 
 def _rate_key(route: str) -> str:
