@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from mailsage.adapters.aws.ses_transport import SesTransport
-from mailsage.adapters.memory_pacing import MemoryPacingStore
 from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.queue import SqliteQueue
 from mailsage.adapters.sqlite.store import SqliteStore
@@ -125,17 +124,6 @@ class Lanes:
         return [d for q in self.queues.values() for d in q.dead_letters()]
 
 
-def _store(db: Database, time: VirtualTime) -> SqliteStore:
-    if hasattr(SqliteStore, "record_pacing"):
-        return SqliteStore(db, clock=time)
-
-    class WithoutPacingRecords(SqliteStore):  # until the store records a job's pacing
-        def record_pacing(self, job_id: str, throttled: int, send_rate: float | None) -> None:
-            pass
-
-    return WithoutPacingRecords(db, clock=time)
-
-
 def _tag(body: dict[str, Any]) -> str:
     return "p" if body.get("lane") == "transactional" else "b"
 
@@ -161,15 +149,14 @@ class Simulation:
             self.directory.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.seed, path)
         self.db = Database(path, synchronous="OFF")
-        self.store = _store(self.db, self.time)
+        self.store = SqliteStore(self.db, clock=self.time)
         self.queue = Lanes(
             SqliteQueue(self.db, "priority", clock=self.time),
             SqliteQueue(self.db, "send", clock=self.time),
             self.time,
         )
         self.ses = FakeSes(self.time, self.time.sleep, self.rate, self.max_24_hour_send)
-        self.pacing = MemoryPacingStore()
-        self.pacer = Pacer(self.pacing, self._limit, clock=self.time)
+        self.pacer = Pacer(self.store, self._limit, clock=self.time)  # the pacing row in the same file
         transport = SesTransport(client=self.ses)
         self.delivery = DeliveryService(
             jobs=self.store,
