@@ -22,7 +22,8 @@ whatever the code) is a throttle: the message goes back without an attempt count
 Checked before that, because SES words them as throttles too: "Daily message quota exceeded"
 (whatever the code: v1 answers Throttling, v2 LimitExceededException or TooManyRequestsException)
 and SendingPausedException stop the provider (`ProviderPaused`): every job sending through it parks.
-botocore's own retries (standard mode) run before any of these reach the sender.
+botocore does not retry a send: a throttle retried inside the call would wait out of the pacer's
+sight, and a send retried after a timeout could reach SES twice. The sender retries instead.
 """
 
 from __future__ import annotations
@@ -171,7 +172,9 @@ class SesTransport:
                     import boto3
                     from botocore.config import Config
 
-                    self._client = boto3.client("sesv2", config=Config(retries={"mode": "standard"}))
+                    self._client = boto3.client(
+                        "sesv2", config=Config(retries={"mode": "standard", "max_attempts": 1})
+                    )
         return self._client
 
     def open(self) -> SesSession:
