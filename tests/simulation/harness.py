@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailsage.adapters.aws.ses_transport import SesTransport
+from mailsage.adapters.lanes import BULK_TAG, PRIORITY_TAG, LanedQueue
 from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.queue import SqliteQueue
 from mailsage.adapters.sqlite.store import SqliteStore
@@ -71,14 +72,14 @@ class RecordedEvents:
         ]
 
 
-class Lanes:
-    """The queue the services see: transactional bodies go to the priority queue, the rest to the
-    bulk one; receipts say which queue they came from. Every send wakes idle workers."""
+class Lanes(LanedQueue):
+    """The real LanedQueue, waking idle workers on every send and retry, with a receive per lane for
+    the workers of each lane (as each lane has its own event source mapping on AWS)."""
 
     def __init__(self, priority: SqliteQueue, bulk: SqliteQueue, time: VirtualTime) -> None:
-        self.queues = {"p": priority, "b": bulk}
+        super().__init__(priority, bulk)
+        self.queues = {PRIORITY_TAG: priority, BULK_TAG: bulk}
         self.time = time
-        self.supports_dedup = True
 
     def send(
         self,
@@ -86,17 +87,15 @@ class Lanes:
         dedup_keys: Sequence[str] | None = None,
         delay_seconds: float = 0.0,
     ) -> None:
-        keys = list(dedup_keys) if dedup_keys is not None else [None] * len(bodies)
-        for tag, queue in self.queues.items():
-            picked = [(b, k) for b, k in zip(bodies, keys, strict=True) if _tag(b) == tag]
-            if picked:
-                ks = [k for _, k in picked]
-                queue.send([b for b, _ in picked], None if None in ks else ks, delay_seconds)  # type: ignore[arg-type]
+        super().send(bodies, dedup_keys, delay_seconds)
+        self.time.kick()
+
+    def retry_later(self, receipt: str, delay_seconds: float) -> None:
+        super().retry_later(receipt, delay_seconds)
         self.time.kick()
 
     def receive_from(self, tag: str, max_messages: int) -> list[Received]:
-        got = self.queues[tag].receive(max_messages, 0.0)
-        return [Received(f"{tag}:{r.receipt}", r.body, r.receive_count, r.message_id) for r in got]
+        return self._received(tag, self.queues[tag].receive(max_messages, 0.0))
 
     def next_visible(self, tag: str) -> float | None:
         queue = self.queues[tag]
@@ -106,26 +105,6 @@ class Lanes:
             .fetchone()
         )
         return None if row[0] is None else float(row[0])
-
-    def receive(self, max_messages: int = 10, wait_seconds: float = 0.0) -> list[Received]:
-        got = self.receive_from("p", max_messages)
-        return got + self.receive_from("b", max_messages - len(got)) if len(got) < max_messages else got
-
-    def ack(self, receipt: str) -> None:
-        tag, inner = receipt.split(":", 1)
-        self.queues[tag].ack(inner)
-
-    def retry_later(self, receipt: str, delay_seconds: float) -> None:
-        tag, inner = receipt.split(":", 1)
-        self.queues[tag].retry_later(inner, delay_seconds)
-        self.time.kick()
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return [d for q in self.queues.values() for d in q.dead_letters()]
-
-
-def _tag(body: dict[str, Any]) -> str:
-    return "p" if body.get("lane") == "transactional" else "b"
 
 
 @dataclass
@@ -213,7 +192,7 @@ class Simulation:
     def start(self) -> None:
         self._stop.clear()
         self.time.stopping = False
-        lanes = ["b"] * self.workers + ["p"] * self.priority_workers
+        lanes = [BULK_TAG] * self.workers + [PRIORITY_TAG] * self.priority_workers
         for n, tag in enumerate(lanes):
             self.time.join()  # before the thread starts, so time cannot run ahead of it
             thread = threading.Thread(target=self._worker, args=(tag,), name=f"sim-{tag}{n}", daemon=True)
