@@ -72,6 +72,10 @@ def stack(template: dict[str, Any], moto_server: str) -> StackOnMoto:
     return stack
 
 
+# moto has no SES GetAccount: without a rate the sender paces SES at the sandbox's 1 message/s.
+SES_RATE = {"MAILSAGE_SES_MAX_RATE": "200"}
+
+
 def ses_sent() -> list[Any]:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
@@ -86,6 +90,7 @@ def runtime_env(stack: StackOnMoto) -> dict[str, str]:
     env.update(stack.function_environment("Sender"))
     env["MAILSAGE_DEV_API_KEY"] = "e2e-" + uuid.uuid4().hex
     env["MAILSAGE_DEV_ACCOUNT_ID"] = str(uuid.uuid4())
+    env.update(SES_RATE)
     return env
 
 
@@ -135,6 +140,7 @@ def test_the_ingest_queue_turns_records_into_sent_mail_and_dead_letters_a_malfor
     for key, value in {
         **stack.function_environment("Ingest"),
         **stack.function_environment("Sender"),
+        **SES_RATE,
     }.items():
         monkeypatch.setenv(key, value)
     sqs = boto3.client("sqs", region_name=REGION)

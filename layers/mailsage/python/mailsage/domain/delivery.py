@@ -28,7 +28,7 @@ from mailsage.domain.job_states import LIVE, PENDING_MESSAGES, SENDABLE
 from mailsage.domain.mailbox import Mailbox, sender_domain
 from mailsage.domain.models import ChunkRef, EventType, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
-from mailsage.domain.pacing import Grant, Pacer, Parked, Wait, jittered, lane_of
+from mailsage.domain.pacing import Pacer, Parked, Wait, jittered, lane_of
 from mailsage.domain.parking import PROBE_CHUNK, Parking
 from mailsage.domain.providers import Providers
 from mailsage.domain.recent_ids import RecentIds
@@ -323,8 +323,9 @@ class DeliveryService:
         if chunk.slots > 0:
             chunk.slots -= 1
             return _Step.GO
-        if self.pacer is None or chunk.sandbox:
-            chunk.slots = len(chunk.pending)  # unpaced: every message has its slot
+        if self.pacer is None or chunk.sandbox or chunk.remaining_ms() < STOP_MARGIN_MS:
+            # Unpaced: every message has its slot. Out of time: the claim stops the chunk.
+            chunk.slots = len(chunk.pending)
             return _Step.GO
         got = self.pacer.reserve(chunk.routes[0], chunk.lane, chunk.job.account_id, left)
         if got is None:  # the provider is not paced
@@ -334,9 +335,13 @@ class DeliveryService:
         if isinstance(got, Parked):
             run.parked, run.reason = got, f"the provider is parked ({got.reason})"
             return _Step.STOP
-        wait = got.start - self.clock() if isinstance(got, Grant) else got.seconds
-        if isinstance(got, Wait) or chunk.remaining_ms() - wait * 1000 < STOP_MARGIN_MS:
-            run.untried, run.wait, run.reason = True, wait, "paced: the provider's rate is taken"
+        if isinstance(got, Wait):
+            run.untried, run.wait, run.reason = True, got.seconds, "paced: the provider's rate is taken"
+            return _Step.STOP
+        wait = got.start - self.clock()
+        if chunk.remaining_ms() - wait * 1000 < STOP_MARGIN_MS:
+            # No time left to wait for the slot and send: the chunk comes back for another sender.
+            run.untried, run.reason = True, "stopped before its turn (the worker is stopping)"
             return _Step.STOP
         if wait > 0:
             self.meter.count("PacedWaitSeconds", wait, "Seconds")

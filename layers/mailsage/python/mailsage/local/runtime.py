@@ -146,7 +146,8 @@ class LocalRuntime:
             self._spawn_pump(f"worker-{i}", self.backends.queue, "sender", SENDER_BATCH)
         lanes = self.backends.queue
         if isinstance(lanes, LanedQueue) and lanes.priority is not None:
-            for i in range(cfg.priority_workers):
+            # `--workers 0` means no sender at all (a server that only accepts), in either lane.
+            for i in range(min(cfg.priority_workers, cfg.workers)):
                 self._spawn_pump(f"priority-{i}", lanes.priority, "sender", SENDER_BATCH)
         if self.events_queue is not None:
             self._spawn_pump("events", self.events_queue, "events", EVENTS_BATCH)
