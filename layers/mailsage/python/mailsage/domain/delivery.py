@@ -18,9 +18,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TypeVar
 
+from mailsage.domain.chunk_slots import STOP_MARGIN_MS, ChunkSlots, Step
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.composition import Composer
 from mailsage.domain.delivery_state import ChunkDelivery, Run
@@ -28,7 +28,7 @@ from mailsage.domain.job_states import LIVE, PENDING_MESSAGES, SENDABLE
 from mailsage.domain.mailbox import Mailbox, sender_domain
 from mailsage.domain.models import ChunkRef, EventType, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
-from mailsage.domain.pacing import Pacer, Parked, Wait, jittered, lane_of
+from mailsage.domain.pacing import Pacer, Parked, jittered, lane_of
 from mailsage.domain.parking import PROBE_CHUNK, Parking
 from mailsage.domain.providers import Providers
 from mailsage.domain.recent_ids import RecentIds
@@ -47,9 +47,6 @@ __all__ = ["SANDBOX_ROUTE", "DeliveryPolicy", "DeliveryService", "RetryChunk", "
 
 
 UNEXPECTED_RETRY_MAX_SECONDS = 60.0
-# No new message is started with less invocation time left than this: one SMTP timeout (30 s) and
-# the post-send write. Locally the context reports 0 once the server is stopping.
-STOP_MARGIN_MS = 35_000
 # After a throttle the chunk comes back in 1-2 s (jittered, so throttled senders spread out).
 THROTTLE_DELAY_SECONDS = 1.0
 CONNECTIONS_BUSY_SECONDS = 2.0  # a relay's connection slots were all taken
@@ -75,14 +72,6 @@ class DeliveryPolicy:
         """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5-1.0."""
         delay = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(0, attempt - 1))
         return delay * (0.5 + random.random() / 2)
-
-
-class _Step(Enum):
-    """What the loop over a chunk's messages does after one step for a message."""
-
-    GO = "go"  # carry on with this message (claimed; or handed to the relay: record the send)
-    NEXT = "next"  # this message is done with (or not ours): the next one
-    STOP = "stop"  # the rest of the chunk is left for later
 
 
 class DeliveryService:
@@ -118,6 +107,7 @@ class DeliveryService:
         self.meter = meter or NoMeter()
         self.sleep = sleep  # waits for a pacing grant (a simulation's clock moves instead)
         self.parking = Parking(jobs, queue, self.meter, clock)
+        self.slots = ChunkSlots(pacer, self.meter, clock, sleep)
 
     def deliver(
         self,
@@ -287,18 +277,21 @@ class DeliveryService:
     def _send_each(self, chunk: ChunkDelivery) -> None:
         """One message at a time, each claimed just before it is sent: after a crash only the one
         message that may have been in flight waits for its lease; the rest were never claimed. The
-        write recording a send also claims the next message (one write instead of two)."""
+        write recording a send also claims the next message (one write instead of two) when a
+        sending slot for it is in hand."""
         claimed_with_last_send: str | None = None
         for index, message in enumerate(chunk.pending):
             following = chunk.pending[index + 1].id if index + 1 < len(chunk.pending) else None
             if message.id != claimed_with_last_send:
-                step = self._paced(chunk, len(chunk.pending) - index)
-                if step is _Step.GO:
+                step = self.slots.paced(chunk, len(chunk.pending) - index)
+                if step is Step.GO:
                     step = self._claim_its_turn(chunk, message)
-                if step is _Step.STOP:
+                if step is Step.STOP:
                     return
-                if step is _Step.NEXT:
+                if step is Step.NEXT:
                     continue
+            else:
+                self.slots.wait_for_slot(chunk)  # its slot was taken when it was claimed
             claimed_with_last_send = None
             if message.id in _known_sent:
                 # This process saw the relay accept it but could not record that: record it, never resend.
@@ -308,46 +301,16 @@ class DeliveryService:
             if data is None:
                 continue
             step = self._offer(chunk, index, message, data)
-            if step is _Step.STOP:
+            if step is Step.STOP:
                 return
-            if step is _Step.GO:
-                # The next message is claimed with this one's send only if a sending slot is in hand.
-                claimed_with_last_send = self._sent(chunk, message, following if chunk.slots > 0 else None)
+            if step is Step.GO:
+                ahead = self.slots.slot_ahead(chunk, following, len(chunk.pending) - index - 1)
+                claimed_with_last_send = self._sent(chunk, message, ahead)
                 if claimed_with_last_send is not None:
                     chunk.slots -= 1
                 self._got_through(chunk)
-
-    def _paced(self, chunk: ChunkDelivery, left: int) -> _Step:
-        """A sending slot for the next message, waiting for it when it is near: GO; STOP when the
-        provider is parked or the next slot is far (the chunk comes back then)."""
-        if chunk.slots > 0:
-            chunk.slots -= 1
-            return _Step.GO
-        if self.pacer is None or chunk.sandbox or chunk.remaining_ms() < STOP_MARGIN_MS:
-            # Unpaced: every message has its slot. Out of time: the claim stops the chunk.
-            chunk.slots = len(chunk.pending)
-            return _Step.GO
-        got = self.pacer.reserve(chunk.routes[0], chunk.lane, chunk.job.account_id, left)
-        if got is None:  # the provider is not paced
-            chunk.slots = len(chunk.pending)
-            return _Step.GO
-        run = chunk.run
-        if isinstance(got, Parked):
-            run.parked, run.reason = got, f"the provider is parked ({got.reason})"
-            return _Step.STOP
-        if isinstance(got, Wait):
-            run.untried, run.wait, run.reason = True, got.seconds, "paced: the provider's rate is taken"
-            return _Step.STOP
-        wait = got.start - self.clock()
-        if chunk.remaining_ms() - wait * 1000 < STOP_MARGIN_MS:
-            # No time left to wait for the slot and send: the chunk comes back for another sender.
-            run.untried, run.reason = True, "stopped before its turn (the worker is stopping)"
-            return _Step.STOP
-        if wait > 0:
-            self.meter.count("PacedWaitSeconds", wait, "Seconds")
-            self.sleep(wait)
-        chunk.slots, chunk.rate, chunk.probing = got.count - 1, got.rate, got.probe
-        return _Step.GO
+                if chunk.stopped:
+                    return
 
     def _got_through(self, chunk: ChunkDelivery) -> None:
         """A message was handed over: a probe tells that its provider sends again, and a parked
@@ -359,15 +322,15 @@ class DeliveryService:
         if self.parking.parked(chunk.job):
             chunk.job = self.parking.resume(chunk.job, chunk.outcomes) or chunk.job
 
-    def _claim_its_turn(self, chunk: ChunkDelivery, message: Message) -> _Step:
+    def _claim_its_turn(self, chunk: ChunkDelivery, message: Message) -> Step:
         if chunk.remaining_ms() < STOP_MARGIN_MS:
             chunk.run.untried, chunk.run.reason = True, "stopped before its turn (the worker is stopping)"
-            return _Step.STOP
+            return Step.STOP
         if not self._claim(chunk.job, [message.id]):
             # Another delivery holds it, or just finished it.
             chunk.run.held_elsewhere = chunk.run.held_elsewhere or message.status == MessageStatus.SENDING
-            return _Step.NEXT
-        return _Step.GO
+            return Step.NEXT
+        return Step.GO
 
     def _compose(self, chunk: ChunkDelivery, message: Message) -> bytes | None:
         """The message's bytes, or None when it cannot be made (it is failed, alone)."""
@@ -382,7 +345,7 @@ class DeliveryService:
             self._failed(chunk.outcomes, chunk.job, message, "invalid_message", str(exc))
             return None
 
-    def _offer(self, chunk: ChunkDelivery, index: int, message: Message, data: bytes) -> _Step:
+    def _offer(self, chunk: ChunkDelivery, index: int, message: Message, data: bytes) -> Step:
         """Hand the message to the first route that takes it: GO when one did."""
         job = chunk.job
         tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
@@ -394,15 +357,13 @@ class DeliveryService:
                 self._bounced(chunk.outcomes, job, message, exc.message)
             else:
                 self._failed(chunk.outcomes, job, message, exc.code, exc.message)
-            return _Step.NEXT
+            return Step.NEXT
         except TransientSendError as exc:
             return self._not_taken(chunk, index, message, exc)
         chunk.run.offered = True
-        return _Step.GO
+        return Step.GO
 
-    def _not_taken(
-        self, chunk: ChunkDelivery, index: int, message: Message, exc: TransientSendError
-    ) -> _Step:
+    def _not_taken(self, chunk: ChunkDelivery, index: int, message: Message, exc: TransientSendError) -> Step:
         """A transient failure: this message waits for a retry; when no relay could be reached, or
         the connection was lost, so does the rest of the chunk."""
         run = chunk.run
@@ -412,12 +373,12 @@ class DeliveryService:
             self._until_it_lands(lambda: self.chunks.release_message(message.id, exc.message, counted=False))
             run.untried, run.reason, run.wait = True, exc.message, THROTTLE_DELAY_SECONDS
             self._slowed_down(chunk, exc)
-            return _Step.STOP
+            return Step.STOP
         if chunk.sandbox:  # the sandbox "defer" outcome is final: it is what was asked for
             run.offered = True
             if self.chunks.finish_message(message.id, MessageStatus.DEFERRED, None, exc.message):
                 self._event(chunk.outcomes, EventType.MESSAGE_TRANSIENT_ERROR, chunk.job, message)
-            return _Step.NEXT
+            return Step.NEXT
         run.reason = exc.message
         if not chunk.sessions.offered:
             # No relay could be reached: that is an attempt for every message still waiting
@@ -426,14 +387,14 @@ class DeliveryService:
             claimed = set(self._claim(chunk.job, [m.id for m in rest]))
             for waiting in [message] + [m for m in rest if m.id in claimed]:
                 self._not_sent_yet(chunk, waiting, exc)
-            return _Step.STOP
+            return Step.STOP
         run.offered = True
         self._not_sent_yet(chunk, message, exc)
         if exc.connection_lost:
             # The rest of the chunk was not tried: it comes back without an attempt counted.
             run.untried = index + 1 < len(chunk.pending)
-            return _Step.STOP
-        return _Step.NEXT
+            return Step.STOP
+        return Step.NEXT
 
     def _slowed_down(self, chunk: ChunkDelivery, exc: TransientSendError) -> None:
         route = chunk.routes[0]

@@ -43,6 +43,8 @@ class ChunkDelivery:
     number: int  # the chunk's number
     run: Run = field(default_factory=Run)
     slots: int = 0  # sending slots in hand (granted by the pacer)
+    slot_start: float = 0.0  # when they start (epoch seconds)
+    stopped: bool = False  # no slot for the next message: the rest of the chunk waits
     rate: float | None = None  # the rate the pacer gave this account, if paced
     probing: bool = False  # the slot in hand is a parked provider's probe
 
