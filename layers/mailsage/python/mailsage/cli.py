@@ -1,4 +1,4 @@
-"""`mailsage serve | invoke | dead-letters`."""
+"""`mailsage serve | invoke | create-key | dead-letters | preflight`."""
 
 from __future__ import annotations
 
@@ -121,6 +121,45 @@ def _dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(args: argparse.Namespace) -> int:
+    from mailsage.adapters.aws.preflight import Options, run_preflight
+
+    options = Options(
+        region=args.region,
+        stage=args.stage,
+        sender_identities=tuple(args.sender_identity),
+        default_from=args.default_from,
+        profile=args.profile,
+    )
+    report = run_preflight(options)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for check in report.checks:
+            print(check.line())
+    return 0 if report.ok else 1
+
+
+def _add_preflight(sub: Any) -> None:
+    preflight = sub.add_parser(
+        "preflight",
+        help="check (read-only) the AWS account for a first deploy and a first send",
+    )
+    preflight.add_argument("--region", help="default: the AWS CLI's configured region")
+    preflight.add_argument("--profile", help="an AWS CLI profile (default: the usual credential chain)")
+    preflight.add_argument("--stage", default="dev", help="the stage to deploy (default: %(default)s)")
+    preflight.add_argument(
+        "--sender-identity",
+        action="append",
+        default=[],
+        metavar="DOMAIN_OR_ADDRESS",
+        help="an SES identity the stack sends from (repeatable)",
+    )
+    preflight.add_argument("--default-from", help="the stack's default_from address")
+    preflight.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    preflight.set_defaults(run=_preflight)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailsage", description="MailSage email-sending API, run locally.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     dead = sub.add_parser("dead-letters", help="list chunks the send queue gave up on")
     dead.add_argument("--data-dir", default=data_dir)
     dead.set_defaults(run=_dead_letters)
+    _add_preflight(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("MAILSAGE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
