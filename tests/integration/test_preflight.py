@@ -146,6 +146,31 @@ def test_a_bootstrap_stack_without_its_version_parameter_fails(aws: None) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("stack_status", "version", "status"),
+    [
+        ("ROLLBACK_COMPLETE", "27", Status.FAIL),  # its creation failed: bootstrap again
+        ("UPDATE_ROLLBACK_COMPLETE", "27", Status.OK),  # still the previous, working version
+        ("UPDATE_IN_PROGRESS", "27", Status.WARN),
+        ("CREATE_COMPLETE", "5", Status.FAIL),  # older than the templates' bootstrap rule accepts
+    ],
+)
+def test_a_bootstrap_stack_a_deploy_cannot_use(
+    aws: None, stack_status: str, version: str, status: Status
+) -> None:
+    # Given a CDKToolkit stack in the state a real account can leave it in (set on moto's backend)
+    from moto.cloudformation.models import cloudformation_backends
+
+    bootstrap(parameter=False)
+    boto3.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value=version, Type="String")
+    for stack in cloudformation_backends[ACCOUNT][REGION].stacks.values():
+        stack.status = stack_status
+    # When preflight runs / Then only a complete, recent enough stack passes
+    found = by_name(check(OPTIONS))["cdk-bootstrap"]
+    assert found.status is status, found
+    assert stack_status in found.found
+
+
 def test_an_unverified_domain_fails_with_its_dkim_records_to_publish(aws: None) -> None:
     bootstrap()
     identity(DOMAIN, verified=False, dkim="NOT_STARTED")

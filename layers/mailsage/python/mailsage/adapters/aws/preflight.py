@@ -21,6 +21,10 @@ BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"  # the default 
 # The CDK context keys a user sets for identities (created by the stack / already in the account).
 IDENTITIES_KEY = "sender_identities"
 EXISTING_IDENTITIES_KEY = "existing_sender_identities"
+# The synthesized templates' CheckBootstrapVersion rule refuses versions 1 to 5.
+MIN_BOOTSTRAP_VERSION = 6
+# A stack a deploy can use: created or updated, or an update rolled back to its previous state.
+_USABLE_STACK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
 _NOT_FOUND = {"NotFoundException", "ParameterNotFound"}
 
 
@@ -117,7 +121,11 @@ class Preflight:
                 return Check(name, Status.FAIL, f"no {BOOTSTRAP_STACK} stack in {self.region}", fix)
             return unreadable(name, f"the {BOOTSTRAP_STACK} stack", exc, fix)
         status = stacks[0].get("StackStatus", "") if stacks else ""
-        if not status.endswith("_COMPLETE") or "ROLLBACK" in status or "DELETE" in status:
+        if status.endswith("_IN_PROGRESS"):
+            return Check(
+                name, Status.WARN, f"{BOOTSTRAP_STACK} stack is {status}", "wait for it, then run again"
+            )
+        if status not in _USABLE_STACK:
             return Check(name, Status.FAIL, f"{BOOTSTRAP_STACK} stack is {status or 'missing'}", fix)
         try:
             parameter = self.client("ssm").get_parameter(Name=BOOTSTRAP_VERSION_PARAMETER)["Parameter"]
@@ -126,7 +134,7 @@ class Preflight:
                 found = f"{BOOTSTRAP_STACK} exists but {BOOTSTRAP_VERSION_PARAMETER} is missing"
                 return Check(name, Status.FAIL, found, fix)
             return unreadable(name, BOOTSTRAP_VERSION_PARAMETER, exc, fix)
-        return Check(name, Status.OK, f"{BOOTSTRAP_STACK} {status}, bootstrap version {parameter['Value']}")
+        return bootstrap_version(name, status, str(parameter.get("Value", "")), fix)
 
     def api_gateway_role(self) -> Check:
         # The stack sets the account's API Gateway CloudWatch role itself (AWS::ApiGateway::Account),
@@ -164,6 +172,13 @@ class Preflight:
                 )
             return unreadable(name, "the identity", exc)
         return identity_check(name, identity, found, self.region)
+
+
+def bootstrap_version(name: str, status: str, version: str, fix: str) -> Check:
+    found = f"{BOOTSTRAP_STACK} {status}, bootstrap version {version}"
+    if not version.isdigit() or int(version) < MIN_BOOTSTRAP_VERSION:
+        return Check(name, Status.FAIL, f"{found} (the templates need {MIN_BOOTSTRAP_VERSION} or later)", fix)
+    return Check(name, Status.OK, found)
 
 
 def identity_check(name: str, identity: str, found: dict[str, Any], region: str) -> Check:
