@@ -90,7 +90,8 @@ def check(options: Options, account: dict[str, Any] | None = None) -> Report:
     return run_preflight(options, read_account=stubbed_account(account or ses_account()))
 
 
-OPTIONS = Options(sender_identities=(DOMAIN,), default_from=f"MailSage <noreply@{DOMAIN}>", stage="prod")
+# A domain already verified in SES, which the stack references rather than creates.
+OPTIONS = Options(existing_identities=(DOMAIN,), default_from=f"MailSage <noreply@{DOMAIN}>", stage="prod")
 
 
 def test_a_ready_account_passes_every_check_and_prints_the_quota(aws: None) -> None:
@@ -184,7 +185,7 @@ def test_an_unverified_domain_fails_with_its_dkim_records_to_publish(aws: None) 
 def test_an_unverified_address_fails_with_the_link_to_click(aws: None) -> None:
     bootstrap()
     identity("ops@example.org", verified=False, dkim="NOT_STARTED")
-    found = by_name(check(Options(sender_identities=("ops@example.org",))))["ses-identity ops@example.org"]
+    found = by_name(check(Options(existing_identities=("ops@example.org",))))["ses-identity ops@example.org"]
     assert found.status is Status.FAIL
     assert found.fix.startswith("click the link SES mailed to ops@example.org")
 
@@ -206,9 +207,37 @@ def test_dkim_not_yet_successful(aws: None, verified: bool, dkim: str, status: S
 
 def test_an_identity_not_yet_in_ses_is_a_warning_that_the_deploy_creates_it(aws: None) -> None:
     bootstrap()
-    found = by_name(check(OPTIONS))[f"ses-identity {DOMAIN}"]
+    found = by_name(check(Options(sender_identities=(DOMAIN,))))[f"ses-identity {DOMAIN}"]
     assert found.status is Status.WARN
     assert "the deploy creates it" in found.found
+
+
+def test_a_referenced_identity_missing_from_ses_fails(aws: None) -> None:
+    bootstrap()
+    found = by_name(check(OPTIONS))[f"ses-identity {DOMAIN}"]
+    assert found.status is Status.FAIL
+    assert found.fix.startswith(f"aws sesv2 create-email-identity --email-identity {DOMAIN}")
+
+
+def test_an_identity_already_in_ses_that_a_first_deploy_would_create_fails(aws: None) -> None:
+    # Given a verified domain in SES (another team's, or another stage's) and no MailSage-prod stack
+    ready_account()
+    # When preflight checks a stack that would create it
+    found = by_name(check(Options(sender_identities=(DOMAIN,), stage="prod")))[f"ses-identity {DOMAIN}"]
+    # Then the deploy's EmailIdentity would fail: reference it instead
+    assert found.status is Status.FAIL
+    assert found.found == f"already in SES in {REGION}: a first deploy creating it fails"
+    assert found.fix == f"-c existing_sender_identities={DOMAIN} instead of sender_identities"
+
+
+def test_an_identity_of_the_stage_already_deployed_is_checked_as_usual(aws: None) -> None:
+    # Given the MailSage-prod stack already deployed, with the domain it created
+    ready_account()
+    template = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}
+    boto3.client("cloudformation").create_stack(StackName="MailSage-prod", TemplateBody=json.dumps(template))
+    # When preflight checks it / Then a redeploy does not create it again: it is just verified
+    found = by_name(check(Options(sender_identities=(DOMAIN,), stage="prod")))[f"ses-identity {DOMAIN}"]
+    assert found.status is Status.OK
 
 
 def test_the_sandbox_is_a_warning_with_the_request_for_production_access(aws: None) -> None:
@@ -241,7 +270,7 @@ def test_a_used_up_daily_quota_is_a_warning(aws: None) -> None:
 def test_a_default_sender_outside_the_identities(aws: None, stage: str, status: Status) -> None:
     # Given the placeholder default sender, whose domain is not among the identities
     ready_account()
-    options = Options(sender_identities=(DOMAIN,), default_from="noreply@mailsage.example", stage=stage)
+    options = Options(existing_identities=(DOMAIN,), default_from="noreply@mailsage.example", stage=stage)
     # When preflight runs / Then a non-dev stage fails (it would not synthesize), dev warns
     found = by_name(check(options))["default-sender"]
     assert found.status is status
@@ -330,7 +359,7 @@ def test_the_cli_prints_one_line_per_check_and_exits_by_the_worst(
     identity(DOMAIN)
     # When `mailsage preflight` runs
     code = main(
-        ["preflight", "--sender-identity", DOMAIN, "--default-from", f"noreply@{DOMAIN}", "--stage", "prod"]
+        ["preflight", "--existing-identity", DOMAIN, "--default-from", f"noreply@{DOMAIN}", "--stage", "prod"]
     )
     lines = capsys.readouterr().out.splitlines()
     # Then each check is one line led by its status, bootstrap fails with its fix, and the exit is 1
@@ -344,7 +373,7 @@ def test_the_cli_prints_one_line_per_check_and_exits_by_the_worst(
 
 def test_the_cli_json_and_exit_zero_when_nothing_fails(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
     ready_account()
-    assert main(["preflight", "--json", "--sender-identity", DOMAIN]) == 0
+    assert main(["preflight", "--json", "--existing-identity", DOMAIN]) == 0
     document = json.loads(capsys.readouterr().out)
     assert (document["ok"], document["region"], document["account"]) == (True, REGION, ACCOUNT)
     assert {"name": "cdk-bootstrap", "status": "OK"}.items() <= document["checks"][1].items()

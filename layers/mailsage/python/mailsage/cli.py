@@ -128,6 +128,7 @@ def _preflight(args: argparse.Namespace) -> int:
         region=args.region,
         stage=args.stage,
         sender_identities=tuple(args.sender_identity),
+        existing_identities=tuple(args.existing_identity),
         default_from=args.default_from,
         profile=args.profile,
     )
@@ -153,7 +154,14 @@ def _add_preflight(sub: Any) -> None:
         action="append",
         default=[],
         metavar="DOMAIN_OR_ADDRESS",
-        help="an SES identity the stack sends from (repeatable)",
+        help="an identity the stack creates: sender_identities (repeatable)",
+    )
+    preflight.add_argument(
+        "--existing-identity",
+        action="append",
+        default=[],
+        metavar="DOMAIN_OR_ADDRESS",
+        help="an identity already in SES that the stack references: existing_sender_identities (repeatable)",
     )
     preflight.add_argument("--default-from", help="the stack's default_from address")
     preflight.add_argument("--json", action="store_true", help="one JSON document instead of lines")

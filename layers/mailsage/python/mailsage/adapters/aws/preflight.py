@@ -17,6 +17,7 @@ from mailsage.adapters.aws.ses_limits import SesQuota, read_quota
 from mailsage.domain.mailbox import Mailbox
 
 BOOTSTRAP_STACK = "CDKToolkit"
+STACK_NAME = "MailSage-{stage}"  # infra/app.py
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"  # the default qualifier's
 # The CDK context keys a user sets for identities (created by the stack / already in the account).
 IDENTITIES_KEY = "sender_identities"
@@ -50,7 +51,8 @@ class Check:
 class Options:
     region: str | None = None
     stage: str = "dev"
-    sender_identities: tuple[str, ...] = ()
+    sender_identities: tuple[str, ...] = ()  # created by the stack
+    existing_identities: tuple[str, ...] = ()  # already in SES, referenced by the stack
     default_from: str | None = None
     profile: str | None = None
 
@@ -107,10 +109,23 @@ class Preflight:
 
     def run(self, options: Options) -> list[Check]:
         checks = [self.bootstrap(), self.api_gateway_role(), *self.ses_account()]
-        checks += [self.identity(name) for name in options.sender_identities]
+        first_deploy = self.stack_missing(STACK_NAME.format(stage=options.stage))
+        checks += [
+            self.identity(name, created=True, first_deploy=first_deploy) for name in options.sender_identities
+        ]
+        checks += [self.identity(name, created=False) for name in options.existing_identities]
         if options.default_from:
-            checks.append(default_sender(options.default_from, options.sender_identities, options.stage))
+            identities = (*options.sender_identities, *options.existing_identities)
+            checks.append(default_sender(options.default_from, identities, options.stage))
         return checks
+
+    def stack_missing(self, stack: str) -> bool:
+        """True when the stage's stack does not exist yet; False when it does or cannot be read."""
+        try:
+            self.client("cloudformation").describe_stacks(StackName=stack)
+        except Exception as exc:  # noqa: BLE001 - unknown counts as "not a first deploy": no false FAIL
+            return error_code(exc) == "ValidationError"
+        return False
 
     def bootstrap(self) -> Check:
         name, fix = "cdk-bootstrap", f"npx cdk bootstrap aws://{self.account}/{self.region}"
@@ -156,21 +171,28 @@ class Preflight:
             return [unreadable("ses-account", "SES GetAccount", exc, fix)]
         return [ses_access(quota, self.region), ses_quota(quota)]
 
-    def identity(self, identity: str) -> Check:
+    def identity(self, identity: str, *, created: bool, first_deploy: bool = False) -> Check:
+        """An identity the stack creates (`created`) or references; `first_deploy`: no stack yet."""
         name = f"ses-identity {identity}"
+        show = f"aws sesv2 get-email-identity --email-identity {identity} --region {self.region}"
         try:
             found = self.client("sesv2").get_email_identity(EmailIdentity=identity)
         except Exception as exc:  # noqa: BLE001
-            if error_code(exc) in _NOT_FOUND:
-                return Check(
-                    name,
-                    Status.WARN,
-                    f"not in SES in {self.region}: the deploy creates it ({IDENTITIES_KEY}), "
-                    "then it needs its DKIM records published",
-                    f"after the deploy: aws sesv2 get-email-identity --email-identity {identity} "
-                    f"--region {self.region}",
-                )
-            return unreadable(name, "the identity", exc)
+            if error_code(exc) not in _NOT_FOUND:
+                return unreadable(name, "the identity", exc)
+            if created:
+                where = f"not in SES in {self.region}: the deploy creates it, then publish its DKIM records"
+                return Check(name, Status.WARN, where, f"after the deploy: {show}")
+            fix = f"aws sesv2 create-email-identity --email-identity {identity} --region {self.region}"
+            where = (
+                f"not in SES in {self.region}, and the stack only references it ({EXISTING_IDENTITIES_KEY})"
+            )
+            return Check(name, Status.FAIL, where, f"{fix} (or list it in {IDENTITIES_KEY} instead)")
+        if created and first_deploy:
+            # The stack's AWS::SES::EmailIdentity cannot create what already exists: the deploy fails.
+            where = f"already in SES in {self.region}: a first deploy creating it fails"
+            fix = f"-c {EXISTING_IDENTITIES_KEY}={identity} instead of {IDENTITIES_KEY}"
+            return Check(name, Status.FAIL, where, fix)
         return identity_check(name, identity, found, self.region)
 
 
