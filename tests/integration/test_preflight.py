@@ -275,7 +275,7 @@ def test_a_default_sender_outside_the_identities(aws: None, stage: str, status: 
     found = by_name(check(options))["default-sender"]
     assert found.status is status
     assert found.found == "the domain of noreply@mailsage.example is not among the identities"
-    assert found.fix.startswith("--sender-identity mailsage.example")
+    assert found.fix.startswith("-c sender_identities=mailsage.example (or existing_sender_identities)")
 
 
 def test_a_default_sender_whose_address_is_the_identity_is_covered(aws: None) -> None:
@@ -401,6 +401,15 @@ def test_the_installed_command_without_credentials_says_so_without_a_traceback(
         "FAIL  credentials: no AWS credentials found  fix: aws configure (or export AWS_PROFILE=...; aws sso login)"
     ]
     assert "Traceback" not in done.stderr
+
+
+def test_credentials_that_cannot_be_resolved_are_one_fail_line(no_credentials: dict[str, str]) -> None:
+    # Given a profile whose credential_process fails (as an expired login's would)
+    Path(no_credentials["AWS_CONFIG_FILE"]).write_text("[profile broken]\ncredential_process = /bin/false\n")
+    # When preflight runs with it / Then it is one FAIL line, not a traceback
+    report = run_preflight(Options(region=REGION, profile="broken"))
+    assert [(c.name, c.status) for c in report.checks] == [("credentials", Status.FAIL)]
+    assert "CredentialRetrievalError" in report.checks[0].found
 
 
 def test_an_unknown_profile_is_one_fail_line(no_credentials: dict[str, str]) -> None:

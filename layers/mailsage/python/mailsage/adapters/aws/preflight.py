@@ -248,7 +248,7 @@ def ses_quota(quota: SesQuota) -> Check:
         f"{quota.max_send_rate:g}/s, {daily} per 24 h, {quota.sent_last_24_hours:.0f} sent in the last 24 h"
     )
     if 0 <= quota.max_24_hour_send <= quota.sent_last_24_hours:
-        return Check("ses-quota", Status.WARN, f"{found}: the daily quota is used up", "")
+        return Check("ses-quota", Status.WARN, f"{found}: the daily quota is used up")
     return Check("ses-quota", Status.OK, found)
 
 
@@ -263,8 +263,11 @@ def default_sender(default_from: str, identities: Iterable[str], stage: str) -> 
     status = Status.WARN if stage == "dev" else Status.FAIL
     shown = mailbox.address if mailbox.domain else repr(default_from)
     found = f"the domain of {shown} is not among the identities"
-    fix = f"--sender-identity {mailbox.domain} (and -c {IDENTITIES_KEY} or -c {EXISTING_IDENTITIES_KEY})"
-    return Check(name, status, found, fix if mailbox.domain else "set default_from to an address")
+    fix = (
+        f"-c {IDENTITIES_KEY}={mailbox.domain} (or {EXISTING_IDENTITIES_KEY}), "
+        "or -c default_from=noreply@YOUR.DOMAIN at an identity's domain"
+    )
+    return Check(name, status, found, fix)
 
 
 def _yes(value: bool) -> str:
@@ -289,8 +292,14 @@ def run_preflight(options: Options, read_account: Callable[[], SesQuota] | None 
         fix = "pass --region eu-west-1 (or export AWS_REGION=eu-west-1)"
         report.checks.append(Check("region", Status.FAIL, "no region given or configured", fix))
         return report
-    if session.get_credentials() is None:
-        fix = "aws configure (or export AWS_PROFILE=...; aws sso login)"
+    fix = "aws configure (or export AWS_PROFILE=...; aws sso login)"
+    try:
+        # Resolving can itself fail: an expired SSO token, a credential_process that errors.
+        credentials = session.get_credentials()
+    except Exception as exc:  # noqa: BLE001
+        report.checks.append(Check("credentials", Status.FAIL, describe_error(exc), fix))
+        return report
+    if credentials is None:
         report.checks.append(Check("credentials", Status.FAIL, "no AWS credentials found", fix))
         return report
     # Short timeouts and few retries: a check out of reach should cost seconds, not minutes.
