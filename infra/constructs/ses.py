@@ -79,29 +79,30 @@ class Ses(Construct):
             )
         )
 
-        self.identities: dict[str, ses.EmailIdentity] = {}
-        for name in config.sender_identities:
-            is_address = "@" in name
-            identity = ses.EmailIdentity(
-                self,
-                _construct_id(name),
-                identity=ses.Identity.email(name) if is_address else ses.Identity.domain(name),
-                configuration_set=self.configuration_set,
-            )
-            self.identities[name] = identity
-            if not is_address:
-                # Easy DKIM: publish these three CNAME records in the domain's DNS.
-                for i, record in enumerate(identity.dkim_records, start=1):
-                    cdk.CfnOutput(
-                        self,
-                        f"{_construct_id(name)}Dkim{i}",
-                        value=cdk.Fn.join(" CNAME ", [record.name, record.value]),
-                        description=f"DKIM record {i} for {name}",
-                    )
-
+        self.identities = {name: self._identity(name) for name in config.sender_identities}
         # Verified in the account already (an EmailIdentity for them would fail the deploy): only
         # their ARNs, for the sender's policy.
         self.existing_identities = config.existing_sender_identities
+
+    def _identity(self, name: str) -> ses.EmailIdentity:
+        """A sender identity this stack creates, for a domain or an address."""
+        is_address = "@" in name
+        identity = ses.EmailIdentity(
+            self,
+            _construct_id(name),
+            identity=ses.Identity.email(name) if is_address else ses.Identity.domain(name),
+            configuration_set=self.configuration_set,
+        )
+        if not is_address:
+            # Easy DKIM: publish these three CNAME records in the domain's DNS.
+            for i, record in enumerate(identity.dkim_records, start=1):
+                cdk.CfnOutput(
+                    self,
+                    f"{_construct_id(name)}Dkim{i}",
+                    value=cdk.Fn.join(" CNAME ", [record.name, record.value]),
+                    description=f"DKIM record {i} for {name}",
+                )
+        return identity
 
     def identity_arns(self) -> list[str]:
         stack = cdk.Stack.of(self)
