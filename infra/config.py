@@ -29,6 +29,7 @@ PACKAGE_SOURCE = PROJECT_ROOT / "layers" / "mailsage" / "python"
 CONTEXT_KEYS = (
     "stage",
     "sender_identities",
+    "existing_sender_identities",
     "allowed_origins",
     "alarm_email",
     "smtp_relay_secrets",
@@ -91,6 +92,8 @@ def _default_from() -> str:
 class MailSageConfig:
     stage: str = "dev"
     sender_identities: tuple[str, ...] = ()
+    # Identities already verified in the account (another stack, the console): referenced, not created.
+    existing_sender_identities: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     alarm_email: str | None = None
     smtp_relay_secrets: Mapping[str, str] = field(default_factory=dict)
@@ -114,6 +117,11 @@ class MailSageConfig:
     @property
     def is_prod(self) -> bool:
         return self.stage == "prod"
+
+    @property
+    def all_sender_identities(self) -> tuple[str, ...]:
+        """Every identity the sender may use: the ones this stack creates, then the imported ones."""
+        return self.sender_identities + self.existing_sender_identities
 
     @property
     def webhook_max_receive_count(self) -> int:
@@ -156,12 +164,14 @@ class MailSageConfig:
         """Build from a context getter such as `app.node.try_get_context`. Keys are checked in
         this order, so a context with several bad values names the same key every time."""
         stage = _stage(get)
-        identities = _sender_identities(get)
+        identities = _identities(get, "sender_identities")
+        existing = _existing_identities(get, identities)
         origins = _allowed_origins(get)
         alarm_email = _alarm_email(get)
         relays = _smtp_relays(get)
         default_provider, failover = _providers(get, relays)
         default_from = _default_from_address(get)
+        _require_verified_default_from(stage, default_from, (*identities, *existing))
         max_receive_count = _max_receive_count(get)
         rate = _int(get, "api_rate_limit", 50, minimum=1, maximum=10_000)
         burst = _int(get, "api_burst_limit", 100, minimum=1, maximum=5_000)
@@ -180,6 +190,7 @@ class MailSageConfig:
         return cls(
             stage=stage,
             sender_identities=tuple(identities),
+            existing_sender_identities=tuple(existing),
             allowed_origins=tuple(origins),
             alarm_email=alarm_email,
             smtp_relay_secrets=dict(relays),
@@ -209,14 +220,43 @@ def _stage(get: Callable[[str], Any]) -> str:
     return stage
 
 
-def _sender_identities(get: Callable[[str], Any]) -> list[str]:
-    identities = _string_list(get, "sender_identities")
+def _identities(get: Callable[[str], Any], key: str) -> list[str]:
+    identities = _string_list(get, key)
     for identity in identities:
         if not (
             _DOMAIN.match(identity) or (_EMAIL.match(identity) and _DOMAIN.match(identity.split("@")[1]))
         ):
-            raise ConfigError(f"context 'sender_identities': {identity!r} is neither a domain nor an address")
+            raise ConfigError(f"context {key!r}: {identity!r} is neither a domain nor an address")
     return identities
+
+
+def _existing_identities(get: Callable[[str], Any], created: list[str]) -> list[str]:
+    existing = _identities(get, "existing_sender_identities")
+    both = sorted({i.lower() for i in existing} & {i.lower() for i in created})
+    if both:
+        raise ConfigError(
+            f"context 'existing_sender_identities' and 'sender_identities' both list {', '.join(both)}: "
+            "an identity is either created by this stack or already in the account, not both"
+        )
+    return existing
+
+
+def _require_verified_default_from(stage: str, default_from: str, identities: tuple[str, ...]) -> None:
+    """Outside dev, the default sender must use an identity the stack knows of: otherwise the deploy
+    succeeds and every send without a `from` is refused by SES. An address identity covers that
+    address; a domain identity, addresses at that domain."""
+    if stage == "dev":
+        return  # the placeholder default keeps a first synthesis working
+    match = _ADDRESS.match(default_from)
+    address = match.group(1).lower() if match else default_from.lower()
+    domain = address.rpartition("@")[2]
+    if {address, domain} & {i.lower() for i in identities}:
+        return
+    raise ConfigError(
+        f"context 'default_from' ({address}) uses no SES identity of stage {stage!r}: add {domain} to "
+        "'sender_identities' (created by this stack) or 'existing_sender_identities' (already verified "
+        "in the account), or set 'default_from' to an address at one of them"
+    )
 
 
 def _allowed_origins(get: Callable[[str], Any]) -> list[str]:

@@ -68,7 +68,13 @@ class Platform:
             storage=storage,
             queues=queues,
             scheduling=Scheduling(stack, "Scheduling", send_queue=queues.send.queue),
-            ses=Ses(stack, "Ses", config=config, events_queue=queues.events.queue),
+            ses=Ses(
+                stack,
+                "Ses",
+                config=config,
+                events_queue=queues.events.queue,
+                events_dead_letters=queues.events.dlq,
+            ),
             layers=SharedLayers(stack, "Layers", config=config),
             signing_secret=signing_secret(stack, config),
         )

@@ -33,9 +33,9 @@ ACKNOWLEDGED = (
     ),
     (
         "AwsSolutions-APIG6",
-        "Execution logging needs the account-wide API Gateway CloudWatch role, a regional "
-        "singleton this stack must not own; the stage writes JSON access logs and the function "
-        "logs every request as JSON.",
+        "No execution logging: API Gateway would write it to a log group outside the stack (no "
+        "retention, not deleted with it); the stage writes JSON access logs and the function logs "
+        "every request as JSON.",
     ),
     (
         "AwsSolutions-APIG3",
@@ -71,8 +71,21 @@ class Api(Construct):
             # the gateway decodes it for clients asking for images. No request body is an image.
             binary_media_types=["image/*"],
             default_cors_preflight_options=_cors(config),
-            cloud_watch_role=False,  # an account-wide singleton; not this stack's to own
+            # Access logging needs the account's API Gateway CloudWatch role in the region, or the
+            # first deploy fails ("CloudWatch Logs role ARN must be set in account settings"): set
+            # it (AWS::ApiGateway::Account, a regional singleton, before the stage). Retained, so a
+            # deleted stack (dev beside prod) leaves the setting naming a role that still exists.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
             deploy_options=_stage_options(config, self.access_logs),
+        )
+        role = self.rest_api.node.find_child("CloudWatchRole")
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The role API Gateway itself assumes (apigateway.amazonaws.com) to write access logs in "
+            "this region: the AWS managed policy made for it, logs actions only, as AWS documents.",
         )
         for rule, reason in ACKNOWLEDGED:
             acknowledge(self.rest_api, rule, reason)

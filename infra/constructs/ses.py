@@ -1,6 +1,6 @@
 """SES: the configuration set every message is sent with, its event destination (an SNS topic
 the events queue subscribes to with raw delivery, so each SQS body is the SES event JSON itself),
-and the sender identities named in the context."""
+the sender identities this stack creates and the ones it only references (already in the account)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,17 @@ from infra.config import MailSageConfig
 from infra.constructs import acknowledge
 
 SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
+# Only the events that move a message (domain/feedback.py). Never OPEN or CLICK: a destination
+# subscribing them turns on SES's own tracking (its pixel, every link rewritten) in all HTML mail.
+# Not SEND: the sender already records a message as sent, so each would be a publish, a queue
+# message and an invocation for nothing.
 EVENTS = (
-    ses.EmailSendingEvent.SEND,
     ses.EmailSendingEvent.DELIVERY,
     ses.EmailSendingEvent.DELIVERY_DELAY,
     ses.EmailSendingEvent.BOUNCE,
     ses.EmailSendingEvent.COMPLAINT,
     ses.EmailSendingEvent.REJECT,
     ses.EmailSendingEvent.RENDERING_FAILURE,
-    ses.EmailSendingEvent.OPEN,
-    ses.EmailSendingEvent.CLICK,
 )
 
 
@@ -38,7 +39,13 @@ def _construct_id(identity: str) -> str:
 
 class Ses(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: MailSageConfig, events_queue: sqs.IQueue
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MailSageConfig,
+        events_queue: sqs.IQueue,
+        events_dead_letters: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
@@ -61,33 +68,51 @@ class Ses(Construct):
             destination=ses.EventDestination.sns_topic(self.topic),
             events=list(EVENTS),
         )
-        self.topic.add_subscription(subscriptions.SqsSubscription(events_queue, raw_message_delivery=True))
-
-        self.identities: dict[str, ses.EmailIdentity] = {}
-        for name in config.sender_identities:
-            is_address = "@" in name
-            identity = ses.EmailIdentity(
-                self,
-                _construct_id(name),
-                identity=ses.Identity.email(name) if is_address else ses.Identity.domain(name),
-                configuration_set=self.configuration_set,
+        # An event SNS cannot deliver (the queue's policy broken, the queue gone) lands beside the
+        # ones the events function failed on: both are SES events not yet applied, the function reads
+        # either body (raw or in SNS's envelope: ses_events.unwrap), so one alarm and one redrive to
+        # the events queue serve both. The subscription adds the DLQ policy's statement: SNS may
+        # send to it for this topic only.
+        self.topic.add_subscription(
+            subscriptions.SqsSubscription(
+                events_queue, raw_message_delivery=True, dead_letter_queue=events_dead_letters
             )
-            self.identities[name] = identity
-            if not is_address:
-                # Easy DKIM: publish these three CNAME records in the domain's DNS.
-                for i, record in enumerate(identity.dkim_records, start=1):
-                    cdk.CfnOutput(
-                        self,
-                        f"{_construct_id(name)}Dkim{i}",
-                        value=cdk.Fn.join(" CNAME ", [record.name, record.value]),
-                        description=f"DKIM record {i} for {name}",
-                    )
+        )
+
+        self.identities = {name: self._identity(name) for name in config.sender_identities}
+        # Verified in the account already (an EmailIdentity for them would fail the deploy): only
+        # their ARNs, for the sender's policy.
+        self.existing_identities = config.existing_sender_identities
+
+    def _identity(self, name: str) -> ses.EmailIdentity:
+        """A sender identity this stack creates, for a domain or an address."""
+        is_address = "@" in name
+        identity = ses.EmailIdentity(
+            self,
+            _construct_id(name),
+            identity=ses.Identity.email(name) if is_address else ses.Identity.domain(name),
+            configuration_set=self.configuration_set,
+        )
+        if not is_address:
+            # Easy DKIM: publish these three CNAME records in the domain's DNS.
+            for i, record in enumerate(identity.dkim_records, start=1):
+                cdk.CfnOutput(
+                    self,
+                    f"{_construct_id(name)}Dkim{i}",
+                    value=cdk.Fn.join(" CNAME ", [record.name, record.value]),
+                    description=f"DKIM record {i} for {name}",
+                )
+        return identity
 
     def identity_arns(self) -> list[str]:
-        if self.identities:
-            return [identity.email_identity_arn for identity in self.identities.values()]
-        # No identities in the context: they are verified outside this stack (see infra/README.md).
-        return [cdk.Stack.of(self).format_arn(service="ses", resource="identity", resource_name="*")]
+        stack = cdk.Stack.of(self)
+        arns = [identity.email_identity_arn for identity in self.identities.values()]
+        arns += [
+            stack.format_arn(service="ses", resource="identity", resource_name=name)
+            for name in self.existing_identities
+        ]
+        # None named in the context: they are verified outside this stack (see infra/README.md).
+        return arns or [stack.format_arn(service="ses", resource="identity", resource_name="*")]
 
     def grant_send(self, function: lambda_.Function) -> None:
         """SendEmail/SendRawEmail with the sender identities and this configuration set only."""
@@ -96,13 +121,13 @@ class Ses(Construct):
             actions=list(SEND_ACTIONS),
             resource_arns=[*self.identity_arns(), self.configuration_set_arn],
         )
-        if not self.identities:
+        if not (self.identities or self.existing_identities):
             assert function.role is not None
             acknowledge(
                 function.role,
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ses:<AWS::Region>:<AWS::AccountId>:identity/*]",
-                "No sender_identities in the context: the sending identities are verified outside this "
-                "stack, and SES authorizes SendEmail against the identity ARN, so the sender may use this "
-                "account's identities in this region (only with MailSage's configuration set). Set "
-                "sender_identities to scope it to named identities.",
+                "No sender_identities or existing_sender_identities in the context (the dev stage): the "
+                "sending identities are verified outside this stack, and SES authorizes SendEmail against "
+                "the identity ARN, so the sender may use this account's identities in this region (only "
+                "with MailSage's configuration set). Name them in either key to scope it.",
             )

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGURED: dict[str, Any] = {
     "stage": "prod",
     "sender_identities": ["mail.example.com", "alerts@example.org"],
+    "default_from": "MailSage <noreply@mail.example.com>",  # outside dev, at one of the identities
     "allowed_origins": ["https://app.example.com"],
     "alarm_email": "oncall@example.com",
     "smtp_relay_secrets": {"relay": "mailsage/smtp/relay"},

@@ -24,6 +24,8 @@ ACKNOWLEDGED_RULES_METADATA = "aws:cdk:acknowledged-rules"
 EXPECTED_ACKNOWLEDGMENTS = {
     "AwsSolutions-L1",
     "AwsSolutions-IAM5[Resource::*]",
+    # the API Gateway account's CloudWatch role: the AWS managed policy made for it
+    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
     "AwsSolutions-IAM5[Resource::<….Arn>/index/*]",
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/<…>/*]",
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ses:<AWS::Region>:<AWS::AccountId>:identity/*]",
