@@ -82,7 +82,7 @@ build: $(STAMP)
 synth: build $(NODE_STAMP)
 	$(CDK_ENV) npx cdk synth --no-notices --quiet $(CDK_ARGS)
 
-## deploy: build, then deploy with your AWS credentials, e.g. make deploy CDK_ARGS="-c stage=prod"
+## deploy: build, then deploy with your AWS credentials, e.g. make deploy CDK_ARGS="-c stage=prod -c sender_identities=example.com -c default_from=noreply@example.com"
 deploy: build $(NODE_STAMP)
 	$(CDK_ENV) npx cdk deploy --no-notices $(CDK_ARGS)
 
