@@ -83,7 +83,11 @@ synth: build $(NODE_STAMP)
 	$(CDK_ENV) npx cdk synth --no-notices --quiet $(CDK_ARGS)
 
 ## deploy: build, then deploy with your AWS credentials, e.g. make deploy CDK_ARGS="-c stage=prod -c sender_identities=example.com -c default_from=noreply@example.com"
+# The stage named in CDK_ARGS (cdk.json's is dev): only prod retains its data.
+DEPLOY_STAGE := $(or $(patsubst stage=%,%,$(filter stage=%,$(CDK_ARGS))),dev)
+DEPLOY_WARNING := Deploying stage $(DEPLOY_STAGE): its table, signing secret and logs are deleted with the stack (only stage prod keeps them: CDK_ARGS='-c stage=prod').
 deploy: build $(NODE_STAMP)
+	$(if $(filter-out prod,$(DEPLOY_STAGE)),@echo "$(DEPLOY_WARNING)")
 	$(CDK_ENV) npx cdk deploy --no-notices $(CDK_ARGS)
 
 clean:

@@ -46,6 +46,8 @@ CONTEXT_KEYS = (
     "log_level",
     "retention_days",
     "layers_dir",
+    "existing_table_name",
+    "existing_signing_secret_name",
 )
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -55,6 +57,11 @@ _ADDRESS = re.compile(r"^(?:[^<>]*<)?([^@\s<>]+@[^@\s<>]+)>?$")  # "Name <a@b.c>
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
 _RELAY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+# Days a job's records (metadata, and with them its bodies) are kept on AWS when the context says
+# nothing: long enough for bounces, complaints and support questions, short enough that a
+# deployment does not keep every recipient's address forever. 0 keeps them.
+DEFAULT_RETENTION_DAYS = 90
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # SQS event source mappings accept a maximum concurrency of 2..1000.
 _MIN_CONCURRENCY, _MAX_CONCURRENCY = 2, 1000
@@ -110,7 +117,12 @@ class MailSageConfig:
     ses_max_rate: float | None = None
     deletion_protection: bool = False
     log_level: str = "INFO"
-    retention_days: int | None = None  # DynamoDB TTL on a job's items; None keeps them
+    # DynamoDB TTL on a job's items (metadata and bodies); None keeps them.
+    retention_days: int | None = DEFAULT_RETENTION_DAYS
+    # A redeploy re-attaches what an earlier stack retained (prod's table and signing key) by
+    # name instead of creating new ones, so stored mail, API keys and links already sent keep working.
+    existing_table_name: str | None = None
+    existing_signing_secret_name: str | None = None
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -183,10 +195,8 @@ class MailSageConfig:
         )
         ses_max_rate = _optional_rate(get, "ses_max_rate")
         log_level = _log_level(get)
-        retention = get("retention_days")
-        retention_days = (
-            None if retention in (None, "") else _int(get, "retention_days", 0, minimum=1, maximum=3650)
-        )
+        retention_days = _retention_days(get)
+        existing_table, existing_secret = _existing_names(get)
         return cls(
             stage=stage,
             sender_identities=tuple(identities),
@@ -206,6 +216,8 @@ class MailSageConfig:
             deletion_protection=_bool(get, "deletion_protection", stage == "prod"),
             log_level=log_level,
             retention_days=retention_days,
+            existing_table_name=existing_table,
+            existing_signing_secret_name=existing_secret,
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 
@@ -332,6 +344,25 @@ def _log_level(get: Callable[[str], Any]) -> str:
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"context 'log_level' must be one of {', '.join(_LOG_LEVELS)} (got {log_level!r})")
     return log_level
+
+
+def _retention_days(get: Callable[[str], Any]) -> int | None:
+    """Days a job's records are kept (default DEFAULT_RETENTION_DAYS); 0: kept until deleted."""
+    days = _int(get, "retention_days", DEFAULT_RETENTION_DAYS, minimum=0, maximum=3650)
+    return days or None
+
+
+def _existing_names(get: Callable[[str], Any]) -> tuple[str | None, str | None]:
+    """(table, signing secret) an earlier stack retained, to be re-attached by name."""
+    table = _optional_string(get, "existing_table_name")
+    if table is not None and not _TABLE_NAME.match(table):
+        raise ConfigError(f"context 'existing_table_name': {table!r} is not a DynamoDB table name")
+    secret = _optional_string(get, "existing_signing_secret_name")
+    if secret is not None and not _SECRET_NAME.match(secret):  # a name, not an ARN
+        raise ConfigError(
+            f"context 'existing_signing_secret_name': {secret!r} is not a Secrets Manager secret name"
+        )
+    return table, secret
 
 
 # --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"

@@ -24,11 +24,15 @@ from infra.constructs.queues import Queues
 from infra.constructs.scheduling import Scheduling
 from infra.constructs.ses import Ses
 from infra.constructs.storage import Storage
+from infra.reattach import existing_signing_secret, secret_reference
 
 
-def signing_secret(scope: Construct, config: MailSageConfig) -> secretsmanager.Secret:
+def signing_secret(scope: Construct, config: MailSageConfig) -> secretsmanager.ISecret:
     """The key that signs tracking and unsubscribe URLs: generated once, never leaves Secrets
-    Manager; the sender signs with it, the api verifies."""
+    Manager; the sender signs with it, the api verifies. A retained one is re-attached by name."""
+    existing = existing_signing_secret(scope, "SigningSecret", config)
+    if existing is not None:
+        return existing
     secret = secretsmanager.Secret(
         scope,
         "SigningSecret",
@@ -56,7 +60,7 @@ class Platform:
     scheduling: Scheduling
     ses: Ses
     layers: SharedLayers
-    signing_secret: secretsmanager.Secret
+    signing_secret: secretsmanager.ISecret
 
     @classmethod
     def build(cls, stack: cdk.Stack, config: MailSageConfig) -> Platform:
@@ -133,8 +137,8 @@ class Platform:
 
     def signing_environment(self) -> dict[str, str]:
         return {
-            "MAILSAGE_SIGNING_SECRET_NAME": self.signing_secret.secret_arn
-        }  # GetSecretValue takes the ARN
+            "MAILSAGE_SIGNING_SECRET_NAME": secret_reference(self.signing_secret)
+        }  # GetSecretValue takes the ARN or the name
 
     # --- grants shared by several capabilities ------------------------------------------------
 

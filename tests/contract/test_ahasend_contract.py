@@ -243,7 +243,7 @@ def test_create_message_replies(v2: ContractClient, stores: Backends) -> None:
     # One recipient, no name: the reply's recipient still has one (the contract requires it).
     [entry] = expect(v2.post(f"{v2.base}/messages", message("a@example.com")), 202).body["data"]
     assert entry["status"] == "queued" and entry["error"] is None and "schedule" not in entry
-    assert re.fullmatch(r"<[0-9a-f-]{36}@mailsage\.local>", entry["id"])
+    assert re.fullmatch(r"<[0-9a-f-]{36}@example\.com>", entry["id"])  # the sender's domain
 
     # Several recipients: one entry each, in order; bad ones are errors, the others go out.
     stores.store.put_suppression(

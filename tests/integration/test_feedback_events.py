@@ -170,7 +170,7 @@ def test_each_sink_outcome_emits_its_event_and_status(
     assert delivered["data"]["subject"] == "Hello 0"
     message_id = message_of(stores, account, job["job_id"], "ok@example.com").id
     assert delivered["data"]["id"] == message_id
-    assert delivered["data"]["message_id_header"] == f"<{message_id}@mailsage.local>"
+    assert delivered["data"]["message_id_header"] == f"<{message_id}@acme-mail.com>"  # the sender's domain
 
     # Hard bounce and complaint suppressed the address for the account; the others are not.
     now = time.time()

@@ -30,9 +30,10 @@ class CommonSettings(BaseSettings):
     # Queue semantics of the embedded queue (on AWS these are properties of the SQS queue).
     queue_visibility_seconds: float = Field(300.0, gt=0)
     queue_max_receives: int = Field(8, ge=1)
-    # The host part of every Message-ID header, `<message id@message_id_domain>` (v2 replies and
-    # webhook payloads show it).
-    message_id_domain: str = "mailsage.local"
+    # The host part of every Message-ID header, `<message id@host>` (v2 replies and webhook
+    # payloads show it). None: each message's sender domain (its From's), a domain the sender
+    # controls; a value overrides it for every message.
+    message_id_domain: str | None = None
     # Feedback: webhook deliveries go through their own queue (AWS: set by the CDK app;
     # without it events are stored with the message but no webhook is called).
     webhook_queue_url: str | None = None

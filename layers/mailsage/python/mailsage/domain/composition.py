@@ -17,15 +17,11 @@ from __future__ import annotations
 import random
 
 from mailsage.domain.feedback_id import FeedbackIds
+from mailsage.domain.mailbox import message_id_header
 from mailsage.domain.mime import build_message
 from mailsage.domain.models import Job, Message
 from mailsage.domain.rendering import CompiledContent, Rendered, Uncompilable
 from mailsage.domain.tracking import TrackedLinks, unsubscribe_headers, wants
-
-
-def message_id_header(message_id: str, domain: str) -> str:
-    """The Message-ID header of a message: `<uuid@message_id_domain>`."""
-    return f"<{message_id}@{domain}>"
 
 
 def origination_time(job: Job, message: Message) -> float | None:
@@ -36,9 +32,10 @@ def origination_time(job: Job, message: Message) -> float | None:
 
 class Composer:
     """Composes the message of one recipient. `links` None: no public URL is configured, so no
-    tracking, no List-Unsubscribe and no Feedback-ID (its signed token needs the tracking key)."""
+    tracking, no List-Unsubscribe and no Feedback-ID (its signed token needs the tracking key).
+    `message_id_domain` None: each Message-ID takes the sender's domain."""
 
-    def __init__(self, message_id_domain: str, links: TrackedLinks | None = None) -> None:
+    def __init__(self, message_id_domain: str | None = None, links: TrackedLinks | None = None) -> None:
         self.message_id_domain = message_id_domain
         self.links = links
         self.feedback_ids = FeedbackIds(links.signer) if links is not None else None
@@ -59,7 +56,7 @@ class Composer:
             to_email=message.email,
             to_name=message.name,
             reply_to=job.content.reply_to,
-            message_id=message_id_header(message.id, self.message_id_domain),
+            message_id=message_id_header(message.id, job.content.from_addr, self.message_id_domain),
             headers=self.headers(job, message),
             attachments=job.content.attachments,
             date=origination_time(job, message),

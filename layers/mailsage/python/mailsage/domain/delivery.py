@@ -65,7 +65,7 @@ class DeliveryPolicy:
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 900.0
     claim_lease_seconds: float = 300.0
-    message_id_domain: str = "mailsage.local"
+    message_id_domain: str | None = None  # None: the sender's domain
     suppression: SuppressionPolicy = SuppressionPolicy()
 
     def retry_delay(self, attempt: int) -> float:

@@ -37,7 +37,7 @@ class EngagementService:
     store: EngagementStore
     signer: Signer | None  # None: tracking is not configured; every token is unknown
     publisher: EventPublisher | None
-    message_id_domain: str = "mailsage.local"
+    message_id_domain: str | None = None  # None: the sender's domain
     suppression: SuppressionPolicy = SuppressionPolicy()
     clock: Clock = system_clock
 

@@ -19,7 +19,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from mailsage.domain.clock import Clock, system_clock
-from mailsage.domain.mailbox import Mailbox, sender_domain
+from mailsage.domain.mailbox import Mailbox, message_id_header, sender_domain
 from mailsage.domain.models import EVENT_FLAGS, EventType, Job, Suppression, Webhook, WebhookScope
 from mailsage.ports import Queue, WebhookStore
 
@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
-def message_id_header(message_id: str, domain: str) -> str:
-    return f"<{message_id}@{domain}>"
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,7 +47,7 @@ def message_event(
     recipient: str,
     from_addr: str,
     subject: str,
-    message_id_domain: str,
+    message_id_domain: str | None = None,
     occurred_at: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Event:
@@ -63,7 +59,7 @@ def message_event(
         "from": sender,
         "recipient": recipient,
         "subject": subject,
-        "message_id_header": message_id_header(message_id, message_id_domain),
+        "message_id_header": message_id_header(message_id, sender, message_id_domain),
         "id": message_id,
         "is_bot": False,
     }

@@ -83,7 +83,7 @@ class FeedbackService:
         self,
         store: FeedbackStore,
         publisher: EventPublisher | None = None,
-        message_id_domain: str = "mailsage.local",
+        message_id_domain: str | None = None,
         suppression: SuppressionPolicy | None = None,
         clock: Clock = system_clock,
     ) -> None:

@@ -7,8 +7,9 @@ Decisions where the contract leaves room:
 - one entry per recipient in request order; a recipient that cannot be sent (bad address, template
   error, duplicate, suppressed) is an `error` entry while the others go out, and when every
   recipient fails the reply is still 202 with every entry an error (nothing is queued);
-- `id` in the create reply is the Message-ID header `<uuid@message_id_domain>` (as the contract's
-  example shows); lookups and cancels accept it or the bare UUID.
+- `id` in the create reply is the Message-ID header `<uuid@host>` (as the contract's example
+  shows), the host being the sender's domain unless the deployment sets `message_id_domain`
+  (domain/mailbox.py); lookups and cancels accept it with any host, or the bare UUID.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import unquote
 from mailsage.domain.addresses import format_mailbox
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.header_values import header_text_problem
-from mailsage.domain.mailbox import Mailbox, sender_domain
+from mailsage.domain.mailbox import Mailbox, message_id_header, sender_domain
 from mailsage.domain.message_drafts import (
     DAY,
     SANDBOX_RESULTS,
@@ -127,7 +128,7 @@ class MessagePage:
 @dataclass(slots=True, frozen=True)
 class MessagesLimits:
     max_attachment_bytes: int = 3 * 1024 * 1024
-    message_id_domain: str = "mailsage.local"
+    message_id_domain: str | None = None  # None: the sender's domain
     retention_days: int | None = None  # the deployment's retention when a job sets none
     max_tag_filters: int = 20
 
@@ -267,10 +268,10 @@ class MessagesService:
             elif message.status == MessageStatus.SUPPRESSED:
                 # Kept (listed with status Suppressed) but never sent: an error entry with its id.
                 status, error = "error", message.error_message or "the recipient is suppressed"
-                message_id = self.message_id_header(message.id)
+                message_id = self.message_id_header(message.id, draft.from_email)
             else:
                 status = "scheduled" if message.status == MessageStatus.SCHEDULED else "queued"
-                error, message_id = None, self.message_id_header(message.id)
+                error, message_id = None, self.message_id_header(message.id, draft.from_email)
             entries.append(
                 CreatedEntry(
                     recipient.email, recipient.name, recipient.substitutions, status, message_id, error
@@ -279,8 +280,9 @@ class MessagesService:
         return entries
 
     # -- read --------------------------------------------------------------------------------------
-    def message_id_header(self, message_id: str) -> str:
-        return f"<{message_id}@{self.limits.message_id_domain}>"
+    def message_id_header(self, message_id: str, from_addr: str) -> str:
+        """The Message-ID the message is (or was) sent with: the same as the sender composes."""
+        return message_id_header(message_id, from_addr, self.limits.message_id_domain)
 
     def get(self, account_id: str, message_id: str, base_url: str | None = None) -> MessageView:
         """One message with its content (composed again while retention keeps the data).
@@ -380,7 +382,7 @@ class MessagesService:
         return MessageView(
             message=message,
             sandbox=bool(job and job.content.sandbox_result),
-            message_id_header=self.message_id_header(message.id),
+            message_id_header=self.message_id_header(message.id, job.content.from_addr if job else ""),
             sender=sender,
             sender_domain_id=domain_id(sender_domain(sender) or ""),
             tags=list(job.content.tags) if job is not None else [],

@@ -51,7 +51,7 @@ class SuppressionPolicy:
 class Outcomes:
     store: SuppressionStore
     publisher: EventPublisher | None
-    message_id_domain: str = "mailsage.local"
+    message_id_domain: str | None = None  # None: the sender's domain
     policy: SuppressionPolicy = field(default_factory=SuppressionPolicy)
     clock: Clock = system_clock
     pending: list[Event] = field(default_factory=list)

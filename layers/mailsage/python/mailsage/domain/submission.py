@@ -119,7 +119,7 @@ class SubmissionService:
         limits: SubmissionLimits,
         scheduler: Scheduler | None = None,
         publisher: EventPublisher | None = None,
-        message_id_domain: str = "mailsage.local",
+        message_id_domain: str | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.jobs = jobs
