@@ -119,7 +119,7 @@ def python_version(python: Path) -> str | None:
 
 def compile_bytecode(python: Path, *directories: Path) -> None:
     """`.pyc` beside every module, in `__pycache__`, as `python` would write it itself; unchecked
-    hash-based, so a zip's fixed timestamps do not invalidate them and the source is never read."""
+    hash-based, so a zip's fixed timestamps do not invalidate them and the source is not re-hashed."""
     version = python_version(python)
     if version != PYTHON_RUNTIME_VERSION:
         raise SystemExit(f"{python} is Python {version}, the layers target {PYTHON_RUNTIME_VERSION}")
