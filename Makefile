@@ -74,7 +74,8 @@ NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-## build: the two Lambda layers under build/layers/ (pip wheels for python3.12/arm64, no Docker)
+## build: the two Lambda layers under build/layers/ (pip wheels for python3.12/arm64, no Docker),
+## compiled to bytecode by pyenv's newest 3.12 (infra/build_layers.py --python to choose another)
 build: $(STAMP)
 	$(BIN)/python -m infra.build_layers
 

@@ -28,6 +28,9 @@ LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.A
 
 HANDLER = "handler.lambda_handler"
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".pytest_cache"]
+# The layers keep their bytecode: `make build` compiles it for the runtime (/opt is read-only, so
+# a layer without it compiles every module on every cold start).
+LAYER_EXCLUDES = [".pytest_cache"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class SharedLayers(Construct):
             layer = lambda_.LayerVersion(
                 self,
                 layer_id,
-                code=lambda_.Code.from_asset(str(directory), exclude=ASSET_EXCLUDES),
+                code=lambda_.Code.from_asset(str(directory), exclude=LAYER_EXCLUDES),
                 description=description,
                 compatible_runtimes=[RUNTIME],
                 compatible_architectures=[LAMBDA_ARCHITECTURE],
