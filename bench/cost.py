@@ -347,9 +347,7 @@ def _resources(suffix: str) -> dict[str, str]:
         "MAILSAGE_SEND_QUEUE_URL": send,
         "MAILSAGE_SEND_DLQ_URL": dlq,
         "MAILSAGE_DEFAULT_FROM": "MailSage <noreply@mailsage.example>",
-        # A new production account's SES rate (moto cannot answer GetAccount): the pacer's writes
-        # at this rate are part of the bill.
-        "MAILSAGE_SES_MAX_RATE": "14",
+        "MAILSAGE_SES_MAX_RATE": "14",  # a new production account's rate (moto has no GetAccount)
     }
 
 
