@@ -42,6 +42,13 @@ class HttpApi:
                 **platform.chunk_environment(),
                 **platform.signing_environment(),
                 "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins)),
+                # The team's own domain is a plain string, not a reference to the REST API, so the
+                # api may know it (and build the same links the sender does) without a cycle.
+                **(
+                    {"MAILSAGE_PUBLIC_URL": config.custom_domain.url}
+                    if config.custom_domain is not None
+                    else {}
+                ),
             },
         )
         handler = self.function.function
@@ -54,7 +61,10 @@ class HttpApi:
 
     @property
     def url(self) -> str:
-        return self.gateway.rest_api.url
+        """The base of every link in mail: the team's own domain when there is one (links survive
+        a replaced API), otherwise the stage's execute-api URL."""
+        domain = self.gateway.config.custom_domain
+        return domain.url if domain is not None else self.gateway.rest_api.url
 
 
 class Sending:
@@ -73,8 +83,9 @@ class Sending:
                 **platform.signing_environment(),
                 **_rate_environment(config.ses_max_rate),
                 "MAILSAGE_SES_CONFIGURATION_SET": platform.ses.configuration_set_name,
-                # Written into tracking pixels, links and List-Unsubscribe. Only the sender gets
-                # it: the api function is behind the REST API, so giving it the URL would be a cycle.
+                # Written into tracking pixels, links and List-Unsubscribe. Without a custom domain
+                # only the sender gets it: the api function is behind the REST API, so giving it
+                # the execute-api URL would be a cycle.
                 "MAILSAGE_PUBLIC_URL": public_url,
             },
         )

@@ -48,6 +48,11 @@ CONTEXT_KEYS = (
     "layers_dir",
     "existing_table_name",
     "existing_signing_secret_name",
+    "custom_domain_name",
+    "custom_domain_certificate_arn",
+    "custom_domain_hosted_zone_id",
+    "public_routes_rate_limit",
+    "public_routes_burst_limit",
 )
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -58,6 +63,8 @@ _ORIGIN = re.compile(r"^https?://[^/\s]+$")
 _RELAY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
+_HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
 # Days a job's records (metadata, and with them its bodies) are kept on AWS when the context says
 # nothing: long enough for bounces, complaints and support questions, short enough that a
 # deployment does not keep every recipient's address forever. 0 keeps them.
@@ -65,6 +72,19 @@ DEFAULT_RETENTION_DAYS = 90
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # SQS event source mappings accept a maximum concurrency of 2..1000.
 _MIN_CONCURRENCY, _MAX_CONCURRENCY = 2, 1000
+
+
+@dataclass(frozen=True)
+class CustomDomain:
+    """The API's own domain: links in delivered mail name it, so they survive a replaced API."""
+
+    name: str
+    certificate_arn: str  # ACM, in the stack's region (a REGIONAL endpoint needs that)
+    hosted_zone_id: str | None = None  # with one, the stack writes the alias record
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.name}"
 
 
 class ConfigError(ValueError):
@@ -123,6 +143,10 @@ class MailSageConfig:
     # name instead of creating new ones, so stored mail, API keys and links already sent keep working.
     existing_table_name: str | None = None
     existing_signing_secret_name: str | None = None
+    custom_domain: CustomDomain | None = None
+    # The unauthenticated /t and /u routes (prefetchers, link scanners) get their own stage limits.
+    public_routes_rate_limit: int = 100
+    public_routes_burst_limit: int = 200
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -197,6 +221,8 @@ class MailSageConfig:
         log_level = _log_level(get)
         retention_days = _retention_days(get)
         existing_table, existing_secret = _existing_names(get)
+        public_rate = _int(get, "public_routes_rate_limit", 100, minimum=1, maximum=10_000)
+        public_burst = _int(get, "public_routes_burst_limit", 200, minimum=1, maximum=5_000)
         return cls(
             stage=stage,
             sender_identities=tuple(identities),
@@ -218,6 +244,9 @@ class MailSageConfig:
             retention_days=retention_days,
             existing_table_name=existing_table,
             existing_signing_secret_name=existing_secret,
+            custom_domain=_custom_domain(get),
+            public_routes_rate_limit=public_rate,
+            public_routes_burst_limit=public_burst,
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 
@@ -366,6 +395,28 @@ def _existing_names(get: Callable[[str], Any]) -> tuple[str | None, str | None]:
 
 
 # --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"
+
+
+def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
+    name = _optional_string(get, "custom_domain_name")
+    arn = _optional_string(get, "custom_domain_certificate_arn")
+    zone = _optional_string(get, "custom_domain_hosted_zone_id")
+    if not name:
+        if arn or zone:
+            raise ConfigError("context 'custom_domain_name' is required with a certificate or hosted zone")
+        return None
+    if not _DOMAIN.match(name):
+        raise ConfigError(f"context 'custom_domain_name': {name!r} is not a domain name")
+    if not arn:
+        raise ConfigError(
+            "context 'custom_domain_certificate_arn' is required with 'custom_domain_name' "
+            "(an ACM certificate for it, in the stack's region)"
+        )
+    if not _CERTIFICATE_ARN.match(arn):
+        raise ConfigError(f"context 'custom_domain_certificate_arn': {arn!r} is not an ACM certificate ARN")
+    if zone and not _HOSTED_ZONE_ID.match(zone):
+        raise ConfigError(f"context 'custom_domain_hosted_zone_id': {zone!r} is not a Route 53 hosted zone id")
+    return CustomDomain(name.lower(), arn, zone or None)
 
 
 def _string(get: Callable[[str], Any], key: str, default: str) -> str:

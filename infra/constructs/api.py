@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as targets
 from constructs import Construct
 
-from infra.config import MailSageConfig
+from infra.config import CustomDomain, MailSageConfig
 from infra.constructs import acknowledge
 
 # Headers a browser client sends: the bearer key, JSON bodies and idempotency keys.
 CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
+
+# The unauthenticated routes: tracking pixel and links (/t/...) and unsubscribe (/u/...).
+PUBLIC_ROUTES = ("t", "u")
 
 # The cdk-nag findings the REST API accepts, each with its reason.
 ACKNOWLEDGED = (
@@ -50,6 +56,7 @@ class Api(Construct):
         self, scope: Construct, construct_id: str, *, config: MailSageConfig, handler: lambda_.IFunction
     ) -> None:
         super().__init__(scope, construct_id)
+        self.config = config
         self.access_logs = logs.LogGroup(
             self,
             "AccessLogs",
@@ -89,6 +96,50 @@ class Api(Construct):
         )
         for rule, reason in ACKNOWLEDGED:
             acknowledge(self.rest_api, rule, reason)
+        _add_public_routes(self.rest_api, handler)
+        self.domain = _custom_domain(self, config.custom_domain, self.rest_api)
+
+
+def _add_public_routes(rest_api: apigateway.LambdaRestApi, handler: lambda_.IFunction) -> None:
+    """/t and /u as resources of their own (the same function, the same proxying as every other
+    path), so the stage can throttle them apart: prefetchers and link scanners hitting them at the
+    send rate must not use up the limit that API callers share. LambdaRestApi forbids adding to its
+    proxied root, so the resources are built directly on it."""
+    integration = apigateway.LambdaIntegration(handler)
+    for path in PUBLIC_ROUTES:
+        resource = apigateway.Resource(rest_api.root, path.upper(), parent=rest_api.root, path_part=path)
+        resource.add_method("ANY", integration)
+        resource.add_proxy(default_integration=integration, any_method=True)
+
+
+def _custom_domain(
+    scope: Construct, domain: CustomDomain | None, rest_api: apigateway.RestApi
+) -> apigateway.DomainName | None:
+    """The API under the team's own name (REGIONAL, TLS 1.2), mapped to the stage, with an alias
+    record when the hosted zone is given (otherwise the team points its DNS at the output)."""
+    if domain is None:
+        return None
+    certificate = acm.Certificate.from_certificate_arn(scope, "Certificate", domain.certificate_arn)
+    name = apigateway.DomainName(
+        scope,
+        "CustomDomain",
+        domain_name=domain.name,
+        certificate=certificate,
+        endpoint_type=apigateway.EndpointType.REGIONAL,
+        security_policy=apigateway.SecurityPolicy.TLS_1_2,
+    )
+    name.add_base_path_mapping(rest_api, stage=rest_api.deployment_stage)
+    cdk.CfnOutput(scope, "CustomDomainTarget", value=name.domain_name_alias_domain_name)
+    if domain.hosted_zone_id:
+        zone = route53.HostedZone.from_hosted_zone_id(scope, "HostedZone", domain.hosted_zone_id)
+        route53.ARecord(
+            scope,
+            "CustomDomainAlias",
+            zone=zone,
+            record_name=f"{domain.name}.",  # fully qualified: the imported zone's name is not known
+            target=route53.RecordTarget.from_alias(targets.ApiGatewayDomain(name)),
+        )
+    return name
 
 
 def _cors(config: MailSageConfig) -> apigateway.CorsOptions | None:
@@ -109,6 +160,15 @@ def _stage_options(config: MailSageConfig, access_logs: logs.ILogGroup) -> apiga
         stage_name=config.stage,
         throttling_rate_limit=config.api_rate_limit,
         throttling_burst_limit=config.api_burst_limit,
+        method_options={
+            # A method setting covers one resource (no subtree): the route and its proxy each.
+            f"/{path}{proxy}/*": apigateway.MethodDeploymentOptions(
+                throttling_rate_limit=config.public_routes_rate_limit,
+                throttling_burst_limit=config.public_routes_burst_limit,
+            )
+            for path in PUBLIC_ROUTES
+            for proxy in ("", "/{proxy+}")
+        },
         tracing_enabled=True,
         metrics_enabled=True,
         access_log_destination=apigateway.LogGroupLogDestination(access_logs),
