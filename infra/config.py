@@ -415,7 +415,9 @@ def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
     if not _CERTIFICATE_ARN.match(arn):
         raise ConfigError(f"context 'custom_domain_certificate_arn': {arn!r} is not an ACM certificate ARN")
     if zone and not _HOSTED_ZONE_ID.match(zone):
-        raise ConfigError(f"context 'custom_domain_hosted_zone_id': {zone!r} is not a Route 53 hosted zone id")
+        raise ConfigError(
+            f"context 'custom_domain_hosted_zone_id': {zone!r} is not a Route 53 hosted zone id"
+        )
     return CustomDomain(name.lower(), arn, zone or None)
 
 

@@ -165,6 +165,7 @@ def _stage_options(config: MailSageConfig, access_logs: logs.ILogGroup) -> apiga
             f"/{path}{proxy}/*": apigateway.MethodDeploymentOptions(
                 throttling_rate_limit=config.public_routes_rate_limit,
                 throttling_burst_limit=config.public_routes_burst_limit,
+                metrics_enabled=True,  # a method setting replaces the stage's for its resource
             )
             for path in PUBLIC_ROUTES
             for proxy in ("", "/{proxy+}")
