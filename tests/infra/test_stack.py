@@ -586,7 +586,8 @@ def test_named_identities_use_the_configuration_set(configured: Synthesized) -> 
 def test_api_stage_is_throttled_and_writes_json_access_logs(synthesized: Synthesized) -> None:
     (stage,) = synthesized.resources("AWS::ApiGateway::Stage").values()
     props = stage["Properties"]
-    (method_settings,) = props["MethodSettings"]
+    # the stage's own ("/*"); /t and /u have theirs (tests/infra/test_custom_domain.py)
+    (method_settings,) = [m for m in props["MethodSettings"] if m["ResourcePath"] == "/*"]
     assert method_settings["ThrottlingRateLimit"] == cdk_json_context()["api_rate_limit"]
     assert method_settings["ThrottlingBurstLimit"] == cdk_json_context()["api_burst_limit"]
     assert json.loads(props["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
@@ -604,7 +605,10 @@ def test_api_proxies_everything_to_the_api_function_without_gateway_keys(synthes
         assert props["Integration"]["Type"] == "AWS_PROXY"
         assert refers_to(props["Integration"]["Uri"], api_id)
     resources = synthesized.resources("AWS::ApiGateway::Resource")
-    assert [r["Properties"]["PathPart"] for r in resources.values()] == ["{proxy+}"]
+    # the catch-all, plus /t and /u with their own proxies (throttled apart, same integration)
+    assert sorted(r["Properties"]["PathPart"] for r in resources.values()) == sorted(
+        ["{proxy+}", "t", "{proxy+}", "u", "{proxy+}"]
+    )
     synthesized.template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
     synthesized.template.resource_count_is("AWS::ApiGateway::Authorizer", 0)
 
