@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_certificatemanager as acm
@@ -106,8 +108,9 @@ def _add_public_routes(rest_api: apigateway.LambdaRestApi, handler: lambda_.IFun
     send rate must not use up the limit that API callers share. LambdaRestApi forbids adding to its
     proxied root, so the resources are built directly on it."""
     integration = apigateway.LambdaIntegration(handler)
+    root = cast(Construct, rest_api.root)  # typed as the interface; it is the root construct
     for path in PUBLIC_ROUTES:
-        resource = apigateway.Resource(rest_api.root, path.upper(), parent=rest_api.root, path_part=path)
+        resource = apigateway.Resource(root, path.upper(), parent=rest_api.root, path_part=path)
         resource.add_method("ANY", integration)
         resource.add_proxy(default_integration=integration, any_method=True)
 
