@@ -394,9 +394,6 @@ def _existing_names(get: Callable[[str], Any]) -> tuple[str | None, str | None]:
     return table, secret
 
 
-# --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"
-
-
 def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
     name = _optional_string(get, "custom_domain_name")
     arn = _optional_string(get, "custom_domain_certificate_arn")
@@ -419,6 +416,9 @@ def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
             f"context 'custom_domain_hosted_zone_id': {zone!r} is not a Route 53 hosted zone id"
         )
     return CustomDomain(name.lower(), arn, zone or None)
+
+
+# --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"
 
 
 def _string(get: Callable[[str], Any], key: str, default: str) -> str:
