@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     outbox = f" (sink outbox: {runtime.config.data_dir / 'outbox'})" if not args.no_sink else ""
     print(f"  mail goes to {relay.split('@')[-1] or 'no MAILSAGE_SMTP_URL'}{outbox}", flush=True)
     while not signalled:
-        time.sleep(0.2)
+        time.sleep(0.02)  # the stop begins within 20 ms of the signal: no new message starts after
     print(f"stopping: finishing the messages in hand (at most {STOP_SECONDS:.0f} s)...", flush=True)
     stuck = runtime.stop()
     print("stopped", flush=True)
