@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -50,6 +51,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving_relay(handler: Any, controller: Any = None) -> Iterator[int]:
+    """An aiosmtpd relay on loopback answering with `handler` (through `controller`, an aiosmtpd
+    Controller class, default the plain one); yields its port and stops it after."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    running = (controller or Controller)(handler, hostname="127.0.0.1", port=port)
+    running.start()
+    try:
+        yield port
+    finally:
+        running.stop()
 
 
 def read_eml(path: Path) -> EmailMessage:

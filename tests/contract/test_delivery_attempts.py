@@ -17,7 +17,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailsage.adapters.smtp import SmtpConfig, SmtpTransport
 from mailsage.adapters.sqlite.db import Database
@@ -30,7 +29,7 @@ from mailsage.domain.models import ChunkRef, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.providers import Providers
 from mailsage.ports import Store
-from tests.conftest import free_port
+from tests.conftest import free_port, serving_relay
 from tests.contract.conftest import JobFactory
 
 
@@ -63,13 +62,8 @@ class Relay:
 @pytest.fixture
 def relay() -> Iterator[tuple[Relay, int]]:
     handler = Relay()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving_relay(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

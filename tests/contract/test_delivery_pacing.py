@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailsage.adapters.smtp import SmtpConfig, SmtpTransport
 from mailsage.adapters.sqlite.db import Database
@@ -28,7 +27,7 @@ from mailsage.domain.parking import PROBE_CHUNK
 from mailsage.domain.providers import Providers
 from mailsage.errors import ProviderPaused
 from mailsage.ports import Store, TransportSession
-from tests.conftest import free_port
+from tests.conftest import serving_relay
 from tests.contract.conftest import JobFactory
 
 RATE = 5.0
@@ -90,13 +89,8 @@ def clock() -> ManualClock:
 @pytest.fixture
 def relay(clock: ManualClock) -> Iterator[tuple[Relay, int]]:
     handler = Relay(clock)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving_relay(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

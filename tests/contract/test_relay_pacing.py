@@ -31,7 +31,7 @@ from mailsage.domain.pacing import BURST_SECONDS, Pacer
 from mailsage.ports import PacingStore, Store
 from mailsage.settings import SenderSettings
 from mailsage.wiring import providers, route_limits
-from tests.conftest import free_port
+from tests.conftest import serving_relay
 from tests.contract.conftest import JobFactory
 
 WORKERS = 4
@@ -126,13 +126,8 @@ def clock() -> SimClock:
 @pytest.fixture
 def relay(clock: SimClock) -> Iterator[tuple[Relay, int]]:
     handler = Relay(clock)
-    port = free_port()
-    controller = CountingController(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving_relay(handler, CountingController) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
