@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -28,7 +28,7 @@ from mailsage.domain.delivery import DeliveryPolicy, DeliveryService, RetryChunk
 from mailsage.domain.models import ChunkRef, MessageStatus
 from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.pacing import BURST_SECONDS, Pacer
-from mailsage.ports import PacingStore, Store
+from mailsage.ports import Store
 from mailsage.settings import SenderSettings
 from mailsage.wiring import providers, route_limits
 from tests.conftest import serving_relay
@@ -155,7 +155,7 @@ def sender(
         composer=Composer(policy.message_id_domain),
         clock=clock,
         # A horizon longer than the job: every sender sleeps for its grant, none is sent away.
-        pacer=Pacer(cast(PacingStore, store), route_limits(settings), clock, horizon=3600.0),
+        pacer=Pacer(store, route_limits(settings), clock, horizon=3600.0),
         sleep=clock.sleep,
     )
 

@@ -112,9 +112,6 @@ class LanedQueue:
     def depth(self) -> int:
         return (self.priority.depth() if self.priority is not None else 0) + self.bulk.depth()
 
-    # Also a method, for callers that hold the queue rather than the module.
-    receipt_for = staticmethod(receipt_for)
-
     def _queue(self, tag: str | None) -> Queue:
         return self.priority if tag == PRIORITY_TAG and self.priority is not None else self.bulk
 
