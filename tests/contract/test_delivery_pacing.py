@@ -228,3 +228,40 @@ def test_a_parked_provider_is_probed_with_one_message_not_with_every_job(
 def _bodies(queue: SqliteQueue) -> list[dict[str, Any]]:
     rows = queue.db.connection().execute("SELECT body FROM queue_messages WHERE queue = ?", (queue.name,))
     return [json.loads(r[0]) for r in rows]
+
+
+class FailingOnce:
+    """The store's pacing state, except that its `fail_at`-th change fails (a store unavailable)."""
+
+    def __init__(self, store: Store, fail_at: int) -> None:
+        self.store, self.calls, self.fail_at = store, 0, fail_at
+
+    def change_pacing(self, key: str, change: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError("the pacing store is unavailable")
+        return self.store.change_pacing(key, change)
+
+    def pacing_state(self, key: str) -> Any:
+        return self.store.pacing_state(key)
+
+
+def test_a_pacing_store_failing_after_a_send_never_keeps_that_send_unrecorded(
+    store: Store, jobs: JobFactory, queue: SqliteQueue, relay: tuple[Relay, int], clock: ManualClock
+) -> None:
+    # Given a chunk of 10 at 5/s (a grant is 2 messages) and a pacing store whose second change,
+    # made right after the second message went out, fails
+    handler, port = relay
+    job, _ = jobs.create(chunk_sizes=(10,))
+    queue.send([{"account_id": job.account_id, "job_id": job.id, "chunk": 0}])
+    service = sender(store, queue, SmtpTransport(SmtpConfig("127.0.0.1", port, timeout=5.0)), clock, Events())
+    service.slots.pacer = service.pacer = Pacer(
+        FailingOnce(store, 2), {"smtp": RouteLimit(rate=RATE)}.get, clock
+    )  # type: ignore[arg-type]
+
+    # When the chunk is delivered until done
+    drain(service, queue, clock, clock() + 600)
+
+    # Then that send was recorded (nothing left `sending` for its lease), and every message went out once
+    assert Counter(r for _, r in handler.arrivals) == Counter({f"user{i}@example.com": 1 for i in range(10)})
+    assert {m.status for m in store.chunk_messages(job.id, 0)} == {MessageStatus.SENT}

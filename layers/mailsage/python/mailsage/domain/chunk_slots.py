@@ -3,6 +3,7 @@ when near, and reserved one message ahead so that the write recording a send can
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from enum import Enum
 
@@ -10,6 +11,8 @@ from mailsage.domain.clock import Clock
 from mailsage.domain.delivery_state import ChunkDelivery
 from mailsage.domain.pacing import Pacer, Parked, Wait
 from mailsage.ports import Meter
+
+log = logging.getLogger(__name__)
 
 # No new message is started with less invocation time left than this: one SMTP timeout (30 s) and
 # the post-send write. Locally the context reports 0 once the server is stopping.
@@ -38,7 +41,17 @@ class ChunkSlots:
         for it yet), so that the write recording this send can claim it."""
         if following is None or chunk.probing:  # a probe's slot comes after it got through
             return None
-        if chunk.slots <= 0 and self._reserve(chunk, left) is Step.STOP:
+        if chunk.slots > 0:
+            return following
+        try:
+            step = self._reserve(chunk, left)
+        except Exception:
+            # This runs between the relay's acceptance and the write recording it: a pacing store
+            # that fails here must not keep that write from landing. The next message asks again
+            # before its claim, where a failure only sends the chunk back.
+            log.exception("reserving the next sending slot failed; recording this send first")
+            return None
+        if step is Step.STOP:
             chunk.stopped = True
             return None
         return following
