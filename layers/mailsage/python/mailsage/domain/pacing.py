@@ -220,6 +220,9 @@ class Pacer:
         self.clock = clock
         self.horizon = horizon  # the longest a sender sleeps for a grant
 
+    def limit(self, route: str) -> RouteLimit | None:
+        return self.limits(route)
+
     def reserve(self, route: str, lane: Lane, account: str, want: int) -> Reservation | None:
         """Sending slots for up to `want` messages through `route`; None if it is not paced."""
         limit = self.limits(route)
