@@ -93,10 +93,11 @@ def _create_key(args: argparse.Namespace) -> int:
     from mailsage.domain.models import Account
 
     account_id = args.account_id or str(uuid.uuid4())
-    uuid.UUID(account_id)  # a clear error for a malformed id
     if args.table_name:
         from mailsage.adapters.aws.dynamodb import DynamoStore
 
+        if args.region:
+            os.environ["AWS_DEFAULT_REGION"] = args.region
         store: Any = DynamoStore(args.table_name)
     else:
         from mailsage.settings import CommonSettings
@@ -201,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     create = sub.add_parser(
         "create-key", help="create an API key for an account (a new account if none given)"
     )
-    create.add_argument("--account-id", help="the account (a UUID); default: a new account")
+    create.add_argument("--account-id", type=_uuid, help="the account (a UUID); default: a new account")
     create.add_argument(
         "--table-name", help="the deployed DynamoDB table (stack output); default: the local database"
     )
+    create.add_argument("--region", help="the deployed table's region (default: the AWS CLI's)")
     create.add_argument(
         "--default-provider", help="also set the account's default provider (ses or a relay name)"
     )
@@ -218,7 +220,30 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("MAILSAGE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except Exception as exc:
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        # An AWS call refused or unreachable (credentials, region, a wrong table name): one line.
+        print(f"mailsage {args.command}: {_aws_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def _aws_error(exc: Exception) -> str:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    if code == "ResourceNotFoundException":
+        return f"{exc} (check the table name, the stack output TableName, and the region: --region)"
+    return str(exc)
+
+
+def _uuid(value: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
 
 
 if __name__ == "__main__":
