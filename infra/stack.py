@@ -40,6 +40,28 @@ class MailSageStack(cdk.Stack):
             rest_api=api.gateway.rest_api,
         )
         self._outputs(platform, monitoring)
+        if config.custom_domain:
+            self._certificate_in_region(config.custom_domain.certificate_arn)
+
+    def _certificate_in_region(self, certificate_arn: str) -> None:
+        """A REGIONAL API domain needs its certificate in the stack's region. The stack is
+        environment-agnostic, so synthesis cannot compare them: a template rule does, when the
+        change set is created, before anything is built or rolled back."""
+        cdk.CfnRule(
+            self,
+            "CertificateInStackRegion",
+            assertions=[
+                cdk.CfnRuleAssertion(
+                    assert_=cdk.Fn.condition_equals(
+                        cdk.Fn.select(3, cdk.Fn.split(":", certificate_arn)), cdk.Aws.REGION
+                    ),
+                    assert_description=(
+                        "custom_domain_certificate_arn must be an ACM certificate in the stack's region "
+                        "(a regional API Gateway domain cannot use one from another region)"
+                    ),
+                )
+            ],
+        )
 
     def _outputs(self, platform: Platform, monitoring: Monitoring) -> None:
         # The API's base URL is output by LambdaRestApi itself (ApiRestApiEndpoint...).

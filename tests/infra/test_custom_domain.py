@@ -211,3 +211,35 @@ def test_public_routes_proxy_to_the_same_function_as_every_other_path(synthesize
     assert catch_all["Type"] == "AWS_PROXY"
     for path in ("/t", "/t/{proxy+}", "/u", "/u/{proxy+}"):
         assert integrations[by_path[path]] == catch_all, path
+
+
+def _evaluate(value: Any, region: str) -> Any:
+    """The few intrinsics the certificate rule uses, as CloudFormation evaluates them."""
+    if isinstance(value, dict):
+        [(name, arg)] = value.items()
+        if name == "Ref":
+            return {"AWS::Region": region}[arg]
+        if name == "Fn::Split":
+            return _evaluate(arg[1], region).split(arg[0])
+        if name == "Fn::Select":
+            return _evaluate(arg[1], region)[int(arg[0])]
+        if name == "Fn::Equals":
+            return _evaluate(arg[0], region) == _evaluate(arg[1], region)
+        raise AssertionError(f"unexpected intrinsic {name}")
+    return value
+
+
+def test_a_certificate_from_another_region_stops_the_deploy_before_anything_is_built(
+    with_domain: Synthesized,
+) -> None:
+    """REGIONAL domains need the certificate in the stack's region; the stack is environment-
+    agnostic, so a template rule checks it when the change set is made."""
+    rule = with_domain.data["Rules"]["CertificateInStackRegion"]
+    [assertion] = rule["Assertions"]
+    assert "stack's region" in assertion["AssertDescription"]
+    assert _evaluate(assertion["Assert"], "eu-west-1") is True  # CERTIFICATE is in eu-west-1
+    assert _evaluate(assertion["Assert"], "us-east-1") is False
+
+
+def test_without_a_domain_there_is_no_certificate_rule(synthesized: Synthesized) -> None:
+    assert "CertificateInStackRegion" not in synthesized.data.get("Rules", {})
