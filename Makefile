@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]'
 	touch $(STAMP)
 
-## run: start the local stack (API on :8025, SMTP sink on :1025) in the foreground
+## run: start the local stack (API on :8026, SMTP sink on :1026) in the foreground
 run: $(STAMP)
 	$(BIN)/mailsage serve
 

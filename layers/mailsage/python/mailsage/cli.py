@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 
 def _serve(args: argparse.Namespace) -> int:
     from mailsage.local.instance_lock import DataDirInUse
+    from mailsage.local.ports import PortInUse
     from mailsage.local.runtime import STOP_SECONDS, LocalRuntime, RuntimeConfig
 
     # SIGTERM (to the process or its whole group) and Ctrl-C stop gracefully; a second one stops at
@@ -40,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         account_id, key = runtime.start()
-    except DataDirInUse as exc:
+    except (DataDirInUse, PortInUse, ValueError) as exc:
         print(f"mailsage serve: {exc}", file=sys.stderr, flush=True)
         return 2
     relay = os.environ.get("MAILSAGE_SMTP_URL", "")
@@ -70,12 +72,17 @@ SAMPLE_API_KEY = "ms_sample_key_for_events"  # the key the API samples in events
 
 def _invoke(args: argparse.Namespace) -> int:
     from mailsage.domain.auth import AuthService
+    from mailsage.local.dev_credentials import dev_credentials
     from mailsage.local.functions import LocalContext, load_handler
-    from mailsage.local.runtime import dev_credentials
     from mailsage.settings import ApiSettings
     from mailsage.wiring import backends
 
-    os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
+    # A scratch data directory unless one is named: the sample key and account must not land in
+    # the data directory a running `mailsage serve` uses.
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="mailsage-invoke-")
+    if not args.data_dir:
+        print(f"data dir: {data_dir} (scratch; --data-dir to use another)", file=sys.stderr)
+    os.environ["MAILSAGE_DATA_DIR"] = data_dir
     os.environ.setdefault("MAILSAGE_DEV_API_KEY", SAMPLE_API_KEY)
     dev_credentials(Path(os.environ["MAILSAGE_DATA_DIR"]), AuthService(backends(ApiSettings()).store))
     event = json.loads(Path(args.event).read_text())
@@ -178,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--data-dir", default=data_dir, help="SQLite database and outbox (default: %(default)s)"
     )
-    serve.add_argument("--port", type=int, default=8025, help="HTTP port on 127.0.0.1 (default: %(default)s)")
-    serve.add_argument("--smtp-port", type=int, default=1025, help="SMTP sink port (default: %(default)s)")
+    # RuntimeConfig's defaults (not imported here: the CLI starts fast); not Mailpit's 8025/1025.
+    serve.add_argument("--port", type=int, default=8026, help="HTTP port on 127.0.0.1 (default: %(default)s)")
+    serve.add_argument("--smtp-port", type=int, default=1026, help="SMTP sink port (default: %(default)s)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -196,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     invoke = sub.add_parser("invoke", help="run one handler once with a sample event")
     invoke.add_argument("function", choices=["api", "sender", "ingest", "events", "webhooks"])
     invoke.add_argument("event", help="path to an event JSON file, e.g. events/api_send.json")
-    invoke.add_argument("--data-dir", default=data_dir)
+    invoke.add_argument(
+        "--data-dir",
+        default=os.environ.get("MAILSAGE_DATA_DIR"),
+        help="default: a new scratch directory (not the one `mailsage serve` uses)",
+    )
     invoke.set_defaults(run=_invoke)
 
     create = sub.add_parser(

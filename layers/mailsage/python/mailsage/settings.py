@@ -86,7 +86,7 @@ class ProviderSettings(CommonSettings):
     # Secrets Manager secret holding {"url": "smtp://..."} with the AWS backend.
     smtp_relays: dict[str, str] = Field(default_factory=dict)
     # Locally the relay "default" is MAILSAGE_SMTP_URL (the built-in sink unless set).
-    smtp_url: str = "smtp://127.0.0.1:1025"
+    smtp_url: str = "smtp://127.0.0.1:1026"
     default_provider: str | None = None  # None: "ses" on AWS, "default" locally
     failover_provider: str | None = None  # used when the chosen provider fails transiently
     ses_configuration_set: str | None = None

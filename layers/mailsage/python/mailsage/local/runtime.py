@@ -14,12 +14,10 @@ Each loop plays a Lambda SQS event source: it receives from a queue, invokes the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,17 +29,22 @@ from mailsage.domain.auth import AuthService
 from mailsage.domain.models import MessageStatus
 from mailsage.domain.pacing import Lane, lane_of
 from mailsage.domain.submission import enqueue_chunks
+from mailsage.local.dev_credentials import dev_credentials
 from mailsage.local.events import sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
 from mailsage.local.http import API_CONCURRENCY, FrontDoor, http_server
 from mailsage.local.instance_lock import InstanceLock
-from mailsage.local.private_files import private_dir, tighten_data_dir, write_private
+from mailsage.local.ports import PortInUse, require_free
+from mailsage.local.private_files import tighten_data_dir
 from mailsage.local.sink_process import SinkProcess
 from mailsage.ports import Queue
 from mailsage.settings import ApiSettings, CommonSettings
 from mailsage.wiring import Backends, backends
 
 log = logging.getLogger("mailsage.local")
+
+DEFAULT_PORT = 8026
+DEFAULT_SMTP_PORT = 1026
 
 # Records per handler invocation, as the stack's event sources (infra/stack.py) pass them.
 SENDER_BATCH = 10
@@ -65,8 +68,9 @@ SUPERVISOR_INTERVAL_SECONDS = 1.0
 @dataclass
 class RuntimeConfig:
     data_dir: Path
-    port: int = 8025
-    smtp_port: int = 1025
+    # Not 8025/1025: Mailpit's and MailHog's, which a developer may well be running too.
+    port: int = DEFAULT_PORT
+    smtp_port: int = DEFAULT_SMTP_PORT
     host: str = "127.0.0.1"
     # Sender loops. Each spends most of its time waiting for the SMTP server's replies (four round
     # trips a message), so more than the cores pay: on 2 cores 4 keep the built-in sink ~90% busy.
@@ -74,26 +78,6 @@ class RuntimeConfig:
     # Loops of the transactional lane alone (single sends: short, so two keep it moving).
     priority_workers: int = 2
     sink: bool = True
-
-
-def dev_credentials(data_dir: Path, auth: AuthService) -> tuple[str, str]:
-    """The local account and a key for it: from MAILSAGE_DEV_ACCOUNT_ID / MAILSAGE_DEV_API_KEY when
-    set, otherwise the account remembered in the data directory and a fresh key."""
-    account_file = data_dir / "dev-account.json"
-    account_id = os.environ.get("MAILSAGE_DEV_ACCOUNT_ID")
-    if not account_id and account_file.exists():
-        account_id = json.loads(account_file.read_text())["account_id"]
-    if not account_id:
-        account_id = str(uuid.uuid4())
-    uuid.UUID(account_id)  # a clear error for a malformed MAILSAGE_DEV_ACCOUNT_ID
-    private_dir(data_dir)
-    write_private(account_file, json.dumps({"account_id": account_id}).encode())
-    key = os.environ.get("MAILSAGE_DEV_API_KEY")
-    if key:
-        auth.register_key(account_id, key)
-    else:
-        key = auth.create_key(account_id)
-    return account_id, key
 
 
 class LocalRuntime:
@@ -116,6 +100,13 @@ class LocalRuntime:
         tighten_data_dir(cfg.data_dir)  # before anything writes in it
         # Before taking over what a predecessor left in flight: it must be gone (see _recover).
         self._instance.acquire()
+        try:
+            require_free(cfg.host, cfg.port, "HTTP", "--port")
+            if cfg.sink:
+                require_free(cfg.host, cfg.smtp_port, "SMTP sink", "--smtp-port")
+        except PortInUse:
+            self._instance.release()
+            raise
         os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
         # Tracking pixels, tracked links and unsubscribe URLs point at this server unless told otherwise.
         os.environ.setdefault("MAILSAGE_PUBLIC_URL", f"http://{cfg.host}:{cfg.port}")
