@@ -12,8 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]'
 	touch $(STAMP)
 
+# What running needs: the package and the SMTP sink (tens of MB), not the AWS and CDK toolchain.
+RUN_STAMP := $(VENV)/.installed-run
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $(RUN_STAMP)
+
 ## run: start the local stack (API on :8026, SMTP sink on :1026) in the foreground
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/mailsage serve
 
 ## test: install what the tests need, lint, and run the whole suite (and the MIME properties under 3.12/3.13)
