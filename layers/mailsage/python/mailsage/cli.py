@@ -31,6 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if not args.quiet:
+        _console_lines("mailsage.requests")
     runtime = LocalRuntime(
         RuntimeConfig(
             data_dir=Path(args.data_dir).resolve(),
@@ -65,6 +67,17 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _console_lines(logger_name: str) -> None:
+    """Readable lines on stdout ("12:00:01 POST /api/v1/emails/send 202 14 ms"), apart from the
+    warnings on stderr."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 SAMPLE_API_KEY = "ms_sample_key_for_events"  # the key the API samples in events/ carry
@@ -199,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no built-in SMTP sink: mail goes to MAILSAGE_SMTP_URL (a relay of yours)",
     )
+    serve.add_argument("--quiet", action="store_true", help="no line per request on the console")
     serve.set_defaults(run=_serve)
 
     invoke = sub.add_parser("invoke", help="run one handler once with a sample event")

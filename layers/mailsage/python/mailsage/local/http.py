@@ -38,6 +38,9 @@ from mailsage.local.functions import HandlerPool, LocalContext
 from mailsage.settings import ApiSettings
 
 log = logging.getLogger("mailsage.local")
+# One readable line per request for the developer's console (`mailsage serve` shows it; on Lambda
+# the api function logs structured JSON instead).
+requests_log = logging.getLogger("mailsage.requests")
 
 IDLE_TIMEOUT_SECONDS = 30.0
 MAX_HEADER_BYTES = 10 * 1024  # what API Gateway accepts in total
@@ -169,6 +172,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
     origins: frozenset[str]  # MAILSAGE_ALLOWED_ORIGINS, answered at preflight
     writers: threading.BoundedSemaphore  # the slots of requests that write (WRITE_CONCURRENCY)
     health: Health | None = None
+    _status = 0  # the reply's status, for the request line
 
     protocol_version = "HTTP/1.1"
     server_version = "MailSage-local"
@@ -215,8 +219,13 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             message = "the server is stopping; try again shortly"
             self._error(503, "service_unavailable", message, (("Retry-After", "5"),))
             return
+        started, self._status = time.monotonic(), 0
         with server.answering():
             self._answer()
+        elapsed_ms = (time.monotonic() - started) * 1000
+        requests_log.info(
+            "%s %s %s %.0f ms", self.command, urlsplit(self.path).path, self._status, elapsed_ms
+        )
 
     def _answer(self) -> None:
         try:
@@ -301,6 +310,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._error(500, "internal_error", "the reply could not be written; it has been logged")
             return
+        self._status = status
         self.send_response(status)
         for key, value in kept:
             self.send_header(key, str(value))
