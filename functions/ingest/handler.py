@@ -33,7 +33,8 @@ def parse_record(body: str) -> tuple[str, JobRequest]:
     from mailsage.api.v1.models import BatchRequest, SendRequest, job_request
 
     payload: Any = json.loads(body)  # JSONDecodeError is a ValueError
-    if not isinstance(payload, dict):
+    # A body that was not JSON arrives wrapped as {"raw_body": ...} (the queue adapters' convention).
+    if not isinstance(payload, dict) or set(payload) == {"raw_body"}:
         raise ValueError("the record must be a JSON object")
     account_id = payload.pop("account_id", None)
     if not isinstance(account_id, str) or not account_id:

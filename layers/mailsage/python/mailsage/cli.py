@@ -1,4 +1,4 @@
-"""`mailsage serve | invoke | create-key | dead-letters | preflight`."""
+"""`mailsage serve | invoke | create-key | dead-letters | ingest | preflight`."""
 
 from __future__ import annotations
 
@@ -134,11 +134,33 @@ def _create_key(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
+    """Send-queue chunks the queue gave up on, and ingest records the ingest function rejected."""
+    from mailsage.local.ingest import dead_letter_listing, local_queues
     from mailsage.settings import CommonSettings
     from mailsage.wiring import backends
 
     os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
-    print(json.dumps(backends(CommonSettings()).queue.dead_letters(), indent=2))
+    local = backends(CommonSettings())
+    listing = {"send": local.queue.dead_letters(), "ingest": dead_letter_listing(local_queues(local)[1])}
+    print(json.dumps(listing, indent=2))
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    """JSON lines onto the embedded ingest queue: the running server (or the next one) takes them."""
+    from mailsage.local.ingest import enqueue, local_queues, records_of
+    from mailsage.settings import CommonSettings
+    from mailsage.wiring import backends
+
+    os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
+    try:
+        with open(args.file, encoding="utf-8") as lines:
+            records = records_of(lines)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"mailsage ingest: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    count = enqueue(local_queues(backends(CommonSettings()))[0], records)
+    print(f"{count} records queued for ingest; `mailsage dead-letters` lists any the server rejects")
     return 0
 
 
@@ -239,9 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--data-dir", default=data_dir)
     create.set_defaults(run=_create_key)
 
-    dead = sub.add_parser("dead-letters", help="list chunks the send queue gave up on")
+    dead = sub.add_parser(
+        "dead-letters", help="list chunks the send queue gave up on and ingest records that were rejected"
+    )
     dead.add_argument("--data-dir", default=data_dir)
     dead.set_defaults(run=_dead_letters)
+
+    ingest = sub.add_parser("ingest", help="queue send/batch requests (JSON lines) for the ingest function")
+    ingest.add_argument("file", help="one JSON request per line: a v1 send or batch body plus account_id")
+    ingest.add_argument("--data-dir", default=data_dir)
+    ingest.set_defaults(run=_ingest)
     _add_preflight(sub)
 
     args = parser.parse_args(argv)

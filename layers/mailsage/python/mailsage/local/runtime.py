@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from mailsage.adapters.lanes import LanedQueue
+from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.auth import AuthService
 from mailsage.domain.models import MessageStatus
 from mailsage.domain.pacing import Lane, lane_of
@@ -33,6 +34,7 @@ from mailsage.local.dev_credentials import dev_credentials
 from mailsage.local.events import sqs_event
 from mailsage.local.functions import HandlerPool, LocalContext, load_handler
 from mailsage.local.http import API_CONCURRENCY, FrontDoor, http_server
+from mailsage.local.ingest import local_queues, sqs_ingest_queue
 from mailsage.local.instance_lock import InstanceLock
 from mailsage.local.ports import PortInUse, require_free
 from mailsage.local.private_files import tighten_data_dir
@@ -49,6 +51,7 @@ DEFAULT_SMTP_PORT = 1026
 # Records per handler invocation, as the stack's event sources (infra/stack.py) pass them.
 SENDER_BATCH = 10
 EVENTS_BATCH = 10
+INGEST_BATCH = 10
 WEBHOOKS_BATCH = 2  # each POST may take the whole webhook timeout
 # The sink notifies while it accepts a message, before its 250 reply, so before the sender has
 # recorded the message as sent; like SES's events, the notification arrives a moment later.
@@ -101,10 +104,8 @@ class LocalRuntime:
         # Before taking over what a predecessor left in flight: it must be gone (see _recover).
         self._instance.acquire()
         try:
-            require_free(cfg.host, cfg.port, "HTTP", "--port")
-            if cfg.sink:
-                require_free(cfg.host, cfg.smtp_port, "SMTP sink", "--smtp-port")
-        except PortInUse:
+            sqs_ingest = self._check_before_start()
+        except (PortInUse, ValueError):
             self._instance.release()
             raise
         os.environ["MAILSAGE_DATA_DIR"] = str(cfg.data_dir)
@@ -131,8 +132,28 @@ class LocalRuntime:
         credentials = dev_credentials(cfg.data_dir, AuthService(self.backends.store))
         self._recover()
 
-        # Each loop's handler is loaded here, one after the other: Powertools' Logger is not safe to
-        # set up from several threads at once (a loop died at start once in 25 starts).
+        self._spawn_loops(sqs_ingest)
+        self._http = http_server(cfg.host, cfg.port, api, ApiSettings(), health=self.health)
+        self._spawn("http", self._http.serve_forever)
+        supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        supervisor.start()
+        self._threads.append(supervisor)
+        return credentials
+
+    def _check_before_start(self) -> Queue | None:
+        """What would fail half-way through the start, checked before anything starts: the ports,
+        and the SQS ingest queue's needs. Returns that queue (None: not asked for)."""
+        cfg = self.config
+        require_free(cfg.host, cfg.port, "HTTP", "--port")
+        if cfg.sink:
+            require_free(cfg.host, cfg.smtp_port, "SMTP sink", "--smtp-port")
+        return sqs_ingest_queue()
+
+    def _spawn_loops(self, sqs_ingest: Queue | None) -> None:
+        """Each loop's handler is loaded here, one after the other: Powertools' Logger is not safe
+        to set up from several threads at once (a loop died at start once in 25 starts)."""
+        cfg = self.config
+        assert self.backends is not None
         for i in range(cfg.workers):
             self._spawn_pump(f"worker-{i}", self.backends.queue, "sender", SENDER_BATCH)
         lanes = self.backends.queue
@@ -142,17 +163,15 @@ class LocalRuntime:
                 self._spawn_pump(f"priority-{i}", lanes.priority, "sender", SENDER_BATCH)
         if self.events_queue is not None:
             self._spawn_pump("events", self.events_queue, "events", EVENTS_BATCH)
+        if isinstance(self.backends.store, SqliteStore):  # `mailsage ingest FILE` feeds it
+            self._spawn_pump("ingest", local_queues(self.backends)[0], "ingest", INGEST_BATCH)
+        if sqs_ingest is not None:
+            self._spawn_pump("ingest-sqs", sqs_ingest, "ingest", INGEST_BATCH)
         if self.backends.webhooks is not None:  # on AWS only with MAILSAGE_WEBHOOK_QUEUE_URL
             for i in range(cfg.workers):
                 self._spawn_pump(f"webhooks-{i}", self.backends.webhooks, "webhooks", WEBHOOKS_BATCH)
         if self.backends.scheduler is not None:  # on AWS, EventBridge Scheduler fires schedules
             self._spawn("scheduler", partial(self._run, self._schedule_once, every=0.5))
-        self._http = http_server(cfg.host, cfg.port, api, ApiSettings(), health=self.health)
-        self._spawn("http", self._http.serve_forever)
-        supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
-        supervisor.start()
-        self._threads.append(supervisor)
-        return credentials
 
     def stop(self) -> list[str]:
         """Graceful and bounded (STOP_SECONDS, then SINK_STOP_SECONDS): stop taking requests, let

@@ -124,6 +124,13 @@ class SqliteQueue:
             for r in rows
         ]
 
+    def waiting(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The bodies in the queue, oldest first, without receiving them (for listings)."""
+        rows = self.db.connection().execute(
+            "SELECT body, sent_at FROM queue_messages WHERE queue = ? ORDER BY id LIMIT ?", (self.name, limit)
+        )
+        return [{"body": json.loads(r["body"]), "sent_at": r["sent_at"]} for r in rows]
+
     def depth(self) -> int:
         row = (
             self.db.connection()
