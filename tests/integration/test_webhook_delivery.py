@@ -601,3 +601,32 @@ def test_the_webhooks_function_on_dynamodb_and_sqs(
         current = webhook_now(store, webhook)
         assert (current.success_count, current.error_count, current.errors_since_last_success) == (1, 1, 0)
         assert queue.depth() == 0
+
+
+def test_a_failed_replay_keeps_the_automatic_retries_still_ahead(
+    store: Store, queue: SpyQueue, receiver: WebhookReceiver
+) -> None:
+    webhook = make_webhook(store, receiver.url)
+    body = event_body(webhook)
+    dispatcher = dispatcher_for(store, queue)
+    receiver.respond(500, 500)  # the first attempt and the replay; then 200
+    queue.send([body])
+    [first] = queue.receive(max_messages=1, wait_seconds=3.0)
+    with pytest.raises(RetryDelivery):
+        dispatcher.dispatch(first.body, first.receipt, first.receive_count)
+    retrying = logged(store, body)
+    assert retrying.status == "retrying" and retrying.next_attempt_at is not None
+
+    # The replay fails too: one more attempt in the log, and the retry stays scheduled.
+    assert dispatcher.dispatch({**body, "replay": True}, "replay.receipt", 1) == "retrying"
+    after_replay = logged(store, body)
+    assert after_replay.status == "retrying"
+    assert after_replay.next_attempt_at == retrying.next_attempt_at
+    assert [a["replay"] for a in after_replay.attempts] == [False, True]
+
+    # The automatic retry comes back from the queue and succeeds.
+    [again] = queue.receive(max_messages=1, wait_seconds=3.0)
+    assert again.receive_count == 2
+    assert dispatcher.dispatch(again.body, again.receipt, again.receive_count) == "succeeded"
+    assert logged(store, body).status == "succeeded"
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [body["delivery_id"]] * 3

@@ -9,7 +9,8 @@ Only 2xx counts as delivered; redirects are not followed (a 3xx is a failure). E
 appended to the delivery's log entry and counted on the webhook, which is disabled after
 `disable_after` failures in a row. A failed attempt is retried through the queue itself: the record
 is made visible again after an exponential delay and reported as a batch item failure, until
-`max_attempts` receives. A replay (the API's "send it again") is one more attempt, not retried.
+`max_attempts` receives. A replay (the API's "send it again") is one more attempt, not retried;
+when it fails while automatic retries are still ahead, those go on as scheduled.
 
 The POST itself goes through a `WebhookClient` (ports/webhooks.py; adapters/webhook_http.py), which
 connects only to addresses the deployment allows.
@@ -129,13 +130,12 @@ class WebhookDispatcher:
         if outcome.ok:
             self._finish(delivery, WebhookDeliveryStatus.SUCCEEDED, now)
             return WebhookDeliveryStatus.SUCCEEDED
-        last = (
-            replay
-            or receive_count >= self.policy.max_attempts
-            or counted is None  # deleted meanwhile
-            or not counted.enabled  # this failure disabled it
-        )
-        if last:
+        gone = counted is None or not counted.enabled  # deleted meanwhile, or this failure disabled it
+        if replay and delivery.status is WebhookDeliveryStatus.RETRYING and not gone:
+            # A replay is one extra attempt: the automatic retries still ahead keep their schedule.
+            self._save(delivery, now)
+            return WebhookDeliveryStatus.RETRYING
+        if replay or receive_count >= self.policy.max_attempts or gone:
             self._finish(delivery, WebhookDeliveryStatus.FAILED, now)
             return WebhookDeliveryStatus.FAILED
         self._retry(delivery, receipt, receive_count, now)
