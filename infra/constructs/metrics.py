@@ -90,7 +90,8 @@ def business_metric(watched: Watched, name: str) -> cloudwatch.MathExpression:
 def failure_rate(function: lambda_.IFunction) -> cloudwatch.MathExpression:
     """The share of a function's invocations that failed: raised, timed out, or were throttled (which
     Invocations does not count, so they join both sides). Lambda publishes Throttles only when there
-    were some, hence FILL."""
+    were some, hence FILL. A period in which every attempt was throttled has no Invocations, so no
+    rate: the queues' age and dead-letter alarms see a consumer in that state."""
     return cloudwatch.MathExpression(
         expression="(errors + FILL(throttles, 0)) / (invocations + FILL(throttles, 0))",
         using_metrics={
