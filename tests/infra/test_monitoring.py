@@ -13,7 +13,7 @@ from infra.constructs import alarms as limits
 from infra.constructs.metrics import BUSINESS_METRICS, CONFIGURATION_SET_DIMENSION, METRICS_NAMESPACE
 from mailsage.adapters.aws.metrics import NAMESPACE
 from tests.infra.conftest import Synthesized
-from tests.infra.test_stack import function_ids, queue_ids
+from tests.infra.test_stack import all_policy_statements, as_list, environment, function_ids, queue_ids
 
 FUNCTIONS = ("api", "sender", "ingest", "events", "webhooks")
 # name (after "<stack name>-") -> how many metrics CloudWatch bills it for
@@ -269,8 +269,10 @@ def metric_dimensions(metric: list[Any]) -> dict[str, Any]:
 
 def test_the_dashboard_shows_every_business_metric_of_every_function(synthesized: Synthesized) -> None:
     assert METRICS_NAMESPACE == NAMESPACE == "MailSage"
+    # The service each function's Powertools publishes under: the one its environment names
     service_of = {
-        f"<{logical_id}>": f"mailsage-{name}" for name, logical_id in function_ids(synthesized).items()
+        f"<{logical_id}>": environment(synthesized, name)["POWERTOOLS_SERVICE_NAME"]
+        for name, logical_id in function_ids(synthesized).items()
     }
     shown: dict[str, set[str]] = {}
     for metric in dashboard_metrics(synthesized):
@@ -303,3 +305,11 @@ def test_the_dashboard_shows_the_api_functions_table_queues_and_reputation(synth
     # Every alarm's state is on it
     (status,) = [w for w in dashboard_body(synthesized)["widgets"] if w["type"] == "alarm"]
     assert len(status["properties"]["alarms"]) == len(EXPECTED_ALARMS)
+
+
+def test_metrics_need_no_permission_of_their_own(synthesized: Synthesized) -> None:
+    # EMF metrics are log lines: each function's grant on its own log group publishes them, so no
+    # role may call CloudWatch's PutMetricData (which would let a function write any namespace)
+    granted = {a for _, st in all_policy_statements(synthesized) for a in as_list(st.get("Action", []))}
+    assert not {a for a in granted if a.lower().startswith("cloudwatch:")}
+    assert "logs:PutLogEvents" in granted
