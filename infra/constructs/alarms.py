@@ -158,10 +158,11 @@ class Alarms:
         )
         for lane, limit, what, why in lanes:
             queue = self.watched.queues[lane.lower()].queue
+            waited = f"{limit // 3600} hours" if limit >= 3600 else f"{limit} s"
             self.alarm(
                 f"{lane}QueueAge",
                 queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
-                f"{what} waited more than {limit} s in the {lane.lower()} queue: {why}.",
+                f"{what} waited more than {waited} in the {lane.lower()} queue: {why}.",
                 threshold=limit,
             )
 
