@@ -38,6 +38,8 @@ class MailSageStack(cdk.Stack):
             queues=platform.queues.all,
             schedule_dead_letters=platform.scheduling.dead_letter_queue,
             rest_api=api.gateway.rest_api,
+            table=platform.storage.table,
+            configuration_set_name=platform.ses.configuration_set_name,
         )
         self._outputs(platform, monitoring)
         if config.custom_domain:

@@ -4,6 +4,7 @@ alarms on throttles, parked jobs and waiting transactional mail."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -40,10 +41,14 @@ def mapping_of(s: Synthesized, queue_id: str) -> dict[str, Any]:
 
 
 def alarm_on(s: Synthesized, metric_name: str, namespace: str) -> dict[str, Any]:
+    """The alarm on that metric (of the priority lane, for a queue metric: both lanes have one)."""
+    _, priority_id = lane_ids(s)
     (alarm,) = [
         a["Properties"]
         for a in s.resources("AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["MetricName"] == metric_name and a["Properties"]["Namespace"] == namespace
+        if a["Properties"].get("MetricName") == metric_name
+        and a["Properties"]["Namespace"] == namespace
+        and (namespace != "AWS/SQS" or priority_id in json.dumps(a["Properties"]["Dimensions"]))
     ]
     return alarm
 
@@ -186,7 +191,7 @@ def test_transactional_mail_waiting_over_a_minute_alarms(synthesized: Synthesize
 
 
 def test_the_new_alarms_are_per_stage(synthesized: Synthesized, configured: Synthesized) -> None:
-    # Given two stages: no alarm has a fixed name, and each selects its own stack's resources
+    # Given two stages: each alarm is named after its stack, and selects its own stack's resources
     for s in (synthesized, configured):
         for metric, namespace in (
             ("Throttles", NAMESPACE),
@@ -194,7 +199,7 @@ def test_the_new_alarms_are_per_stage(synthesized: Synthesized, configured: Synt
             ("ApproximateAgeOfOldestMessage", "AWS/SQS"),
         ):
             alarm = alarm_on(s, metric, namespace)
-            assert "AlarmName" not in alarm
+            assert alarm["AlarmName"].startswith(f"{s.stack.stack_name}-")
             assert any(isinstance(d["Value"], dict) for d in alarm["Dimensions"]), metric
             assert alarm["AlarmActions"], metric
 
