@@ -50,10 +50,11 @@ MESSAGE_CSP = (
     "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
     "form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
+# Not no-referrer for the pages: with it, a browser posts the delete form with `Origin: null`.
 _COMMON_HEADERS = (
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
 )
 
 
@@ -184,7 +185,9 @@ class Inbox:
             headers = [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Security-Policy", MESSAGE_CSP),
-                *_COMMON_HEADERS,
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"),  # a link followed in the message tells nothing
             ]
             return Reply(200, headers, (detail.html or "").encode("utf-8", "replace"))
         if attachment is not None:
