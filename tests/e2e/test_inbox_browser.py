@@ -9,6 +9,7 @@ test is skipped and says so."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,9 @@ from tests.e2e.test_inbox import HOSTILE_HTML, send
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+# Where Debian puts them; CHROMIUM_PATH / CHROMEDRIVER_PATH name others.
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER_PATH") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_SECONDS = 30  # a liveness bound for what the page shows, not a timing
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,7 +79,7 @@ def subjects(driver: Any) -> list[str]:
 
 
 def test_a_person_reads_searches_sees_new_mail_and_empties_the_inbox(
-    server: LocalServer, browser: Any, tmp_path: Path
+    browser: Any, server: LocalServer, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -96,7 +98,7 @@ def test_a_person_reads_searches_sees_new_mail_and_empties_the_inbox(
     until(browser, lambda d: all(r["status"] == "delivered" for r in rows(d)), "every row delivered")
 
     # When they open the newest message: see read_the_message
-    read_the_message(browser, "Spring sale")
+    read_the_message(browser, "Spring sale", tmp_path / "message.png")
 
     # When they go back and search for a recipient: see search_for_bob
     search_for_bob(browser)
@@ -125,7 +127,7 @@ def test_a_person_reads_searches_sees_new_mail_and_empties_the_inbox(
     assert server.outbox() == []
 
 
-def read_the_message(browser: Any, subject: str) -> None:
+def read_the_message(browser: Any, subject: str, screenshot: Path) -> None:
     from selenium.webdriver.common.by import By
 
     browser.find_element(By.LINK_TEXT, subject).click()
@@ -142,6 +144,8 @@ def read_the_message(browser: Any, subject: str) -> None:
     assert not text.is_displayed()
     browser.find_element(By.CSS_SELECTOR, "[data-tab=text]").click()
     assert text.is_displayed() and text.text == f"Text of {subject}"
+    browser.find_element(By.CSS_SELECTOR, "[data-tab=html]").click()
+    assert browser.save_screenshot(str(screenshot))
 
 
 def search_for_bob(browser: Any) -> None:
