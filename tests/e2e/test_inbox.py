@@ -86,19 +86,25 @@ def test_the_json_lists_the_sinks_mail_newest_first_with_job_campaign_and_status
 
 
 def test_search_narrows_by_recipient_and_by_subject(server: LocalServer) -> None:
-    # Given two messages to different people with different subjects
+    # Given messages to different people with different subjects (one sent MIME-encoded)
     send(server, "ann@example.com", "Your invoice")
     send(server, "bob@example.com", "Welcome aboard")
+    send(server, "cat@example.com", "Grüße aus Köln ✓")
 
-    # When searching by a recipient, by a word of a subject, and by something neither holds
+    # When searching by a recipient, by a word of a subject, and by something none holds
     by_recipient = inbox_json(server, "BOB@example")
     by_subject = inbox_json(server, "invoice")
+    by_encoded_subject = inbox_json(server, "köln")
     nothing = inbox_json(server, "no-such-thing")
+    server_rendered = page(server, "/inbox?q=invoice").text
 
-    # Then each lists only what matches
+    # Then each lists only what matches, subjects decoded
     assert [m["to"] for m in by_recipient["messages"]] == ["bob@example.com"]
     assert [m["subject"] for m in by_subject["messages"]] == ["Your invoice"]
+    assert [m["subject"] for m in by_encoded_subject["messages"]] == ["Grüße aus Köln ✓"]
     assert nothing == {"messages": [], "total": 0, "query": "no-such-thing"}
+    # and the page itself (before its script runs) lists the same
+    assert "Your invoice" in server_rendered and "Welcome aboard" not in server_rendered
 
 
 def test_hostile_html_is_served_only_framed_under_a_sandboxing_csp(server: LocalServer) -> None:
@@ -276,3 +282,26 @@ def test_no_path_reaches_beyond_the_outbox_and_the_assets(tmp_path: Path, path: 
     # Then nothing but "not found" comes back
     assert reply.status == 404
     assert b"secret" not in reply.body and b"import" not in reply.body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/inbox/delete", "POST"),
+        ("PUT", "/inbox", "GET"),
+        ("POST", "/inbox", "GET"),
+        ("HEAD", "/inbox", "GET"),
+    ],
+)
+def test_a_method_a_page_does_not_take_is_405_with_what_it_takes(
+    tmp_path: Path, method: str, path: str, allowed: str
+) -> None:
+    # Given the inbox, and a request with a method the page does not take
+    inbox = Inbox(CommonSettings(data_dir=tmp_path))
+
+    # When it is answered
+    reply = inbox.answer(method, path, {"Host": "localhost:8026"}, b"", "127.0.0.1")
+
+    # Then 405 says which method the page takes
+    assert reply.status == 405
+    assert ("Allow", allowed) in reply.headers

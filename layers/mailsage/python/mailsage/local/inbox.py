@@ -38,6 +38,7 @@ _MESSAGE = re.compile(
     r"/inbox/messages/([0-9]{1,20}-[0-9a-f]{8})(?:/(html|source|attachments/([0-9]{1,4})))?"
 )
 _LOOPBACK_NAMES = frozenset({"localhost"})
+CAMPAIGN_CACHE_SIZE = 10_000  # jobs whose campaign is remembered (it never changes)
 log = logging.getLogger("mailsage.local")
 
 # The page's own resources only; no inline script, no framing of the page by anything.
@@ -121,16 +122,13 @@ class Inbox:
     """Answers every request under /inbox. The outbox and the store are reached only when a page is
     asked for, so a server nobody visits the inbox of pays nothing."""
 
-    def __init__(self, settings: CommonSettings, outbox: Outbox | None = None) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         self.settings = settings
         self.token = secrets.token_urlsafe(32)  # the delete form's; new at each start
-        self._outbox = outbox
         self._campaigns: dict[tuple[str, str], str] = {}
 
     @cached_property
     def outbox(self) -> Outbox:
-        if self._outbox is not None:
-            return self._outbox
         return Outbox(self.settings.data_dir / "outbox", self._feedback_ids, self._lookup)
 
     def answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes, client: str) -> Reply:
@@ -149,10 +147,11 @@ class Inbox:
         query = {k: v[0] for k, v in parse_qs(split.query).items()}
         if method == "POST":
             if split.path != INBOX_PATH + "/delete":
-                return text_reply(405, "only the inbox's delete takes a POST")
+                return _not_allowed("GET", "only the inbox's delete takes a POST")
             return self._delete(headers, body)
-        if method != "GET":
-            return text_reply(405, "the inbox takes GET (and POST to delete)")
+        if method != "GET" or split.path == INBOX_PATH + "/delete":
+            allowed = "POST" if split.path == INBOX_PATH + "/delete" else "GET"
+            return _not_allowed(allowed, f"this inbox page takes {allowed}")
         return self._get(split.path, query)
 
     def _get(self, path: str, query: dict[str, str]) -> Reply:
@@ -245,9 +244,17 @@ class Inbox:
         message = store.get_message(ref.account_id, ref.message_id)
         key = (ref.account_id, ref.job_id)
         if key not in self._campaigns:
+            if len(self._campaigns) >= CAMPAIGN_CACHE_SIZE:
+                self._campaigns.clear()
             job = store.get_job(ref.account_id, ref.job_id, with_counts=False)
             self._campaigns[key] = (job.campaign_id or "") if job is not None else ""
         return self._campaigns[key], str(message.status) if message is not None else ""
+
+
+def _not_allowed(allowed: str, message: str) -> Reply:
+    reply = text_reply(405, message)
+    reply.headers.append(("Allow", allowed))
+    return reply
 
 
 def _gone() -> Reply:
