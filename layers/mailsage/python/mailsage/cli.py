@@ -52,6 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  account id: {account_id}", flush=True)
     print(f"  API key:    {key}", flush=True)
     print(f"  data dir:   {runtime.config.data_dir}", flush=True)
+    if not args.no_sink:
+        print(f"  inbox:      http://127.0.0.1:{args.port}/inbox", flush=True)
     outbox = f" (sink outbox: {runtime.config.data_dir / 'outbox'})" if not args.no_sink else ""
     print(f"  mail goes to {relay.split('@')[-1] or 'no MAILSAGE_SMTP_URL'}{outbox}", flush=True)
     while not signalled:
@@ -215,7 +217,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailsage", description="MailSage email-sending API, run locally.")
     sub = parser.add_subparsers(dest="command", required=True)
     data_dir = os.environ.get("MAILSAGE_DATA_DIR", ".mailsage")
+    _add_serve(sub, data_dir)
+    _add_local_tools(sub, data_dir)
+    _add_preflight(sub)
 
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("MAILSAGE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    try:
+        return int(args.run(args))
+    except Exception as exc:
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        # An AWS call refused or unreachable (credentials, region, a wrong table name): one line.
+        print(f"mailsage {args.command}: {_aws_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def _add_serve(sub: Any, data_dir: str) -> None:
     serve = sub.add_parser("serve", help="run the API, the sender and an SMTP sink on this machine")
     serve.add_argument(
         "--data-dir", default=data_dir, help="SQLite database and outbox (default: %(default)s)"
@@ -237,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--quiet", action="store_true", help="no line per request on the console")
     serve.set_defaults(run=_serve)
 
+
+def _add_local_tools(sub: Any, data_dir: str) -> None:
     invoke = sub.add_parser("invoke", help="run one handler once with a sample event")
     invoke.add_argument("function", choices=["api", "sender", "ingest", "events", "webhooks"])
     invoke.add_argument("event", help="path to an event JSON file, e.g. events/api_send.json")
@@ -271,18 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("file", help="one JSON request per line: a v1 send or batch body plus account_id")
     ingest.add_argument("--data-dir", default=data_dir)
     ingest.set_defaults(run=_ingest)
-    _add_preflight(sub)
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("MAILSAGE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
-    try:
-        return int(args.run(args))
-    except Exception as exc:
-        if not type(exc).__module__.startswith("botocore"):
-            raise
-        # An AWS call refused or unreachable (credentials, region, a wrong table name): one line.
-        print(f"mailsage {args.command}: {_aws_error(exc)}", file=sys.stderr)
-        return 1
 
 
 def _aws_error(exc: Exception) -> str:

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from mailsage.api.errors import error_reply
 from mailsage.local.events import api_gateway_event
 from mailsage.local.functions import HandlerPool, LocalContext
+from mailsage.local.inbox import Inbox, is_inbox_path
 from mailsage.settings import ApiSettings
 
 log = logging.getLogger("mailsage.local")
@@ -125,7 +126,7 @@ def http_server(
     health: Health | None = None,
 ) -> FrontDoor:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    return FrontDoor((host, port), request_handler(api, settings, timeout, health))
+    return FrontDoor((host, port), request_handler(api, settings, timeout, health, Inbox(settings)))
 
 
 class _Refused(Exception):
@@ -135,7 +136,11 @@ class _Refused(Exception):
 
 
 def request_handler(
-    api: HandlerPool, settings: ApiSettings, idle_timeout: float, health: Health | None = None
+    api: HandlerPool,
+    settings: ApiSettings,
+    idle_timeout: float,
+    health: Health | None = None,
+    inbox: Inbox | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     """The request handler class of one front door (the standard library makes one per connection)."""
     attributes = {
@@ -144,6 +149,7 @@ def request_handler(
         "origins": frozenset(settings.allowed_origins),
         "writers": threading.BoundedSemaphore(WRITE_CONCURRENCY),
         "health": health,
+        "inbox": inbox,
         "timeout": idle_timeout,
     }
     return type("Handler", (ApiRequestHandler,), attributes)
@@ -172,6 +178,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
     origins: frozenset[str]  # MAILSAGE_ALLOWED_ORIGINS, answered at preflight
     writers: threading.BoundedSemaphore  # the slots of requests that write (WRITE_CONCURRENCY)
     health: Health | None = None
+    inbox: Inbox | None = None  # the local inbox page (/inbox), outside the API and its key
     _status = 0  # the reply's status, for the request line
 
     protocol_version = "HTTP/1.1"
@@ -242,6 +249,11 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             return
         if self.health is not None and self.command == "GET" and urlsplit(self.path).path == HEALTH_PATH:
             self._health(self.health())
+            return
+        if self.inbox is not None and is_inbox_path(self.path):
+            headers = dict(self.headers.items())
+            page = self.inbox.answer(self.command, self.path, headers, body, self.client_address[0])
+            self._reply(page.status, page.headers, page.body)
             return
         self._call_api(body)
 
