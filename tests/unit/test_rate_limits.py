@@ -16,6 +16,7 @@ from mailsage.domain.clock import ManualClock
 from mailsage.domain.rate_limits import (
     HOLD_SECONDS,
     KEY_PREFIX,
+    SKIP_SECONDS,
     AccountRateLimiter,
     RatePolicy,
     take,
@@ -42,7 +43,11 @@ class CountingStore(MemoryPacingStore):
 
 
 class FailingStore:
+    def __init__(self) -> None:
+        self.calls = 0
+
     def change_pacing(self, key: str, change: Change[Any]) -> Any:
+        self.calls += 1
         raise ServiceUnavailable("the database is locked")
 
     def pacing_state(self, key: str) -> PacingState | None:
@@ -165,14 +170,34 @@ def test_tokens_held_unused_are_given_back_on_the_next_write() -> None:
 
 def test_a_failing_store_lets_requests_through_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     # Given a limiter whose store fails (throttled, unavailable, locked)
-    limits, _ = limiter(1.0, 1, FailingStore())
+    store = FailingStore()
+    limits, clock = limiter(1.0, 1, store)
     # When requests come, far over the limit
     with caplog.at_level(logging.WARNING, logger="mailsage.domain.rate_limits"):
         quotas = [limits.admit("acct") for _ in range(5)]
-    # Then none is counted (every one goes through) and the failure is logged once
+    # Then none is counted (every one goes through), the failure is logged once, and the store
+    # was asked once: the others did not wait for it
     assert quotas == [None] * 5
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "letting requests through" in warnings[0].getMessage()
+    assert store.calls == 1
+    # When the pause is over / Then the store is asked again
+    clock.advance(SKIP_SECONDS)
+    assert limits.admit("acct") is None and store.calls == 2
+
+
+def test_a_store_that_recovers_counts_again() -> None:
+    # Given a store that failed once, then works
+    store = MemoryPacingStore()
+    failing = FailingStore()
+    limits, clock = limiter(1.0, 1, failing)
+    assert limits.admit("acct") is None
+    limits.store = store
+    # When the pause after the failure is over / Then requests are counted, and refused over the limit
+    clock.advance(SKIP_SECONDS)
+    first, second = limits.admit("acct"), limits.admit("acct")
+    assert first is not None and first.allowed
+    assert second is not None and not second.allowed
 
 
 def test_rate_zero_is_off() -> None:

@@ -14,7 +14,9 @@ hands out more than the bucket granted it; the tokens it holds may make the othe
 little earlier (at most one block per process).
 
 When the store fails (throttled, unavailable, locked) the request is let through: the limit keeps
-accounts fair; it must not take the API down.
+accounts fair; it must not take the API down. The process then leaves the store alone for
+`SKIP_SECONDS`, so that a locked database or a throttled table does not add its timeouts and
+retries to every request.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ KEY_PREFIX = "api-account:"
 BLOCK_SECONDS = 0.25  # a block is at most this much of the rate
 HOLD_SECONDS = 0.5  # a process hands out a block's tokens for at most this long after taking it
 MAX_TRACKED = 10_000  # accounts a process remembers blocks of before forgetting expired ones
+SKIP_SECONDS = 5.0  # after a store failure, requests go through uncounted for this long
 WARN_EVERY_SECONDS = 60.0  # while the store fails, one warning a minute per process
 _EPSILON = 1e-4  # float slack when counting whole tokens and seconds (epoch floats: ~1e-7 s)
 
@@ -119,6 +122,7 @@ class AccountRateLimiter:
         self._blocks: dict[str, _Block] = {}
         self._lock = threading.Lock()
         self._warned_at = -math.inf
+        self._skip_until = -math.inf  # the store failed: count nothing before this
 
     def admit(self, account_id: str) -> Quota | None:
         """Count one request of `account_id`: its quota (refused or not), or None when nothing was
@@ -126,6 +130,8 @@ class AccountRateLimiter:
         if not self.policy.enabled:
             return None
         now = self.clock()
+        if now < self._skip_until:
+            return None
         with self._lock:
             local = self._from_block(account_id, now)
             if local is not None:
@@ -136,6 +142,7 @@ class AccountRateLimiter:
                 KEY_PREFIX + account_id, lambda s: take(s, now, self.policy, want, refund)
             )
         except Exception as exc:  # the store's own errors, whatever the adapter: fail open
+            self._skip_until = now + SKIP_SECONDS
             self._warn(account_id, exc)
             return None
         with self._lock:
