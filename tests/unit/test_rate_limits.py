@@ -32,8 +32,11 @@ class CountingStore(MemoryPacingStore):
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+        self.calls = 0
 
     def change_pacing(self, key: str, change: Change[T]) -> T:
+        self.calls += 1
+
         def counted(state: PacingState | None) -> tuple[PacingState | None, T]:
             new, result = change(state)
             self.writes += new is not None
@@ -145,6 +148,26 @@ def test_steady_traffic_takes_blocks_and_sporadic_traffic_one_write_each() -> No
         clock.advance(3.0)
         assert limits.admit("sporadic") is not None
     assert store.writes - before == 10
+
+
+def test_requests_past_the_limit_are_refused_without_asking_the_store() -> None:
+    # Given an account that used up its burst of 2 at 1/s
+    store = CountingStore()
+    limits, clock = limiter(1.0, 2, store)
+    limits.admit("acct")
+    limits.admit("acct")
+    first = limits.admit("acct")
+    assert first is not None and not first.allowed and first.retry_after == 1
+    calls = store.calls
+    # When it keeps asking before a token is due back / Then each is refused without a store call
+    clock.advance(0.6)
+    refused = [limits.admit("acct") for _ in range(50)]
+    assert all(q is not None and not q.allowed and q.retry_after == 1 for q in refused)
+    assert store.calls == calls
+    # When the token is due / Then the store is asked again and it is admitted
+    clock.advance(0.4)
+    again = limits.admit("acct")
+    assert again is not None and again.allowed and store.calls == calls + 1
 
 
 def test_tokens_held_unused_are_given_back_on_the_next_write() -> None:

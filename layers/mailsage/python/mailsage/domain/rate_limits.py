@@ -11,7 +11,9 @@ block grows (doubling, up to `BLOCK_SECONDS` of the rate) only while the previou
 within its time, so sporadic traffic costs one write a request and takes nothing it does not use.
 Tokens of a block that expired unused are given back in the account's next write. A process never
 hands out more than the bucket granted it; the tokens it holds may make the others' replies come a
-little earlier (at most one block per process).
+little earlier (at most one block per process). A process that was refused for an account refuses
+its further requests itself until a token is due back, so a client hammering past its limit costs
+the store nothing more.
 
 When the store fails (throttled, unavailable, locked) the request is let through: the limit keeps
 accounts fair; it must not take the API down. The process then leaves the store alone for
@@ -106,6 +108,7 @@ class _Block:
     size: int = 1  # tokens the last write asked for
     remaining: int = 0  # what the shared bucket held after that write
     full_at: float = 0.0  # when the shared bucket is full again, as of that write
+    refused_until: float = 0.0  # refused by the store: no token before this, as of that write
 
 
 class AccountRateLimiter:
@@ -149,11 +152,17 @@ class AccountRateLimiter:
             return self._record(account_id, now, want, taken)
 
     def _from_block(self, account_id: str, now: float) -> Quota | None:
+        """This process's answer without the store: a token it holds, or the refusal it gave until
+        one is back (None: ask the store)."""
         block = self._blocks.get(account_id)
-        if block is None or block.held < 1 or now >= block.until:
+        if block is None:
             return None
-        block.held -= 1
-        return Quota(True, self.policy, block.remaining + block.held, _whole(block.full_at - now))
+        if block.held >= 1 and now < block.until:
+            block.held -= 1
+            return Quota(True, self.policy, block.remaining + block.held, _whole(block.full_at - now))
+        if now < block.refused_until:
+            return _refused(self.policy, block.refused_until - now)
+        return None
 
     def _next_block(self, account_id: str, now: float) -> tuple[int, int]:
         """How many tokens to ask for and how many expired ones to give back."""
@@ -165,12 +174,12 @@ class AccountRateLimiter:
         return (min(self.most, block.size * 2) if steady else 1), refund
 
     def _record(self, account_id: str, now: float, want: int, taken: Taken) -> Quota:
-        if taken.count < 1:
-            wait = max(1, math.ceil(taken.seconds - _EPSILON))
-            return Quota(False, self.policy, 0, wait, retry_after=wait)
         if len(self._blocks) >= MAX_TRACKED:
             self._forget(now)
         block = self._blocks.setdefault(account_id, _Block())
+        if taken.count < 1:
+            block.refused_until = now + taken.seconds
+            return _refused(self.policy, taken.seconds)
         block.held += taken.count - 1  # the first is this request's
         block.until = now + HOLD_SECONDS
         block.size = want
@@ -193,6 +202,11 @@ class AccountRateLimiter:
             exc,
             exc_info=exc,
         )
+
+
+def _refused(policy: RatePolicy, seconds: float) -> Quota:
+    wait = max(1, _whole(seconds))
+    return Quota(False, policy, 0, wait, retry_after=wait)
 
 
 def _whole(seconds: float) -> int:
