@@ -257,6 +257,37 @@ def test_two_accounts_do_not_limit_each_other(runtime: Runtime) -> None:
     assert bravo.get(TEMPLATES).status == 429
 
 
+def test_a_request_refused_for_its_body_counts_once(runtime: Runtime) -> None:
+    # Given an account allowed 2 requests at once
+    account = runtime.account()
+    api = ApiClient(
+        clocked_app(AccountRateLimiter(runtime.store, RatePolicy(1.0, 2), ManualClock())), account.key
+    )
+    # When it posts a body that fails validation (the gate then runs from the validation handler)
+    assert api.post(TEMPLATES, {"name": 5}).status == 400
+    # Then that counted one request: one is left, and the one after is refused
+    left = api.get(TEMPLATES)
+    assert left.status == 200 and assert_limit_fields(left, 2)[0] == 0
+    assert api.get(TEMPLATES).status == 429
+
+
+def test_a_refused_request_does_not_use_its_idempotency_key(runtime: Runtime) -> None:
+    # Given an account allowed 1 request at once, 1 a second
+    clock = ManualClock()
+    account = runtime.account()
+    api = ApiClient(clocked_app(AccountRateLimiter(runtime.store, RatePolicy(1.0, 1), clock)), account.key)
+    template = {"name": "welcome", "subject": "Hi", "text": "Hello"}
+    assert api.post(TEMPLATES, template, headers={"Idempotency-Key": "first"}).status == 201
+    # When a create with a new key is refused for the limit
+    refused = api.post(TEMPLATES, template | {"name": "second"}, headers={"Idempotency-Key": "second"})
+    assert_refused(refused)
+    # Then the same request sent again once a token is back runs (it is not a replay of the 429)
+    clock.advance(1.0)
+    again = api.post(TEMPLATES, template | {"name": "second"}, headers={"Idempotency-Key": "second"})
+    assert again.status == 201 and "idempotent-replayed" not in again.headers
+    assert again.body["name"] == "second"
+
+
 def test_a_failing_store_lets_requests_through(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     # Given a limiter of 1 request at once whose store fails for real (SQLite: the database's write
     # lock held by another connection past the busy timeout; DynamoDB: throttled)

@@ -33,7 +33,7 @@ def headers(quota: Quota) -> dict[str, str]:
 
 
 def admit(app: APIGatewayRestResolver, limiter: AccountRateLimiter | None, account_id: str) -> None:
-    """Count this request of `account_id` once (the gate may run twice for one request); raise
+    """Count this request of `account_id` (at most once, should the gate run again for it); raise
     RateLimited over the limit. The quota stays on the app's context for the reply's headers."""
     if limiter is None or QUOTA in app.context:
         quota = app.context.get(QUOTA)
