@@ -246,6 +246,30 @@ def test_two_app_instances_over_one_store_share_the_limit(runtime: Runtime) -> N
     assert [apis[1].get(TEMPLATES).status, apis[0].get(TEMPLATES).status] == [200, 429]
 
 
+def test_concurrent_requests_through_two_apps_never_pass_the_burst(runtime: Runtime) -> None:
+    # Given two api processes over one store, each with 4 handler instances answering at once (as
+    # `mailsage serve`'s pool: one limiter per process); a burst of 10 at 100/s (so steady traffic
+    # takes blocks of tokens) on a clock that does not move
+    clock = ManualClock()
+    account = runtime.account()
+    limiters = [AccountRateLimiter(runtime.store, RatePolicy(100.0, 10), clock) for _ in range(2)]
+    apps = [clocked_app(limiters[i % 2]) for i in range(8)]
+    statuses: list[int] = []
+
+    def client(app: SimpleNamespace) -> None:
+        api = ApiClient(app, account.key)
+        statuses.extend(api.get(TEMPLATES).status for _ in range(8))
+
+    threads = [threading.Thread(target=client, args=(app,)) for app in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    # Then of the 64 requests at most the burst were answered, the rest refused
+    assert len(statuses) == 64 and set(statuses) <= {200, 429}
+    assert 1 <= statuses.count(200) <= 10
+
+
 def test_two_accounts_do_not_limit_each_other(runtime: Runtime) -> None:
     # Given one app and two accounts allowed 3 requests at once each
     clock = ManualClock()
