@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailsage.domain.rate_limits import Quota
 
 
 class MailSageError(Exception):
@@ -71,7 +74,7 @@ class RateLimited(MailSageError):
 
     code = "rate_limit"
 
-    def __init__(self, message: str, retry_after: int, quota: Any = None) -> None:
+    def __init__(self, message: str, retry_after: int, quota: Quota | None = None) -> None:
         super().__init__(message, {"retry_after": retry_after})
         self.retry_after = retry_after
         self.quota = quota
