@@ -27,6 +27,8 @@ class InProcessApi:
 
     def __init__(self, data_dir: Path) -> None:
         os.environ["MAILSAGE_DATA_DIR"] = str(data_dir)
+        # One account submits back to back, far past the per-account request limit (20/s by default).
+        os.environ["MAILSAGE_ACCOUNT_RATE_LIMIT"] = os.environ["MAILSAGE_ACCOUNT_RATE_BURST"] = "100000"
         from mailsage.domain.auth import AuthService
         from mailsage.local.functions import LocalContext, load_handler
         from mailsage.settings import ApiSettings

@@ -126,6 +126,9 @@ def server_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAGE_")}
     env["MAILSAGE_DEV_API_KEY"] = "e2e-" + uuid.uuid4().hex
     env["MAILSAGE_DEV_ACCOUNT_ID"] = str(uuid.uuid4())
+    # These tests load one account far past the per-account request limit (20/s by default); the
+    # limit's own tests are tests/integration/test_rate_limits.py.
+    env["MAILSAGE_ACCOUNT_RATE_LIMIT"] = env["MAILSAGE_ACCOUNT_RATE_BURST"] = "100000"
     return env
 
 

@@ -69,8 +69,13 @@ class AwsApi:
 
     def written_since(self, before: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Items written since `before`, leaving out the account's suppression marker (written by
-        the suppression check every submission makes, not by the job)."""
-        return self.keys() - before - {(f"ACCOUNT#{self.account_id}", "SUPPRESSIONS")}
+        the suppression check every submission makes, not by the job) and its request count (every
+        authenticated request's, tests/integration/test_rate_limits.py)."""
+        counted = {
+            (f"ACCOUNT#{self.account_id}", "SUPPRESSIONS"),
+            (f"PACING#api-account:{self.account_id}", "PACING"),
+        }
+        return self.keys() - before - counted
 
 
 @pytest.fixture

@@ -149,6 +149,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MAILSAGE_DATA_DIR", str(data_dir))
         mp.setenv("MAILSAGE_PUBLIC_URL", "http://127.0.0.1:8025")
+        # One account, thousands of requests back to back: far past the per-account request limit
+        # (20/s by default), whose 429 the fuzzer would take for an undocumented reply.
+        mp.setenv("MAILSAGE_ACCOUNT_RATE_LIMIT", "100000")
+        mp.setenv("MAILSAGE_ACCOUNT_RATE_BURST", "100000")
         for name in ("MAILSAGE_SMTP_URL", "MAILSAGE_DEV_API_KEY", "MAILSAGE_DEV_ACCOUNT_ID"):
             mp.delenv(name, raising=False)
         Tenant.account_id = str(uuid.uuid4())

@@ -44,6 +44,8 @@ def tenants_server(
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAGE_")}
     server_env["MAILSAGE_DEV_API_KEY"] = "dev-" + uuid.uuid4().hex
     server_env["MAILSAGE_DEV_ACCOUNT_ID"] = str(uuid.uuid4())
+    # 8 clients an account back to back: far past the per-account request limit (20/s by default).
+    server_env["MAILSAGE_ACCOUNT_RATE_LIMIT"] = server_env["MAILSAGE_ACCOUNT_RATE_BURST"] = "100000"
     # The second account is created in the server's database before it starts.
     monkeypatch.setenv("MAILSAGE_DATA_DIR", str(data_dir))
     other_id = str(uuid.uuid4())

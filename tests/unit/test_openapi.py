@@ -19,7 +19,7 @@ def test_the_committed_openapi_document_matches_the_code() -> None:
 def test_every_route_documents_its_success_status_and_the_error_envelope() -> None:
     document = json.loads(COMMITTED.read_text())
     send = document["paths"]["/api/v1/emails/send"]["post"]["responses"]
-    assert set(send) == {"202", "400", "401", "413", "415"}
+    assert set(send) == {"202", "400", "401", "413", "415", "429"}
     assert send["401"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorEnvelope"
     }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailsage.domain.rate_limits import Quota
 
 
 class MailSageError(Exception):
@@ -66,7 +69,15 @@ class ServiceUnavailable(MailSageError):
 
 
 class RateLimited(MailSageError):
+    """The account made more requests than its limit allows: nothing was done; the same request
+    may be sent again after `retry_after` seconds. `quota` is what the limiter reported."""
+
     code = "rate_limit"
+
+    def __init__(self, message: str, retry_after: int, quota: Quota | None = None) -> None:
+        super().__init__(message, {"retry_after": retry_after})
+        self.retry_after = retry_after
+        self.quota = quota
 
 
 class SendError(MailSageError):

@@ -147,6 +147,10 @@ class ApiSettings(ProviderSettings):
     default_from: str = "MailSage <noreply@mailsage.example>"
     # Browser origins allowed to call the API (CORS); empty: no CORS headers.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Requests a second each account may make to the API (both surfaces), `account_rate_burst` of
+    # them at once; counted in the pacing store, so shared by every api process. 0 turns it off.
+    account_rate_limit: float = Field(20.0, ge=0)
+    account_rate_burst: int = Field(40, ge=1)
     # How long an Idempotency-Key is remembered (per account) after its first request.
     idempotency_ttl_seconds: int = Field(86_400, ge=1, le=30 * 86_400)
     # Scheduled sends on AWS: EventBridge Scheduler targets the send queue with this role.

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mailsage.domain.outcomes import SuppressionPolicy
     from mailsage.domain.pacing import Limits, RouteLimit
     from mailsage.domain.providers import Providers
+    from mailsage.domain.rate_limits import AccountRateLimiter
     from mailsage.domain.submission import SubmissionService
     from mailsage.domain.suppressions import SuppressionService
     from mailsage.domain.templates import TemplateService
@@ -207,6 +208,7 @@ class ApiServices:
     webhooks: WebhookService
     campaigns: CampaignService
     idempotency: IdempotencyService  # Idempotency-Key records
+    rate_limits: AccountRateLimiter | None = None  # requests per account; None: no limit
 
 
 @lru_cache(maxsize=8)
@@ -261,7 +263,17 @@ def build_api_services(settings: ApiSettings, submission: SubmissionService | No
         webhooks=webhook_service(settings),
         campaigns=CampaignService(b.store),
         idempotency=IdempotencyService(b.store, settings.idempotency_ttl_seconds),
+        rate_limits=account_rate_limiter(settings),
     )
+
+
+def account_rate_limiter(settings: ApiSettings) -> AccountRateLimiter | None:
+    """The per-account request limit, kept in the pacing store every api process shares; None when
+    it is off (MAILSAGE_ACCOUNT_RATE_LIMIT=0)."""
+    from mailsage.domain.rate_limits import AccountRateLimiter, RatePolicy
+
+    policy = RatePolicy(settings.account_rate_limit, settings.account_rate_burst)
+    return AccountRateLimiter(backends(settings).store, policy) if policy.enabled else None
 
 
 @lru_cache(maxsize=8)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
-from mailsage.api import body, errors, idempotency, security, tracking, v2
+from mailsage.api import body, errors, idempotency, rate_limits, security, tracking, v2
 from mailsage.api.resolver import RequestScopedResolver
 from mailsage.api.v1 import campaigns, emails, templates, webhooks
 from mailsage.settings import ApiSettings
-from mailsage.wiring import api_services
+from mailsage.wiring import ApiServices, api_services
 
 
-def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
+def create_app(
+    settings: ApiSettings, services: Callable[[], ApiServices] | None = None
+) -> APIGatewayRestResolver:
+    """The API; `services` gives its services (default: built from `settings` on first use), e.g. a
+    test's with a limiter on its own clock."""
     cors = None
     if settings.allowed_origins:
         first, *rest = settings.allowed_origins
@@ -21,13 +26,14 @@ def create_app(settings: ApiSettings) -> APIGatewayRestResolver:
             allow_origin=first,
             extra_origins=rest,
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=rate_limits.EXPOSED_HEADERS,
             max_age=600,
         )
     # Each request sees only itself, also when `mailsage serve` handles several at once.
     app = RequestScopedResolver(enable_validation=True, cors=cors, json_body_deserializer=body.parse_json)
     # The composition root of the API: the gate hands these services to routes (through the app's
     # context and `Depends`); they are built on the first request, not when the app is created.
-    gate = security.gate(settings, partial(api_services, settings))
+    gate = security.gate(settings, services or partial(api_services, settings))
     app.use(middlewares=[security.middleware(gate), idempotency.idempotent])
     errors.install(app, gate)
     app.include_router(emails.router, prefix="/api/v1/emails")

@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
+from mailsage.api import rate_limits
 from mailsage.api.security import Gate
 from mailsage.errors import (
     Conflict,
@@ -98,8 +99,10 @@ def method_not_allowed(path: str, method: str, allowed: list[str]) -> Response:
 def domain_error(exc: MailSageError, path: str = "") -> Response:
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
     reply = error_reply(path, status, exc.code, exc.message, exc.details)
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | RateLimited):
         reply.headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, RateLimited) and exc.quota is not None:
+        reply.headers.update(rate_limits.headers(exc.quota))
     return reply
 
 

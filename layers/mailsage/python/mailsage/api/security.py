@@ -1,5 +1,6 @@
 """The gate every request passes: size limit, content type, then API key -> account id, and on the
-v2 surface (`/v2/accounts/{account_id}/...`) the key's account must be the one in the path (403).
+v2 surface (`/v2/accounts/{account_id}/...`) the key's account must be the one in the path (403),
+then the account's request limit (429, `mailsage.api.rate_limits`).
 What it finds, the services and the caller's account, goes on the app's context, where routes get
 it through `Depends` (`mailsage.api.dependencies`).
 
@@ -17,6 +18,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
+from mailsage.api import rate_limits
 from mailsage.api.dependencies import ACCOUNT, SERVICES
 from mailsage.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from mailsage.settings import ApiSettings
@@ -52,6 +54,7 @@ def gate(settings: ApiSettings, services: Callable[[], ApiServices]) -> Gate:
         found = services()
         account_id = found.auth.authenticate(event.headers.get("authorization"))
         check_path_account(event.path or "", account_id)
+        rate_limits.admit(app, found.rate_limits, account_id)  # 429 over the account's limit
         return found, account_id
 
     return check
@@ -81,6 +84,8 @@ def middleware(check: Gate) -> Callable[[APIGatewayRestResolver, NextMiddleware]
         services, account_id = check(app)
         # The context is this request's own and is cleared when it is answered.
         app.append_context(**{SERVICES: services, ACCOUNT: account_id})
-        return next_middleware(app)
+        response = next_middleware(app)
+        response.headers.update(rate_limits.reply_headers(app))
+        return response
 
     return authenticate

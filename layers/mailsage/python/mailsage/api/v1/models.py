@@ -214,6 +214,7 @@ _ERROR_TEXT = {
     409: "conflict: impossible job transition",
     413: "payload_too_large",
     415: "unsupported_media_type: the body must be application/json",
+    429: "rate_limit: over the account's request limit (Retry-After, RateLimit)",
 }
 
 
@@ -224,7 +225,7 @@ def responses(status: int, model: type[Model] | None, *errors: int) -> dict[int,
     if model is not None:
         success["content"] = {"application/json": {"model": model}}
     out: dict[int, Any] = {status: success}
-    for code in (401, 413, 415, *errors):
+    for code in (401, 413, 415, 429, *errors):
         out[code] = {
             "description": _ERROR_TEXT[code],
             "content": {"application/json": {"model": ErrorEnvelope}},

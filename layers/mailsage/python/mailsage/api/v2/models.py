@@ -428,7 +428,7 @@ _ERROR_TEXT = {
     404: "Not found (also another account's)",
     409: "Conflict (or an Idempotency-Key request still in progress)",
     422: "The Idempotency-Key was used with a different request",
-    429: "Too many requests",
+    429: "Too many requests: over the account's request limit (Retry-After, RateLimit)",
 }
 
 
@@ -438,7 +438,7 @@ def responses(status: int, model: type[Model] | None, *errors: int) -> dict[int,
     if model is not None:
         success["content"] = {"application/json": {"model": model}}
     out: dict[int, Any] = {status: success}
-    for code in (400, 401, 403, *errors):
+    for code in (400, 401, 403, 429, *errors):
         out[code] = {
             "description": _ERROR_TEXT[code],
             "content": {"application/json": {"model": ErrorResponse}},
