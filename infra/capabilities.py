@@ -42,6 +42,8 @@ class HttpApi:
                 **platform.chunk_environment(),
                 **platform.signing_environment(),
                 "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins)),
+                "MAILSAGE_ACCOUNT_RATE_LIMIT": str(config.account_rate[0]),
+                "MAILSAGE_ACCOUNT_RATE_BURST": str(config.account_rate[1]),
                 # The team's own domain is a plain string, not a reference to the REST API, so the
                 # api may know it (and build the same links the sender does) without a cycle.
                 **(

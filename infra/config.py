@@ -53,6 +53,8 @@ CONTEXT_KEYS = (
     "custom_domain_hosted_zone_id",
     "public_routes_rate_limit",
     "public_routes_burst_limit",
+    "account_rate_limit",
+    "account_rate_burst",
 )
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -147,6 +149,9 @@ class MailSageConfig:
     # The unauthenticated /t and /u routes (prefetchers, link scanners) get their own stage limits.
     public_routes_rate_limit: int = 100
     public_routes_burst_limit: int = 200
+    # Each account's share of the API (requests/s, burst; 0: no per-account limit), so one tenant
+    # cannot take the whole stage's rate: the api function enforces it (MAILSAGE_ACCOUNT_RATE_*).
+    account_rate: tuple[int, int] = (20, 40)
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -247,6 +252,7 @@ class MailSageConfig:
             custom_domain=_custom_domain(get),
             public_routes_rate_limit=public_rate,
             public_routes_burst_limit=public_burst,
+            account_rate=_account_rate(get, rate, burst),
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 
@@ -392,6 +398,20 @@ def _existing_names(get: Callable[[str], Any]) -> tuple[str | None, str | None]:
             f"context 'existing_signing_secret_name': {secret!r} is not a Secrets Manager secret name"
         )
     return table, secret
+
+
+def _account_rate(get: Callable[[str], Any], stage_rate: int, stage_burst: int) -> tuple[int, int]:
+    """Above the stage's own throttle a per-account limit would never be reached: refused."""
+    rate = _int(get, "account_rate_limit", 20, minimum=0, maximum=10_000)
+    burst = _int(get, "account_rate_burst", 40, minimum=0, maximum=10_000)
+    if rate > stage_rate or burst > stage_burst:
+        raise ConfigError(
+            f"context 'account_rate_limit'/'account_rate_burst' ({rate}/{burst}) must not exceed the "
+            f"stage's 'api_rate_limit'/'api_burst_limit' ({stage_rate}/{stage_burst})"
+        )
+    if rate and not burst:
+        raise ConfigError("context 'account_rate_burst' must be at least 1 when 'account_rate_limit' is set")
+    return rate, burst
 
 
 def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
