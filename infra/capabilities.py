@@ -42,6 +42,8 @@ class HttpApi:
                 **platform.chunk_environment(),
                 **platform.signing_environment(),
                 "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins)),
+                # What still fits Lambda's payload limit once the gateway has base64-encoded it.
+                "MAILSAGE_MAX_REQUEST_BYTES": str(config.max_request_bytes),
                 # The team's own domain is a plain string, not a reference to the REST API, so the
                 # api may know it (and build the same links the sender does) without a cycle.
                 **(
