@@ -299,3 +299,17 @@ def test_each_stage_names_its_api_so_metrics_stay_apart(
             if d["Name"] == "ApiName"
         ]
         assert api_dimensions and set(api_dimensions) == {name}
+
+
+def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
+    from mailsage.api.body import parse_json
+
+    # Given a body one byte above the limit that parsing would fail on for another reason (depth)
+    text = "[" * 2049
+    # Then the size refuses it first, and unparsed
+    with pytest.raises(json.JSONDecodeError, match="larger than 2048 bytes"):
+        parse_json(text, max_bytes=2048)
+    with pytest.raises(json.JSONDecodeError, match="larger than 2048 bytes"):
+        parse_json('"' + "é" * 1024 + '"', max_bytes=2048)  # 1,026 characters, 2,050 bytes
+    with pytest.raises(json.JSONDecodeError, match="nested more than"):
+        parse_json(text, max_bytes=4096)
