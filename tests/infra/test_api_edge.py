@@ -21,6 +21,7 @@ import pytest
 
 from infra.config import ConfigError, MailSageConfig
 from infra.proxy_payload import LAMBDA_SYNC_PAYLOAD_BYTES, MAX_PROXY_BODY_BYTES
+from mailsage.local.functions import LocalContext, load_handler
 from tests.conftest import load_event
 from tests.infra.conftest import CONFIGURED, Synthesized, _synthesize, cdk_json_context
 from tests.infra.test_nag_and_lint import CFN_LINT, synthesize_with_nag
@@ -34,6 +35,7 @@ GLOBAL_WEB_ACL = (
 )
 EDGE = {**CONFIGURED, "web_acl_arn": WEB_ACL, "max_request_bytes": 1_000_000}
 SEND = "/api/v1/emails/send"
+SAMPLE_ACCOUNT = "6f1c2b7e-3f4a-4b8e-9c1d-2a3b4c5d6e7f"
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +144,11 @@ def edge_api(
 ) -> Iterator[tuple[Any, str]]:
     """(api handler, API key) cold-started with the AWS limit, on SQLite or on DynamoDB/SQS (moto)."""
     from mailsage.domain.auth import AuthService
-    from mailsage.local.functions import load_handler
 
     monkeypatch.setenv("MAILSAGE_MAX_REQUEST_BYTES", str(MAX_PROXY_BODY_BYTES))
     for name in ("MAILSAGE_SMTP_URL", "MAILSAGE_DEV_API_KEY", "MAILSAGE_DEV_ACCOUNT_ID"):
         monkeypatch.delenv(name, raising=False)
-    account_id = str(uuid.uuid4())
+    account_id = SAMPLE_ACCOUNT  # the v2 sample's path names it
     if request.param == "local":
         from mailsage.settings import CommonSettings
         from mailsage.wiring import backends
@@ -194,6 +195,34 @@ def test_a_base64_body_at_the_limit_is_accepted(edge_api: tuple[Any, str]) -> No
     status, reply = post(handler, key, SEND, padded_send(MAX_PROXY_BODY_BYTES))
     # Then the decoded size is what counts: the send is accepted
     assert status == 202, reply
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("api_send.json", 202),
+        ("api_batch.json", 202),
+        ("api_v2_create_message.json", 202),
+        ("api_create_template.json", 201),
+        ("api_preview_template.json", 404),  # no such template: the body was read, not refused
+        ("api_control_job.json", 404),
+    ],
+)
+def test_every_route_that_reads_a_body_decodes_base64(
+    edge_api: tuple[Any, str], sample: str, expected: int
+) -> None:
+    # Given a sample request whose body arrives base64-encoded, as every body does on AWS
+    handler, key = edge_api
+    event = load_event(sample)
+    event["headers"] = {k: v for k, v in event["headers"].items() if k != "Idempotency-Key"}
+    event["headers"]["Authorization"] = f"Bearer {key}"
+    event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    # When the api handler gets it
+    result = handler.lambda_handler(event, LocalContext("mailsage-api"))
+    # Then the route answers as it does to the text body (a body left encoded would be a 400)
+    assert result["statusCode"] == expected, result["body"]
 
 
 def test_one_byte_above_the_limit_is_the_surfaces_own_refusal(edge_api: tuple[Any, str]) -> None:
