@@ -3,10 +3,11 @@
 The REST API hands every body to the function base64-encoded (binary media type `*/*`: exactly 4/3
 of the bytes, whatever they are; as JSON-escaped text a control character would take 6 bytes),
 inside a proxy event that Lambda refuses above its 6 MB synchronous payload, before MailSage could
-answer 413. The envelope margin covers the rest of the event: the request line and headers (10,240
-bytes together at API Gateway) appear up to five times (headers, multiValueHeaders; path, resource,
-requestContext.path, path parameters, both query maps), each at most doubled by JSON escaping
-(100 KiB), plus requestContext's own fields.
+answer 413. The envelope margin covers the rest of the event, each part at most doubled by JSON
+escaping: the headers (at most 10,240 bytes at a REST API) twice (headers, multiValueHeaders), the
+URL (at most 10,240 characters for a regional API) up to three times (path, requestContext.path,
+the proxy path parameter; its query string twice), about 100 KiB in all, plus requestContext's
+own fields.
 """
 
 from __future__ import annotations

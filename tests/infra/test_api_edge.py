@@ -103,16 +103,26 @@ def test_the_largest_limit_and_a_command_line_string_are_accepted() -> None:
     assert lowered.max_request_bytes == 65536
 
 
+HEADERS_LIMIT = 10_240  # REST API: all header names, values, separators and line ends together
+URL_LIMIT = 10_240  # REST API: characters of a regional API's URL
+
+
 def gateway_event(body: bytes, *, binary: bool) -> dict[str, Any]:
-    """A REST proxy event as API Gateway builds it for a worst-case request: 10,240 bytes of request
-    line and headers (the gateway's limit for both together), the header values full of characters
-    JSON must escape, in `headers` and in `multiValueHeaders`; the body base64-encoded (`binary`) or
-    as text."""
+    """A REST proxy event as API Gateway builds it for a worst-case request: headers and a URL as
+    large as the gateway allows, made of characters JSON must escape, in every place the event
+    repeats them (headers and multiValueHeaders; path, requestContext.path and the proxy path
+    parameter); the body base64-encoded (`binary`) or as text."""
     event = load_event("api_send.json")
-    path = "/api/v1/emails/batch"
-    headers = {f"X-Pad-{i:02d}": '"\\' * 90 for i in range(52)}  # 52 x ~190 B of values that double
-    headers.update({"Content-Type": "application/json", "Authorization": "Bearer " + "k" * 64})
-    assert len(path) + sum(len(k) + len(v) + 4 for k, v in headers.items()) <= 10_240
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + "k" * 64}
+    used = sum(len(k) + len(v) + 4 for k, v in headers.items())  # "name: value\r\n"
+    for i in range(1000):
+        name, room = f"X-Pad-{i:03d}", HEADERS_LIMIT - used - 14
+        if room <= 0:
+            break
+        headers[name] = '"' * min(room, 200)  # each one doubles when escaped
+        used += len(name) + len(headers[name]) + 4
+    assert HEADERS_LIMIT - 14 <= used <= HEADERS_LIMIT
+    path = "/" + '"' * (URL_LIMIT - 1)
     event.update(
         path=path,
         resource="/{proxy+}",
