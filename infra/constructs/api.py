@@ -108,8 +108,9 @@ class Api(Construct):
             retention=logs.RetentionDays.THREE_MONTHS if config.is_prod else logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.RETAIN if config.is_prod else cdk.RemovalPolicy.DESTROY,
         )
-        # Request size: API Gateway caps payloads at a fixed 10 MB (not configurable); the api
-        # function enforces the tighter MAILSAGE_MAX_REQUEST_BYTES itself and replies 413.
+        # Request size: API Gateway caps payloads at a fixed 10 MB, Lambda its events at 6 MB; the
+        # api function's MAILSAGE_MAX_REQUEST_BYTES is set below what fits (BINARY_MEDIA_TYPES), so
+        # a larger body gets the function's own 413.
         # Authentication: no API keys or authorizer here. MailSage authenticates its own bearer
         # keys (hashed at rest, per account) in the function, for both API surfaces.
         self.rest_api = apigateway.LambdaRestApi(
