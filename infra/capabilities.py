@@ -44,6 +44,8 @@ class HttpApi:
                 "MAILSAGE_ALLOWED_ORIGINS": json.dumps(list(config.allowed_origins)),
                 "MAILSAGE_ACCOUNT_RATE_LIMIT": str(config.account_rate[0]),
                 "MAILSAGE_ACCOUNT_RATE_BURST": str(config.account_rate[1]),
+                # What still fits Lambda's payload limit once the gateway has base64-encoded it.
+                "MAILSAGE_MAX_REQUEST_BYTES": str(config.max_request_bytes),
                 # The team's own domain is a plain string, not a reference to the REST API, so the
                 # api may know it (and build the same links the sender does) without a cycle.
                 **(

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.proxy_payload import LAMBDA_SYNC_PAYLOAD_BYTES, MAX_PROXY_BODY_BYTES
+
 # The Lambda runtime and architecture: one constant shared by the layer build
 # (infra/build_layers.py picks the wheel platform from it) and by every function and layer.
 PYTHON_RUNTIME_VERSION = "3.12"
@@ -55,6 +57,8 @@ CONTEXT_KEYS = (
     "public_routes_burst_limit",
     "account_rate_limit",
     "account_rate_burst",
+    "max_request_bytes",
+    "web_acl_arn",
 )
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -74,6 +78,12 @@ DEFAULT_RETENTION_DAYS = 90
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # SQS event source mappings accept a maximum concurrency of 2..1000.
 _MIN_CONCURRENCY, _MAX_CONCURRENCY = 2, 1000
+
+_MIN_REQUEST_BYTES = 1024  # ApiSettings.max_request_bytes' own floor
+# A regional web ACL; a CLOUDFRONT-scope one is arn:...:wafv2:us-east-1:<account>:global/webacl/...
+_WEB_ACL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:\d{12}:(regional|global)/webacl/[A-Za-z0-9_-]{1,128}/[A-Za-z0-9-]+$"
+)
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,10 @@ class MailSageConfig:
     # Each account's share of the API (requests/s, burst; 0: no per-account limit), so one tenant
     # cannot take the whole stage's rate: the api function enforces it (MAILSAGE_ACCOUNT_RATE_*).
     account_rate: tuple[int, int] = (20, 40)
+    # The api function's MAILSAGE_MAX_REQUEST_BYTES on AWS: at most what fits Lambda's payload limit.
+    max_request_bytes: int = MAX_PROXY_BODY_BYTES
+    # A regional AWS WAF web ACL (managed by the account) attached to the REST API's stage.
+    web_acl_arn: str | None = None
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -253,6 +267,8 @@ class MailSageConfig:
             public_routes_rate_limit=public_rate,
             public_routes_burst_limit=public_burst,
             account_rate=_account_rate(get, rate, burst),
+            max_request_bytes=_max_request_bytes(get),
+            web_acl_arn=_web_acl_arn(get),
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 
@@ -436,6 +452,35 @@ def _custom_domain(get: Callable[[str], Any]) -> CustomDomain | None:
             f"context 'custom_domain_hosted_zone_id': {zone!r} is not a Route 53 hosted zone id"
         )
     return CustomDomain(name.lower(), arn, zone or None)
+
+
+def _max_request_bytes(get: Callable[[str], Any]) -> int:
+    limit = _int(get, "max_request_bytes", MAX_PROXY_BODY_BYTES, minimum=_MIN_REQUEST_BYTES, maximum=2**40)
+    if limit > MAX_PROXY_BODY_BYTES:
+        raise ConfigError(
+            f"context 'max_request_bytes' ({limit}) is above {MAX_PROXY_BODY_BYTES}, the largest body "
+            f"whose base64 proxy event fits Lambda's {LAMBDA_SYNC_PAYLOAD_BYTES}-byte payload limit: a "
+            "larger body would fail at API Gateway instead of getting MailSage's 413"
+        )
+    return limit
+
+
+def _web_acl_arn(get: Callable[[str], Any]) -> str | None:
+    arn = _optional_string(get, "web_acl_arn")
+    if arn is None:
+        return None
+    match = _WEB_ACL_ARN.match(arn)
+    if match is None:
+        raise ConfigError(
+            f"context 'web_acl_arn': {arn!r} is not a WAF web ACL ARN "
+            "(arn:aws:wafv2:<region>:<account>:regional/webacl/<name>/<id>)"
+        )
+    if match.group(1) == "global":
+        raise ConfigError(
+            f"context 'web_acl_arn': {arn!r} is a CLOUDFRONT-scope web ACL, which cannot be attached to "
+            "a regional API stage: use a web ACL of scope REGIONAL in the stack's region"
+        )
+    return arn
 
 
 # --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"

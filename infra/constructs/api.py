@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import aws_cdk as cdk
@@ -11,6 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as targets
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.config import CustomDomain, MailSageConfig
@@ -21,6 +23,45 @@ CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-I
 
 # The unauthenticated routes: tracking pixel and links (/t/...) and unsubscribe (/u/...).
 PUBLIC_ROUTES = ("t", "u")
+
+# Every request body reaches the function base64-encoded, so it grows by exactly 4/3 whatever its
+# bytes (JSON-escaped as text, a control character takes 6): the bound infra/proxy_payload.py
+# computes holds. The function decodes it (Powertools' decoded_body/json_body). Text replies
+# (isBase64Encoded false: JSON, HTML pages) pass through unchanged; base64 ones (the open-tracking
+# GIF) are decoded whatever the client's first Accept type. Its one trap, the CORS preflight's MOCK
+# integration failing on a "binary" request, is closed in _preflight_as_text.
+BINARY_MEDIA_TYPES = ["*/*"]
+
+# The stage's access log: one JSON object per request. Every value is quoted: API Gateway writes
+# "-" for a value a request has none of (no integration when throttled or blocked by WAF), which
+# unquoted would not be JSON. The integration fields say why a request failed at the function
+# (integrationErrorMessage, integration.status: the function's own status; integrationStatus:
+# Lambda's), and integration.requestId is the Lambda invocation's request id, the key into the
+# function's own log.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "protocol": "$context.protocol",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integrationStatus",
+    "integrationErrorMessage": "$context.integrationErrorMessage",
+    "integration.status": "$context.integration.status",
+    "integration.latency": "$context.integration.latency",
+    "integration.requestId": "$context.integration.requestId",
+    "errorMessage": "$context.error.message",
+    "errorResponseType": "$context.error.responseType",
+    "wafResponseCode": "$context.wafResponseCode",
+    "xrayTraceId": "$context.xrayTraceId",
+}
 
 # The cdk-nag findings the REST API accepts, each with its reason.
 ACKNOWLEDGED = (
@@ -45,11 +86,13 @@ ACKNOWLEDGED = (
         "retention, not deleted with it); the stage writes JSON access logs and the function logs "
         "every request as JSON.",
     ),
-    (
-        "AwsSolutions-APIG3",
-        "No WAF web ACL by default: the stage is throttled and the function enforces per-key "
-        "authentication and size limits; attach an account-managed web ACL where required.",
-    ),
+)
+# Only without `web_acl_arn`: with it, the stage has its web ACL.
+NO_WEB_ACL = (
+    "AwsSolutions-APIG3",
+    "No WAF web ACL by default: the stage is throttled and the function enforces per-key "
+    "authentication and size limits; set the context key web_acl_arn to attach an account-managed "
+    "regional web ACL where required.",
 )
 
 
@@ -65,8 +108,9 @@ class Api(Construct):
             retention=logs.RetentionDays.THREE_MONTHS if config.is_prod else logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.RETAIN if config.is_prod else cdk.RemovalPolicy.DESTROY,
         )
-        # Request size: API Gateway caps payloads at a fixed 10 MB (not configurable); the api
-        # function enforces the tighter MAILSAGE_MAX_REQUEST_BYTES itself and replies 413.
+        # Request size: API Gateway caps payloads at a fixed 10 MB, Lambda its events at 6 MB; the
+        # api function's MAILSAGE_MAX_REQUEST_BYTES is set below what fits (BINARY_MEDIA_TYPES), so
+        # a larger body gets the function's own 413.
         # Authentication: no API keys or authorizer here. MailSage authenticates its own bearer
         # keys (hashed at rest, per account) in the function, for both API surfaces.
         self.rest_api = apigateway.LambdaRestApi(
@@ -74,11 +118,12 @@ class Api(Construct):
             "RestApi",
             handler=handler,
             proxy=True,
+            # The API's CloudWatch metrics are dimensioned by this name: one per stack, so the
+            # alarms of dev and prod in one account each watch their own API.
+            rest_api_name=cdk.Stack.of(self).stack_name,
             description=f"MailSage email-sending API ({config.stage})",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
-            # The open-tracking pixel (/t/o/...) is a GIF: the function returns it base64-encoded and
-            # the gateway decodes it for clients asking for images. No request body is an image.
-            binary_media_types=["image/*"],
+            binary_media_types=BINARY_MEDIA_TYPES,
             default_cors_preflight_options=_cors(config),
             # Access logging needs the account's API Gateway CloudWatch role in the region, or the
             # first deploy fails ("CloudWatch Logs role ARN must be set in account settings"): set
@@ -96,9 +141,11 @@ class Api(Construct):
             "The role API Gateway itself assumes (apigateway.amazonaws.com) to write access logs in "
             "this region: the AWS managed policy made for it, logs actions only, as AWS documents.",
         )
-        for rule, reason in ACKNOWLEDGED:
+        for rule, reason in ACKNOWLEDGED if config.web_acl_arn else (*ACKNOWLEDGED, NO_WEB_ACL):
             acknowledge(self.rest_api, rule, reason)
         _add_public_routes(self.rest_api, handler)
+        _preflight_as_text(self.rest_api)
+        self.web_acl = _web_acl(self, config.web_acl_arn, self.rest_api.deployment_stage)
         self.domain = _custom_domain(self, config.custom_domain, self.rest_api)
 
 
@@ -113,6 +160,30 @@ def _add_public_routes(rest_api: apigateway.LambdaRestApi, handler: lambda_.IFun
         resource = apigateway.Resource(root, path.upper(), parent=rest_api.root, path_part=path)
         resource.add_method("ANY", integration)
         resource.add_proxy(default_integration=integration, any_method=True)
+
+
+def _preflight_as_text(rest_api: apigateway.RestApi) -> None:
+    """With `*/*` binary, every request is binary, and a MOCK integration cannot apply its request
+    template to binary ("Unable to transform request": the CORS preflight answers 500). Converting
+    the payload to text first, as AWS advises, lets the template run; the reply has no body."""
+    for method in rest_api.methods:
+        if method.http_method != "OPTIONS":
+            continue
+        cfn = cast(apigateway.CfnMethod, method.node.default_child)
+        cfn.add_property_override("Integration.ContentHandling", "CONVERT_TO_TEXT")
+        cfn.add_property_override("Integration.IntegrationResponses.0.ContentHandling", "CONVERT_TO_TEXT")
+
+
+def _web_acl(
+    scope: Construct, web_acl_arn: str | None, stage: apigateway.Stage
+) -> wafv2.CfnWebACLAssociation | None:
+    """The account's regional web ACL in front of the stage (the stage's ARN refers to the stage,
+    so CloudFormation creates the association after it)."""
+    if web_acl_arn is None:
+        return None
+    return wafv2.CfnWebACLAssociation(
+        scope, "WebAclAssociation", resource_arn=stage.stage_arn, web_acl_arn=web_acl_arn
+    )
 
 
 def _custom_domain(
@@ -176,15 +247,5 @@ def _stage_options(config: MailSageConfig, access_logs: logs.ILogGroup) -> apiga
         tracing_enabled=True,
         metrics_enabled=True,
         access_log_destination=apigateway.LogGroupLogDestination(access_logs),
-        access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
-            caller=False,
-            http_method=True,
-            ip=True,
-            protocol=True,
-            request_time=True,
-            resource_path=True,
-            response_length=True,
-            status=True,
-            user=False,
-        ),
+        access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
     )

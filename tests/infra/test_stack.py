@@ -872,7 +872,7 @@ def test_the_sender_knows_the_api_url_for_tracking_links(synthesized: Synthesize
     # the api verifies tracking tokens with the signing key alone, and serves the pixel as binary
     assert "MAILSAGE_SIGNING_SECRET_NAME" in environment(synthesized, "api")
     assert synthesized.resources("AWS::ApiGateway::RestApi")[rest_api]["Properties"]["BinaryMediaTypes"] == [
-        "image/*"
+        "*/*"
     ]
 
 

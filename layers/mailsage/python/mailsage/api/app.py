@@ -30,7 +30,9 @@ def create_app(
             max_age=600,
         )
     # Each request sees only itself, also when `mailsage serve` handles several at once.
-    app = RequestScopedResolver(enable_validation=True, cors=cors, json_body_deserializer=body.parse_json)
+    # An oversized body is refused before it is parsed (the gate then answers 413).
+    parse = partial(body.parse_json, max_bytes=settings.max_request_bytes)
+    app = RequestScopedResolver(enable_validation=True, cors=cors, json_body_deserializer=parse)
     # The composition root of the API: the gate hands these services to routes (through the app's
     # context and `Depends`); they are built on the first request, not when the app is created.
     gate = security.gate(settings, services or partial(api_services, settings))
