@@ -116,6 +116,7 @@ def aws(
         sqs = boto3.client("sqs", region_name=REGION)
         send_url = sqs.create_queue(QueueName=f"send-{suffix}")["QueueUrl"]
         webhooks_url = sqs.create_queue(QueueName=f"webhooks-{suffix}")["QueueUrl"]
+        ingest_dlq_url = sqs.create_queue(QueueName=f"ingest-dlq-{suffix}")["QueueUrl"]
         boto3.client("sesv2", region_name=REGION).create_email_identity(EmailIdentity=SENDER_DOMAIN)
         use_aws_backend(
             monkeypatch,
@@ -123,6 +124,7 @@ def aws(
             table,
             send_url,
             WEBHOOK_QUEUE_URL=webhooks_url,
+            INGEST_DLQ_URL=ingest_dlq_url,
             ALLOW_PRIVATE_WEBHOOK_URLS="true",  # the receiver is on loopback
             SIGNING_SECRET="k" * 32,
         )
@@ -152,6 +154,35 @@ def test_a_send_counts_accepted_in_the_api_and_sent_in_the_sender(aws: Deploymen
     )
 
 
+def reject(**_: Any) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    error = {"Code": "MessageRejected", "Message": "Email address is not verified."}
+    raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "SendEmail")
+
+
+class RejectingClient:
+    """SES v2 refusing every message for good."""
+
+    send_email = staticmethod(reject)
+
+
+def test_a_message_ses_rejects_counts_messages_failed_and_no_send(
+    aws: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailsage.adapters.aws.ses_transport import SesTransport
+
+    # Given an accepted send, and SES rejecting it permanently
+    reply, _ = aws.run(
+        "api", lambda h: ApiClient(h, aws.account.key).post("/api/v1/emails/send", sent_to("ann@example.com"))
+    )
+    assert reply.status == 202, reply.body
+    monkeypatch.setattr(SesTransport, "client", lambda self: RejectingClient())
+
+    # When the sender tries it, then its invocation publishes one failure and nothing sent
+    assert published(aws.deliver())[1] == {"MessagesFailed": 1}
+
+
 def test_a_recipient_suppressed_at_acceptance_counts_as_accepted_and_suppressed(aws: Deployment) -> None:
     api = ApiClient(aws.handler("api"), aws.account.key)
     # Given an address on the account's suppression list
@@ -171,6 +202,25 @@ def test_a_recipient_suppressed_at_acceptance_counts_as_accepted_and_suppressed(
 
     # Then both are accepted and one is counted suppressed
     assert published(documents)[1] == {"MessagesAccepted": 2, "MessagesSuppressed": 1}
+
+
+def test_an_ingested_batch_counts_its_messages_accepted_once(aws: Deployment) -> None:
+    # Given a batch of two recipients on the ingest queue
+    event = load_event("sqs_ingest_batch.json")
+    record = event["Records"][0]
+    record["body"] = json.dumps({**json.loads(record["body"]), "account_id": aws.account.id})
+
+    # When the ingest function takes it, and the queue delivers the same record again
+    first, accepted = aws.invoke("ingest", event)
+    again, repeated = aws.invoke("ingest", event)
+
+    # Then both messages are counted once, by the ingest function
+    assert first == again == {"batchItemFailures": []}
+    assert published(accepted) == (
+        {"service": "mailsage-ingest", "function_name": "mailsage-test-ingest"},
+        {"MessagesAccepted": 2},
+    )
+    assert repeated == []
 
 
 def test_a_bounce_notification_counts_messages_bounced_once(aws: Deployment) -> None:
