@@ -63,7 +63,7 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 @meter.log_metrics
-# Not the reply in the trace: it carries customer data (content, API keys), and a segment's 64 KB.
+# The reply stays out of the trace: it holds customer data (content, API keys) and may pass 64 KB.
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
