@@ -54,6 +54,9 @@ AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "POWERTOOLS_SERVICE_NAME": "mailsage",
+    # As Lambda sets it. Powertools' Tracer is on only there, and the X-Ray SDK samples locally
+    # there; elsewhere it builds an X-Ray client at import, which Lambda never pays.
+    "LAMBDA_TASK_ROOT": "/var/task",
 }
 
 

@@ -38,6 +38,9 @@ from infra.config import (  # noqa: E402
 
 # Provided by the Lambda Python runtime; never bundled.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+# Installed without their dependencies, which pip would bundle botocore with: beyond the runtime's
+# botocore they need only what pyproject.toml pins beside them (aws-xray-sdk: wrapt).
+WITHOUT_DEPENDENCIES = frozenset({"aws-xray-sdk"})
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -128,7 +131,12 @@ def compile_bytecode(python: Path, *directories: Path) -> None:
 
 
 def pip_install(
-    target: Path, requirements: list[str], *, architecture: str, constraints: Path | None
+    target: Path,
+    requirements: list[str],
+    *,
+    architecture: str,
+    constraints: Path | None,
+    no_deps: bool = False,
 ) -> None:
     """Wheels for the Lambda runtime's Python version and `architecture`, whatever runs the build."""
     command = [
@@ -151,6 +159,8 @@ def pip_install(
     ]
     if constraints:
         command += ["--constraint", str(constraints)]
+    if no_deps:
+        command.append("--no-deps")
     command += requirements
     print("installing:", " ".join(command[3:]), flush=True)
     subprocess.run(command, check=True)
@@ -162,7 +172,12 @@ def build_deps(out: Path, *, architecture: str = ARCHITECTURE, use_venv_constrai
     shutil.rmtree(out / "deps", ignore_errors=True)
     target.mkdir(parents=True)
     constraints = venv_constraints(out / "constraints.txt") if use_venv_constraints else None
-    pip_install(target, runtime_requirements(), architecture=architecture, constraints=constraints)
+    requirements = runtime_requirements()
+    alone = [r for r in requirements if requirement_name(r, PROJECT_ROOT) in WITHOUT_DEPENDENCIES]
+    rest = [r for r in requirements if r not in alone]
+    pip_install(target, rest, architecture=architecture, constraints=constraints)
+    if alone:
+        pip_install(target, alone, architecture=architecture, constraints=constraints, no_deps=True)
     bundled = {canonical(p.name.split("-")[0]) for p in target.glob("*.dist-info")}
     if bundled & RUNTIME_PROVIDED:
         raise SystemExit(

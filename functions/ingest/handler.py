@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
 import mailsage.domain.ingest  # noqa: F401
+from mailsage.adapters.aws.metrics import PowertoolsMeter
 from mailsage.settings import IngestSettings
 from mailsage.wiring import ingest_service
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 settings = IngestSettings()  # validated at cold start
 logger = Logger(service="mailsage-ingest")
+# AWS calls become subsegments (botocore only: patching every module X-Ray knows costs cold start).
+# Outside Lambda (tests, `mailsage serve`) Powertools turns tracing off: nothing is patched or sent.
+tracer = Tracer(service="mailsage-ingest", patch_modules=["botocore"])
+# What the services counted, on AWS (locally nothing is counted, so nothing is written).
+meter = PowertoolsMeter()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -57,6 +63,9 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
+@meter.log_metrics
+# The reply stays out of the trace: it holds customer data (content, API keys) and may pass 64 KB.
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -1,7 +1,7 @@
 """SQS send queue -> deliver chunks. Reports partial batch failures so one failing chunk is
 retried without replaying the others."""
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,7 +18,10 @@ from mailsage.wiring import delivery_service
 
 settings = SenderSettings()  # validated at cold start
 logger = Logger(service="mailsage-sender")
-# What the delivery service counted (on AWS; locally nothing is counted, so nothing is written).
+# AWS calls become subsegments (botocore only: patching every module X-Ray knows costs cold start).
+# Outside Lambda (tests, `mailsage serve`) Powertools turns tracing off: nothing is patched or sent.
+tracer = Tracer(service="mailsage-sender", patch_modules=["botocore"])
+# What the services counted, on AWS (locally nothing is counted, so nothing is written).
 meter = PowertoolsMeter()
 
 
@@ -51,10 +54,10 @@ def record_handler(record: ChunkRecord, lambda_context: LambdaContext) -> None:
 
 
 @logger.inject_lambda_context
+@meter.log_metrics
+# The reply stays out of the trace: it holds customer data (content, API keys) and may pass 64 KB.
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    try:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    finally:
-        meter.publish(context.function_name)  # once per invocation, like Powertools' log_metrics
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -3,7 +3,7 @@ item failure after the dispatcher set the record's retry delay, so only that rec
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -12,11 +12,17 @@ from pydantic import BaseModel, Json
 # Loaded at cold start, not on first use (wiring imports lazily): every invocation needs it.
 import mailsage.adapters.webhook_http  # noqa: F401
 import mailsage.domain.webhook_delivery  # noqa: F401
+from mailsage.adapters.aws.metrics import PowertoolsMeter
 from mailsage.settings import WebhooksSettings
 from mailsage.wiring import webhook_dispatcher
 
 settings = WebhooksSettings()  # validated at cold start
 logger = Logger(service="mailsage-webhooks")
+# AWS calls become subsegments (botocore only: patching every module X-Ray knows costs cold start).
+# Outside Lambda (tests, `mailsage serve`) Powertools turns tracing off: nothing is patched or sent.
+tracer = Tracer(service="mailsage-webhooks", patch_modules=["botocore"])
+# What the services counted, on AWS (locally nothing is counted, so nothing is written).
+meter = PowertoolsMeter()
 
 
 class DeliveryBody(BaseModel):
@@ -60,6 +66,9 @@ def record_handler(record: DeliveryRecord) -> None:
 
 
 @logger.inject_lambda_context
+@meter.log_metrics
+# The reply stays out of the trace: it holds customer data (content, API keys) and may pass 64 KB.
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

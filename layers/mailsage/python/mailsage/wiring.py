@@ -299,6 +299,7 @@ def submission_service(settings: ApiSettings) -> SubmissionService:
         scheduler=b.scheduler,
         publisher=event_publisher(settings),
         message_id_domain=settings.message_id_domain,
+        meter=meter(settings),
     )
 
 
@@ -342,12 +343,15 @@ def delivery_service(settings: SenderSettings) -> DeliveryService:
         composer=Composer(settings.message_id_domain, tracked_links(settings)),
         sandbox=sandbox_transport,
         pacer=Pacer(b.store, route_limits(settings)),
-        meter=_aws_meter() if settings.backend == "aws" else None,
+        meter=meter(settings),
     )
 
 
-def _aws_meter() -> Meter:
-    """EMF metrics through Powertools, published by the sender handler per invocation."""
+def meter(settings: CommonSettings) -> Meter | None:
+    """On AWS, EMF metrics through Powertools, published by each handler once per invocation;
+    locally none (the services count into a NoMeter)."""
+    if settings.backend != "aws":
+        return None
     from mailsage.adapters.aws.metrics import PowertoolsMeter
 
     return PowertoolsMeter()
@@ -398,6 +402,7 @@ def feedback_service(settings: EventsSettings) -> FeedbackService:
         event_publisher(settings),
         settings.message_id_domain,
         suppression_policy(settings),
+        meter=meter(settings),
     )
 
 
@@ -435,7 +440,7 @@ def webhook_dispatcher(settings: WebhooksSettings) -> WebhookDispatcher:
         log_days=settings.webhook_log_days,
     )
     client = HttpWebhookClient(allow_private=settings.private_webhook_urls_allowed)
-    return WebhookDispatcher(b.store, b.webhooks, policy, client)
+    return WebhookDispatcher(b.store, b.webhooks, policy, client, meter=meter(settings))
 
 
 @lru_cache(maxsize=8)

@@ -214,6 +214,7 @@ class DeliveryService:
             if message.id in claimed and self.chunks.finish_message(
                 message.id, MessageStatus.SUPPRESSED, "suppressed", "the recipient is on the suppression list"
             ):
+                self.meter.count("MessagesSuppressed")
                 self._event(outcomes, EventType.MESSAGE_SUPPRESSED, job, message)
         return [m for m in pending if m.email.lower() not in suppressed]
 
@@ -448,11 +449,13 @@ class DeliveryService:
 
     def _failed(self, outcomes: Outcomes, job: Job, message: Message, code: str, text: str) -> None:
         if self.chunks.finish_message(message.id, MessageStatus.FAILED, code, text):
+            self.meter.count("MessagesFailed")
             self._event(outcomes, EventType.MESSAGE_FAILED, job, message)
 
     def _bounced(self, outcomes: Outcomes, job: Job, message: Message, text: str) -> None:
         """The receiving server refused the address itself: a hard bounce suppresses it."""
         if self.chunks.finish_message(message.id, MessageStatus.BOUNCED, "bounced", text):
+            self.meter.count("MessagesBounced")
             self._event(outcomes, EventType.MESSAGE_BOUNCED, job, message)
             outcomes.suppress(
                 job.account_id, message.email, "bounce", f"hard bounce: {text}", job.content.from_addr

@@ -16,7 +16,7 @@ from mailsage.domain.events import EventPublisher
 from mailsage.domain.models import MESSAGE_UNSENT, EventType
 from mailsage.domain.models import MessageStatus as S
 from mailsage.domain.outcomes import Outcomes, SuppressionKind, SuppressionPolicy
-from mailsage.ports import MessageStore, SuppressionStore
+from mailsage.ports import MessageStore, Meter, NoMeter, SuppressionStore
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,14 @@ _TRANSITIONS: dict[ReportOutcome, Transition | None] = {
     ReportOutcome.CLICKED: None,
 }
 
+# The business metric of each status a report moves a message to (counted once: only a move is).
+_METRICS: dict[S, str] = {
+    S.DELIVERED: "MessagesDelivered",
+    S.BOUNCED: "MessagesBounced",
+    S.COMPLAINED: "MessagesComplained",
+    S.FAILED: "MessagesFailed",
+}
+
 
 @dataclass(slots=True, frozen=True)
 class FeedbackOutcome:
@@ -86,12 +94,14 @@ class FeedbackService:
         message_id_domain: str | None = None,
         suppression: SuppressionPolicy | None = None,
         clock: Clock = system_clock,
+        meter: Meter | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.message_id_domain = message_id_domain
         self.suppression = suppression or SuppressionPolicy()
         self.clock = clock
+        self.meter = meter or NoMeter()
 
     def apply(self, report: DeliveryReport) -> FeedbackOutcome:
         kind, account_id, message_id = report.outcome.value, report.account_id, report.message_id
@@ -122,6 +132,8 @@ class FeedbackService:
                 raise NotYetSent(f"message {message_id} is still {current.status.value}")
             # A duplicate, or older news than what the message already shows: no event either.
             return FeedbackOutcome(kind, message_id, None, "already past this state")
+        if transition.to in _METRICS:
+            self.meter.count(_METRICS[transition.to])
         self._react(report, transition, account_id, message_id)
         return FeedbackOutcome(kind, message_id, transition.to.value)
 

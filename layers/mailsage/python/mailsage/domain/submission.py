@@ -37,7 +37,16 @@ from mailsage.errors import (
     TemplateError,
     ValidationFailed,
 )
-from mailsage.ports import AccountStore, JobStore, Queue, Scheduler, SuppressionStore, TemplateStore
+from mailsage.ports import (
+    AccountStore,
+    JobStore,
+    Meter,
+    NoMeter,
+    Queue,
+    Scheduler,
+    SuppressionStore,
+    TemplateStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +130,7 @@ class SubmissionService:
         publisher: EventPublisher | None = None,
         message_id_domain: str | None = None,
         clock: Clock = system_clock,
+        meter: Meter | None = None,
     ) -> None:
         self.jobs = jobs
         self.templates = templates
@@ -132,6 +142,7 @@ class SubmissionService:
         self.publisher = publisher
         self.message_id_domain = message_id_domain
         self.clock = clock
+        self.meter = meter or NoMeter()
 
     def submit(self, account_id: str, request: JobRequest, job_id: str | None = None) -> Accepted:
         """Accept a request. `job_id` makes the call idempotent for callers that retry (the ingest
@@ -148,6 +159,8 @@ class SubmissionService:
         sendable = self._assign_chunks(messages, scheduled)
         job = self._job(account_id, job_id, request, content, messages, sendable, scheduled, now)
         self.jobs.create_job(job, messages)
+        self.meter.count("MessagesAccepted", len(messages))  # once stored: a retried submit counts once
+        self.meter.count("MessagesSuppressed", len(messages) - sendable)
         self._start(job, request.first_attempt_at if scheduled else None)
         self._events(job, messages)
         return Accepted(job, messages, rejected)

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.models import Webhook, WebhookDelivery, WebhookDeliveryStatus
-from mailsage.ports import Queue, WebhookClient, WebhookStores
+from mailsage.ports import Meter, NoMeter, Queue, WebhookClient, WebhookStores
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,14 @@ class WebhookDispatcher:
         policy: WebhookPolicy,
         client: WebhookClient,
         clock: Clock = system_clock,
+        meter: Meter | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.policy = policy
         self.client = client
         self.clock = clock
+        self.meter = meter or NoMeter()
 
     def dispatch(self, body: Mapping[str, Any], receipt: str, receive_count: int) -> WebhookDeliveryStatus:
         """Deliver one queued event (an EventPublisher body). Returns the delivery's status
@@ -130,6 +132,7 @@ class WebhookDispatcher:
         if outcome.ok:
             self._finish(delivery, WebhookDeliveryStatus.SUCCEEDED, now)
             return WebhookDeliveryStatus.SUCCEEDED
+        self.meter.count("WebhookDeliveriesFailed")  # an attempt, whether or not it is retried
         gone = counted is None or not counted.enabled  # deleted meanwhile, or this failure disabled it
         if replay and delivery.status is WebhookDeliveryStatus.RETRYING and not gone:
             # A replay is one extra attempt: the automatic retries still ahead keep their schedule.
