@@ -22,6 +22,7 @@ from bench.prices import (
     PRICE_SOURCE,
     PRICES,
     SES_PER_1000,
+    alternatives,
     break_even,
     fixed_monthly,
     http_api_saving,
@@ -50,6 +51,7 @@ def _breakdown(run: dict[str, Any], emails: int) -> dict[str, Any]:
         "usd_per_1000_total": sum(lines.values()),
         "pct_of_ses_by_line": {k: _pct(v) for k, v in lines.items()},
         "http_api_instead_of_rest_saves_usd_per_1000": http_api_saving(run, emails),
+        "alternatives_pct_of_ses": {k: _pct(v) for k, v in alternatives(run, emails).items()},
         "per_email": {
             "dynamodb_wru": run["wru"] / emails,
             "dynamodb_rru": run["rru"] / emails,
@@ -165,7 +167,10 @@ def run() -> list[Figure]:
 
 
 def _top(details: dict[str, Any]) -> str:
-    """The three largest lines, in % of SES, and the HTTP API alternative."""
+    """The three largest lines, in % of SES, and the total under each alternative design."""
     lines = sorted(details["pct_of_ses_by_line"].items(), key=lambda kv: -kv[1])[:3]
-    http = _pct(details["usd_per_1000_total"] - details["http_api_instead_of_rest_saves_usd_per_1000"])
-    return ", ".join(f"{k} {v:.2f}" for k, v in lines) + f"; with HTTP API {http:.2f}%"
+    other = details["alternatives_pct_of_ses"]
+    return (
+        ", ".join(f"{k} {v:.2f}" for k, v in lines)
+        + f"; HTTP API {other['http_api']:.2f}%, 1% API sampling {other['xray_api_rule_1pct']:.2f}%"
+    )

@@ -110,6 +110,24 @@ def http_api_saving(run: dict[str, Any], emails: int) -> float:
     return run["api_requests"] * (PRICES["apigw_rest_request"] - PRICES["apigw_http_request"]) * 1000 / emails
 
 
+def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
+    """The run's total per 1,000 emails under designs not deployed, each one change apart:
+    - http_api: API Gateway HTTP API instead of REST (no usage plans; WAF only through CloudFront);
+    - xray_api_rule_1pct: functions' tracing PassThrough, API Gateway sampling 1% by a sampling
+      rule (Lambda's own active tracing cannot be given a rule; API Gateway's can);
+    - sender_512mb: the sender (network-bound) at 512 MB: its waiting costs half."""
+    base = price(run, emails)
+    total = sum(base.values())
+    traces = run["api_requests"] * 0.01 * PRICES["xray_trace_recorded"] * 1000 / emails
+    wait = run["io_wait_s"].get("sender", 0.0) + run["paced_wait_s"]
+    sender_saving = wait * 0.5 * PRICES["lambda_gb_second_arm64"] * 1000 / emails
+    return {
+        "http_api": total - http_api_saving(run, emails),
+        "xray_api_rule_1pct": total - base["xray"] + traces,
+        "sender_512mb": total - sender_saving,
+    }
+
+
 def paced_wait(messages: int, busy_s: float, rate: float = SES_RATE) -> float:
     """Seconds a sender waits for pacing grants beyond its own work: sending `messages` at `rate`
     takes messages / rate, of which `busy_s` is spent working. A lower bound: several senders

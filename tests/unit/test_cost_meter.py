@@ -148,3 +148,15 @@ def test_a_delivery_notification_names_the_send_it_reports() -> None:
         "a@example.com",
         "ses-1",
     )
+
+
+def test_each_alternative_changes_only_its_own_line() -> None:
+    # Given a run of 1,000 emails: 1,000 api requests, 500 traces, 100 s of sender waiting
+    run = a_run(api_requests=1000, traces=500.0, io_wait_s={"sender": 100.0}, invocations={"api": 1000})
+    total = sum(prices.price(run, 1000).values())
+    # When the alternatives are priced
+    other = prices.alternatives(run, 1000)
+    # Then each removes exactly its line's difference
+    assert total - other["http_api"] == pytest.approx(1000 * 2.50e-6)
+    assert total - other["xray_api_rule_1pct"] == pytest.approx((500 - 10) * 5.00e-6)
+    assert total - other["sender_512mb"] == pytest.approx(100 * 0.5 * 0.0000133334)
