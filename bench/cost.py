@@ -154,7 +154,7 @@ def run() -> list[Figure]:
             name="Fixed monthly cost of an idle deployment",
             value=fixed_total,
             unit="$/month",
-            target=6.0,
+            target=10.0,  # the issue sets none: a ceiling chosen here, to be told when it grows
             op="<=",
             runs=[fixed_total],
             details=fixed_details,

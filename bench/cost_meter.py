@@ -363,6 +363,9 @@ class Invocations:
         lines = _RootLines(self.stream, self.log_level)
         root.addHandler(lines)
         root.setLevel(self.log_level)
+        # Powertools configures a service's logger once per process: the run's level is set here
+        own_level = powertools.level
+        powertools.setLevel(self.log_level)
         excluded, start = self.meter.excluded_cpu, time.process_time()
         waited = sum(self.meter.io_wait.values())
         try:
@@ -373,6 +376,7 @@ class Invocations:
             self.wait[name] += sum(self.meter.io_wait.values()) - waited
             root.removeHandler(lines)
             root.setLevel(saved_level)
+            powertools.setLevel(own_level)
             for h, old in zip(streams, previous, strict=True):
                 h.setStream(old)  # type: ignore[arg-type]
         self.count[name] += 1

@@ -175,16 +175,19 @@ def _singles(key: str, handlers: dict[str, Any], invoke: Invocations, count: int
         drain(os.environ["MAILSAGE_PRIORITY_QUEUE_URL"], 1, "sender", handlers["sender"], invoke)
 
 
-def run_once(kind: str, emails: int) -> dict[str, Any]:
-    """One metered run: `kind` "batch" (one batch of `emails`) or "singles" (`emails` single sends)."""
+def run_once(
+    kind: str, emails: int, events_window_s: float = EVENTS_BATCHING_WINDOW_S, log_level: str = LOG_LEVEL
+) -> dict[str, Any]:
+    """One metered run: `kind` "batch" (one batch of `emails`) or "singles" (`emails` single sends).
+    The events queue's batching window and the log level can be varied to measure them."""
     suffix = uuid.uuid4().hex[:8]
     meter = Meter(f"bench-{suffix}")
-    invoke = Invocations(meter, LOG_LEVEL)
+    invoke = Invocations(meter, log_level)
     saved = dict(os.environ)
     os.environ.update({"AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"})
     try:
         with metered_moto(meter):
-            os.environ.update(_resources(suffix))
+            os.environ.update({**_resources(suffix), "POWERTOOLS_LOG_LEVEL": log_level})
             from mailsage.local.functions import load_handler
 
             key = _register_key(meter.table, suffix)
@@ -194,7 +197,9 @@ def run_once(kind: str, emails: int) -> dict[str, Any]:
             if len(meter.sent) != emails:
                 raise RuntimeError(f"{len(meter.sent)} SES sends for {emails} emails")
             arrivals = SES_RATE if kind == "batch" else SINGLE_SENDS_PER_S
-            publishes = events_path(meter, events_per_invocation(arrivals), handlers["events"], invoke)
+            publishes = events_path(
+                meter, events_per_invocation(arrivals, events_window_s), handlers["events"], invoke
+            )
             stored = stored_bytes(meter.table)
     finally:
         os.environ.clear()
