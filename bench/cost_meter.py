@@ -338,6 +338,12 @@ class _RootLines(logging.Handler):
         self.stream.write(json.dumps(line) + "\n")
 
 
+# The runtime's application log level (the function's LoggingConfig sets none: INFO, the JSON
+# format's default): what non-Powertools loggers (the domain's, boto's) write. POWERTOOLS_LOG_LEVEL
+# (the stack's log_level) moves only the handlers' Powertools loggers.
+RUNTIME_LOG_LEVEL = "INFO"
+
+
 class Invocations:
     """Calls a handler as Lambda would and books, by function: invocations, CPU (moto's own
     excluded) and the bytes logged at the deployed log level. Each handler module's Powertools
@@ -360,9 +366,9 @@ class Invocations:
         streams = [h for h in powertools.handlers if isinstance(h, logging.StreamHandler)]
         previous = [h.setStream(self.stream) for h in streams]  # type: ignore[arg-type]
         root, saved_level = logging.getLogger(), logging.getLogger().level
-        lines = _RootLines(self.stream, self.log_level)
+        lines = _RootLines(self.stream, RUNTIME_LOG_LEVEL)
         root.addHandler(lines)
-        root.setLevel(self.log_level)
+        root.setLevel(RUNTIME_LOG_LEVEL)
         # Powertools configures a service's logger once per process: the run's level is set here
         own_level = powertools.level
         powertools.setLevel(self.log_level)
