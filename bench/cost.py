@@ -31,7 +31,7 @@ from bench.prices import (
 
 RECIPIENTS = 1_000
 SINGLES = 1_000
-RUNS = 3  # batch runs (the median is reported); one run of single sends
+RUNS = 1  # batch runs (the median is reported; units are deterministic, only CPU varies); one of single sends
 TARGETS = {"batch": 1.0, "singles": 5.0}  # % of SES, all in
 
 
