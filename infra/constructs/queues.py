@@ -58,15 +58,24 @@ class WorkQueue(Construct):
             ),
         )
 
-    def consume_with(self, function: lambda_.IFunction, *, batch_size: int, max_concurrency: int) -> None:
+    def consume_with(
+        self,
+        function: lambda_.IFunction,
+        *,
+        batch_size: int,
+        max_concurrency: int,
+        batching_window_s: int = 0,
+    ) -> None:
         """Attach the consumer. The event source grants ReceiveMessage, DeleteMessage and
-        ChangeMessageVisibility on this queue only (the sender delays retries through the latter)."""
+        ChangeMessageVisibility on this queue only (the sender delays retries through the latter).
+        `batching_window_s`: how long records may gather before an invocation (0: none)."""
         function.add_event_source(
             sources.SqsEventSource(
                 self.queue,
                 batch_size=batch_size,
                 report_batch_item_failures=True,
                 max_concurrency=max_concurrency,
+                max_batching_window=cdk.Duration.seconds(batching_window_s) if batching_window_s else None,
             )
         )
 

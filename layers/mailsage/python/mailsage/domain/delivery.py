@@ -164,8 +164,9 @@ class DeliveryService:
             self._send_each(chunk)
         finally:
             chunk.sessions.close()
-        self._complete_if_done(outcomes, chunk.job)
-        self._record_pacing(chunk)
+        paced = self._pacing_change(chunk)
+        if not self._complete_if_done(outcomes, chunk.job, paced) and paced is not None:
+            self.jobs.record_pacing(chunk.job.id, *paced)
         self._after_the_chunk(ref, receipt, chunk)
 
     def _job_to_send(self, ref: ChunkRef, outcomes: Outcomes) -> tuple[Job, int] | None:
@@ -411,11 +412,13 @@ class DeliveryService:
         if self.pacer is not None:
             self.pacer.throttled(route)  # every sender of the provider slows down
 
-    def _record_pacing(self, chunk: ChunkDelivery) -> None:
-        """The job reply's throttle count and paced rate, written only when they changed."""
+    @staticmethod
+    def _pacing_change(chunk: ChunkDelivery) -> tuple[int, float | None] | None:
+        """The job reply's throttle count and paced rate to write, only when they changed."""
         rate = round(chunk.rate, 2) if chunk.rate is not None else chunk.job.send_rate
         if chunk.run.throttled or rate != chunk.job.send_rate:
-            self.jobs.record_pacing(chunk.job.id, chunk.run.throttled, rate)
+            return chunk.run.throttled, rate
+        return None
 
     def _claim(self, job: Job, ids: list[str]) -> list[str]:
         if not ids:
@@ -516,11 +519,16 @@ class DeliveryService:
         return claimed
 
     # -- the job -----------------------------------------------------------------------------------------
-    def _complete_if_done(self, outcomes: Outcomes, job: Job) -> None:
-        if self.jobs.complete_job_if_done(job.id):
-            done = self.jobs.get_job(job.account_id, job.id)
-            if done is not None:
-                outcomes.job(EventType.JOB_COMPLETED, done)
+    def _complete_if_done(
+        self, outcomes: Outcomes, job: Job, pacing: tuple[int, float | None] | None = None
+    ) -> bool:
+        """Complete the job if nothing is left to send (recording `pacing` in the same write)."""
+        if not self.jobs.complete_job_if_done(job.id, pacing):
+            return False
+        done = self.jobs.get_job(job.account_id, job.id)
+        if done is not None:
+            outcomes.job(EventType.JOB_COMPLETED, done)
+        return True
 
     def _start(self, job: Job) -> None:
         """A scheduled job's first attempt is due: queue its chunks (or expire it, if too late)."""

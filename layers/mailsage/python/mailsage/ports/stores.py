@@ -67,8 +67,10 @@ class JobStore(Protocol):
     ) -> Job | None:
         """Move the job to `to` only if it is in one of `allowed_from`; None if it was not."""
 
-    def complete_job_if_done(self, job_id: str) -> bool:
-        """Mark the job completed when no message is left to send; True if this call did it."""
+    def complete_job_if_done(self, job_id: str, pacing: tuple[int, float | None] | None = None) -> bool:
+        """Mark the job completed when no message is left to send; True if this call did it. With
+        `pacing` (throttles to add, the paced rate: as record_pacing), the write that completes the
+        job records it too, so a chunk that ends its job spends one write, not two."""
 
     def record_dead_letter(self, job_id: str, chunk: int, reason: str) -> None: ...
 

@@ -105,12 +105,11 @@ class Jobs(ChunkStates, Retention):
     def record_pacing(self, job_id: str, throttled: int, send_rate: float | None) -> None:
         """ADD is applied atomically by DynamoDB, so concurrent senders never lose each other's
         count and never fail each other's write (the only condition: the job exists)."""
-        sets, removes = (["#send_rate = :rate"], []) if send_rate is not None else ([], ["#send_rate"])
-        values: dict[str, Any] = {":n": throttled} | ({":rate": send_rate} if send_rate is not None else {})
-        update = " ".join(p for p in (update_expression(sets, removes), "ADD #throttled :n") if p)
+        values: dict[str, Any] = {}
+        update = _with_pacing([], [], values, (throttled, send_rate))
         self._update(head_key(job_id), update, values, "attribute_exists(#pk)")
 
-    def complete_job_if_done(self, job_id: str) -> bool:
+    def complete_job_if_done(self, job_id: str, pacing: tuple[int, float | None] | None = None) -> bool:
         """Reads the chunk states and the head (one query), then one conditional UpdateItem on the
         head. Reading first is safe because "no message left to send" is final: no transition
         leads back to queued, scheduled or sending from a message that has left them."""
@@ -122,12 +121,10 @@ class Jobs(ChunkStates, Retention):
             return False
         now = time.time()
         allowed = placeholders("from", [s.value for s in sorted(job_states.LIVE)])
-        completed = self._update(
-            head_key(job_id),
-            "SET #state = :completed, #updated = :now, #finished = :now REMOVE #g1pk, #g1sk",
-            {":completed": JobState.COMPLETED.value, ":now": now, **allowed},
-            f"#state IN ({', '.join(allowed)})",
-        )
+        sets, removes = ["#state = :completed", "#updated = :now", "#finished = :now"], ["#g1pk", "#g1sk"]
+        values: dict[str, Any] = {":completed": JobState.COMPLETED.value, ":now": now, **allowed}
+        update = _with_pacing(sets, removes, values, pacing)
+        completed = self._update(head_key(job_id), update, values, f"#state IN ({', '.join(allowed)})")
         if completed:
             self._retire_body(job_id, head.get("retention_data_days"), now)
         return completed
@@ -225,3 +222,20 @@ class Jobs(ChunkStates, Retention):
             expired,
         )
         return len(expired)
+
+
+def _with_pacing(
+    sets: list[str], removes: list[str], values: dict[str, Any], pacing: tuple[int, float | None] | None
+) -> str:
+    """The update expression of `sets` and `removes`, plus the job's throttle count and paced rate
+    when `pacing` is given (its values added to `values`)."""
+    if pacing is None:
+        return update_expression(sets, removes)
+    throttled, send_rate = pacing
+    values[":n"] = throttled
+    if send_rate is None:
+        removes = [*removes, "#send_rate"]
+    else:
+        sets = [*sets, "#send_rate = :rate"]
+        values[":rate"] = send_rate
+    return " ".join(p for p in (update_expression(sets, removes), "ADD #throttled :n") if p)
