@@ -55,3 +55,20 @@ def test_a_key_on_the_deployed_table(aws, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert f"account id: {account.lower()}" in out
     assert aws.scan(TableName="Deployed")["Count"] >= 1
+
+
+def test_any_other_failure_is_one_line_unless_debugging(
+    tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    monkeypatch.delenv("MAILSAGE_DEBUG", raising=False)
+    monkeypatch.delenv("MAILSAGE_DATA_DIR", raising=False)
+    assert main(["dead-letters", "--data-dir", str(blocked / "data")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mailsage dead-letters: ") and "MAILSAGE_DEBUG=1" in err
+    assert "\n" not in err and "Traceback" not in err
+
+    monkeypatch.setenv("MAILSAGE_DEBUG", "1")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the data directory's failure is
+        main(["dead-letters", "--data-dir", str(blocked / "data")])

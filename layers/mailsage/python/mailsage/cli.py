@@ -226,10 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except Exception as exc:
-        if not type(exc).__module__.startswith("botocore"):
+        if os.environ.get("MAILSAGE_DEBUG"):
             raise
-        # An AWS call refused or unreachable (credentials, region, a wrong table name): one line.
-        print(f"mailsage {args.command}: {_aws_error(exc)}", file=sys.stderr)
+        # One line, not a traceback: an AWS call refused or unreachable (credentials, region, a
+        # wrong table name), a data directory that cannot be opened, a setting out of range.
+        if type(exc).__module__.startswith("botocore"):
+            message = _aws_error(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc} (MAILSAGE_DEBUG=1 shows the traceback)"
+        print(f"mailsage {args.command}: {message}", file=sys.stderr)
         return 1
 
 
