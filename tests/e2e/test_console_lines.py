@@ -1,4 +1,5 @@
-"""`mailsage serve` prints one readable line per request on its console (method, path, status, ms)."""
+"""`mailsage serve` prints one readable line per request on its console (method, path, status, ms)
+and one per job milestone (accepted, completed)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,35 @@ def test_each_request_is_one_line_with_its_status(server: LocalServer) -> None:
     ]
     assert wait_until(lambda: all(line in _lines(server) for line in expected), 30), list(server.output_tail)
     assert not any("Authorization" in line or server.key in line for line in server.output_tail)
+
+
+def test_a_job_is_one_line_when_accepted_and_one_when_completed(server: LocalServer) -> None:
+    sent = server.call(
+        "POST",
+        "/api/v1/emails/send",
+        {"recipient": {"email": "m@example.com"}, "subject": "s", "body": "b"},
+    )
+    assert sent.status_code == 202, sent.text
+    job_id = sent.json()["job_id"]
+
+    def lines() -> list[str]:
+        return [line.strip() for line in list(server.output_tail) if f"job {job_id} " in line]
+
+    assert wait_until(lambda: any(" completed: 1 messages; " in line for line in lines()), 60), lines()
+    accepted, completed = lines()
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d job {job_id} accepted: 1 messages; queued 1", accepted), accepted
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d job {job_id} completed: 1 messages; (sent|delivered) 1", completed)
+
+
+def test_milestones_are_off_unless_asked_for() -> None:
+    """On Lambda the root logger may be at INFO: a line per job would be paid for in log ingestion."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO);"
+        "from mailsage.domain.milestones import jobs_log;"
+        "print(jobs_log.isEnabledFor(logging.INFO))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

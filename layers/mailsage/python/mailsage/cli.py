@@ -33,6 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     if not args.quiet:
         _console_lines("mailsage.requests")
+        _console_lines("mailsage.jobs")
     runtime = LocalRuntime(
         RuntimeConfig(
             data_dir=Path(args.data_dir).resolve(),
@@ -257,7 +258,9 @@ def _add_serve(sub: Any, data_dir: str) -> None:
         action="store_true",
         help="no built-in SMTP sink: mail goes to MAILSAGE_SMTP_URL (a relay of yours)",
     )
-    serve.add_argument("--quiet", action="store_true", help="no line per request on the console")
+    serve.add_argument(
+        "--quiet", action="store_true", help="no line per request or job milestone on the console"
+    )
     serve.set_defaults(run=_serve)
 
 

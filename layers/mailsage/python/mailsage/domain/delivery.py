@@ -26,6 +26,7 @@ from mailsage.domain.composition import Composer
 from mailsage.domain.delivery_state import ChunkDelivery, Run
 from mailsage.domain.job_states import LIVE, PENDING_MESSAGES, SENDABLE
 from mailsage.domain.mailbox import Mailbox, sender_domain
+from mailsage.domain.milestones import milestone
 from mailsage.domain.models import ChunkRef, EventType, Job, JobState, Message, MessageStatus
 from mailsage.domain.outcomes import Outcomes, SuppressionPolicy
 from mailsage.domain.pacing import Pacer, Parked, jittered, lane_of
@@ -528,6 +529,7 @@ class DeliveryService:
         done = self.jobs.get_job(job.account_id, job.id)
         if done is not None:
             outcomes.job(EventType.JOB_COMPLETED, done)
+            milestone(done, "completed")
         return True
 
     def _start(self, job: Job) -> None:

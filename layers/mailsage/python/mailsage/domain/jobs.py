@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from mailsage.domain.events import EventPublisher, job_event
 from mailsage.domain.job_states import TRANSITIONS, JobAction
+from mailsage.domain.milestones import milestone
 from mailsage.domain.models import Job, JobState
 from mailsage.domain.pacing import lane_of
 from mailsage.domain.parking import Parking
@@ -71,5 +72,6 @@ class JobService:
         )
 
     def _publish(self, type_: str, job: Job) -> None:
+        milestone(job, type_.removeprefix("job."))
         if self.publisher is not None:
             self.publisher.publish([job_event(type_, job)])

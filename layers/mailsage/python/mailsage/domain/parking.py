@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 
 from mailsage.domain.clock import Clock
+from mailsage.domain.milestones import milestone
 from mailsage.domain.models import EventType, Job, JobState
 from mailsage.domain.outcomes import Outcomes
 from mailsage.domain.pacing import lane_of
@@ -41,6 +42,7 @@ class Parking:
             return
         self.meter.count("JobsParked")
         outcomes.job(EventType.JOB_PAUSED, parked)
+        milestone(parked, f"paused by the provider ({reason})")
 
     def probe_later(self, job: Job, until: float) -> None:
         delay = min(MAX_QUEUE_DELAY_SECONDS, max(0.0, until - self.clock()) + random.random())

@@ -15,6 +15,7 @@ from mailsage.domain.addresses import check_display_name, normalize_email, parse
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.events import Event, EventPublisher, message_event
 from mailsage.domain.mailbox import sender_domain
+from mailsage.domain.milestones import milestone
 from mailsage.domain.models import (
     ChunkRef,
     Content,
@@ -163,6 +164,7 @@ class SubmissionService:
         self.meter.count("MessagesSuppressed", len(messages) - sendable)
         self._start(job, request.first_attempt_at if scheduled else None)
         self._events(job, messages)
+        milestone(job, "scheduled" if scheduled else "accepted")
         return Accepted(job, messages, rejected)
 
     # -- validate ---------------------------------------------------------------------------------
