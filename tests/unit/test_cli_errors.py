@@ -72,3 +72,12 @@ def test_any_other_failure_is_one_line_unless_debugging(
     monkeypatch.setenv("MAILSAGE_DEBUG", "1")
     with pytest.raises(Exception):  # noqa: B017 - whatever the data directory's failure is
         main(["dead-letters", "--data-dir", str(blocked / "data")])
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mailsage {version('mailsage')}"

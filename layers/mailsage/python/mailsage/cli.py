@@ -216,6 +216,7 @@ def _add_preflight(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailsage", description="MailSage email-sending API, run locally.")
+    parser.add_argument("--version", action="version", version=f"mailsage {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     data_dir = os.environ.get("MAILSAGE_DATA_DIR", ".mailsage")
     _add_serve(sub, data_dir)
@@ -306,6 +307,15 @@ def _aws_error(exc: Exception) -> str:
     if code == "ResourceNotFoundException":
         return f"{exc} (check the table name, the stack output TableName, and the region: --region)"
     return str(exc)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailsage")
+    except PackageNotFoundError:  # run from the source tree without installing it (the layer)
+        return "unknown (not installed)"
 
 
 def _uuid(value: str) -> str:
