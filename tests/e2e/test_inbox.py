@@ -224,12 +224,14 @@ def test_a_page_that_rebinds_its_own_name_to_loopback_is_refused(server: LocalSe
         requests.get(server.url + path, headers={"Host": f"evil.example:{server.port}"}, timeout=30)
         for path in ("/inbox", "/inbox/messages.json", "/inbox/assets/inbox.js")
     ]
+    malformed = requests.get(server.url + "/inbox", headers={"Host": "[::1"}, timeout=30)
     as_localhost = requests.get(
         server.url + "/inbox/messages.json", headers={"Host": f"localhost:{server.port}"}, timeout=30
     )
 
     # Then it is refused; the loopback names are answered
     assert [r.status_code for r in foreign] == [403, 403, 403]
+    assert malformed.status_code == 403  # a Host that does not even parse is no loopback name
     assert all("Private" not in r.text for r in foreign)
     assert as_localhost.status_code == 200 and as_localhost.json()["total"] == 1
 

@@ -83,7 +83,10 @@ def loopback(address: str) -> bool:
 
 def loopback_host(host: str) -> bool:
     """The Host header names this machine's loopback (a name, an IPv4 or a [IPv6], any port)."""
-    name = urlsplit(f"//{host}").hostname or ""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:  # a malformed Host ("[::1" without its bracket): not a loopback name
+        return False
     return name in _LOOPBACK_NAMES or loopback(name)
 
 
