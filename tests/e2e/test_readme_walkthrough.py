@@ -267,7 +267,7 @@ def test_the_readme_walkthrough_runs_as_written(server: LocalServer, runner: str
         pytest.skip("curl is not installed: the same requests run with requests")
     # Given a live `mailsage serve` and the README's commands in order
     walk = Walk(server, runner)
-    ran = 0
+    ran, previous = 0, ""
     for command in readme_commands():
         if command.text.startswith("export "):
             walk.export(command.text)
@@ -275,8 +275,10 @@ def test_the_readme_walkthrough_runs_as_written(server: LocalServer, runner: str
         # When each runs in bash as a reader would paste it
         status, body = walk.run(command)
         reply = json.loads(body) if body.strip() else None
+        if "Idempotency-Key" in command.text and command.text == previous:
+            assert reply == walk.replies[-1], "a retry with the same Idempotency-Key got another reply"
         walk.replies.append(reply)
-        ran += 1
+        previous, ran = command.text, ran + 1
         # Then it answers what the README says under it (or succeeds, where it says nothing)
         if command.status is None:
             assert status < 400, f"{command.text}\n{status} {body}"
