@@ -7,7 +7,7 @@ from functools import partial
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
-from mailsage.api import body, errors, idempotency, rate_limits, security, tracking, v2
+from mailsage.api import body, docs, errors, idempotency, rate_limits, security, tracking, v2
 from mailsage.api.resolver import RequestScopedResolver
 from mailsage.api.v1 import campaigns, emails, templates, webhooks
 from mailsage.settings import ApiSettings
@@ -44,6 +44,7 @@ def create_app(
     app.include_router(campaigns.router, prefix="/api/v1/campaigns")
     app.include_router(v2.router, prefix="/v2")
     app.include_router(tracking.router)  # /t/... and /u/...: reached from mail, no API key
+    docs.register(app, partial(openapi_json, app))  # /openapi.json and /docs: no API key
     return app
 
 
@@ -66,6 +67,6 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
     for operations in document["paths"].values():
         for operation in operations.values():
             operation["responses"].pop("422", None)
-    for name in ("HTTPValidationError", "ValidationError"):
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document["components"]["schemas"].pop(name, None)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
