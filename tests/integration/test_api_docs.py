@@ -30,7 +30,9 @@ def get_raw(client: ApiClient, path: str, **headers: str) -> Reply:
     reply = client.get(path, headers=headers)
     if reply.headers.get("content-encoding") == "gzip":
         text = gzip.decompress(reply.body).decode()
-        reply.body = json.loads(text) if reply.headers["content-type"].startswith("application/json") else text
+        reply.body = (
+            json.loads(text) if reply.headers["content-type"].startswith("application/json") else text
+        )
     return reply
 
 
@@ -49,8 +51,11 @@ def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def examples_of(document: dict[str, Any], media: dict[str, Any]) -> list[Any]:
-    found = [e["value"] for e in media.get("examples", {}).values()]
-    return found + list(resolve(document, media["schema"]).get("examples", []))
+    examples = document["components"].get("examples", {})
+    return [
+        examples[e["$ref"].rsplit("/", 1)[-1]]["value"] if "$ref" in e else e["value"]
+        for e in media.get("examples", {}).values()
+    ]
 
 
 def check(document: dict[str, Any], media: dict[str, Any], where: str) -> None:
@@ -112,7 +117,7 @@ def test_the_explorer_loads_only_files_this_api_serves(anonymous: ApiClient) -> 
         reply = get_raw(anonymous, link, **{"Accept-Encoding": "gzip"})
         assert reply.status == 200, link
         assert reply.headers["content-type"].startswith(types[link[link.rfind(".") :]]), link
-        assert len(reply.body) > 100, link
+        assert reply.body, link
     bundle = get_raw(anonymous, "/docs/swagger-ui-bundle.js")
     assert "SwaggerUIBundle" in bundle.body
 

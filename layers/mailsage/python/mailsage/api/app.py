@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
@@ -69,4 +70,28 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
             operation["responses"].pop("422", None)
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document["components"]["schemas"].pop(name, None)
+    add_examples(document)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def add_examples(document: dict[str, Any]) -> None:
+    """Each request body and success reply points at the example of its schema (`api/examples.py`)."""
+    from mailsage.api.examples import EXAMPLES
+
+    schemas = document["components"]["schemas"]
+    unknown = set(EXAMPLES) - set(schemas)
+    if unknown:  # a model renamed or removed: its example must follow
+        raise ValueError(f"examples of schemas the document does not have: {sorted(unknown)}")
+    document["components"]["examples"] = {name: {"value": value} for name, value in EXAMPLES.items()}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            media = [operation.get("requestBody", {}).get("content", {}).get("application/json")]
+            media += [
+                reply.get("content", {}).get("application/json")
+                for status, reply in operation["responses"].items()
+                if status.startswith("2")
+            ]
+            for one in media:
+                name = (one or {}).get("schema", {}).get("$ref", "").rpartition("/")[2]
+                if name in EXAMPLES:
+                    one["examples"] = {name: {"$ref": f"#/components/examples/{name}"}}
