@@ -103,7 +103,9 @@ def test_the_explorer_loads_only_files_this_api_serves(anonymous: ApiClient) -> 
     assert page.status == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    links = re.findall(r'(?:src|href|data-openapi-url)="([^"]+)"', page.body)
+    found = re.findall(r'(?:src|href|data-openapi-url)="([^"]+)"', page.body)
+    assert [link for link in found if not link.startswith("/")] == ["data:,"]  # no favicon request
+    links = [link for link in found if link.startswith("/")]
     assert sorted(links) == [
         "/docs/swagger-init.js",
         "/docs/swagger-ui-bundle.js",

@@ -38,6 +38,7 @@ _PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <title>MailSage API</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{base}/docs/swagger-ui.css">
 </head>
 <body>
