@@ -5,6 +5,7 @@ explorer page loads only files this API serves, without an API key."""
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import re
 from typing import Any
@@ -12,13 +13,20 @@ from typing import Any
 import jsonschema
 import pytest
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 
 from mailsage.api.app import create_app, openapi_json
+from mailsage.api.examples import EXAMPLES
 from mailsage.settings import ApiSettings
 from tests.conftest import ApiClient, Reply
 from tests.unit.test_openapi import COMMITTED
 
 METHODS = {"get", "put", "post", "delete", "patch"}
+# Where the request and reply models live (the document names each schema after its class).
+MODEL_MODULES = [
+    importlib.import_module(f"mailsage.api.{name}")
+    for name in ("v1.models", "v1.webhook_models", "v1.campaigns", "v2.models", "v2.webhooks")
+]
 
 
 @pytest.fixture
@@ -93,6 +101,16 @@ def test_every_operation_has_a_summary_and_examples_that_fit_its_schemas() -> No
         success = next(v for k, v in op["responses"].items() if k.startswith("2"))
         if success.get("content"):
             check(document, success["content"]["application/json"], f"{where} reply")
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_each_example_is_accepted_by_its_model(name: str) -> None:
+    # Given the pydantic model the routes validate with (or build replies from)
+    found = (getattr(m, name, None) for m in MODEL_MODULES)
+    model = next(c for c in found if isinstance(c, type) and issubclass(c, BaseModel))
+    # Then the example is one it accepts, and says nothing the model would drop
+    parsed = model.model_validate(EXAMPLES[name])
+    assert json.loads(parsed.model_dump_json(by_alias=True)).keys() >= EXAMPLES[name].keys()
 
 
 def test_the_explorer_loads_only_files_this_api_serves(anonymous: ApiClient) -> None:
