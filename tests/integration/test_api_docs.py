@@ -171,3 +171,11 @@ def test_other_paths_still_need_a_key(anonymous: ApiClient) -> None:
     # Given no API key, a path next to the explorer's files is not exempt
     assert anonymous.get("/docs/secrets.js").status == 401
     assert anonymous.get("/api/v1/templates").status == 401
+
+
+def test_a_trailing_slash_reaches_the_page(anonymous: ApiClient) -> None:
+    # Given a person typing /docs/, and no API key
+    page = get_raw(anonymous, "/docs/")
+    # Then they get the same page, whose links do not depend on the slash
+    assert page.status == 200
+    assert 'src="/docs/swagger-ui-bundle.js"' in page.body

@@ -24,7 +24,9 @@ _ASSETS: dict[str, tuple[str | None, str]] = {
     "swagger-ui-bundle.js": ("swagger-ui-bundle.min.js", "text/javascript; charset=utf-8"),
     "swagger-init.js": (None, "text/javascript; charset=utf-8"),
 }
-PATHS = frozenset({OPENAPI_PATH, DOCS_PATH, *(f"{DOCS_PATH}/{name}" for name in _ASSETS)})
+# `/docs/` too: a typed trailing slash should not meet the API key's 401.
+PAGES = (DOCS_PATH, f"{DOCS_PATH}/")
+PATHS = frozenset({OPENAPI_PATH, *PAGES, *(f"{DOCS_PATH}/{name}" for name in _ASSETS)})
 
 # The page runs only this API's own files; Swagger UI sets some inline styles and data: images.
 _CSP = (
