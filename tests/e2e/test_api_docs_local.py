@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_the_document_and_the_explorer_are_served_without_a_key(server: LocalServer) -> None:
-    # Given a running `mailsage serve`, and no API key
+    # Given a running `mailsage serve`, whose banner points at the explorer, and no API key
+    assert f"API docs:   {server.url}/docs" in server.banner
     # When the document is fetched
     document = requests.get(server.url + "/openapi.json", timeout=30)
     # Then it is the committed one
