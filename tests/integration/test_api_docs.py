@@ -8,6 +8,9 @@ import gzip
 import importlib
 import json
 import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,6 +20,7 @@ from pydantic import BaseModel
 
 from mailsage.api.app import create_app, openapi_json
 from mailsage.api.examples import EXAMPLES
+from mailsage.local.functions import load_handler
 from mailsage.settings import ApiSettings
 from tests.conftest import ApiClient, Reply
 from tests.unit.test_openapi import COMMITTED
@@ -29,9 +33,24 @@ MODEL_MODULES = [
 ]
 
 
-@pytest.fixture
-def anonymous(api_handler: Any) -> ApiClient:
-    return ApiClient(api_handler, None)
+@pytest.fixture(params=["local", "aws"])
+def anonymous(
+    request: pytest.FixtureRequest, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ApiClient]:
+    """A caller without a key, to the api handler on SQLite or on DynamoDB/SQS (moto)."""
+    if request.param == "local":
+        yield ApiClient(load_handler("api"), None)
+        return
+    import boto3
+
+    from tests.contract.aws_store import dynamodb_table
+    from tests.moto_env import REGION, use_aws_backend
+
+    suffix = uuid.uuid4().hex[:12]  # names of their own: the wiring caches backends per settings
+    with dynamodb_table(f"mailsage-{suffix}") as table:
+        queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName=f"send-{suffix}")
+        use_aws_backend(monkeypatch, data_dir, table, queue["QueueUrl"])
+        yield ApiClient(load_handler("api"), None)
 
 
 def get_raw(client: ApiClient, path: str, **headers: str) -> Reply:
