@@ -53,6 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  account id: {account_id}", flush=True)
     print(f"  API key:    {key}", flush=True)
     print(f"  data dir:   {runtime.config.data_dir}", flush=True)
+    print(f"  API docs:   http://127.0.0.1:{args.port}/docs", flush=True)
     if not args.no_sink:
         print(f"  inbox:      http://127.0.0.1:{args.port}/inbox", flush=True)
     outbox = f" (sink outbox: {runtime.config.data_dir / 'outbox'})" if not args.no_sink else ""

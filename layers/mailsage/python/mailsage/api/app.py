@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 
-from mailsage.api import body, errors, idempotency, rate_limits, security, tracking, v2
+from mailsage.api import body, docs, errors, idempotency, rate_limits, security, tracking, v2
 from mailsage.api.resolver import RequestScopedResolver
 from mailsage.api.v1 import campaigns, emails, templates, webhooks
 from mailsage.settings import ApiSettings
@@ -44,6 +45,7 @@ def create_app(
     app.include_router(campaigns.router, prefix="/api/v1/campaigns")
     app.include_router(v2.router, prefix="/v2")
     app.include_router(tracking.router)  # /t/... and /u/...: reached from mail, no API key
+    docs.register(app, partial(openapi_json, app))  # /openapi.json and /docs: no API key
     return app
 
 
@@ -66,6 +68,30 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
     for operations in document["paths"].values():
         for operation in operations.values():
             operation["responses"].pop("422", None)
-    for name in ("HTTPValidationError", "ValidationError"):
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document["components"]["schemas"].pop(name, None)
+    add_examples(document)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def add_examples(document: dict[str, Any]) -> None:
+    """Each request body and success reply points at the example of its schema (`api/examples.py`)."""
+    from mailsage.api.examples import EXAMPLES
+
+    schemas = document["components"]["schemas"]
+    unknown = set(EXAMPLES) - set(schemas)
+    if unknown:  # a model renamed or removed: its example must follow
+        raise ValueError(f"examples of schemas the document does not have: {sorted(unknown)}")
+    document["components"]["examples"] = {name: {"value": value} for name, value in EXAMPLES.items()}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            media = [operation.get("requestBody", {}).get("content", {}).get("application/json")]
+            media += [
+                reply.get("content", {}).get("application/json")
+                for status, reply in operation["responses"].items()
+                if status.startswith("2")
+            ]
+            for one in media:
+                name = (one or {}).get("schema", {}).get("$ref", "").rpartition("/")[2]
+                if name in EXAMPLES:
+                    one["examples"] = {name: {"$ref": f"#/components/examples/{name}"}}

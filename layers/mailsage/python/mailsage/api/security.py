@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from mailsage.api import rate_limits
+from mailsage.api import docs, rate_limits
 from mailsage.api.dependencies import ACCOUNT, SERVICES
 from mailsage.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from mailsage.settings import ApiSettings
@@ -36,8 +36,10 @@ def gate(settings: ApiSettings, services: Callable[[], ApiServices]) -> Gate:
 
     def check(app: APIGatewayRestResolver) -> tuple[ApiServices, str]:
         event = app.current_event
-        if (event.path or "").startswith(PUBLIC_PREFIXES):
+        path = event.path or ""
+        if path.startswith(PUBLIC_PREFIXES) or path in docs.PATHS:
             # Tracking and unsubscribe URLs: no key (recipients follow them), the token is signed.
+            # The API's own description and explorer hold no account's data.
             return services(), ""
         body = event.body or ""
         size = body_bytes(body, bool(event.is_base64_encoded))

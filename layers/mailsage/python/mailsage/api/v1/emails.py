@@ -51,7 +51,7 @@ def job_reply(job: Job) -> JobReply:
     )
 
 
-@router.post("/send", responses=responses(202, SendReply, 400))
+@router.post("/send", responses=responses(202, SendReply, 400), summary="Send one email")
 def send(body: SendRequest, services: Services, account_id: AccountId) -> Response[SendReply]:
     accepted = services.submission.submit(account_id, job_request(body))
     message = accepted.messages[0]
@@ -59,7 +59,9 @@ def send(body: SendRequest, services: Services, account_id: AccountId) -> Respon
     return Response(202, content_types.APPLICATION_JSON, reply)
 
 
-@router.post("/batch", responses=responses(202, BatchReply, 400))
+@router.post(
+    "/batch", responses=responses(202, BatchReply, 400), summary="Send a batch (one job, many recipients)"
+)
 def batch(body: BatchRequest, services: Services, account_id: AccountId) -> Response[BatchReply]:
     accepted = services.submission.submit(account_id, job_request(body))
     reply = BatchReply(
@@ -77,11 +79,15 @@ def batch(body: BatchRequest, services: Services, account_id: AccountId) -> Resp
     return Response(202, content_types.APPLICATION_JSON, reply)
 
 
-@router.get("/jobs/<job_id>", responses=responses(200, JobReply, 404))
+@router.get("/jobs/<job_id>", responses=responses(200, JobReply, 404), summary="A job's state and progress")
 def get_job(job_id: str, services: Services, account_id: AccountId) -> JobReply:
     return job_reply(services.jobs.status(account_id, job_id))
 
 
-@router.post("/jobs/<job_id>/control", responses=responses(200, JobReply, 400, 404, 409))
+@router.post(
+    "/jobs/<job_id>/control",
+    responses=responses(200, JobReply, 400, 404, 409),
+    summary="Pause, resume or stop a job",
+)
 def control_job(job_id: str, body: ControlRequest, services: Services, account_id: AccountId) -> JobReply:
     return job_reply(services.jobs.control(account_id, job_id, body.action))

@@ -52,7 +52,7 @@ def create_webhook(
     return Response(201, content_types.APPLICATION_JSON, created_reply(webhook))
 
 
-@router.get("", responses=responses(200, WebhookList, 400))
+@router.get("", responses=responses(200, WebhookList, 400), summary="List webhooks")
 def list_webhooks(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     after: Annotated[str | None, Query(max_length=128)] = None,
@@ -64,7 +64,7 @@ def list_webhooks(
     return WebhookList(data=[webhook_reply(w) for w in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/<webhook_id>", responses=responses(200, WebhookReply, 404))
+@router.get("/<webhook_id>", responses=responses(200, WebhookReply, 404), summary="Get a webhook")
 def get_webhook(webhook_id: str, service: Webhooks, account_id: AccountId) -> WebhookReply:
     return webhook_reply(service.get(account_id, webhook_id))
 
@@ -91,7 +91,7 @@ def update_webhook(
     return webhook_reply(webhook)
 
 
-@router.delete("/<webhook_id>", responses=responses(204, None, 404))
+@router.delete("/<webhook_id>", responses=responses(204, None, 404), summary="Delete a webhook")
 def delete_webhook(webhook_id: str, service: Webhooks, account_id: AccountId) -> Response[None]:
     service.delete(account_id, webhook_id)
     return Response(204)

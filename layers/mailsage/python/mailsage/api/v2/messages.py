@@ -30,7 +30,11 @@ from mailsage.domain.messages import MessageListQuery, NotCancellable
 MESSAGES = "/accounts/<account_id>/messages"
 
 
-@router.post(MESSAGES, responses=responses(202, CreateMessageResponse, 409, 422))
+@router.post(
+    MESSAGES,
+    responses=responses(202, CreateMessageResponse, 409, 422),
+    summary="Send messages (one per recipient)",
+)
 def create_message(
     account_id: str, body: CreateMessageRequest, services: Services, account: AccountId
 ) -> Response[CreateMessageResponse]:
@@ -38,7 +42,7 @@ def create_message(
     return Response(202, content_types.APPLICATION_JSON, created_reply(created))
 
 
-@router.get(MESSAGES, responses=responses(200, PaginatedMessagesResponse))
+@router.get(MESSAGES, responses=responses(200, PaginatedMessagesResponse), summary="List and search messages")
 def list_messages(
     account_id: str,
     status: Annotated[
@@ -84,14 +88,22 @@ def list_messages(
     )
 
 
-@router.get(f"{MESSAGES}/<message_id>", responses=responses(200, Message, 404))
+@router.get(
+    f"{MESSAGES}/<message_id>",
+    responses=responses(200, Message, 404),
+    summary="Get a message with its content",
+)
 def get_message(
     account_id: str, message_id: str, services: Services, account: AccountId, base_url: BaseUrl
 ) -> Message:
     return message_reply(services.messages.get(account, message_id, base_url), account)
 
 
-@router.delete(f"{MESSAGES}/<message_id>/cancel", responses=responses(200, SuccessResponse, 404))
+@router.delete(
+    f"{MESSAGES}/<message_id>/cancel",
+    responses=responses(200, SuccessResponse, 404),
+    summary="Cancel a message not yet attempted",
+)
 def cancel_message(
     account_id: str, message_id: str, services: Services, account: AccountId
 ) -> SuccessResponse:

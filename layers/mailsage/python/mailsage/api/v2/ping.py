@@ -6,6 +6,6 @@ from mailsage.api.v2 import router
 from mailsage.api.v2.models import SuccessResponse, responses
 
 
-@router.get("/ping", responses=responses(200, SuccessResponse))
+@router.get("/ping", responses=responses(200, SuccessResponse), summary="Check the API key")
 def ping() -> SuccessResponse:
     return SuccessResponse(message="pong")

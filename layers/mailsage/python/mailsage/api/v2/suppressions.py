@@ -24,7 +24,9 @@ from mailsage.domain.suppressions import SuppressionQuery
 SUPPRESSIONS = "/accounts/<account_id>/suppressions"
 
 
-@router.get(SUPPRESSIONS, responses=responses(200, PaginatedSuppressionsResponse))
+@router.get(
+    SUPPRESSIONS, responses=responses(200, PaginatedSuppressionsResponse), summary="List suppressions"
+)
 def list_suppressions(
     account_id: str,
     domain: Annotated[str | None, Query(max_length=253)] = None,
@@ -58,7 +60,9 @@ def list_suppressions(
     )
 
 
-@router.post(SUPPRESSIONS, responses=responses(201, CreateSuppressionResponse, 409, 422))
+@router.post(
+    SUPPRESSIONS, responses=responses(201, CreateSuppressionResponse, 409, 422), summary="Suppress an address"
+)
 def create_suppression(
     account_id: str, body: CreateSuppressionRequest, services: Services, account: AccountId
 ) -> Response[CreateSuppressionResponse]:
@@ -69,7 +73,9 @@ def create_suppression(
     return Response(201, content_types.APPLICATION_JSON, reply)
 
 
-@router.delete(SUPPRESSIONS, responses=responses(200, SuccessResponse, 404))
+@router.delete(
+    SUPPRESSIONS, responses=responses(200, SuccessResponse, 404), summary="Remove an address's suppressions"
+)
 def delete_suppression(
     account_id: str,
     email: Annotated[str, Query(min_length=1, max_length=320)],
@@ -82,7 +88,9 @@ def delete_suppression(
     return SuccessResponse(message=f"deleted {deleted} suppression{'s' if deleted != 1 else ''} of {email}")
 
 
-@router.delete(f"{SUPPRESSIONS}/all", responses=responses(200, SuccessResponse))
+@router.delete(
+    f"{SUPPRESSIONS}/all", responses=responses(200, SuccessResponse), summary="Remove every suppression"
+)
 def delete_all_suppressions(
     account_id: str,
     domain: Annotated[str | None, Query(max_length=253)] = None,

@@ -216,7 +216,7 @@ def _flags(body: Model) -> dict[str, bool]:
 # -- routes ------------------------------------------------------------------------------------------
 
 
-@router.get(WEBHOOKS, responses=responses(200, PaginatedWebhooksResponse))
+@router.get(WEBHOOKS, responses=responses(200, PaginatedWebhooksResponse), summary="List webhooks")
 def list_webhooks(
     account_id: str,
     enabled: Annotated[bool | None, Query(description="Only enabled (true) or disabled (false)")] = None,
@@ -259,7 +259,7 @@ def list_webhooks(
     )
 
 
-@router.post(WEBHOOKS, responses=responses(201, CreatedWebhook, 409, 422))
+@router.post(WEBHOOKS, responses=responses(201, CreatedWebhook, 409, 422), summary="Create a webhook")
 def create_webhook(
     account_id: str, body: CreateWebhookRequest, service: Webhooks, account: AccountId
 ) -> Response[CreatedWebhook]:
@@ -276,12 +276,12 @@ def create_webhook(
     return Response(201, content_types.APPLICATION_JSON, reply)
 
 
-@router.get(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
+@router.get(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404), summary="Get a webhook")
 def get_webhook(account_id: str, webhook_id: str, service: Webhooks, account: AccountId) -> Webhook:
     return webhook_reply(service.get(account, webhook_id))
 
 
-@router.put(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404))
+@router.put(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, Webhook, 404), summary="Change a webhook")
 def update_webhook(
     account_id: str, webhook_id: str, body: UpdateWebhookRequest, service: Webhooks, account: AccountId
 ) -> Webhook:
@@ -298,7 +298,9 @@ def update_webhook(
     return webhook_reply(webhook)
 
 
-@router.delete(f"{WEBHOOKS}/<webhook_id>", responses=responses(200, SuccessResponse, 404))
+@router.delete(
+    f"{WEBHOOKS}/<webhook_id>", responses=responses(200, SuccessResponse, 404), summary="Delete a webhook"
+)
 def delete_webhook(
     account_id: str, webhook_id: str, service: Webhooks, account: AccountId
 ) -> SuccessResponse:
