@@ -22,10 +22,17 @@ from mailsage.adapters.sqlite.db import Database
 from mailsage.adapters.sqlite.store import SqliteStore
 from mailsage.domain.events import delivery_body, message_event
 from mailsage.domain.models import Webhook, WebhookSigning
-from tests.integration.webhook_runtime import Runtime, runtime  # noqa: F401 (a fixture)
+from tests.integration.webhook_runtime import RUNTIMES, Runtime, start
 from tests.webhook_receiver import Request, SignatureRejected, WebhookReceiver, verify_signature
 
 V1 = "/api/v1/webhooks"
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Runtime]:
+    yield from start(request.param, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -120,7 +127,9 @@ def test_a_v2_webhook_signs_as_ahasend(runtime: Runtime, receiver: WebhookReceiv
     assert runtime.api().get(f"{V1}/{reply.body['id']}").body["signing"] == "literal"
 
 
-def test_a_v1_webhook_keeps_its_signing_when_changed_on_v2(runtime: Runtime, receiver: WebhookReceiver) -> None:
+def test_a_v1_webhook_keeps_its_signing_when_changed_on_v2(
+    runtime: Runtime, receiver: WebhookReceiver
+) -> None:
     # Given a webhook created on v1, then renamed and re-subscribed on v2
     created = runtime.api().post(V1, {"name": "std", "url": receiver.url, "events": ["message.bounced"]})
     hook = created.body["id"]
@@ -144,7 +153,15 @@ def test_a_webhook_stored_without_a_scheme_signs_with_the_literal_secret(
     now = time.time()
     secret = "whsec_c2VjcmV0LXRoYXQtbG9va3MtYmFzZTY0"
     hook = Webhook(
-        str(uuid.uuid4()), runtime.account.id, "old", receiver.url, secret, True, ["message.delivered"], now, now
+        str(uuid.uuid4()),
+        runtime.account.id,
+        "old",
+        receiver.url,
+        secret,
+        True,
+        ["message.delivered"],
+        now,
+        now,
     )
     runtime.backends.store.put_webhook(hook)
 
@@ -207,7 +224,9 @@ def test_a_dynamodb_webhook_item_without_the_attribute_reads_as_literal() -> Non
     with dynamodb_table(f"mailsage-{uuid.uuid4().hex[:12]}") as table:
         # Given an item written before the signing attribute existed
         store = DynamoStore(table)
-        hook = Webhook(str(uuid.uuid4()), "acc", "old", "https://h.example.com/", "whsec_x", True, [], 1.0, 1.0)
+        hook = Webhook(
+            str(uuid.uuid4()), "acc", "old", "https://h.example.com/", "whsec_x", True, [], 1.0, 1.0
+        )
         store.put_webhook(hook)
         boto3.resource("dynamodb").Table(table).update_item(
             Key=webhook_key("acc", hook.id), UpdateExpression="REMOVE signing"

@@ -1,7 +1,14 @@
 """The api and webhooks functions on either runtime, for webhook tests that go from an API call to a
 POST at a real receiver: `local` (SQLite and its queues in a temporary data directory) and `aws`
 (DynamoDB and SQS under moto). `runtime.deliver()` does what the webhooks function's event source
-does: hands what the webhook queue holds to the real handler and acknowledges what succeeded."""
+does: hands what the webhook queue holds to the real handler and acknowledges what succeeded.
+
+A test module's fixture:
+
+    @pytest.fixture(params=RUNTIMES)
+    def runtime(request, tmp_path, monkeypatch):
+        yield from start(request.param, tmp_path, monkeypatch)
+"""
 
 from __future__ import annotations
 
@@ -95,9 +102,9 @@ def _aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
         yield Runtime("aws", found, Account(account_id, AuthService(found.store).create_key(account_id)))
 
 
-@pytest.fixture(params=["local", "aws"])
-def runtime(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Runtime]:
-    make = _local if request.param == "local" else _aws
-    yield from make(tmp_path, monkeypatch)
+RUNTIMES = ("local", "aws")
+
+
+def start(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """For a test module's `runtime` fixture, parametrized over RUNTIMES."""
+    yield from (_local if name == "local" else _aws)(tmp_path, monkeypatch)
