@@ -35,6 +35,7 @@ class DeliveryBody(BaseModel):
     payload: str  # the exact JSON body that is signed and posted
     created_at: float
     replay: bool = False
+    test: bool = False  # a test event sent on request: one attempt, not counted
 
 
 class DeliveryRecord(SqsRecordModel):

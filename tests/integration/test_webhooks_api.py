@@ -61,6 +61,7 @@ REPLY_FIELDS = {
     "errors_since_last_success",
     "last_request_at",
     "disabled_reason",
+    "signing",
 }
 
 

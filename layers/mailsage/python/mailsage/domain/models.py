@@ -55,6 +55,15 @@ class WebhookScope(StrEnum):
     SCOPED = "scoped"  # only events of mail from one of the webhook's domains
 
 
+class WebhookSigning(StrEnum):
+    """How a webhook's secret becomes the HMAC key of its `webhook-signature` header."""
+
+    # Standard Webhooks: the secret is "whsec_" + base64, the key is the decoded bytes (v1)
+    STANDARD = "standard"
+    # AhaSend: the key is the secret's literal UTF-8 bytes, prefix and all (v2; older webhooks)
+    LITERAL = "literal"
+
+
 class WebhookDeliveryStatus(StrEnum):
     PENDING = "pending"
     RETRYING = "retrying"
@@ -344,7 +353,7 @@ class Webhook:
     account_id: str
     name: str
     url: str
-    secret: str  # the HMAC key is its literal UTF-8 bytes (as AhaSend); shown once, at creation
+    secret: str  # shown once, at creation; `signing` says how it becomes the HMAC key
     enabled: bool
     events: list[str]  # subscribed event types (EVENT_TYPES), sorted
     created_at: float
@@ -356,6 +365,8 @@ class Webhook:
     errors_since_last_success: int = 0
     last_request_at: float | None = None
     disabled_reason: str | None = None  # set when it was disabled automatically
+    # Fixed at creation by the surface that made it; webhooks stored before it existed are literal.
+    signing: WebhookSigning = WebhookSigning.LITERAL
 
 
 @dataclass(slots=True)

@@ -1,16 +1,21 @@
 """The webhooks function's work: post one event to one endpoint, signed, and keep trying.
 
-Signing is AhaSend's variant of Standard Webhooks (specs/ahasend/webhooks.yaml): the headers
-`webhook-id` (the delivery id, the same for every attempt and replay, so receivers can dedupe),
-`webhook-timestamp` (Unix seconds of this attempt) and `webhook-signature` = "v1," +
-base64(HMAC-SHA256(key = the literal UTF-8 bytes of the webhook's secret, "{id}.{timestamp}.{body}")).
+Signing follows Standard Webhooks: the headers `webhook-id` (the delivery id, the same for every
+attempt and replay, so receivers can dedupe), `webhook-timestamp` (Unix seconds of this attempt) and
+`webhook-signature` = "v1," + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")). The key depends
+on the webhook's `signing`: STANDARD (made on v1) is the base64-decoded part of its "whsec_..."
+secret, so the official `standardwebhooks` libraries verify it as documented; LITERAL (made on v2,
+and every webhook stored before the scheme was) is the secret's literal UTF-8 bytes, as AhaSend
+signs (specs/ahasend/webhooks.yaml).
 
 Only 2xx counts as delivered; redirects are not followed (a 3xx is a failure). Every attempt is
 appended to the delivery's log entry and counted on the webhook, which is disabled after
 `disable_after` failures in a row. A failed attempt is retried through the queue itself: the record
 is made visible again after an exponential delay and reported as a batch item failure, until
 `max_attempts` receives. A replay (the API's "send it again") is one more attempt, not retried;
-when it fails while automatic retries are still ahead, those go on as scheduled.
+when it fails while automatic retries are still ahead, those go on as scheduled. A test event (a
+sample the API's "send test event" queued, `"test": true` in its body and payload) is one attempt,
+not retried, and not counted on the webhook or in the failure metric.
 
 The POST itself goes through a `WebhookClient` (ports/webhooks.py; adapters/webhook_http.py), which
 connects only to addresses the deployment allows.
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from mailsage.domain.clock import Clock, system_clock
-from mailsage.domain.models import Webhook, WebhookDelivery, WebhookDeliveryStatus
+from mailsage.domain.models import Webhook, WebhookDelivery, WebhookDeliveryStatus, WebhookSigning
 from mailsage.ports import Meter, NoMeter, Queue, WebhookClient, WebhookStores
 
 log = logging.getLogger(__name__)
@@ -40,10 +45,22 @@ class RetryDelivery(Exception):
     the queue delivers it again after the delay."""
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
+SECRET_PREFIX = "whsec_"
+
+
+def signing_key(secret: str, signing: WebhookSigning = WebhookSigning.LITERAL) -> bytes:
+    """The HMAC key a webhook's secret stands for under its signing scheme."""
+    if signing is WebhookSigning.STANDARD:
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    return secret.encode("utf-8")
+
+
+def sign(
+    secret: str, msg_id: str, timestamp: int, body: str, signing: WebhookSigning = WebhookSigning.LITERAL
+) -> str:
     """The `webhook-signature` header value for one attempt."""
     content = f"{msg_id}.{timestamp}.{body}".encode()
-    digest = hmac.new(secret.encode("utf-8"), content, hashlib.sha256).digest()
+    digest = hmac.new(signing_key(secret, signing), content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
@@ -102,6 +119,7 @@ class WebhookDispatcher:
         """Deliver one queued event (an EventPublisher body). Returns the delivery's status
         (succeeded, failed); raises RetryDelivery when it will come back after a delay."""
         replay = bool(body.get("replay", False))
+        test = bool(body.get("test", False))  # a sample sent on request: one attempt, not counted
         now = self.clock()
         delivery = self._delivery(body, now)
         if not replay and delivery.status in (WebhookDeliveryStatus.SUCCEEDED, WebhookDeliveryStatus.FAILED):
@@ -119,9 +137,7 @@ class WebhookDispatcher:
 
         outcome = self.post(webhook, delivery, int(now))
         self._log_attempt(delivery, outcome, now, replay)
-        counted = self.store.record_webhook_attempt(
-            delivery.account_id, delivery.webhook_id, outcome.ok, now, self.policy.disable_after
-        )
+        counted = self._count(webhook, outcome.ok, now, test)
         log.info(
             "webhook delivery %s attempt %d to %s: %s",
             delivery.id,
@@ -132,16 +148,26 @@ class WebhookDispatcher:
         if outcome.ok:
             self._finish(delivery, WebhookDeliveryStatus.SUCCEEDED, now)
             return WebhookDeliveryStatus.SUCCEEDED
-        self.meter.count("WebhookDeliveriesFailed")  # an attempt, whether or not it is retried
+        if not test:
+            self.meter.count("WebhookDeliveriesFailed")  # an attempt, whether or not it is retried
         gone = counted is None or not counted.enabled  # deleted meanwhile, or this failure disabled it
         if replay and delivery.status is WebhookDeliveryStatus.RETRYING and not gone:
             # A replay is one extra attempt: the automatic retries still ahead keep their schedule.
             self._save(delivery, now)
             return WebhookDeliveryStatus.RETRYING
-        if replay or receive_count >= self.policy.max_attempts or gone:
+        if replay or test or receive_count >= self.policy.max_attempts or gone:
             self._finish(delivery, WebhookDeliveryStatus.FAILED, now)
             return WebhookDeliveryStatus.FAILED
         self._retry(delivery, receipt, receive_count, now)
+
+    def _count(self, webhook: Webhook, ok: bool, now: float, test: bool) -> Webhook | None:
+        """The webhook after this attempt is counted on it (None: deleted meanwhile). A test event
+        is not counted: it neither changes the statistics nor disables the webhook."""
+        if test:
+            return webhook
+        return self.store.record_webhook_attempt(
+            webhook.account_id, webhook.id, ok, now, self.policy.disable_after
+        )
 
     def _delivery(self, body: Mapping[str, Any], now: float) -> WebhookDelivery:
         """The delivery's log entry: the stored one (a retry, a replay), or a new one (pending)."""
@@ -196,7 +222,9 @@ class WebhookDispatcher:
             "content-type": "application/json",
             "webhook-id": delivery.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(webhook.secret, delivery.id, timestamp, delivery.payload),
+            "webhook-signature": sign(
+                webhook.secret, delivery.id, timestamp, delivery.payload, webhook.signing
+            ),
             "user-agent": USER_AGENT,
         }
         response = self.client.post(

@@ -10,7 +10,11 @@ Rules:
   the deployment allows private ones);
 - `scope` is "global" (every event of the account) or "scoped" (events of mail from one of
   `domains`); a scoped webhook is created with at least one domain, a global one has none;
-- the signing secret is made at creation, returned once (by `create`) and never changed;
+- the signing secret is made at creation, returned once (by `create`) and never changed; so is its
+  `signing` scheme, chosen by the surface that creates it: v1 makes Standard Webhooks secrets
+  ("whsec_" + base64 of 32 random bytes; the key is those bytes), v2 AhaSend's (the key is the
+  secret's literal UTF-8 bytes);
+- `send_test` queues a sample event of a chosen type (domain/webhook_samples.py), marked as a test;
 - re-enabling a webhook (enabled false -> true) forgets why and after how many errors it was
   disabled;
 - every call is scoped to the account: another account's webhook is not found.
@@ -18,24 +22,34 @@ Rules:
 
 from __future__ import annotations
 
+import base64
 import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any
 
 from mailsage.domain.clock import Clock, system_clock
-from mailsage.domain.models import EVENT_TYPES, Webhook, WebhookDelivery, WebhookScope
+from mailsage.domain.models import (
+    EVENT_TYPES,
+    EventType,
+    Webhook,
+    WebhookDelivery,
+    WebhookScope,
+    WebhookSigning,
+)
 from mailsage.domain.suppressions import check_domain
 from mailsage.domain.urls import check_webhook_url
+from mailsage.domain.webhook_delivery import SECRET_PREFIX
+from mailsage.domain.webhook_samples import DEFAULT_TEST_EVENT, is_test_payload, sample_body, sample_event
 from mailsage.errors import Conflict, MailSageError, NotFound, ValidationFailed
 from mailsage.ports import Queue, WebhookStores
 
 MAX_NAME_LENGTH = 255
 MAX_DOMAINS = 100
 SCOPES = tuple(WebhookScope)
-SECRET_PREFIX = "whsec_"
 _SCAN_PAGE = 100  # webhooks per store call when the service walks a listing (filters, `before`)
 
 Webhooks = list[Webhook]  # (inside WebhookService, `list` is its method)
@@ -111,8 +125,20 @@ def check_domains(domains: Sequence[str]) -> list[str]:
     return out
 
 
-def new_secret() -> str:
+def new_secret(signing: WebhookSigning = WebhookSigning.STANDARD) -> str:
+    if signing is WebhookSigning.STANDARD:
+        return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
     return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(slots=True, frozen=True)
+class QueuedTest:
+    """A test event on its way to a webhook."""
+
+    delivery_id: str  # the `webhook-id` header; the delivery log shows it once it was attempted
+    webhook_id: str
+    event_type: str
+    payload: str  # the exact JSON body that will be signed and posted
 
 
 # -- the service -------------------------------------------------------------------------------------
@@ -141,9 +167,10 @@ class WebhookService:
         scope: str = WebhookScope.GLOBAL,
         domains: Sequence[str] | None = None,
         now: float | None = None,
+        signing: WebhookSigning = WebhookSigning.STANDARD,
     ) -> Webhook:
-        """A new webhook with a new secret (the only time the secret is handed out). A scoped
-        webhook needs at least one domain; a global one ignores `domains`."""
+        """A new webhook with a new secret (the only time the secret is handed out), signed under
+        `signing`. A scoped webhook needs at least one domain; a global one ignores `domains`."""
         now = self.clock() if now is None else now
         name = check_name(name)
         url = check_webhook_url(url, self.allow_private)
@@ -162,13 +189,14 @@ class WebhookService:
             account_id=account_id,
             name=name,
             url=url,
-            secret=new_secret(),
+            secret=new_secret(signing),
             enabled=bool(enabled),
             events=events,
             created_at=now,
             updated_at=now,
             scope=checked_scope,
             domains=list(domains),
+            signing=signing,
         )
         self.store.put_webhook(webhook)
         return webhook
@@ -291,6 +319,28 @@ class WebhookService:
         self.queue.send([replay_body(delivery)])
         return delivery
 
+    def send_test(
+        self,
+        account_id: str,
+        webhook_id: str,
+        event_type: str | None = None,
+        *,
+        allowed: AbstractSet[str] = EVENT_TYPES,
+    ) -> QueuedTest:
+        """Queue a sample event of `event_type` (one of `allowed`; by default message.delivered if
+        the webhook subscribes to it, else its first subscription) for the webhook, through the
+        normal delivery path. The type need not be subscribed. NotFound, ValidationFailed for a
+        type not allowed, Conflict if the webhook is disabled, WebhooksUnavailable without a queue."""
+        webhook = self.get(account_id, webhook_id)
+        chosen = _test_event_type(webhook, event_type, allowed)
+        if not webhook.enabled:
+            raise Conflict(f"webhook {webhook_id!r} is disabled; enable it before sending a test event")
+        if self.queue is None:
+            raise WebhooksUnavailable("webhook deliveries are not configured in this deployment")
+        body = sample_body(webhook, sample_event(webhook, chosen, self.clock()))
+        self.queue.send([body])
+        return QueuedTest(body["delivery_id"], webhook.id, chosen, body["payload"])
+
     # -- helpers ---------------------------------------------------------------------------------
 
     def _filtered_after(
@@ -339,8 +389,8 @@ class WebhookService:
 
 
 def replay_body(delivery: WebhookDelivery) -> dict[str, Any]:
-    """The webhook queue body that sends `delivery` again."""
-    return {
+    """The webhook queue body that sends `delivery` again (a test event's stays a test)."""
+    body: dict[str, Any] = {
         "delivery_id": delivery.id,
         "account_id": delivery.account_id,
         "webhook_id": delivery.webhook_id,
@@ -349,6 +399,23 @@ def replay_body(delivery: WebhookDelivery) -> dict[str, Any]:
         "created_at": delivery.created_at,
         "replay": True,
     }
+    if is_test_payload(delivery.payload):
+        body["test"] = True
+    return body
+
+
+def _test_event_type(webhook: Webhook, event_type: str | None, allowed: AbstractSet[str]) -> EventType:
+    if event_type is None:
+        subscribed = sorted(e for e in webhook.events if e in allowed)
+        if DEFAULT_TEST_EVENT in subscribed or not subscribed:
+            return DEFAULT_TEST_EVENT
+        return EventType(subscribed[0])
+    if event_type not in allowed:
+        raise ValidationFailed(
+            f"event_type: unknown event type {event_type!r}; expected one of {', '.join(sorted(allowed))}",
+            {"field": "event_type", "value": event_type if isinstance(event_type, str) else None},
+        )
+    return EventType(event_type)
 
 
 def _subscribed(events: Sequence[str], subscribe: Mapping[str, bool]) -> list[str]:

@@ -156,6 +156,7 @@ CREATE TABLE IF NOT EXISTS webhooks (
     errors_since_last_success INTEGER NOT NULL DEFAULT 0,
     last_request_at REAL,
     disabled_reason TEXT,
+    signing TEXT NOT NULL DEFAULT 'literal',
     PRIMARY KEY (account_id, id)
 );
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
@@ -202,6 +203,8 @@ _ADDED_COLUMNS = [
     ("messages", "open_count", "INTEGER NOT NULL DEFAULT 0"),
     ("messages", "click_count", "INTEGER NOT NULL DEFAULT 0"),
     ("messages", "unsubscribe_count", "INTEGER NOT NULL DEFAULT 0"),
+    # webhooks made before the signing scheme was stored were signed with the literal secret
+    ("webhooks", "signing", "TEXT NOT NULL DEFAULT 'literal'"),
 ]
 
 

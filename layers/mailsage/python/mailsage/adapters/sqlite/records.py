@@ -22,6 +22,7 @@ from mailsage.domain.models import (
     WebhookDelivery,
     WebhookDeliveryStatus,
     WebhookScope,
+    WebhookSigning,
 )
 
 
@@ -141,6 +142,7 @@ def webhook(row: sqlite3.Row) -> Webhook:
         errors_since_last_success=row["errors_since_last_success"],
         last_request_at=row["last_request_at"],
         disabled_reason=row["disabled_reason"],
+        signing=WebhookSigning(row["signing"]),
     )
 
 

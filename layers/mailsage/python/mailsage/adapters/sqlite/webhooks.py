@@ -28,7 +28,8 @@ class SqliteWebhooks(SqliteTables):
         self.db.connection().execute(
             "INSERT OR REPLACE INTO webhooks (account_id, id, name, url, secret, enabled, events, scope,"
             " domains, created_at, updated_at, success_count, error_count, errors_since_last_success,"
-            " last_request_at, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " last_request_at, disabled_reason, signing)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 webhook.account_id,
                 webhook.id,
@@ -46,6 +47,7 @@ class SqliteWebhooks(SqliteTables):
                 webhook.errors_since_last_success,
                 webhook.last_request_at,
                 webhook.disabled_reason,
+                webhook.signing,
             ),
         )
 

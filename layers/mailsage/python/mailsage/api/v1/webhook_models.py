@@ -13,6 +13,7 @@ from mailsage.api.model import Model
 from mailsage.api.v1.models import ErrorEnvelope, Strict, iso
 from mailsage.api.v1.models import responses as v1_responses
 from mailsage.domain.models import EVENT_TYPES, Webhook, WebhookDelivery
+from mailsage.domain.webhooks import QueuedTest
 
 EVENTS_TEXT = "Event types: " + ", ".join(sorted(EVENT_TYPES)) + "."
 SCOPE_TEXT = '"global": every event of the account; "scoped": only events of mail sent from one of `domains`.'
@@ -57,6 +58,14 @@ class WebhookPatch(Strict):
     )
 
 
+class WebhookTestIn(Strict):
+    event_type: str | None = Field(
+        None,
+        description="The sample's event type (need not be subscribed); default: message.delivered"
+        " if subscribed, else the first subscription. " + EVENTS_TEXT,
+    )
+
+
 # -- replies -----------------------------------------------------------------------------------------
 
 
@@ -75,12 +84,19 @@ class WebhookReply(Model):
     errors_since_last_success: int
     last_request_at: str | None
     disabled_reason: str | None = Field(description="Why it was disabled automatically, if it was.")
+    signing: Literal["standard", "literal"] = Field(
+        description='How the secret signs: "standard" (Standard Webhooks: the HMAC key is the'
+        ' base64-decoded part after "whsec_"; every webhook created here) or "literal" (the key is'
+        " the secret's UTF-8 bytes, as AhaSend signs: webhooks created on /v2, or before v1 signed"
+        " the standard way)."
+    )
 
 
 class WebhookCreatedReply(WebhookReply):
     secret: str = Field(
-        description="The signing secret: the HMAC-SHA256 key of the `webhook-signature` header (its"
-        " UTF-8 bytes). Shown in this reply only; it is never returned again."
+        description='The signing secret, "whsec_" + base64 (Standard Webhooks): pass it as it is to'
+        " a `standardwebhooks` library's verifier, or use the base64-decoded bytes after the prefix as"
+        " the HMAC-SHA256 key. Shown in this reply only; it is never returned again."
     )
 
 
@@ -119,6 +135,14 @@ class ReplayReply(Model):
     status: Literal["queued"] = "queued"
 
 
+class TestEventReply(Model):
+    delivery_id: str = Field(description="The `webhook-id` header; the delivery log shows the attempt.")
+    webhook_id: str
+    event_type: str
+    status: Literal["queued"] = "queued"
+    payload: Any = Field(description='The JSON body that will be posted (signed), with `"test": true`.')
+
+
 # -- domain -> replies -------------------------------------------------------------------------------
 
 
@@ -146,7 +170,17 @@ def _fields(w: Webhook) -> dict[str, Any]:
         "errors_since_last_success": w.errors_since_last_success,
         "last_request_at": iso(w.last_request_at),
         "disabled_reason": w.disabled_reason,
+        "signing": w.signing.value,
     }
+
+
+def test_event_reply(queued: QueuedTest) -> TestEventReply:
+    return TestEventReply(
+        delivery_id=queued.delivery_id,
+        webhook_id=queued.webhook_id,
+        event_type=queued.event_type,
+        payload=json.loads(queued.payload),
+    )
 
 
 def delivery_reply(d: WebhookDelivery) -> DeliveryReply:

@@ -1,5 +1,5 @@
-"""`/api/v1/webhooks`: CRUD of an account's webhook endpoints, their delivery log, and replaying a
-delivery.
+"""`/api/v1/webhooks`: CRUD of an account's webhook endpoints, their delivery log, replaying a
+delivery, and sending a test event.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from mailsage.api.errors import envelope
 from mailsage.api.v1.webhook_models import (
     DeliveryList,
     ReplayReply,
+    TestEventReply,
     WebhookCreatedReply,
     WebhookIn,
     WebhookList,
     WebhookPatch,
     WebhookReply,
+    WebhookTestIn,
     created_reply,
     delivery_reply,
     responses,
+    test_event_reply,
     webhook_reply,
 )
 from mailsage.domain.webhooks import WebhooksUnavailable
@@ -134,3 +137,22 @@ def replay_delivery(
         return envelope(503, exc.code, exc.message)
     reply = ReplayReply(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
     return Response(202, content_types.APPLICATION_JSON, reply)
+
+
+@router.post(
+    "/<webhook_id>/test",
+    responses=responses(202, TestEventReply, 400, 404, 409, 503),
+    summary="Send a test event",
+    description='Queues a sample event (made-up values, `"test": true` in the payload) for the'
+    " webhook, signed and logged like a real one: one attempt, not retried, and not counted in the"
+    " webhook's statistics. The body is optional. 409 if the webhook is disabled.",
+)
+def send_test_event(
+    webhook_id: str, service: Webhooks, account_id: AccountId, body: WebhookTestIn | None = None
+) -> Response[Any]:
+    # Response[Any]: a TestEventReply or (503) the error envelope, as replay_delivery.
+    try:
+        queued = service.send_test(account_id, webhook_id, body.event_type if body else None)
+    except WebhooksUnavailable as exc:
+        return envelope(503, exc.code, exc.message)
+    return Response(202, content_types.APPLICATION_JSON, test_event_reply(queued))

@@ -6,7 +6,12 @@ MailSage extensions (not in the AhaSend contract), the v1 delivery log and repla
 (`object`, `data` + `pagination`, `{"message"}` errors): `GET .../webhooks/{webhook_id}/deliveries`
 (newest first, paged forwards with `limit` and `after`) and
 `POST .../webhooks/{webhook_id}/deliveries/{delivery_id}/replay` (202; 404 for an unknown or another
-account's webhook or delivery, 409 if the webhook is disabled, 503 without a webhook queue).
+account's webhook or delivery, 409 if the webhook is disabled, 503 without a webhook queue), and
+`POST .../webhooks/{webhook_id}/test`, which queues a sample event (the same errors, and 400 for an
+event type outside `FLAG_EVENTS`).
+
+Signing: a webhook created here signs as AhaSend does (the HMAC key is the secret's literal UTF-8
+bytes); one created on v1 keeps its Standard Webhooks signing when it is read or changed here.
 
 A webhook's `on_*` flags are its subscriptions to the event types of `EVENT_FLAGS`. MailSage's own
 job.* events have no flag: a webhook created here never gets them, and one created on v1 keeps its
@@ -15,6 +20,7 @@ job.* subscriptions, unseen here, across an update here.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -28,10 +34,10 @@ from mailsage.api.v1.webhook_models import delivery_reply as v1_delivery_reply
 from mailsage.api.v2 import router
 from mailsage.api.v2.ahasend_names import iso
 from mailsage.api.v2.models import ErrorResponse, Lenient, PaginationInfo, SuccessResponse, responses
-from mailsage.domain.models import EVENT_FLAGS
+from mailsage.domain.models import EVENT_FLAGS, WebhookSigning
 from mailsage.domain.models import Webhook as DomainWebhook
 from mailsage.domain.models import WebhookDelivery as DomainDelivery
-from mailsage.domain.webhooks import WebhooksUnavailable
+from mailsage.domain.webhooks import QueuedTest, WebhooksUnavailable
 
 WEBHOOKS = "/accounts/<account_id>/webhooks"
 
@@ -89,6 +95,17 @@ class UpdateWebhookRequest(Lenient):
     )
 
 
+class WebhookTestRequest(Lenient):
+    """MailSage extension: the body of `.../webhooks/{webhook_id}/test` (optional)."""
+
+    event_type: str | None = Field(
+        None,
+        description="The sample's event type (need not be subscribed), one of "
+        + ", ".join(sorted(FLAG_EVENTS.values()))
+        + "; default: message.delivered if subscribed, else the first subscription.",
+    )
+
+
 # -- replies -----------------------------------------------------------------------------------------
 
 
@@ -119,7 +136,10 @@ class Webhook(Model):
 
 
 class CreatedWebhook(Webhook):
-    secret: str = Field(description="The signing secret; returned only when the webhook is created.")
+    secret: str = Field(
+        description="The signing secret; returned only when the webhook is created. The HMAC-SHA256"
+        " key is its literal UTF-8 bytes, prefix included (not base64-decoded)."
+    )
 
 
 class PaginatedWebhooksResponse(Model):
@@ -166,6 +186,17 @@ class ReplayWebhookDeliveryResponse(Model):
     status: Literal["queued"] = "queued"
 
 
+class WebhookTestResponse(Model):
+    """A test event on its way (MailSage extension)."""
+
+    object: Literal["webhook_test_event"] = "webhook_test_event"
+    delivery_id: str = Field(description="The `webhook-id` header; the delivery log shows the attempt.")
+    webhook_id: str
+    event_type: str
+    status: Literal["queued"] = "queued"
+    payload: Any = Field(description='The JSON body that will be posted (signed), with `"test": true`.')
+
+
 def _fields(w: DomainWebhook) -> dict[str, Any]:
     events = set(w.events)
     return {
@@ -194,8 +225,8 @@ def delivery_reply(d: DomainDelivery) -> WebhookDelivery:
     return WebhookDelivery(webhook_id=d.webhook_id, **v1_delivery_reply(d).model_dump())
 
 
-def _replay_responses() -> dict[int, Any]:
-    out = responses(202, ReplayWebhookDeliveryResponse, 404, 409)
+def _replay_responses(model: type[Model] = ReplayWebhookDeliveryResponse) -> dict[int, Any]:
+    out = responses(202, model, 404, 409)
     out[409] = {
         **out[409],
         "description": "Conflict: the webhook is disabled (or an Idempotency-Key request still in progress)",
@@ -271,6 +302,7 @@ def create_webhook(
         enabled=True if body.enabled is None else body.enabled,
         scope=body.scope,
         domains=body.domains,
+        signing=WebhookSigning.LITERAL,
     )
     reply = CreatedWebhook(**_fields(webhook), secret=webhook.secret)
     return Response(201, content_types.APPLICATION_JSON, reply)
@@ -354,3 +386,38 @@ def replay_delivery(
         return v2_envelope(503, exc.message)
     reply = ReplayWebhookDeliveryResponse(delivery_id=delivery.id, webhook_id=delivery.webhook_id)
     return Response(202, content_types.APPLICATION_JSON, reply)
+
+
+@router.post(
+    f"{WEBHOOKS}/<webhook_id>/test",
+    responses=_replay_responses(WebhookTestResponse),
+    summary="Send a test event (MailSage extension)",
+    description='Queues a sample event (made-up values, `"test": true` in the payload) for the'
+    " webhook, signed and logged like a real one: one attempt, not retried, and not counted in the"
+    " webhook's statistics. The body is optional. 409 if the webhook is disabled; 503 if the"
+    " deployment has no webhook queue.",
+)
+def send_test_event(
+    account_id: str,
+    webhook_id: str,
+    service: Webhooks,
+    account: AccountId,
+    body: WebhookTestRequest | None = None,
+) -> Response[Any]:
+    # Response[Any]: a WebhookTestResponse or (503) an ErrorResponse, as replay_delivery.
+    try:
+        queued = service.send_test(
+            account, webhook_id, body.event_type if body else None, allowed=frozenset(FLAG_EVENTS.values())
+        )
+    except WebhooksUnavailable as exc:
+        return v2_envelope(503, exc.message)
+    return Response(202, content_types.APPLICATION_JSON, _test_reply(queued))
+
+
+def _test_reply(queued: QueuedTest) -> WebhookTestResponse:
+    return WebhookTestResponse(
+        delivery_id=queued.delivery_id,
+        webhook_id=queued.webhook_id,
+        event_type=queued.event_type,
+        payload=json.loads(queued.payload),
+    )

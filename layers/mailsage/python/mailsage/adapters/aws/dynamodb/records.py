@@ -28,6 +28,7 @@ from mailsage.domain.models import (
     WebhookDelivery,
     WebhookDeliveryStatus,
     WebhookScope,
+    WebhookSigning,
 )
 
 BODY_FIELDS = ("text", "html", "amp", "attachments")  # the content's data (retention_data_days)
@@ -219,6 +220,8 @@ def decode_webhook(item: Item) -> Webhook:
         errors_since_last_success=int(item.get("errors_since_last_success", 0)),
         last_request_at=optional_float(item.get("last_request_at")),
         disabled_reason=item.get("disabled_reason"),
+        # items written before the scheme was stored were signed with the literal secret
+        signing=WebhookSigning(item.get("signing", WebhookSigning.LITERAL)),
     )
 
 

@@ -44,6 +44,7 @@ class Webhooks(TableClient):
                 "errors_since_last_success": webhook.errors_since_last_success,
                 "last_request_at": webhook.last_request_at,
                 "disabled_reason": webhook.disabled_reason,
+                "signing": webhook.signing.value,
             }
         )
 
