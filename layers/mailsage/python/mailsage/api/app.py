@@ -92,6 +92,9 @@ def add_examples(document: dict[str, Any]) -> None:
                 if status.startswith("2")
             ]
             for one in media:
-                name = (one or {}).get("schema", {}).get("$ref", "").rpartition("/")[2]
+                schema = (one or {}).get("schema", {})
+                # An optional body is `anyOf: [{$ref}, {type: null}]`: its example is the model's.
+                refs = [schema.get("$ref", "")] + [s["$ref"] for s in schema.get("anyOf", []) if "$ref" in s]
+                name = next((r for r in refs if r), "").rpartition("/")[2]
                 if name in EXAMPLES:
                     one["examples"] = {name: {"$ref": f"#/components/examples/{name}"}}

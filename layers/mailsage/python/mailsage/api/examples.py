@@ -48,6 +48,31 @@ _V1_WEBHOOK = {
     "errors_since_last_success": 0,
     "last_request_at": LATER,
     "disabled_reason": None,
+    "signing": "standard",
+}
+
+# What a webhook's "send test event" posts: a real event's shape, made-up values, "test": true.
+_TEST_PAYLOAD = {
+    "type": "message.bounced",
+    "webhook_id": WEBHOOK,
+    "timestamp": WHEN,
+    "data": {
+        "account_id": ACCOUNT,
+        "event": "on_bounced",
+        "from": "sender@example.com",
+        "recipient": "recipient@example.com",
+        "subject": "MailSage test event",
+        "message_id_header": f"<{MESSAGE}@example.com>",
+        "id": MESSAGE,
+        "is_bot": False,
+    },
+    "test": True,
+}
+_TEST_EVENT = {
+    "delivery_id": DELIVERY,
+    "webhook_id": WEBHOOK,
+    "event_type": "message.bounced",
+    "status": "queued",
 }
 
 _V2_WEBHOOK = {
@@ -251,6 +276,8 @@ EXAMPLES: dict[str, Any] = {
     "WebhookList": {"data": [_V1_WEBHOOK], "next_cursor": None},
     "DeliveryList": {"data": [_V1_DELIVERY], "next_cursor": None},
     "ReplayReply": {"delivery_id": DELIVERY, "webhook_id": WEBHOOK, "status": "queued"},
+    "WebhookTestIn": {"event_type": "message.bounced"},
+    "TestEventReply": {**_TEST_EVENT, "payload": _TEST_PAYLOAD},
     # -- v2 requests
     "CreateMessageRequest": {
         "from": {"email": SENDER, "name": "Example"},
@@ -312,6 +339,8 @@ EXAMPLES: dict[str, Any] = {
         "data": [{**_V1_DELIVERY, "object": "webhook_delivery", "webhook_id": WEBHOOK}],
         "pagination": {"has_more": False},
     },
+    "WebhookTestRequest": {"event_type": "message.bounced"},
+    "WebhookTestResponse": {"object": "webhook_test_event", **_TEST_EVENT, "payload": _TEST_PAYLOAD},
     "ReplayWebhookDeliveryResponse": {
         "object": "webhook_delivery_replay",
         "delivery_id": DELIVERY,
