@@ -3,7 +3,12 @@ that sets the rate or turns tracing off (infra/constructs/tracing.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +17,24 @@ from aws_cdk.assertions import Template
 from bench import prices
 from infra.config import ConfigError, MailSageConfig
 from infra.constructs.tracing import RULE_NAME_MAX, rule_name
-from tests.infra.conftest import Synthesized, cdk_json_context
+from tests.infra.conftest import ROOT, Synthesized, cdk_json_context
 
 XRAY_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+# Runs the api handler as Lambda does (LAMBDA_TASK_ROOT, the invocation's _X_AMZN_TRACE_ID) in a
+# process of its own (the X-Ray SDK's configuration is process-wide) and prints what would have
+# reached X-Ray: the emitter is replaced, so nothing is sent.
+LAMBDA_PROBE = """
+import json, sys
+from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+emitted = []
+UDPEmitter.send_entity = lambda self, entity: emitted.append(entity.name)
+from mailsage.local.functions import LocalContext, load_handler
+handler = load_handler("api")
+reply = handler.lambda_handler(json.load(open(sys.argv[1])), LocalContext("mailsage-api"))
+print(json.dumps({"status": reply["statusCode"], "emitted": emitted, "disabled": handler.tracer.disabled}))
+"""
+TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled="
 
 
 def the_rule(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -127,3 +147,40 @@ def test_a_share_from_zero_to_one_is_accepted(value: Any, expected: float) -> No
 def test_synthesis_refuses_a_rate_that_is_not_a_share(value: Any) -> None:
     with pytest.raises(ConfigError, match="trace_sample_rate"):
         MailSageConfig.from_context({"trace_sample_rate": value}.get)
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({"_X_AMZN_TRACE_ID": TRACE_ID + "1"}, {"emitted": ["## lambda_handler"], "disabled": False}),
+        ({"_X_AMZN_TRACE_ID": TRACE_ID + "0"}, {"emitted": [], "disabled": False}),
+        ({"POWERTOOLS_TRACE_DISABLED": "true"}, {"emitted": [], "disabled": True}),
+    ],
+    ids=["sampled", "not-sampled", "tracing-off"],
+)
+def test_the_tracer_records_only_what_the_gateway_sampled(
+    environment: dict[str, str], expected: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given the api handler running as on Lambda, invoked with a sampled or unsampled trace
+    # header (PassThrough hands it the gateway's decision), or with tracing turned off
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILSAGE_", "POWERTOOLS_", "_X_AMZN"))}
+    env.update(
+        {
+            "PYTHONPATH": f"{ROOT / 'layers' / 'mailsage' / 'python'}{os.pathsep}{ROOT}",
+            "MAILSAGE_DATA_DIR": str(tmp_path / "data"),
+            "LAMBDA_TASK_ROOT": str(tmp_path),
+            "AWS_LAMBDA_FUNCTION_NAME": "mailsage-api",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **environment,
+        }
+    )
+    # When it handles a request (one without a key: answered without any store)
+    event = ROOT / "events" / "api_get_job.json"
+    result = subprocess.run(
+        [sys.executable, "-c", LAMBDA_PROBE, str(event)], env=env, capture_output=True, text=True, timeout=120
+    )
+    # Then it answers either way, and only a sampled invocation's subsegment reaches X-Ray
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {"status": 401, **expected}
