@@ -57,6 +57,15 @@ WEBHOOKS = FunctionSpec("webhooks", "MailSage webhooks: posts signed events to c
 FUNCTIONS = (API, SENDER, INGEST, EVENTS, WEBHOOKS)
 
 
+def powertools_environment(spec: FunctionSpec, config: MailSageConfig) -> dict[str, str]:
+    """What Powertools reads: the service, the log level, and whether the Tracer is off."""
+    return {
+        "POWERTOOLS_SERVICE_NAME": spec.service,
+        "POWERTOOLS_LOG_LEVEL": config.log_level,
+        **tracer_environment(config),
+    }
+
+
 class SharedLayers(Construct):
     """The third-party dependency layer and the mailsage package layer, built by `make build`."""
 
@@ -135,12 +144,7 @@ class MailSageFunction(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=tracing_mode(config),
-            environment={
-                "POWERTOOLS_SERVICE_NAME": spec.service,
-                "POWERTOOLS_LOG_LEVEL": config.log_level,
-                **tracer_environment(config),
-                **environment,
-            },
+            environment={**powertools_environment(spec, config), **environment},
         )
         # No reserved concurrency: it would carve capacity out of the account-wide pool. The SQS
         # consumers are bounded by their event source's maximum concurrency instead.
