@@ -4,7 +4,7 @@ Two workloads run through the real handlers under moto and are metered call by c
 (bench/cost_runs.py, bench/cost_meter.py): a 1,000-recipient batch, and 1,000 single sends; each
 with its SES events path. They are priced line by line with the list prices and models in
 bench/prices.py: DynamoDB, SQS, SNS, Lambda requests and duration (and the wait for SES pacing
-grants), API Gateway REST, CloudWatch Logs, X-Ray. Beside them: the fixed monthly cost of an idle
+grants), API Gateway REST, CloudWatch Logs, X-Ray (at the deployed API sampling rule). Beside them: the fixed monthly cost of an idle
 deployment, counted in the synthesized template, and the break-even volume.
 """
 
@@ -27,6 +27,7 @@ from bench.prices import (
     fixed_monthly,
     http_api_saving,
     price,
+    sampled_traces,
 )
 
 RECIPIENTS = 1_000
@@ -58,7 +59,8 @@ def _breakdown(run: dict[str, Any], emails: int) -> dict[str, Any]:
             "sqs_requests": run["sqs_requests"] / emails,
             "invocations": sum(run["invocations"].values()) / emails,
             "log_bytes_measured": sum(run["log_bytes"].values()) / emails,
-            "traces": run["traces"] / emails,
+            "traces": sampled_traces(run) / emails,
+            "traces_at_lambda_default": run["traces"] / emails,
         },
         "run": run,
     }
@@ -172,5 +174,5 @@ def _top(details: dict[str, Any]) -> str:
     other = details["alternatives_pct_of_ses"]
     return (
         ", ".join(f"{k} {v:.2f}" for k, v in lines)
-        + f"; HTTP API {other['http_api']:.2f}%, 1% API sampling {other['xray_api_rule_1pct']:.2f}%"
+        + f"; HTTP API {other['http_api']:.2f}%, Lambda default tracing {other['xray_lambda_default']:.2f}%"
     )

@@ -7,7 +7,9 @@ Quantities the bench cannot observe under moto are modelled, each with its assum
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 REGION = "us-east-1"
@@ -50,9 +52,17 @@ EMF_LOG_BYTES = 600  # one Powertools metrics (EMF) line per invocation
 ACCESS_LOG_BYTES = 700  # one API Gateway access-log line per request (request ids, latencies, errors)
 LOG_STORED_FRACTION = 0.15  # CloudWatch bills stored logs compressed: JSON compresses ~6-7x
 
-# X-Ray: Lambda's active tracing samples with the default rule, a reservoir of 1 request/s and 5%
-# of the rest (not configurable for Lambda itself). An invocation with no sampled upstream (an
-# API Gateway request, an SQS batch whose records carry no trace header) is a trace of its own.
+# X-Ray as deployed (infra/constructs/tracing.py): API Gateway samples by the stack's own rule,
+# cdk.json's `trace_sample_rate` with no reservoir, and every function is in PassThrough mode: the
+# sender continues a sampled api trace (no trace of its own), SES events arrive with no trace
+# header and are never traced. So traces = api requests x the rate.
+TRACE_SAMPLE_RATE = float(
+    json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]["trace_sample_rate"]
+)
+# The design before it, kept as the alternative `xray_lambda_default` (the run's "traces"): Lambda's
+# active tracing samples with the default rule, a reservoir of 1 request/s and 5% of the rest (not
+# configurable for Lambda itself); an invocation with no sampled upstream (an API Gateway request,
+# an SQS batch whose records carry no trace header) is a trace of its own.
 XRAY_RESERVOIR_PER_S, XRAY_RATE = 1.0, 0.05
 
 # Idle event source mappings: Lambda long-polls each SQS queue with about 5 pollers, each a
@@ -66,6 +76,11 @@ def traced_fraction(roots_per_s: float) -> float:
     if roots_per_s <= XRAY_RESERVOIR_PER_S:
         return 1.0
     return (XRAY_RESERVOIR_PER_S + XRAY_RATE * (roots_per_s - XRAY_RESERVOIR_PER_S)) / roots_per_s
+
+
+def sampled_traces(run: dict[str, Any], rate: float = TRACE_SAMPLE_RATE) -> float:
+    """Traces the deployed sampling records: a share `rate` of api requests, nothing else rooted."""
+    return float(run["api_requests"]) * rate
 
 
 def lambda_gb_seconds(cpu_s: dict[str, float], wait_s: dict[str, float]) -> float:
@@ -100,7 +115,7 @@ def price(run: dict[str, Any], emails: int) -> dict[str, float]:
         "cloudwatch_logs": log_bytes(run)
         / 1e9
         * (p["logs_ingested_gb"] + LOG_STORED_FRACTION * p["logs_stored_gb_month"]),
-        "xray": run["traces"] * p["xray_trace_recorded"],
+        "xray": sampled_traces(run) * p["xray_trace_recorded"],
     }
     return {k: v * 1000 / emails for k, v in lines.items()}
 
@@ -113,17 +128,17 @@ def http_api_saving(run: dict[str, Any], emails: int) -> float:
 def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
     """The run's total per 1,000 emails under designs not deployed, each one change apart:
     - http_api: API Gateway HTTP API instead of REST (no usage plans; WAF only through CloudFront);
-    - xray_api_rule_1pct: functions' tracing PassThrough, API Gateway sampling 1% by a sampling
-      rule (Lambda's own active tracing cannot be given a rule; API Gateway's can);
+    - xray_lambda_default: every function in active tracing, sampled by Lambda's fixed default
+      rule (1/s + 5%), the design before the API's own sampling rule;
     - sender_512mb: the sender (network-bound) at 512 MB: its waiting costs half."""
     base = price(run, emails)
     total = sum(base.values())
-    traces = run["api_requests"] * 0.01 * PRICES["xray_trace_recorded"] * 1000 / emails
+    traces = run["traces"] * PRICES["xray_trace_recorded"] * 1000 / emails
     wait = run["io_wait_s"].get("sender", 0.0) + run["paced_wait_s"]
     sender_saving = wait * 0.5 * PRICES["lambda_gb_second_arm64"] * 1000 / emails
     return {
         "http_api": total - http_api_saving(run, emails),
-        "xray_api_rule_1pct": total - base["xray"] + traces,
+        "xray_lambda_default": total - base["xray"] + traces,
         "sender_512mb": total - sender_saving,
     }
 

@@ -59,6 +59,7 @@ CONTEXT_KEYS = (
     "account_rate_burst",
     "max_request_bytes",
     "web_acl_arn",
+    "trace_sample_rate",
 )
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -166,6 +167,7 @@ class MailSageConfig:
     max_request_bytes: int = MAX_PROXY_BODY_BYTES
     # A regional AWS WAF web ACL (managed by the account) attached to the REST API's stage.
     web_acl_arn: str | None = None
+    trace_sample_rate: float = 0.01  # share of API requests X-Ray records (infra/constructs/tracing.py)
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -269,6 +271,7 @@ class MailSageConfig:
             account_rate=_account_rate(get, rate, burst),
             max_request_bytes=_max_request_bytes(get),
             web_acl_arn=_web_acl_arn(get),
+            trace_sample_rate=_trace_sample_rate(get),
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 
@@ -484,6 +487,17 @@ def _web_acl_arn(get: Callable[[str], Any]) -> str | None:
 
 
 # --- parsers: JSON types from cdk.json, strings from `-c key=value`; None means "use the default"
+
+
+def _trace_sample_rate(get: Callable[[str], Any]) -> float:
+    value = get("trace_sample_rate")
+    try:
+        rate = 0.01 if value in (None, "") else float("nan") if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not 0 <= rate <= 1:  # NaN fails this too
+        raise ConfigError(f"context 'trace_sample_rate' must be a share from 0 to 1 (got {value!r})")
+    return rate
 
 
 def _string(get: Callable[[str], Any], key: str, default: str) -> str:

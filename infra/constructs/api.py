@@ -17,6 +17,7 @@ from constructs import Construct
 
 from infra.config import CustomDomain, MailSageConfig
 from infra.constructs import acknowledge
+from infra.constructs.tracing import ApiSampling
 
 # Headers a browser client sends: the bearer key, JSON bodies and idempotency keys.
 CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
@@ -147,6 +148,8 @@ class Api(Construct):
         _preflight_as_text(self.rest_api)
         self.web_acl = _web_acl(self, config.web_acl_arn, self.rest_api.deployment_stage)
         self.domain = _custom_domain(self, config.custom_domain, self.rest_api)
+        if config.trace_sample_rate > 0:
+            ApiSampling(self, "Sampling", config=config, rest_api=self.rest_api)
 
 
 def _add_public_routes(rest_api: apigateway.LambdaRestApi, handler: lambda_.IFunction) -> None:
@@ -244,7 +247,7 @@ def _stage_options(config: MailSageConfig, access_logs: logs.ILogGroup) -> apiga
             for path in PUBLIC_ROUTES
             for proxy in ("", "/{proxy+}")
         },
-        tracing_enabled=True,
+        tracing_enabled=config.trace_sample_rate > 0,  # sampled by ApiSampling's rule
         metrics_enabled=True,
         access_log_destination=apigateway.LogGroupLogDestination(access_logs),
         access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),

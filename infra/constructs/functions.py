@@ -1,10 +1,10 @@
 """The one helper that builds every MailSage function, and the two layers they share.
 
 Every function gets the same runtime and architecture (the constants in infra/config.py, which
-the layer build uses too), JSON logs into its own log group with retention, active tracing, both
-layers, code from `functions/<name>/` and its own role. The role starts empty: no managed
-policy; log writes are granted on the function's log group only, and every other permission
-comes from a `grant_*` call in the stack.
+the layer build uses too), JSON logs into its own log group with retention, tracing as
+infra/constructs/tracing.py decides, both layers, code from `functions/<name>/` and its own
+role. The role starts empty: no managed policy; log writes are granted on the function's log
+group only, and every other permission comes from a `grant_*` call in the stack.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from constructs import Construct
 
 from infra.config import ARCHITECTURE, PYTHON_RUNTIME_VERSION, MailSageConfig
 from infra.constructs import acknowledge
+from infra.constructs.tracing import tracer_environment, tracing_mode
 
 RUNTIME = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_3_13}[PYTHON_RUNTIME_VERSION]
 LAMBDA_ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}[
@@ -54,6 +55,15 @@ EVENTS = FunctionSpec("events", "MailSage events: applies SES notifications to m
 # Network-bound: each record is one POST of at most MAILSAGE_WEBHOOK_TIMEOUT_SECONDS (10 s).
 WEBHOOKS = FunctionSpec("webhooks", "MailSage webhooks: posts signed events to customer endpoints", 512, 30)
 FUNCTIONS = (API, SENDER, INGEST, EVENTS, WEBHOOKS)
+
+
+def powertools_environment(spec: FunctionSpec, config: MailSageConfig) -> dict[str, str]:
+    """What Powertools reads: the service, the log level, and whether the Tracer is off."""
+    return {
+        "POWERTOOLS_SERVICE_NAME": spec.service,
+        "POWERTOOLS_LOG_LEVEL": config.log_level,
+        **tracer_environment(config),
+    }
 
 
 class SharedLayers(Construct):
@@ -133,12 +143,8 @@ class MailSageFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            tracing=lambda_.Tracing.ACTIVE,
-            environment={
-                "POWERTOOLS_SERVICE_NAME": spec.service,
-                "POWERTOOLS_LOG_LEVEL": config.log_level,
-                **environment,
-            },
+            tracing=tracing_mode(config),
+            environment={**powertools_environment(spec, config), **environment},
         )
         # No reserved concurrency: it would carve capacity out of the account-wide pool. The SQS
         # consumers are bounded by their event source's maximum concurrency instead.
@@ -151,6 +157,6 @@ class MailSageFunction(Construct):
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
-            "xray:PutTraceSegments, xray:PutTelemetryRecords (active tracing) and the sender's ses:GetAccount "
+            "xray:PutTraceSegments, xray:PutTelemetryRecords (tracing) and the sender's ses:GetAccount "
             "(its sending quota) have no resource type (tests/infra allow Resource '*' for these only).",
         )

@@ -34,8 +34,8 @@ JUSTIFIED_WILDCARD_ACTIONS = {
 }
 # The only actions allowed on Resource "*".
 RESOURCE_STAR_ACTIONS = {
-    "xray:PutTraceSegments": "active tracing; X-Ray has no resource-level permissions",
-    "xray:PutTelemetryRecords": "active tracing; X-Ray has no resource-level permissions",
+    "xray:PutTraceSegments": "tracing; X-Ray has no resource-level permissions",
+    "xray:PutTelemetryRecords": "tracing; X-Ray has no resource-level permissions",
     "ses:GetAccount": "the sender reads its SES sending quota; the action has no resource type",
 }
 
@@ -197,7 +197,7 @@ def test_functions_share_runtime_architecture_logs_and_tracing(synthesized: Synt
         assert props["Runtime"] == f"python{PYTHON_RUNTIME_VERSION}" == "python3.12"
         assert props["Architectures"] == [ARCHITECTURE] == ["arm64"]
         assert props["Handler"] == "handler.lambda_handler"
-        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["TracingConfig"] == {"Mode": "PassThrough"}  # the API's rule samples
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
         assert log_groups[log_group]["Properties"]["RetentionInDays"] > 0

@@ -158,5 +158,16 @@ def test_each_alternative_changes_only_its_own_line() -> None:
     other = prices.alternatives(run, 1000)
     # Then each removes exactly its line's difference
     assert total - other["http_api"] == pytest.approx(1000 * 2.50e-6)
-    assert total - other["xray_api_rule_1pct"] == pytest.approx((500 - 10) * 5.00e-6)
+    # (the deployed rule traces 1% of the 1,000 requests; Lambda's default rule gave the run's 500)
+    assert other["xray_lambda_default"] - total == pytest.approx((500 - 10) * 5.00e-6)
     assert total - other["sender_512mb"] == pytest.approx(100 * 0.5 * 0.0000133334)
+
+
+def test_the_deployed_sampling_traces_a_share_of_api_requests_only() -> None:
+    # Given 1,000 api requests, 1,000 sender and 100 events invocations
+    run = a_run(api_requests=1000, invocations={"api": 1000, "sender": 1000, "events": 100}, traces=1100.0)
+    # When X-Ray is priced at the deployed rule (cdk.json's trace_sample_rate)
+    lines = prices.price(run, 1000)
+    # Then only the sampled api requests are traces: the functions follow, SES events are untraced
+    assert prices.sampled_traces(run) == pytest.approx(1000 * prices.TRACE_SAMPLE_RATE)
+    assert lines["xray"] == pytest.approx(1000 * prices.TRACE_SAMPLE_RATE * 5.00e-6)
