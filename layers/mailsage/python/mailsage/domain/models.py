@@ -55,6 +55,9 @@ class WebhookScope(StrEnum):
     SCOPED = "scoped"  # only events of mail from one of the webhook's domains
 
 
+WEBHOOK_SECRET_PREFIX = "whsec_"  # both schemes' secrets start so (domain/webhooks.py makes them)
+
+
 class WebhookSigning(StrEnum):
     """How a webhook's secret becomes the HMAC key of its `webhook-signature` header."""
 

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from mailsage.domain.clock import Clock, system_clock
-from mailsage.domain.models import Webhook, WebhookDelivery, WebhookDeliveryStatus, WebhookSigning
+from mailsage.domain.models import (
+    WEBHOOK_SECRET_PREFIX,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookSigning,
+)
 from mailsage.ports import Meter, NoMeter, Queue, WebhookClient, WebhookStores
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,7 @@ class RetryDelivery(Exception):
     the queue delivers it again after the delay."""
 
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = WEBHOOK_SECRET_PREFIX
 
 
 def signing_key(secret: str, signing: WebhookSigning = WebhookSigning.LITERAL) -> bytes:

@@ -34,6 +34,7 @@ from typing import Any
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.models import (
     EVENT_TYPES,
+    WEBHOOK_SECRET_PREFIX,
     EventType,
     Webhook,
     WebhookDelivery,
@@ -42,7 +43,6 @@ from mailsage.domain.models import (
 )
 from mailsage.domain.suppressions import check_domain
 from mailsage.domain.urls import check_webhook_url
-from mailsage.domain.webhook_delivery import SECRET_PREFIX
 from mailsage.domain.webhook_samples import DEFAULT_TEST_EVENT, is_test_payload, sample_body, sample_event
 from mailsage.errors import Conflict, MailSageError, NotFound, ValidationFailed
 from mailsage.ports import Queue, WebhookStores
@@ -127,8 +127,8 @@ def check_domains(domains: Sequence[str]) -> list[str]:
 
 def new_secret(signing: WebhookSigning = WebhookSigning.STANDARD) -> str:
     if signing is WebhookSigning.STANDARD:
-        return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+        return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 @dataclass(slots=True, frozen=True)
