@@ -235,3 +235,33 @@ def test_the_policy_window_is_the_time_to_fill_the_bucket() -> None:
     assert RatePolicy(20.0, 40).window == 2
     assert RatePolicy(0.5, 3).window == 6
     assert RatePolicy(100.0, 1).window == 1
+
+
+class BusyStore(MemoryPacingStore):
+    """The memory store, where a write may wait for the lock while another process writes first."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.meanwhile: list[Any] = []  # what other processes do while the next write waits
+
+    def change_pacing(self, key: str, change: Change[T]) -> T:
+        waiting, self.meanwhile = self.meanwhile, []
+        for other in waiting:
+            self.clock.advance(1.5)  # the lock is held that long
+            other()
+        return super().change_pacing(key, change)
+
+
+def test_a_write_that_waited_for_the_store_compares_the_bucket_with_the_time_of_the_write() -> None:
+    """Process A asks for one token; while its write waits 1.5 s for the lock, process B writes.
+    Compared with A's time from before the wait, B's write makes the bucket look emptied: A would
+    be refused far under its limit (2 requests in 1.5 s at 100/s)."""
+    clock = ManualClock(1_000_000.0)
+    store = BusyStore(clock)
+    policy = RatePolicy(rate=100.0, burst=100)
+    a = AccountRateLimiter(store, policy, clock)
+    b = AccountRateLimiter(store, policy, clock)
+    store.meanwhile.append(lambda: b.admit("acct"))
+    quota = a.admit("acct")
+    assert quota is not None and quota.allowed, quota

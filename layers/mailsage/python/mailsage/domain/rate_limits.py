@@ -140,16 +140,23 @@ class AccountRateLimiter:
             if local is not None:
                 return local
             want, refund = self._next_block(account_id, now)
+        # The time is read inside the compare-and-set, not before it: a write that waited for the
+        # store's lock (a busy SQLite file, a retried DynamoDB call) must not compare an old "now"
+        # with a bucket that others moved on meanwhile, which would refuse a request under its limit.
+        at: list[float] = []
+
+        def change(state: PacingState | None) -> tuple[PacingState | None, Taken]:
+            at.append(self.clock())
+            return take(state, at[-1], self.policy, want, refund)
+
         try:
-            taken = self.store.change_pacing(
-                KEY_PREFIX + account_id, lambda s: take(s, now, self.policy, want, refund)
-            )
+            taken = self.store.change_pacing(KEY_PREFIX + account_id, change)
         except Exception as exc:  # the store's own errors, whatever the adapter: fail open
             self._skip_until = now + SKIP_SECONDS
             self._warn(account_id, exc)
             return None
         with self._lock:
-            return self._record(account_id, now, want, taken)
+            return self._record(account_id, at[-1], want, taken)
 
     def _from_block(self, account_id: str, now: float) -> Quota | None:
         """This process's answer without the store: a token it holds, or the refusal it gave until
