@@ -4,6 +4,7 @@ scripted: what is retried, with which key, after how long, and what is raised.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -290,3 +291,9 @@ def test_url_and_key_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     client.jobs.get("job_1")
     assert str(seen[0].url) == "http://from-env.test:9/api/v1/emails/jobs/job_1"
     assert seen[0].headers["Authorization"] == "Bearer env-key"
+
+
+def test_the_package_is_marked_typed() -> None:
+    import mailsage_client
+
+    assert (Path(mailsage_client.__file__).parent / "py.typed").is_file()

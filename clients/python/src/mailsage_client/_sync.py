@@ -10,8 +10,8 @@ from typing import TypeVar
 import httpx
 
 from mailsage_client import _calls_v1 as v1
-from mailsage_client._core import Call, RetryPolicy, headers, outcome, settings
-from mailsage_client._errors import APIConnectionError, APITimeoutError, MailSageError
+from mailsage_client._core import Call, RetryPolicy, headers, no_reply, outcome, settings
+from mailsage_client._errors import MailSageError
 from mailsage_client._sync_v1 import Campaigns, Emails, Jobs, Templates, Webhooks
 from mailsage_client._sync_v2 import Account
 
@@ -82,14 +82,8 @@ class MailSage:
                 headers={**self._headers, **request.request_headers()},
                 timeout=self._timeout,
             )
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"no reply from {self.base_url} within {self._timeout} s", code="timeout"
-            ) from exc
         except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"could not reach {self.base_url}: {exc}", code="connection_error"
-            ) from exc
+            raise no_reply(self.base_url, self._timeout, exc) from exc
 
     def close(self) -> None:
         if self._owns_http:

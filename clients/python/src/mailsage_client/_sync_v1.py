@@ -55,18 +55,21 @@ class Emails(Runner):
     ) -> SendReply:
         """Send one email to `to` (`text` is the plain-text part). `extra` passes other request
         fields as they are (`tracking`, `list_unsubscribe`, `provider`)."""
-        fields = v1.content(
-            subject=subject,
-            text=text,
-            html=html,
-            template_id=template_id,
-            from_=from_,
-            reply_to=reply_to,
-            campaign_id=campaign_id,
-            extra=extra,
-        )
         return self._call(
-            v1.send(to, name=name, variables=variables, fields=fields, idempotency_key=idempotency_key)
+            v1.send(
+                to,
+                name=name,
+                variables=variables,
+                idempotency_key=idempotency_key,
+                subject=subject,
+                text=text,
+                html=html,
+                template_id=template_id,
+                from_=from_,
+                reply_to=reply_to,
+                campaign_id=campaign_id,
+                extra=extra,
+            )
         )
 
     def batch(
@@ -85,18 +88,20 @@ class Emails(Runner):
         **extra: Any,
     ) -> BatchReply:
         """One job for many recipients (`Recipient`, a dict of that shape, or an address)."""
-        fields = v1.content(
-            subject=subject,
-            text=text,
-            html=html,
-            template_id=template_id,
-            from_=from_,
-            reply_to=reply_to,
-            campaign_id=campaign_id,
-            extra=extra,
-        )
         return self._call(
-            v1.batch(recipients, validation=validation, fields=fields, idempotency_key=idempotency_key)
+            v1.batch(
+                recipients,
+                validation=validation,
+                idempotency_key=idempotency_key,
+                subject=subject,
+                text=text,
+                html=html,
+                template_id=template_id,
+                from_=from_,
+                reply_to=reply_to,
+                campaign_id=campaign_id,
+                extra=extra,
+            )
         )
 
 
