@@ -154,6 +154,10 @@ def test_a_webhook_test_event_arrives_signed(client: MailSage) -> None:
         payload = standardwebhooks.Webhook(hook.secret).verify(request.body, request.headers)
         assert payload["test"] is True and payload["type"] == sent.event_type == "message.delivered"
         assert wait_until(lambda: [d.id for d in client.webhooks.deliveries(hook.id)] == [sent.delivery_id])
+        # A replay posts the same delivery again
+        client.webhooks.replay(hook.id, sent.delivery_id)
+        replayed = receiver.wait_for(2)[1]
+        assert replayed.headers["webhook-id"] == request.headers["webhook-id"]
         updated = client.webhooks.update(hook.id, events=["message.bounced"], name="renamed")
         assert (updated.name, updated.events) == ("renamed", ["message.bounced"])
         assert hook.id in [w.id for w in client.webhooks.list()]
@@ -216,6 +220,9 @@ def test_v2_webhooks(server: LocalServer, client: MailSage) -> None:
     updated = account.webhooks.update(hook.id, events=["failed"])
     assert (updated.on_delivered, updated.on_failed) == (False, True)
     assert account.webhooks.get(hook.id).name == "v2 hook"
+    sent = account.webhooks.test(hook.id)
+    assert sent.event_type == "message.failed"
+    assert wait_until(lambda: [d.id for d in account.webhooks.deliveries(hook.id)] == [sent.delivery_id])
     assert hook.id in [w.id for w in account.webhooks.list(limit=1)]
     account.webhooks.delete(hook.id)
     with pytest.raises(NotFoundError):
@@ -223,6 +230,7 @@ def test_v2_webhooks(server: LocalServer, client: MailSage) -> None:
 
 
 def test_errors_carry_the_code(server: LocalServer, client: MailSage) -> None:
+    assert client.ping() is True
     with MailSage(server.url, "not-a-key") as stranger, pytest.raises(AuthenticationError) as unauthorized:
         stranger.jobs.get("job_x")
     assert (unauthorized.value.status, unauthorized.value.code) == (401, "unauthorized")

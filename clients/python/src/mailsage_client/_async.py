@@ -42,7 +42,7 @@ class AsyncMailSage:
         # Replaced by tests to see the waits without waiting.
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.emails = AsyncEmails(self.run)
-        self.jobs = AsyncJobs(self.run)
+        self.jobs = AsyncJobs(self.run, lambda seconds: self._sleep(seconds))
         self.templates = AsyncTemplates(self.run)
         self.webhooks = AsyncWebhooks(self.run)
         self.campaigns = AsyncCampaigns(self.run)

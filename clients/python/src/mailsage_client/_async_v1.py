@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from mailsage_client import _calls_v1 as v1
@@ -108,6 +108,12 @@ class AsyncEmails(AsyncRunner):
 class AsyncJobs(AsyncRunner):
     """A job's state; pause, resume and stop answer with the `Job` as the action left it."""
 
+    def __init__(
+        self, run: Callable[[Call[Any]], Awaitable[Any]], sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        super().__init__(run)
+        self._sleep = sleep
+
     async def get(self, job_id: str) -> Job:
         return await self._call(v1.get_job(job_id))
 
@@ -119,6 +125,22 @@ class AsyncJobs(AsyncRunner):
 
     async def stop(self, job_id: str) -> Job:
         return await self._call(v1.control_job(job_id, "stop"))
+
+    async def follow(self, job_id: str, *, interval: float = 1.0) -> AsyncIterator[Job]:
+        """The job as it moves, polled every `interval` seconds until it is done: the last `Job`
+        yielded is final (`job.done`). Stop iterating to stop following."""
+        while True:
+            job = await self.get(job_id)
+            yield job
+            if job.done:
+                return
+            await self._sleep(interval)
+
+    async def wait(self, job_id: str, *, interval: float = 1.0) -> Job:
+        """The job once done (polled every `interval` seconds)."""
+        async for job in self.follow(job_id, interval=interval):
+            last = job
+        return last
 
 
 class AsyncTemplates(AsyncRunner):

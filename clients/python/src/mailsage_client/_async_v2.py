@@ -11,6 +11,7 @@ from mailsage_client._async_v1 import AsyncRunner
 from mailsage_client._calls_v2 import When
 from mailsage_client._core import Call
 from mailsage_client._pagination import AsyncPaginator
+from mailsage_client.models import ReplayReply
 from mailsage_client.models_v2 import (
     Address,
     Attachment,
@@ -24,6 +25,7 @@ from mailsage_client.models_v2 import (
     V2Recipient,
     V2TestEventReply,
     V2Webhook,
+    V2WebhookDelivery,
 )
 
 
@@ -183,6 +185,16 @@ class AsyncV2Webhooks(AsyncRunner):
 
     async def delete(self, webhook_id: str) -> SuccessResponse:
         return await self._call(self._paths.delete_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> AsyncPaginator[V2WebhookDelivery]:
+        """The webhook's delivery log, newest first (a MailSage extension of v2)."""
+        return AsyncPaginator(self._run, self._paths.list_deliveries(webhook_id, limit))
+
+    async def replay(
+        self, webhook_id: str, delivery_id: str, *, idempotency_key: str | None = None
+    ) -> ReplayReply:
+        """Send a logged delivery again (a MailSage extension of v2)."""
+        return await self._call(self._paths.replay_delivery(webhook_id, delivery_id, idempotency_key))
 
     async def test(
         self, webhook_id: str, event_type: str | None = None, *, idempotency_key: str | None = None

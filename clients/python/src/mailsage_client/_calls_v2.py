@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from mailsage_client._core import Call, call, compact, rfc3339, segment
 from mailsage_client._pagination import Page, PageCall, v2_page
+from mailsage_client.models import ReplayReply
 from mailsage_client.models_v2 import (
     WEBHOOK_EVENTS,
     Address,
@@ -24,6 +25,7 @@ from mailsage_client.models_v2 import (
     V2Recipient,
     V2TestEventReply,
     V2Webhook,
+    V2WebhookDelivery,
 )
 
 When = datetime | str
@@ -147,6 +149,19 @@ class Paths:
     def delete_webhook(self, webhook_id: str) -> Call[SuccessResponse]:
         path = f"{self.base}/webhooks/{segment(webhook_id)}"
         return call("DELETE", path, SuccessResponse.model_validate)
+
+    def list_deliveries(self, webhook_id: str, limit: int | None) -> PageCall[V2WebhookDelivery]:
+        def page(after: str | None) -> Call[Page[V2WebhookDelivery]]:
+            path = f"{self.base}/webhooks/{segment(webhook_id)}/deliveries"
+            return call("GET", path, v2_page(V2WebhookDelivery), params={"limit": limit, "after": after})
+
+        return page
+
+    def replay_delivery(
+        self, webhook_id: str, delivery_id: str, idempotency_key: str | None
+    ) -> Call[ReplayReply]:
+        path = f"{self.base}/webhooks/{segment(webhook_id)}/deliveries/{segment(delivery_id)}/replay"
+        return call("POST", path, ReplayReply.model_validate, idempotency_key=idempotency_key)
 
     def test_webhook(
         self, webhook_id: str, event_type: str | None, idempotency_key: str | None

@@ -46,7 +46,7 @@ class MailSage:
         # Replaced by tests to see the waits without waiting.
         self._sleep: Callable[[float], None] = time.sleep
         self.emails = Emails(self.run)
-        self.jobs = Jobs(self.run)
+        self.jobs = Jobs(self.run, lambda seconds: self._sleep(seconds))
         self.templates = Templates(self.run)
         self.webhooks = Webhooks(self.run)
         self.campaigns = Campaigns(self.run)
