@@ -5,6 +5,7 @@ the committed OpenAPI document. A route added to the API without a client method
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -14,6 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from mailsage_client import AsyncMailSage, AsyncPaginator, MailSage, Paginator
+from mailsage_client import _async_v1 as async_v1
+from mailsage_client import _async_v2 as async_v2
+from mailsage_client import _sync_v1 as sync_v1
+from mailsage_client import _sync_v2 as sync_v2
 
 OPENAPI = Path(__file__).resolve().parents[2] / "functions" / "api" / "openapi.json"
 UNTIL = "2030-01-01T00:00:00Z"
@@ -147,3 +152,30 @@ def test_ids_are_sent_url_encoded_and_lists_comma_separated() -> None:
     assert "/v2/accounts/acc/messages/%3Cm%40host%3E" in paths
     listed = next(r for r in seen if r.url.path == "/v2/accounts/acc/messages" and r.method == "GET")
     assert listed.url.params["status"] == "Bounced,Failed"
+
+
+@pytest.mark.parametrize(
+    ("sync_class", "async_class"),
+    [
+        (sync_v1.Emails, async_v1.AsyncEmails),
+        (sync_v1.Jobs, async_v1.AsyncJobs),
+        (sync_v1.Templates, async_v1.AsyncTemplates),
+        (sync_v1.Webhooks, async_v1.AsyncWebhooks),
+        (sync_v1.Campaigns, async_v1.AsyncCampaigns),
+        (sync_v2.Messages, async_v2.AsyncMessages),
+        (sync_v2.Suppressions, async_v2.AsyncSuppressions),
+        (sync_v2.V2Webhooks, async_v2.AsyncV2Webhooks),
+        (MailSage, AsyncMailSage),
+    ],
+)
+def test_the_async_client_has_the_same_methods_and_arguments(sync_class: type, async_class: type) -> None:
+    def methods(cls: type) -> dict[str, list[tuple[str, Any, Any]]]:
+        found = {}
+        for name, member in inspect.getmembers(cls, inspect.isfunction):
+            if name.startswith("_") or name in {"close", "aclose"}:
+                continue
+            params = inspect.signature(member).parameters.values()
+            found[name] = [(p.name, p.kind, p.default) for p in params]
+        return found
+
+    assert methods(sync_class) == methods(async_class)

@@ -363,3 +363,10 @@ def test_following_a_job_polls_until_it_is_done() -> None:
     states = [job.state for job in client.jobs.follow("job_1", interval=2.0)]
     assert states == ["queued", "running", "completed"]
     assert script.waits == [2.0, 2.0]
+
+
+def test_a_success_reply_that_cannot_be_read_is_a_mailsage_error() -> None:
+    script = Script(httpx.Response(200, text="<html>captive portal</html>"))
+    with pytest.raises(MailSageError) as raised:
+        script.client().jobs.get("job_1")
+    assert raised.value.code == "invalid_reply" and raised.value.status == 200

@@ -172,8 +172,14 @@ def retry_after(value: str | None) -> float | None:
 def outcome(request: Call[T], response: httpx.Response) -> T:
     """The parsed success reply of `request`, or the error it carries, raised."""
     if response.is_success:
-        payload = response.json() if response.content else None
-        return request.parse(payload)
+        try:
+            return request.parse(response.json() if response.content else None)
+        except ValueError as exc:  # not JSON, or not the reply's shape (pydantic's error is one)
+            raise MailSageError(
+                f"the reply to {request.method} {request.path} could not be read: {exc}",
+                code="invalid_reply",
+                status=response.status_code,
+            ) from exc
     try:
         payload = response.json()
     except ValueError:
