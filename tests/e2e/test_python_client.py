@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -310,3 +312,21 @@ def test_async_send_and_pagination(server: LocalServer) -> None:
     assert message_id and job_id
     assert wait_until(lambda: subject in sink_subjects(server), 30)
     assert wait_until(lambda: sink_subjects(server).count(f"{subject} v2") == 3, 30)
+
+
+def test_the_client_readme_example_runs(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the first Python example of clients/python/README.md, with this server's account
+    readme = (Path(__file__).resolve().parents[2] / "clients" / "python" / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert example is not None
+    code = example.group(1).replace("your-account-id", account_id(server))
+    monkeypatch.setenv("MAILSAGE_URL", server.url)
+    monkeypatch.setenv("MAILSAGE_API_KEY", server.key)
+    # When it runs
+    exec(compile(code, "clients/python/README.md", "exec"), {})
+    # Then it got as far as the error it shows
+    printed = capsys.readouterr().out
+    assert "100%" in printed
+    assert printed.rstrip().splitlines()[-1].startswith("404 not_found")

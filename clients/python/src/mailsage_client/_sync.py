@@ -25,7 +25,7 @@ class MailSage:
     `api_key` to `$MAILSAGE_API_KEY` (without one: `MailSageError` with code `missing_api_key`).
     Creates carry an `Idempotency-Key` and are retried up to `max_retries` times when that cannot
     send twice (see `_core.py`). `http_client` replaces the underlying `httpx.Client` (proxies, a
-    test transport); the client then uses it as given, but still sets its own headers per request.
+    test transport); the client still sets its own headers and `timeout` on each request.
     """
 
     def __init__(
