@@ -25,7 +25,7 @@ run: $(RUN_STAMP)
 
 ## test: install what the tests need, lint, and run the whole suite (and the MIME properties under 3.12/3.13)
 test: $(STAMP) lint test-interpreters
-	$(BIN)/python -m pytest --durations=25  # the slowest, to keep CI within its 30 minutes
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25  # two workers, a file on one of them (some files check at their end what their tests covered); the slowest, to keep CI within its 30 minutes
 
 # The header-safety properties must hold whatever the interpreter's patch level (the email package
 # changed between patch releases): they run under the newest pyenv 3.12 and 3.13 too (3.11 is the
