@@ -40,7 +40,12 @@ class Recipient:
 @dataclass(frozen=True)
 class BatchFile:
     recipients: list[Recipient]
-    digest: str  # SHA-256 of the file's bytes: the base of each page's idempotency key
+    digest: str  # SHA-256 of the file's bytes
+
+    @property
+    def key_base(self) -> str:
+        """The default base of the pages' idempotency keys."""
+        return f"mailsage-batch-{self.digest[:32]}"
 
     def pages(self, size: int) -> list[list[Recipient]]:
         return [self.recipients[start : start + size] for start in range(0, len(self.recipients), size)]
@@ -125,7 +130,9 @@ def _json_recipient(row: Any, line: int) -> Recipient:
     return Recipient(email.strip(), name or None, variables, line)
 
 
-def idempotency_key(base: str, page: int) -> str:
-    """The same file gets the same key per page, so a re-run within the API's idempotency window
-    replays each page's reply instead of sending it again."""
-    return f"{base}-p{page}"
+def idempotency_key(base: str, size: int, page: int) -> str:
+    """The same command gets the same key per page, so a re-run within the API's idempotency window
+    replays each page's reply instead of sending it again. The page size is part of it: a page the
+    server refused for its size holds that refusal under its key, and the smaller pages cut after it
+    are other requests."""
+    return f"{base}-n{size}-p{page}"

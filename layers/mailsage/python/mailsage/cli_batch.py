@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailsage.batch_file import BadFile, BatchFile, Recipient, format_of, parse
+from mailsage.batch_file import BadFile, BatchFile, Recipient, format_of, idempotency_key, parse
 from mailsage.cli_common import CliError, add_connection, client, one_line_errors, variables
 from mailsage.progress import ProgressLine, Snapshot
 
@@ -105,7 +105,7 @@ def _submit(api: Any, recipients: BatchFile, fields: dict[str, Any], args: argpa
     """Every page, in order. A server whose limit is below the page size refuses the first page
     whole (nothing sent) and says its limit: the pages are cut again at that size."""
     shared = variables(args.var)
-    base = args.idempotency_key or f"mailsage-batch-{recipients.digest[:32]}"
+    base = args.idempotency_key or recipients.key_base
     size = args.page_size
     pages = recipients.pages(size)
     submitted = Submitted()
@@ -115,7 +115,7 @@ def _submit(api: Any, recipients: BatchFile, fields: dict[str, Any], args: argpa
         try:
             reply = api.emails.batch(
                 [recipient.as_json(shared) for recipient in page],
-                idempotency_key=f"{base}-n{size}-p{number + 1}",
+                idempotency_key=idempotency_key(base, size, number + 1),
                 **fields,
             )
         except Exception as exc:
