@@ -86,12 +86,14 @@ def test_pages_cover_every_recipient_once_in_order() -> None:
     assert [r.email for page in pages for r in page] == [f"u{i}@example.com" for i in range(7)]
 
 
-def test_the_same_file_gets_the_same_keys_and_another_file_other_keys() -> None:
+def test_the_same_file_and_options_get_the_same_keys_and_other_ones_other_keys() -> None:
     first = parse(b"email\nann@example.com\n", "csv")
     again = parse(b"email\nann@example.com\n", "csv")
     other = parse(b"email\nbob@example.com\n", "csv")
-    assert first.key_base == again.key_base != other.key_base
-    keys = {idempotency_key(first.key_base, size, page) for size in (10, 20) for page in (1, 2)}
+    options = {"subject": "Hi", "variables": {}}
+    assert first.key_base(options) == again.key_base(dict(options)) != other.key_base(options)
+    assert first.key_base(options) != first.key_base({**options, "subject": "Hello"})
+    keys = {idempotency_key(first.key_base(options), size, page) for size in (10, 20) for page in (1, 2)}
     assert len(keys) == 4
 
 

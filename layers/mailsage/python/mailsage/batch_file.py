@@ -42,10 +42,11 @@ class BatchFile:
     recipients: list[Recipient]
     digest: str  # SHA-256 of the file's bytes
 
-    @property
-    def key_base(self) -> str:
-        """The default base of the pages' idempotency keys."""
-        return f"mailsage-batch-{self.digest[:32]}"
+    def key_base(self, options: Mapping[str, Any]) -> str:
+        """The default base of the pages' idempotency keys: the file and what is sent to it. Another
+        subject or template is another submission (one that fixes a refused one goes through)."""
+        canonical = json.dumps(options, sort_keys=True, separators=(",", ":"), default=str)
+        return "mailsage-batch-" + hashlib.sha256(f"{self.digest}\n{canonical}".encode()).hexdigest()[:32]
 
     def pages(self, size: int) -> list[list[Recipient]]:
         return [self.recipients[start : start + size] for start in range(0, len(self.recipients), size)]

@@ -26,10 +26,12 @@ Send to every recipient of FILE. CSV: a header row with an `email` column, an op
 every other column a variable. JSON lines: {"email": ..., "name": ..., "variables": {...}} per line.
 The file is checked whole first: a bad row stops the command (exit 2) before anything is sent.
 
-Each page of recipients carries an Idempotency-Key made from the file's content, the page size
-and the page number: running the same command again (after a crash, a lost connection) sends no
-one twice, as long as it is within the API's idempotency window (24 hours by default, the
-server's idempotency_ttl_seconds). Exit 0 when every accepted recipient was sent."""
+Each page of recipients carries an Idempotency-Key made from the file's content, the message
+options (subject, bodies, template, variables, sender, campaign), the page size and the page
+number: running the same command again (after a crash, a lost connection) sends no one twice, as
+long as it is within the API's idempotency window (24 hours by default, the server's
+idempotency_ttl_seconds); change nothing, not even --page-size, when re-running. Exit 0 when
+every accepted recipient was sent."""
 
 
 @dataclass
@@ -72,8 +74,6 @@ def _batch(args: argparse.Namespace) -> int:
     fields = _fields(args)
     api = client(args)
     submitted = _submit(api, recipients, fields, args)
-    for reply in submitted.replies:
-        print(f"job {reply.job_id}: accepted {reply.accepted}, rejected {reply.rejected}")
     if args.no_wait:
         return 0
     jobs = _follow(api, [reply.job_id for reply in submitted.replies], args.poll_seconds)
@@ -105,7 +105,7 @@ def _submit(api: Any, recipients: BatchFile, fields: dict[str, Any], args: argpa
     """Every page, in order. A server whose limit is below the page size refuses the first page
     whole (nothing sent) and says its limit: the pages are cut again at that size."""
     shared = variables(args.var)
-    base = args.idempotency_key or recipients.key_base
+    base = args.idempotency_key or recipients.key_base({**fields, "variables": shared})
     size = args.page_size
     pages = recipients.pages(size)
     submitted = Submitted()
@@ -126,6 +126,8 @@ def _submit(api: Any, recipients: BatchFile, fields: dict[str, Any], args: argpa
             raise
         submitted.replies.append(reply)
         submitted.pages.append(page)
+        # As it goes: if a later page fails, the jobs already running are on the screen.
+        print(f"job {reply.job_id}: accepted {reply.accepted}, rejected {reply.rejected}", flush=True)
     return submitted
 
 

@@ -118,6 +118,12 @@ def _api_error(exc: Exception) -> str:
         "idempotency_mismatch": " (this file was sent with other options within the idempotency"
         " window; pass --idempotency-key to send it again)",
     }
+    details = getattr(exc, "details", None)
+    rejected = details.get("rejected") if isinstance(details, dict) else None
+    if rejected and isinstance(rejected[0], dict):  # a batch with no valid recipient: say why
+        first = rejected[0]
+        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+        return f"{exc}; first: {first.get('email')}: {first.get('code')}: {first.get('message')}{more}"
     return f"{exc}{hints.get(code, '')}"
 
 
