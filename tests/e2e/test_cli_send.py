@@ -26,6 +26,8 @@ pytestmark = pytest.mark.e2e
 # flight at a time) is still running seconds after it is submitted, when it is paused or stopped.
 SEND_RATE = 40
 JOB_SIZE = 101
+# The server's batch limit, below the CLI's default page size: the CLI cuts its pages again at it.
+BATCH_LIMIT = 150
 RUN_BOUND_SECONDS = 120  # liveness bound of one CLI run, not a timing
 
 
@@ -33,6 +35,7 @@ RUN_BOUND_SECONDS = 120  # liveness bound of one CLI run, not a timing
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAGE_")}
     env["MAILSAGE_ACCOUNT_RATE_LIMIT"] = env["MAILSAGE_ACCOUNT_RATE_BURST"] = "100000"
+    env["MAILSAGE_MAX_BATCH_RECIPIENTS"] = str(BATCH_LIMIT)
     # No MAILSAGE_DEV_API_KEY: the server keeps its dev key in the data dir, where the CLI finds it.
     srv = LocalServer(tmp_path_factory.mktemp("cli") / "data", env, workers=1)
     env["MAILSAGE_SMTP_URL"] = f"smtp://127.0.0.1:{srv.smtp_port}?max_rate={SEND_RATE}"
@@ -210,6 +213,8 @@ def submit_without_waiting(
 ) -> str:
     csv_file = tmp_path / f"{name}.csv"
     csv_file.write_text("email\n" + "".join(f"{name}{i}@example.com\n" for i in range(JOB_SIZE)))
+    # The default page size (1000) is over the server's limit: its refusal of the first page (nothing
+    # sent) makes the CLI submit pages of BATCH_LIMIT, here one.
     submitted = run(capsys, server, "batch", str(csv_file), "--subject", "s", "--text", "t", "--no-wait")
     assert submitted.returncode == 0, submitted.stderr
     [job_id] = job_ids(submitted)

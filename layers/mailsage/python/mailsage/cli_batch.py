@@ -22,8 +22,8 @@ NOT_SENT_STATUSES = ("failed", "suppressed", "cancelled", "expired")
 POLL_SECONDS = 0.5
 
 DESCRIPTION = """\
-Send to every recipient of FILE. CSV: a header row with an `email` column, an optional `name`,
-every other column a variable. JSON lines: {"email": ..., "name": ..., "variables": {...}} per line.
+Send to every recipient of FILE. CSV: a header row with an `email` column, an optional `name`
+(the display name in To:, not a template variable), every other column a variable. JSON lines: {"email": ..., "name": ..., "variables": {...}} per line.
 The file is checked whole first: a bad row stops the command (exit 2) before anything is sent.
 
 Each page of recipients carries an Idempotency-Key made from the file's content, the message
@@ -61,7 +61,7 @@ def add_batch(sub: Any, data_dir: str) -> None:
     batch.add_argument(
         "--idempotency-key",
         metavar="BASE",
-        help="the base of the pages' keys (default: from the file's content); a new one sends again",
+        help="the base of the pages' keys (default: from the file and the options); a new one sends again",
     )
     batch.add_argument("--no-wait", action="store_true", help="return once every page is submitted")
     add_connection(batch, data_dir)

@@ -31,7 +31,7 @@ def add_connection(parser: argparse.ArgumentParser, data_dir: str) -> None:
     group.add_argument(
         "--url",
         default=os.environ.get("MAILSAGE_URL") or DEFAULT_URL,
-        help="the API's base URL (default: $MAILSAGE_URL, else %(const)s)".replace("%(const)s", DEFAULT_URL),
+        help=f"the API's base URL (default: $MAILSAGE_URL, else {DEFAULT_URL})",
     )
     group.add_argument(
         "--api-key",
