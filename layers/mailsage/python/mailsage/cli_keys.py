@@ -23,7 +23,12 @@ def add_key_commands(sub: Any, data_dir: str) -> None:
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="a new API key for an account (a new account if none given)")
     _add_create_options(create, data_dir)
-    listing = actions.add_parser("list", help="key ids, accounts and creation times (never a key)")
+    listing = actions.add_parser(
+        "list",
+        help="key ids, accounts and creation times (never a key)",
+        description="Key ids, accounts and creation times, oldest first; never a key nor its hash. On a"
+        " deployed table this is a Scan, which reads the whole table (keys have no index).",
+    )
     listing.add_argument("--account-id", type=_uuid, help="only this account's keys")
     listing.add_argument("--json", action="store_true", help="one JSON array")
     _add_store_options(listing, data_dir)
