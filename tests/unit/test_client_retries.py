@@ -3,13 +3,18 @@ scripted: what is retried, with which key, after how long, and what is raised.""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from mailsage_client import (
     APIConnectionError,
+    AsyncMailSage,
     ConflictError,
     MailSage,
     MailSageError,
@@ -290,3 +295,78 @@ def test_url_and_key_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     client.jobs.get("job_1")
     assert str(seen[0].url) == "http://from-env.test:9/api/v1/emails/jobs/job_1"
     assert seen[0].headers["Authorization"] == "Bearer env-key"
+
+
+def test_the_package_is_marked_typed() -> None:
+    import mailsage_client
+
+    assert (Path(mailsage_client.__file__).parent / "py.typed").is_file()
+
+
+def test_retry_after_as_an_http_date_is_understood() -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    script = Script(
+        v1_error(503, "service_unavailable", {"Retry-After": when}), httpx.Response(202, json=SENT)
+    )
+    send(script.client())
+    assert len(script.waits) == 1 and 25 <= script.waits[0] <= 30
+
+
+def test_the_async_client_retries_by_the_same_rules() -> None:
+    # Given a server that throttles, then fails, then accepts
+    script = Script(
+        v1_error(429, "rate_limit", {"Retry-After": "3"}),
+        httpx.ReadError("connection reset"),
+        httpx.Response(202, json=SENT),
+    )
+    waits: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return script(request)
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def scenario() -> str:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with AsyncMailSage("http://mailsage.test", "key", http_client=http) as client:
+            client._sleep = sleep
+            reply = await client.emails.send("ada@example.com", subject="Hi", text="x")
+            return reply.message_id
+
+    # When the async client sends
+    assert asyncio.run(scenario()) == "m1"
+    # Then it waited Retry-After, then a backoff, and sent one key three times
+    assert waits[0] == 3.0 and 0.5 <= waits[1] <= 1.0
+    keys = script.sent_keys()
+    assert len(keys) == 3 and len(set(keys)) == 1 and keys[0]
+
+
+def test_the_async_client_does_not_repeat_an_unsafe_request() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset")
+
+    async def scenario() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with AsyncMailSage("http://mailsage.test", "key", http_client=http) as client:
+            await client.jobs.pause("job_1")
+
+    with pytest.raises(APIConnectionError):
+        asyncio.run(scenario())
+
+
+def test_following_a_job_polls_until_it_is_done() -> None:
+    running = {**JOB, "state": "running"}
+    done = {**JOB, "state": "completed", "finished_at": "2026-01-01T00:00:01Z"}
+    script = Script(*(httpx.Response(200, json=j) for j in (JOB, running, done)))
+    client = script.client()
+    states = [job.state for job in client.jobs.follow("job_1", interval=2.0)]
+    assert states == ["queued", "running", "completed"]
+    assert script.waits == [2.0, 2.0]
+
+
+def test_a_success_reply_that_cannot_be_read_is_a_mailsage_error() -> None:
+    script = Script(httpx.Response(200, text="<html>captive portal</html>"))
+    with pytest.raises(MailSageError) as raised:
+        script.client().jobs.get("job_1")
+    assert raised.value.code == "invalid_reply" and raised.value.status == 200

@@ -7,6 +7,7 @@ with MailSage() as client:  # $MAILSAGE_URL (default http://127.0.0.1:8026), $MA
     job = client.jobs.get(reply.job_id)
 """
 
+from mailsage_client._async import AsyncMailSage
 from mailsage_client._core import DEFAULT_URL, RetryPolicy
 from mailsage_client._errors import (
     APIConnectionError,
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_URL",
     "APIConnectionError",
     "APITimeoutError",
+    "AsyncMailSage",
     "AsyncPaginator",
     "AuthenticationError",
     "BatchReply",

@@ -28,16 +28,17 @@ V1 = "/api/v1"
 
 def content(
     *,
-    subject: str | None,
-    text: str | None,
-    html: str | None,
-    template_id: str | None,
-    from_: str | None,
-    reply_to: str | None,
-    campaign_id: str | None,
+    subject: str | None = None,
+    text: str | None = None,
+    html: str | None = None,
+    template_id: str | None = None,
+    from_: str | None = None,
+    reply_to: str | None = None,
+    campaign_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content fields shared by send and batch (`text` is the API's `body`)."""
+    """The content fields shared by send and batch (`text` is the API's `body`); `extra` passes
+    other request fields as they are (`tracking`, `list_unsubscribe`, `provider`)."""
     fields = {
         "subject": subject,
         "body": text,
@@ -53,13 +54,13 @@ def content(
 def send(
     to: str,
     *,
-    name: str | None,
-    variables: Mapping[str, Any] | None,
-    fields: dict[str, Any],
-    idempotency_key: str | None,
+    name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    **content_fields: Any,
 ) -> Call[SendReply]:
     recipient = compact({"email": to, "name": name, "variables": dict(variables or {})})
-    body = {"recipient": recipient, **fields}
+    body = {"recipient": recipient, **content(**content_fields)}
     return call(
         "POST", f"{V1}/emails/send", SendReply.model_validate, json=body, idempotency_key=idempotency_key
     )
@@ -76,11 +77,15 @@ def recipient_body(recipient: Recipient | Mapping[str, Any] | str) -> dict[str, 
 def batch(
     recipients: Iterable[Recipient | Mapping[str, Any] | str],
     *,
-    validation: str,
-    fields: dict[str, Any],
-    idempotency_key: str | None,
+    validation: str = "lenient",
+    idempotency_key: str | None = None,
+    **content_fields: Any,
 ) -> Call[BatchReply]:
-    body = {"recipients": [recipient_body(r) for r in recipients], "validation": validation, **fields}
+    body = {
+        "recipients": [recipient_body(r) for r in recipients],
+        "validation": validation,
+        **content(**content_fields),
+    }
     return call(
         "POST", f"{V1}/emails/batch", BatchReply.model_validate, json=body, idempotency_key=idempotency_key
     )

@@ -10,9 +10,11 @@ from pydantic import BaseModel
 
 from mailsage_client._core import Call, call, compact, rfc3339, segment
 from mailsage_client._pagination import Page, PageCall, v2_page
+from mailsage_client.models import ReplayReply
 from mailsage_client.models_v2 import (
     WEBHOOK_EVENTS,
     Address,
+    Attachment,
     CreatedWebhook,
     CreateMessageResponse,
     CreateSuppressionResponse,
@@ -23,6 +25,7 @@ from mailsage_client.models_v2 import (
     V2Recipient,
     V2TestEventReply,
     V2Webhook,
+    V2WebhookDelivery,
 )
 
 When = datetime | str
@@ -147,6 +150,19 @@ class Paths:
         path = f"{self.base}/webhooks/{segment(webhook_id)}"
         return call("DELETE", path, SuccessResponse.model_validate)
 
+    def list_deliveries(self, webhook_id: str, limit: int | None) -> PageCall[V2WebhookDelivery]:
+        def page(after: str | None) -> Call[Page[V2WebhookDelivery]]:
+            path = f"{self.base}/webhooks/{segment(webhook_id)}/deliveries"
+            return call("GET", path, v2_page(V2WebhookDelivery), params={"limit": limit, "after": after})
+
+        return page
+
+    def replay_delivery(
+        self, webhook_id: str, delivery_id: str, idempotency_key: str | None
+    ) -> Call[ReplayReply]:
+        path = f"{self.base}/webhooks/{segment(webhook_id)}/deliveries/{segment(delivery_id)}/replay"
+        return call("POST", path, ReplayReply.model_validate, idempotency_key=idempotency_key)
+
     def test_webhook(
         self, webhook_id: str, event_type: str | None, idempotency_key: str | None
     ) -> Call[V2TestEventReply]:
@@ -187,13 +203,53 @@ def message_body(
     from_: Address | Mapping[str, Any] | str,
     recipients: Iterable[V2Recipient | Mapping[str, Any] | str],
     subject: str,
-    fields: Mapping[str, Any],
+    *,
+    reply_to: Address | Mapping[str, Any] | str | None = None,
+    attachments: Iterable[Attachment | Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    substitutions: Mapping[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+    schedule: Mapping[str, When] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A create-message body; `extra` holds the other fields as they are (`text_content`, ...)."""
+    fields = {
+        "reply_to": None if reply_to is None else address(reply_to),
+        "attachments": None if attachments is None else list(attachments),
+        "headers": None if headers is None else dict(headers),
+        "substitutions": None if substitutions is None else dict(substitutions),
+        "tags": None if tags is None else list(tags),
+        "schedule": None if schedule is None else {k: rfc3339(t) for k, t in schedule.items()},
+        **(extra or {}),
+    }
     return {
         "from": address(from_),
         "recipients": [recipient(r) for r in recipients],
         "subject": subject,
         **{k: v for k, v in fields.items() if v is not None},
+    }
+
+
+def message_filters(
+    *,
+    status: str | Iterable[str] | None = None,
+    sender: str | None = None,
+    recipient: str | None = None,
+    subject: str | None = None,
+    message_id_header: str | None = None,
+    tags: Iterable[str] | None = None,
+    from_time: When | None = None,
+    to_time: When | None = None,
+) -> dict[str, Any]:
+    """The query of a message search (lists become comma-separated)."""
+    return {
+        "status": status if status is None or isinstance(status, str) else list(status),
+        "sender": sender,
+        "recipient": recipient,
+        "subject": subject,
+        "message_id_header": message_id_header,
+        "tags": None if tags is None else list(tags),
+        **time_filters(from_time, to_time),
     }
 
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mailsage_client._errors import MailSageError, from_reply
+from mailsage_client._errors import APIConnectionError, APITimeoutError, MailSageError, from_reply
 from mailsage_client._version import __version__
 
 T = TypeVar("T")
@@ -172,8 +172,14 @@ def retry_after(value: str | None) -> float | None:
 def outcome(request: Call[T], response: httpx.Response) -> T:
     """The parsed success reply of `request`, or the error it carries, raised."""
     if response.is_success:
-        payload = response.json() if response.content else None
-        return request.parse(payload)
+        try:
+            return request.parse(response.json() if response.content else None)
+        except ValueError as exc:  # not JSON, or not the reply's shape (pydantic's error is one)
+            raise MailSageError(
+                f"the reply to {request.method} {request.path} could not be read: {exc}",
+                code="invalid_reply",
+                status=response.status_code,
+            ) from exc
     try:
         payload = response.json()
     except ValueError:
@@ -185,3 +191,10 @@ def outcome(request: Call[T], response: httpx.Response) -> T:
     if response.status_code == 409 and response.headers.get("Idempotent-Replayed") == "false":
         error.code = "idempotency_in_progress"
     raise error
+
+
+def no_reply(base_url: str, timeout: float, exc: httpx.TransportError) -> APIConnectionError:
+    """The error for a request that got no reply."""
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"no reply from {base_url} within {timeout} s", code="timeout")
+    return APIConnectionError(f"could not reach {base_url}: {exc}", code="connection_error")

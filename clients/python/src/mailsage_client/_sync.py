@@ -10,8 +10,8 @@ from typing import TypeVar
 import httpx
 
 from mailsage_client import _calls_v1 as v1
-from mailsage_client._core import Call, RetryPolicy, headers, outcome, settings
-from mailsage_client._errors import APIConnectionError, APITimeoutError, MailSageError
+from mailsage_client._core import Call, RetryPolicy, headers, no_reply, outcome, settings
+from mailsage_client._errors import MailSageError
 from mailsage_client._sync_v1 import Campaigns, Emails, Jobs, Templates, Webhooks
 from mailsage_client._sync_v2 import Account
 
@@ -25,7 +25,7 @@ class MailSage:
     `api_key` to `$MAILSAGE_API_KEY` (without one: `MailSageError` with code `missing_api_key`).
     Creates carry an `Idempotency-Key` and are retried up to `max_retries` times when that cannot
     send twice (see `_core.py`). `http_client` replaces the underlying `httpx.Client` (proxies, a
-    test transport); the client then uses it as given, but still sets its own headers per request.
+    test transport); the client still sets its own headers and `timeout` on each request.
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class MailSage:
         # Replaced by tests to see the waits without waiting.
         self._sleep: Callable[[float], None] = time.sleep
         self.emails = Emails(self.run)
-        self.jobs = Jobs(self.run)
+        self.jobs = Jobs(self.run, lambda seconds: self._sleep(seconds))
         self.templates = Templates(self.run)
         self.webhooks = Webhooks(self.run)
         self.campaigns = Campaigns(self.run)
@@ -82,14 +82,8 @@ class MailSage:
                 headers={**self._headers, **request.request_headers()},
                 timeout=self._timeout,
             )
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"no reply from {self.base_url} within {self._timeout} s", code="timeout"
-            ) from exc
         except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"could not reach {self.base_url}: {exc}", code="connection_error"
-            ) from exc
+            raise no_reply(self.base_url, self._timeout, exc) from exc
 
     def close(self) -> None:
         if self._owns_http:

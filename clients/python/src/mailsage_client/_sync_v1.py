@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
 from mailsage_client import _calls_v1 as v1
@@ -55,18 +55,21 @@ class Emails(Runner):
     ) -> SendReply:
         """Send one email to `to` (`text` is the plain-text part). `extra` passes other request
         fields as they are (`tracking`, `list_unsubscribe`, `provider`)."""
-        fields = v1.content(
-            subject=subject,
-            text=text,
-            html=html,
-            template_id=template_id,
-            from_=from_,
-            reply_to=reply_to,
-            campaign_id=campaign_id,
-            extra=extra,
-        )
         return self._call(
-            v1.send(to, name=name, variables=variables, fields=fields, idempotency_key=idempotency_key)
+            v1.send(
+                to,
+                name=name,
+                variables=variables,
+                idempotency_key=idempotency_key,
+                subject=subject,
+                text=text,
+                html=html,
+                template_id=template_id,
+                from_=from_,
+                reply_to=reply_to,
+                campaign_id=campaign_id,
+                extra=extra,
+            )
         )
 
     def batch(
@@ -85,23 +88,29 @@ class Emails(Runner):
         **extra: Any,
     ) -> BatchReply:
         """One job for many recipients (`Recipient`, a dict of that shape, or an address)."""
-        fields = v1.content(
-            subject=subject,
-            text=text,
-            html=html,
-            template_id=template_id,
-            from_=from_,
-            reply_to=reply_to,
-            campaign_id=campaign_id,
-            extra=extra,
-        )
         return self._call(
-            v1.batch(recipients, validation=validation, fields=fields, idempotency_key=idempotency_key)
+            v1.batch(
+                recipients,
+                validation=validation,
+                idempotency_key=idempotency_key,
+                subject=subject,
+                text=text,
+                html=html,
+                template_id=template_id,
+                from_=from_,
+                reply_to=reply_to,
+                campaign_id=campaign_id,
+                extra=extra,
+            )
         )
 
 
 class Jobs(Runner):
     """A job's state; pause, resume and stop answer with the `Job` as the action left it."""
+
+    def __init__(self, run: Callable[[Call[Any]], Any], sleep: Callable[[float], None]) -> None:
+        super().__init__(run)
+        self._sleep = sleep
 
     def get(self, job_id: str) -> Job:
         return self._call(v1.get_job(job_id))
@@ -114,6 +123,22 @@ class Jobs(Runner):
 
     def stop(self, job_id: str) -> Job:
         return self._call(v1.control_job(job_id, "stop"))
+
+    def follow(self, job_id: str, *, interval: float = 1.0) -> Iterator[Job]:
+        """The job as it moves, polled every `interval` seconds until it is done: the last `Job`
+        yielded is final (`job.done`). Stop iterating to stop following."""
+        while True:
+            job = self.get(job_id)
+            yield job
+            if job.done:
+                return
+            self._sleep(interval)
+
+    def wait(self, job_id: str, *, interval: float = 1.0) -> Job:
+        """The job once done (polled every `interval` seconds)."""
+        for job in self.follow(job_id, interval=interval):
+            last = job
+        return last
 
 
 class Templates(Runner):

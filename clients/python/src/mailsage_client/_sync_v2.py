@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from mailsage_client import _calls_v2 as v2
 from mailsage_client._calls_v2 import When
-from mailsage_client._core import Call, rfc3339
+from mailsage_client._core import Call
 from mailsage_client._pagination import Paginator
 from mailsage_client._sync_v1 import Runner
+from mailsage_client.models import ReplayReply
 from mailsage_client.models_v2 import (
     Address,
     Attachment,
@@ -24,6 +25,7 @@ from mailsage_client.models_v2 import (
     V2Recipient,
     V2TestEventReply,
     V2Webhook,
+    V2WebhookDelivery,
 )
 
 
@@ -51,18 +53,18 @@ class Messages(Runner):
     ) -> CreateMessageResponse:
         """One message per recipient. `extra` passes other request fields as they are
         (`sandbox`, `sandbox_result`, `tracking`, `retention`, `amp_content`)."""
-        fields = {
-            "text_content": text_content,
-            "html_content": html_content,
-            "reply_to": None if reply_to is None else v2.address(reply_to),
-            "attachments": None if attachments is None else list(attachments),
-            "headers": None if headers is None else dict(headers),
-            "substitutions": None if substitutions is None else dict(substitutions),
-            "tags": None if tags is None else list(tags),
-            "schedule": None if schedule is None else {k: rfc3339(t) for k, t in schedule.items()},
-            **extra,
-        }
-        body = v2.message_body(from_, recipients, subject, fields)
+        body = v2.message_body(
+            from_,
+            recipients,
+            subject,
+            reply_to=reply_to,
+            attachments=attachments,
+            headers=headers,
+            substitutions=substitutions,
+            tags=tags,
+            schedule=schedule,
+            extra={"text_content": text_content, "html_content": html_content, **extra},
+        )
         return self._call(self._paths.create_message(body, idempotency_key))
 
     def list(
@@ -79,15 +81,16 @@ class Messages(Runner):
         limit: int | None = None,
     ) -> Paginator[MessageSummary]:
         """Every matching message, newest first; `limit` is the page size (at most 100)."""
-        filters = {
-            "status": status if status is None or isinstance(status, str) else list(status),
-            "sender": sender,
-            "recipient": recipient,
-            "subject": subject,
-            "message_id_header": message_id_header,
-            "tags": None if tags is None else list(tags),
-            **v2.time_filters(from_time, to_time),
-        }
+        filters = v2.message_filters(
+            status=status,
+            sender=sender,
+            recipient=recipient,
+            subject=subject,
+            message_id_header=message_id_header,
+            tags=tags,
+            from_time=from_time,
+            to_time=to_time,
+        )
         return Paginator(self._run, self._paths.list_messages(filters, limit))
 
     def get(self, message_id: str) -> Message:
@@ -182,6 +185,14 @@ class V2Webhooks(Runner):
 
     def delete(self, webhook_id: str) -> SuccessResponse:
         return self._call(self._paths.delete_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> Paginator[V2WebhookDelivery]:
+        """The webhook's delivery log, newest first (a MailSage extension of v2)."""
+        return Paginator(self._run, self._paths.list_deliveries(webhook_id, limit))
+
+    def replay(self, webhook_id: str, delivery_id: str, *, idempotency_key: str | None = None) -> ReplayReply:
+        """Send a logged delivery again (a MailSage extension of v2)."""
+        return self._call(self._paths.replay_delivery(webhook_id, delivery_id, idempotency_key))
 
     def test(
         self, webhook_id: str, event_type: str | None = None, *, idempotency_key: str | None = None

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from mailsage_client.models import ApiModel
+from mailsage_client.models import ApiModel, Delivery
 
 # -- requests: the shapes a create accepts (plain dicts of the same shape work too) ---------------
 
@@ -159,6 +159,12 @@ class CreatedWebhook(V2Webhook):
     """A new webhook: the only reply that shows its signing `secret`."""
 
     secret: str
+
+
+class V2WebhookDelivery(Delivery):
+    """One event sent to a webhook, with every attempt (a MailSage extension of v2)."""
+
+    webhook_id: str
 
 
 class V2TestEventReply(ApiModel):
