@@ -9,14 +9,14 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]' -e clients/python
 	touch $(STAMP)
 
 # What running needs: the package and the SMTP sink (tens of MB), not the AWS and CDK toolchain.
 RUN_STAMP := $(VENV)/.installed-run
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[local]'
+	$(BIN)/python -m pip install --quiet -e '.[local]' -e clients/python
 	touch $(RUN_STAMP)
 
 ## run: start the local stack (API on :8026, SMTP sink on :1026) in the foreground
