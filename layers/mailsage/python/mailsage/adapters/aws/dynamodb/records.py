@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -38,12 +39,18 @@ def optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def json_text(value: Any) -> Any:
+    """A content or body attribute, parsed: JSON text, or JSON compressed with zlib (binary;
+    JobCreation stores it so when that is smaller)."""
+    return json.loads(value if isinstance(value, str) else zlib.decompress(bytes(value)))
+
+
 def decode_content(content: Item, body: Item | None, now: float) -> Content:
     """The job's content; with a data retention its bodies are a separate item, which is gone (or
     expired) once the retention has passed: then the bodies read as empty."""
-    data = json.loads(content["content"])
+    data = json_text(content["content"])
     if content.get("body_separate"):
-        kept = json.loads(body["body"]) if body is not None and not is_expired(body, now) else {}
+        kept = json_text(body["body"]) if body is not None and not is_expired(body, now) else {}
         data |= {field: kept.get(field) for field in BODY_FIELDS}
     return Content.from_dict(data)
 
