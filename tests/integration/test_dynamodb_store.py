@@ -433,12 +433,22 @@ def test_each_message_transition_is_one_state_write_plus_its_event_and_a_chunk_c
     updated = [kw["Key"]["sk"]["S"] for op, kw in client.calls if op == "update_item"]
     assert (updated.count("CHUNK#000000"), updated.count("LOG")) == (50, 1)
     assert len(updated) == 51
-    # And a delivery event is one state write and one log write, which keeps the send's time
+    # And the first delivery event is one state write, which keeps the send's time (no log write)
     client.calls.clear()
     assert store.update_delivery_status(
         job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
     )
-    assert [kw["Key"]["sk"]["S"] for op, kw in client.calls if op == "update_item"] == ["CHUNK#000000", "LOG"]
+    assert [kw["Key"]["sk"]["S"] for op, kw in client.calls if op == "update_item"] == ["CHUNK#000000"]
+    # And a later one (a complaint) tries that, then writes the state and logs both events
+    client.calls.clear()
+    assert store.update_delivery_status(
+        job.account_id,
+        messages[0].id,
+        MessageStatus.COMPLAINED,
+        [MessageStatus.SENT, MessageStatus.DELIVERED],
+    )
+    updated = [kw["Key"]["sk"]["S"] for op, kw in client.calls if op == "update_item"]
+    assert updated == ["CHUNK#000000", "CHUNK#000000", "LOG"]
     client.calls.clear()
     assert store.complete_job_if_done(job.id)
     assert client.count("update_item") == 1
@@ -510,10 +520,16 @@ def test_item_sizes_behind_the_write_unit_costs(
     # The members of a full chunk (ids and recipients, written once, and once more into gsi1)
     members = raw_item(client, store.table_name, f"JOB#{job.id}", "MEMBERS#000000")
     assert members is not None and item_size(members) <= 4096
-    # A message's log after its send and a delivery event: each event costs 1 write unit
-    store.finish_message(messages[10].id, MessageStatus.SENT)
+    # A full chunk state once every message is sent and delivered (the first report of each is
+    # held in the state, with the send's time): still 1 write unit per transition
+    for m in messages[4:50]:
+        store.finish_message(m.id, MessageStatus.SENT)
+        store.update_delivery_status(job.account_id, m.id, MessageStatus.DELIVERED, [MessageStatus.SENT])
+    full = raw_item(client, store.table_name, f"JOB#{job.id}", "CHUNK#000000")
+    assert full is not None and item_size(full) <= 1000
+    # A message's log after a later event (which takes over the delivery): 1 write unit
     store.update_delivery_status(
-        job.account_id, messages[10].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+        job.account_id, messages[10].id, MessageStatus.COMPLAINED, [MessageStatus.DELIVERED]
     )
     log_item = raw_item(client, store.table_name, f"MSG#{messages[10].id}", "LOG")
     assert log_item is not None and item_size(log_item) <= 1024
@@ -563,6 +579,9 @@ def test_a_jobs_metadata_retention_puts_its_ttl_on_every_record_in_place_of_the_
     store.finish_message(messages[0].id, MessageStatus.SENT)
     store.update_delivery_status(
         job.account_id, messages[0].id, MessageStatus.DELIVERED, [MessageStatus.SENT]
+    )
+    store.update_delivery_status(  # a second report: the first logged event
+        job.account_id, messages[0].id, MessageStatus.COMPLAINED, [MessageStatus.DELIVERED]
     )
     # Then every record of it, the log written later included, expires three days after creation
     expected = int(job.created_at + 3 * 86_400)

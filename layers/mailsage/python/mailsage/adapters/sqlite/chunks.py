@@ -41,10 +41,10 @@ class SqliteChunks(SqliteTables):
                 )
                 if cur.rowcount == 1:
                     claimed.append(message_id)
-            if claimed:
+            if claimed:  # a job of one message goes from queued to completed (see complete_job_if_done)
                 conn.execute(
                     "UPDATE jobs SET state = 'running', started_at = ?, updated_at = ?"
-                    " WHERE id = ? AND state = 'queued'",
+                    " WHERE id = ? AND state = 'queued' AND total > 1",
                     (now, now, job_id),
                 )
         return claimed

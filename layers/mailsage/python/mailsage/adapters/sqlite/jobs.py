@@ -29,11 +29,15 @@ _COMPLETE_WHERE = (
     f" WHERE id = ? AND state IN {sql_list(LIVE)} AND NOT EXISTS ("
     f"   SELECT 1 FROM messages WHERE job_id = ? AND status IN {sql_list(MESSAGE_UNSENT)})"
 )
-_COMPLETE_IF_DONE = "UPDATE jobs SET state = 'completed', updated_at = ?, finished_at = ?" + _COMPLETE_WHERE
+# A job of one message was never `running` (claim_messages): it starts as it completes.
+_COMPLETE_IF_DONE = (
+    "UPDATE jobs SET state = 'completed', updated_at = ?, finished_at = ?,"
+    " started_at = COALESCE(started_at, ?)" + _COMPLETE_WHERE
+)
 # The same, recording the chunk's pacing in the same statement (as record_pacing does)
 _COMPLETE_IF_DONE_PACED = (
     "UPDATE jobs SET state = 'completed', updated_at = ?, finished_at = ?,"
-    " throttled = throttled + ?, send_rate = ?" + _COMPLETE_WHERE
+    " started_at = COALESCE(started_at, ?), throttled = throttled + ?, send_rate = ?" + _COMPLETE_WHERE
 )
 # Only a job a sender works on is parked; only a parked one (it has a reason) resumes by itself.
 _PARK = (
@@ -152,9 +156,11 @@ class SqliteJobs(SqliteTables):
     def complete_job_if_done(self, job_id: str, pacing: tuple[int, float | None] | None = None) -> bool:
         now = self.clock()
         if pacing is None:
-            cur = self.db.connection().execute(_COMPLETE_IF_DONE, (now, now, job_id, job_id))
+            cur = self.db.connection().execute(_COMPLETE_IF_DONE, (now, now, now, job_id, job_id))
         else:
-            cur = self.db.connection().execute(_COMPLETE_IF_DONE_PACED, (now, now, *pacing, job_id, job_id))
+            cur = self.db.connection().execute(
+                _COMPLETE_IF_DONE_PACED, (now, now, now, *pacing, job_id, job_id)
+            )
         return cur.rowcount == 1
 
     def record_dead_letter(self, job_id: str, chunk: int, reason: str) -> None:

@@ -5,6 +5,9 @@ message's position in its chunk: statuses as one-letter codes (`s`), attempts (`
 (`c`) as whole microseconds since the job's creation (`t0`, stored in the state), and the error code
 / message (`ec` / `em`) as maps holding only the positions that have one. A state of 50 messages is
 ~0.65 KB instead of ~1.3 KB (legacy_layout.py), so that each transition costs 1 write unit.
+A message sent on its first attempt whose first delivery report moved it on holds that report in
+the state: its attempts value is then negative, the send's stamp minus the report's (so the send's
+time stays known with no log write; see Messages.update_delivery_status), and reads as 1 attempt.
 Reads unpack it into the plain view every reader uses (lists of full status names, epoch seconds,
 None for no error), the same view a legacy state reads as."""
 
@@ -35,18 +38,25 @@ STATUS_CODES = {
 }
 STATUS_OF_CODE = {code: status.value for status, code in STATUS_CODES.items()}
 MICROS = 1_000_000
+HELD_TRIES = 1  # the attempts of a message whose state holds its first report (see above)
 
 
 def unpack_state(item: Item) -> None:
     t0, size = float(item[PACKED_MARK]), len(item["s"])
     codes, errors = item.get("ec") or {}, item.get("em") or {}
+    tries = [int(n) for n in item["a"]]
     item |= {
         "packed": True,
         "statuses": [STATUS_OF_CODE[code] for code in item["s"]],
-        "attempts": list(item["a"]),
+        "attempts": [HELD_TRIES if n < 0 else n for n in tries],
         "changed_at": [t0 + int(micros) / MICROS for micros in item["c"]],
         "error_codes": [codes.get(str(p)) for p in range(size)],
         "error_messages": [errors.get(str(p)) for p in range(size)],
+        # when a message whose first delivery report the state holds was sent (else None)
+        "folded_sent_at": [
+            t0 + (int(micros) + n) / MICROS if n < 0 else None
+            for micros, n in zip(item["c"], tries, strict=True)
+        ],
     }
 
 

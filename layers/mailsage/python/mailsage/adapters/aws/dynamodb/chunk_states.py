@@ -4,7 +4,7 @@ appends to the message's LOG item."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mailsage.adapters.aws.dynamodb.chunk_layout import PACKED, PACKED_MARK, Layout
@@ -111,14 +111,20 @@ class ChunkStates(Reads):
         return moved
 
     def _log_event(
-        self, message: Item, now: float, status: str, text: str | None, times: dict[str, float] | None = None
+        self,
+        message: Item,
+        now: float,
+        status: str,
+        text: str | None,
+        times: dict[str, float] | None = None,
+        earlier: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Append an event to the message's log item (created by the first), setting `times`
-        (#sent / #delivered) with it. The log expires with the message's records."""
+        """Append an event (after `earlier` ones) to the message's log item (created by the first),
+        setting `times` (#sent / #delivered) with it. The log expires with the message's records."""
         sets = ["#events = list_append(if_not_exists(#events, :empty), :event)"]
         values: dict[str, Any] = {
             ":empty": [],
-            ":event": [{"time": now, "status": status, "log": text or ""}],
+            ":event": [*earlier, {"time": now, "status": status, "log": text or ""}],
         }
         if message.get(TTL_ATTRIBUTE) is not None:
             sets.append("#ttl = :ttl")

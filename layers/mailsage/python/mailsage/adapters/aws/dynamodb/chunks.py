@@ -10,7 +10,15 @@ from typing import Any
 from mailsage.adapters.aws.dynamodb.chunk_layout import Layout
 from mailsage.adapters.aws.dynamodb.chunk_states import ChunkStates, layout_of
 from mailsage.adapters.aws.dynamodb.codec import update_expression
-from mailsage.adapters.aws.dynamodb.keys import Item, head_key, key_of, member_ids, members_key, state_key
+from mailsage.adapters.aws.dynamodb.keys import (
+    JOB_OF_ONE,
+    Item,
+    head_key,
+    key_of,
+    member_ids,
+    members_key,
+    state_key,
+)
 from mailsage.adapters.aws.dynamodb.records import message_id_of
 from mailsage.adapters.aws.dynamodb.retention import Retention
 from mailsage.domain.models import JobState, Message, MessageStatus
@@ -124,7 +132,7 @@ class Chunks(ChunkStates, Retention):
                 now,
             )
             claimed.update(positions[p] for p in moved)
-        if claimed and head["state"] == JobState.QUEUED:
+        if claimed and head["state"] == JobState.QUEUED and int(head["total"]) > 1:
             self._update(
                 head_key(job_id),
                 "SET #state = :running, #started = :now, #updated = :now",
@@ -160,7 +168,9 @@ class Chunks(ChunkStates, Retention):
         moved, _ = self._update_position(message, claim)
         if not moved:
             return []
-        if job_id not in self._running_jobs:
+        # A job of one message stays queued (and in the active index) until it completes: its
+        # `running` write, and its index copy, would change nothing a reader waits for.
+        if job_id not in self._running_jobs and not message.get(JOB_OF_ONE):
             self._try_update(
                 head_key(job_id),
                 "SET #state = :running, #started = :now, #updated = :now",

@@ -16,6 +16,7 @@ from mailsage.adapters.aws.dynamodb.keys import (
     CONTENT_SK,
     DATA_SK,
     DAY,
+    JOB_OF_ONE,
     Item,
     campaign_key,
     chunk_messages_key,
@@ -43,6 +44,13 @@ from mailsage.domain.models import Job, Message
 from mailsage.errors import Conflict, PayloadTooLarge
 
 log = logging.getLogger(__name__)
+
+
+def _smaller(text: str) -> str | bytes:
+    """The JSON text, or its zlib compression when that is smaller (records.json_text reads both).
+    The size check is made on the text: what a job may hold does not depend on how it packs."""
+    packed = zlib.compress(text.encode(), 6)
+    return packed if len(packed) < len(text.encode()) else text
 
 
 class JobCreation(TableClient):
@@ -96,6 +104,10 @@ class JobCreation(TableClient):
         ]
         job_items = self._content_items(job, separate_data, ttl)
         self._check_content_size(job_items)  # before any write: a refused job leaves nothing behind
+        for item in job_items:  # a 2 KB template is 3 write units as text, often 1 compressed
+            for name in ("content", "body"):
+                if name in item:
+                    item[name] = _smaller(item[name])
         self._batch_write([*message_items, *data_items, *job_items])
         self._batch_write(
             [
@@ -152,6 +164,7 @@ class JobCreation(TableClient):
                     "variables": None if separate_data else variables[m.id],
                     "data_days": job.retention_data_days,
                     PACKED_MARK: job.created_at,  # its chunk state is packed (see chunk_layout)
+                    JOB_OF_ONE: True if job.total == 1 else None,
                     TTL_ATTRIBUTE: ttl,
                 }
                 for pos, m in enumerate(members)
@@ -278,6 +291,7 @@ class JobCreation(TableClient):
             "rows": packed,
             "data_days": job.retention_data_days,
             PACKED_MARK: job.created_at,  # its chunk state is packed (see chunk_layout)
+            JOB_OF_ONE: True if job.total == 1 else None,
             TTL_ATTRIBUTE: ttl,
         }
 

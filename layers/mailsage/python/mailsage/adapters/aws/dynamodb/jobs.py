@@ -121,7 +121,14 @@ class Jobs(ChunkStates, Retention):
             return False
         now = time.time()
         allowed = placeholders("from", [s.value for s in sorted(job_states.LIVE)])
-        sets, removes = ["#state = :completed", "#updated = :now", "#finished = :now"], ["#g1pk", "#g1sk"]
+        # a job of one message was never `running` (Chunks.claim_messages): it starts as it completes
+        sets = [
+            "#state = :completed",
+            "#updated = :now",
+            "#finished = :now",
+            "#started = if_not_exists(#started, :now)",
+        ]
+        removes = ["#g1pk", "#g1sk"]
         values: dict[str, Any] = {":completed": JobState.COMPLETED.value, ":now": now, **allowed}
         update = _with_pacing(sets, removes, values, pacing)
         completed = self._update(head_key(job_id), update, values, f"#state IN ({', '.join(allowed)})")

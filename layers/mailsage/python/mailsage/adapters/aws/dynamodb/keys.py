@@ -32,7 +32,8 @@ Item = dict[str, Any]  # an item as plain Python values (codec.py maps them to D
 #                                             recipients in seq order;
 #                                             gsi1 ACCOUNT#{account}#MESSAGES/{created}#{job}#{n}
 # MSG#{message}       DATA                    the message's variables, when the job has a data retention
-# MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions);
+# MSG#{message}       LOG                     events, sent_at, delivered_at (written after transitions
+#                                             but a send and the first report after it);
 #                                             {opened,clicked,unsubscribed}_count (record_engagement)
 # MSG#{message}       MSG                     message: recipient, subject, variables (immutable);
 #                                             only for ids that are not of a packed chunk (below)
@@ -64,6 +65,7 @@ IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 CAMPAIGN_PREFIX = "CAMPAIGN#"
 WEBHOOK_PREFIX = "WEBHOOK#"
 DELIVERY_PREFIX = "DELIVERY#"
+JOB_OF_ONE = "one"  # on a message item (or chunk's): its job has this one message (claim_messages)
 PACING_PREFIX = "PACING#"  # + the pacing key; no other item's pk begins with it
 PACING_SK = "PACING"
 ACTIVE_PK = "ACTIVE"  # gsi1pk of the jobs that are queued or running (a sparse index)

@@ -4,7 +4,6 @@ recipient before any message item is read."""
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from mailsage.adapters.aws.dynamodb.keys import (
     state_key,
 )
 from mailsage.adapters.aws.dynamodb.reads import Reads
+from mailsage.adapters.aws.dynamodb.records import json_text
 from mailsage.adapters.aws.table import GSI1_NAME, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY
 from mailsage.domain.models import Message, MessageQuery
 
@@ -58,7 +58,7 @@ class _Listing:
             content = self.jobs.get(key_of(make_key(job_pk(job_id), CONTENT_SK)))
             ok = head is not None and content is not None
             if ok and (query.sender or query.tags):
-                data = json.loads(content["content"])  # type: ignore[index]
+                data = json_text(content["content"])  # type: ignore[index]
                 ok = (not query.sender or query.sender.lower() in (data.get("from") or "").lower()) and all(
                     tag in (data.get("tags") or []) for tag in query.tags
                 )

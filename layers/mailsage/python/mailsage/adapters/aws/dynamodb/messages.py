@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from mailsage.adapters.aws.dynamodb.chunk_layout import Layout
-from mailsage.adapters.aws.dynamodb.chunk_states import ChunkStates
+from mailsage.adapters.aws.dynamodb.chunk_layout import PACKED, Layout
+from mailsage.adapters.aws.dynamodb.chunk_states import ChunkStates, layout_of
 from mailsage.adapters.aws.dynamodb.codec import placeholders
 from mailsage.adapters.aws.dynamodb.keys import (
     DATA_SK,
@@ -23,9 +23,14 @@ from mailsage.adapters.aws.dynamodb.keys import (
     message_key,
     state_key,
 )
-from mailsage.adapters.aws.dynamodb.records import decode_message, decode_variables
+from mailsage.adapters.aws.dynamodb.records import decode_message, decode_variables, folded_report
 from mailsage.adapters.aws.table import SORT_KEY, TTL_ATTRIBUTE
 from mailsage.domain.models import ENGAGEMENT_KINDS, Message, MessageStatus
+
+
+def _holds(state: Item, p: int) -> bool:
+    """Whether the state holds the first delivery report of the message at `p`."""
+    return folded_report(state, p) is not None
 
 
 class Messages(ChunkStates):
@@ -94,35 +99,104 @@ class Messages(ChunkStates):
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> bool:
+        """The first report after a send on the first attempt is one write: the state holds it,
+        with the send's time (chunk_layout.py), and its event is made up on read
+        (records.folded_report). Any other move writes the state, then the log, which takes over
+        the send's time and a report the state held."""
         statuses = [s.value for s in allowed_from]
         message = self._locate(message_id)
         if not statuses or message is None or message["account_id"] != account_id:
             return False
         p = int(message["pos"])
         now = time.time()
+        details = {"code": error_code, "message": error_message}
+        held = False  # whether the state holds a report of this message (as far as is known)
+        if MessageStatus.SENT in statuses and layout_of(message)[0] is PACKED:
+            folded, current = self._fold_report(message, p, to, details, now)
+            if folded:
+                return True
+            if current is None or current["statuses"][p] not in statuses:
+                return False
+            held = _holds(current, p)
+        return self._logged_report(message, p, to, statuses, details, now, held)
 
+    def _fold_report(
+        self, message: Item, p: int, to: MessageStatus, details: dict[str, str | None], now: float
+    ) -> tuple[bool, Item | None]:
+        """sent -> `to` in one UpdateItem that sets the attempts to the send's stamp minus now
+        (< 0 by the condition: a clock behind the sender's takes the logged way). Without a
+        detail of its own the report's text is its status: only a position with no error folds."""
+        _, t0 = layout_of(message)
+        sets = [f"#a[{p}] = #c[{p}] - :now", f"#s[{p}] = :to", f"#c[{p}] = :now"]
+        values: dict[str, Any] = {
+            ":to": PACKED.code(to),
+            ":now": PACKED.stamp(now, t0),
+            ":sent": PACKED.code(MessageStatus.SENT),
+            ":one": 1,
+        }
+        condition = f"#s[{p}] = :sent AND #a[{p}] = :one AND #c[{p}] < :now"
+        if details["message"] is None:
+            condition += f" AND attribute_not_exists(#em.#p{p})"
+        for which, placeholder in (("code", ":code"), ("message", ":error")):
+            if details[which] is not None:
+                sets.append(str(PACKED.error(which, p, details[which], placeholder)[0]))
+                values[placeholder] = details[which]
+        key = state_key(message["job_id"], int(message["chunk"]))
+        return self._try_update(key, "SET " + ", ".join(sets), values, condition)
+
+    def _logged_report(
+        self,
+        message: Item,
+        p: int,
+        to: MessageStatus,
+        statuses: list[str],
+        details: dict[str, str | None],
+        now: float,
+        held: bool,
+    ) -> bool:
         def update(layout: Layout, t0: float) -> tuple[str, dict[str, Any], str]:
             allowed = placeholders("from", [layout.code(s) for s in statuses])
             sets = [f"{layout.status(p)} = :to", f"{layout.changed(p)} = :now"]
             values: dict[str, Any] = {":to": layout.code(to), ":now": layout.stamp(now, t0), **allowed}
+            condition = f"{layout.status(p)} IN ({', '.join(allowed)})"
+            if layout is PACKED:  # a report the state holds moves to the log (its attempt stays 1)
+                sets += [f"{layout.tries(p)} = :one"] if held else []
+                condition += f" AND {layout.tries(p)} {'<' if held else '>='} :zero"
+                values |= {":zero": 0, **({":one": 1} if held else {})}
             # like the embedded store: a missing detail keeps the old one
-            for which, value, placeholder in (
-                ("code", error_code, ":code"),
-                ("message", error_message, ":error"),
-            ):
-                if value is not None:
-                    sets.append(str(layout.error(which, p, value, placeholder)[0]))
-                    values[placeholder] = value
-            return "SET " + ", ".join(sets), values, f"{layout.status(p)} IN ({', '.join(allowed)})"
+            for which, placeholder in (("code", ":code"), ("message", ":error")):
+                if details[which] is not None:
+                    sets.append(str(layout.error(which, p, details[which], placeholder)[0]))
+                    values[placeholder] = details[which]
+            return "SET " + ", ".join(sets), values, condition
 
-        # returns the state before: a move out of `sent` keeps the send's time
-        moved, old = self._update_position(message, update, returns="ALL_OLD")
+        # returns the state before: a move out of `sent` keeps the send's time; a write that
+        # guessed wrong whether the state holds a report is made again as the state says
+        for _ in range(2):
+            moved, old = self._update_position(message, update, returns="ALL_OLD")
+            if moved or old is None or old["statuses"][p] not in statuses or _holds(old, p) == held:
+                break
+            held = _holds(old, p)
         if moved:
-            times = {"#delivered": now} if to == MessageStatus.DELIVERED else {}
-            if old is not None and old["statuses"][p] == MessageStatus.SENT:
-                times["#sent"] = float(old["changed_at"][p])
-            self._log_event(message, now, to.value, error_message or to.value, times)
+            self._log_report(message, p, to, details["message"], now, old)
         return moved
+
+    def _log_report(
+        self, message: Item, p: int, to: MessageStatus, text: str | None, now: float, old: Item | None
+    ) -> None:
+        """The report's event on the log, after the one the state held (if it held one), with the
+        send's time and delivered_at."""
+        times = {"#delivered": now} if to == MessageStatus.DELIVERED else {}
+        earlier: list[dict[str, Any]] = []
+        held = folded_report(old, p) if old is not None else None
+        if held is not None:
+            event, times["#sent"] = held
+            earlier.append(event)
+            if event["status"] == MessageStatus.DELIVERED and to != MessageStatus.DELIVERED:
+                times["#delivered"] = event["time"]
+        elif old is not None and old["statuses"][p] == MessageStatus.SENT:
+            times["#sent"] = float(old["changed_at"][p])
+        self._log_event(message, now, to.value, text or to.value, times, earlier)
 
     def record_engagement(
         self, account_id: str, message_id: str, kind: str, at: float, detail: str | None = None

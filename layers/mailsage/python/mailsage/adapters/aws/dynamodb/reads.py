@@ -15,6 +15,7 @@ from mailsage.adapters.aws.dynamodb.chunk_layout import PACKED_MARK
 from mailsage.adapters.aws.dynamodb.client import TableClient
 from mailsage.adapters.aws.dynamodb.keys import (
     DATA_SK,
+    JOB_OF_ONE,
     LOG_SK,
     Item,
     chunk_messages_key,
@@ -108,7 +109,11 @@ class Reads(TableClient):
                         "name": name,
                         "subject": subject,
                         **({"variables": variables} if variables is not None else {}),
-                        **{k: chunk[k] for k in ("data_days", PACKED_MARK, TTL_ATTRIBUTE) if k in chunk},
+                        **{
+                            k: chunk[k]
+                            for k in ("data_days", PACKED_MARK, JOB_OF_ONE, TTL_ATTRIBUTE)
+                            if k in chunk
+                        },
                     }
         return found
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -38,12 +39,18 @@ def optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def json_text(value: Any) -> Any:
+    """A content or body attribute, parsed: JSON text, or JSON compressed with zlib (binary;
+    JobCreation stores it so when that is smaller)."""
+    return json.loads(value if isinstance(value, str) else zlib.decompress(bytes(value)))
+
+
 def decode_content(content: Item, body: Item | None, now: float) -> Content:
     """The job's content; with a data retention its bodies are a separate item, which is gone (or
     expired) once the retention has passed: then the bodies read as empty."""
-    data = json.loads(content["content"])
+    data = json_text(content["content"])
     if content.get("body_separate"):
-        kept = json.loads(body["body"]) if body is not None and not is_expired(body, now) else {}
+        kept = json_text(body["body"]) if body is not None and not is_expired(body, now) else {}
         data |= {field: kept.get(field) for field in BODY_FIELDS}
     return Content.from_dict(data)
 
@@ -119,20 +126,49 @@ def decode_variables(item: Item, data: Item | None, now: float) -> dict[str, Any
 SENT_LOG = "accepted by the relay"  # the text of the "sent" event
 
 
+def folded_report(state: Item, pos: int) -> tuple[dict[str, Any], float] | None:
+    """The message's first delivery report when its status write held it in the state instead of
+    the log (Messages.update_delivery_status): (its event, the send's time), else None. Its time
+    and status are the state's; its text the detail that write stored, else the status."""
+    sent_at = (state.get("folded_sent_at") or [None] * (pos + 1))[pos]
+    if sent_at is None:
+        return None
+    status = state["statuses"][pos]
+    text = state["error_messages"][pos] or status
+    return {"time": float(state["changed_at"][pos]), "status": status, "log": text}, float(sent_at)
+
+
 def events_and_sent_at(state: Item, pos: int, log: Item | None) -> tuple[list[dict[str, Any]], float | None]:
     """The message's events and sent_at. The send itself writes no log (its time is the state's
-    changed_at while the message is sent; the transition that leaves `sent` copies it to the log's
-    sent_at), so its event is made up here, first (the status events are then put in time order).
-    A log written before this scheme holds the event itself, and is taken as it is."""
+    changed_at while the message is sent; the transition that leaves `sent` keeps it: in the state
+    for the first delivery report, whose event is made up here too, or in the log's sent_at), so
+    its event is made up here, first (the status events are then put in time order). A log written
+    before this scheme holds the event itself, and is taken as it is."""
     events = list(log.get("events", [])) if log else []
     sent_at = optional_float(log.get("sent_at")) if log else None
     status = state["statuses"][pos]
+    folded = folded_report(state, pos)
+    if folded is not None:
+        report, folded_sent_at = folded
+        sent_at = folded_sent_at if sent_at is None else sent_at
+        # where its log write would have appended it: after what the log holds from before it
+        at = next((i for i, e in enumerate(events) if float(e["time"]) > report["time"]), len(events))
+        events.insert(at, report)
     if sent_at is None and status == MessageStatus.SENT:
         sent_at = float(state["changed_at"][pos])
     if sent_at is not None and not any(e.get("status") == MessageStatus.SENT for e in events):
         text = state["error_messages"][pos] if status == MessageStatus.SENT else None
         events.insert(0, {"time": sent_at, "status": MessageStatus.SENT.value, "log": text or SENT_LOG})
     return ordered_events(events), sent_at
+
+
+def delivered_at(state: Item, pos: int, log: Item | None) -> float | None:
+    """The log's delivered_at, else the state's time of a delivery report held there."""
+    if log and log.get("delivered_at") is not None:
+        return float(log["delivered_at"])
+    if folded_report(state, pos) is not None and state["statuses"][pos] == MessageStatus.DELIVERED:
+        return float(state["changed_at"][pos])
+    return None
 
 
 def decode_message(
@@ -157,7 +193,7 @@ def decode_message(
         subject=item.get("subject", ""),
         created_at=created_at,
         sent_at=sent_at,
-        delivered_at=optional_float(log.get("delivered_at")) if log else None,
+        delivered_at=delivered_at(state, pos, log),
         events=events,
     )
 

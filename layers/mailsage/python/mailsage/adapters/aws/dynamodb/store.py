@@ -12,7 +12,8 @@ domain's ids (a chunk's ids share a prefix and hold their position) one compress
 found by the prefix; for other ids an item per message. The adapter remembers what it read of them.
 What a message accumulates after that (its event log, sent_at, delivered_at) goes to a small
 per-message log item, written after the transition it records, so the chunk state stays small; the
-send itself writes no log (its time is the state's).
+send itself writes no log (its time is the state's), nor does the first delivery report after it
+(the state holds it, with the send's time: see chunk_layout.py).
 
 Every read of a job's data goes through its head item, which `create_job` writes last: a job whose
 creation failed part way is not visible, whatever it left behind (see `create_job`).
