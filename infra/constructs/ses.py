@@ -1,36 +1,38 @@
-"""SES: the configuration set every message is sent with, its event destination (an SNS topic
-the events queue subscribes to with raw delivery, so each SQS body is the SES event JSON itself),
-the sender identities this stack creates and the ones it only references (already in the account)."""
+"""SES: the configuration set every message is sent with, its event destination (EventBridge's
+default bus, where a rule of this stack sends the configuration set's events to the events queue:
+each SQS body is the EventBridge event, the SES event as its `detail`), the sender identities this
+stack creates and the ones it only references (already in the account)."""
 
 from __future__ import annotations
 
 import re
 
 import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ses as ses
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import MailSageConfig
 from infra.constructs import acknowledge
+from mailsage.adapters.aws import ses_events
 
 SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
 # Only the events that move a message (domain/feedback.py). Never OPEN or CLICK: a destination
 # subscribing them turns on SES's own tracking (its pixel, every link rewritten) in all HTML mail.
-# Not SEND: the sender already records a message as sent, so each would be a publish, a queue
-# message and an invocation for nothing.
-EVENTS = (
-    ses.EmailSendingEvent.DELIVERY,
-    ses.EmailSendingEvent.DELIVERY_DELAY,
-    ses.EmailSendingEvent.BOUNCE,
-    ses.EmailSendingEvent.COMPLAINT,
-    ses.EmailSendingEvent.REJECT,
-    ses.EmailSendingEvent.RENDERING_FAILURE,
-)
+# Not SEND: the sender already records a message as sent, so each would be a queue message and an
+# invocation for nothing. Each with the eventType SES gives it (what the events rule matches).
+EVENTS = {
+    ses.EmailSendingEvent.DELIVERY: "Delivery",
+    ses.EmailSendingEvent.DELIVERY_DELAY: "DeliveryDelay",
+    ses.EmailSendingEvent.BOUNCE: "Bounce",
+    ses.EmailSendingEvent.COMPLAINT: "Complaint",
+    ses.EmailSendingEvent.REJECT: "Reject",
+    ses.EmailSendingEvent.RENDERING_FAILURE: "Rendering Failure",
+}
 
 
 def _construct_id(identity: str) -> str:
@@ -44,7 +46,7 @@ class Ses(Construct):
         construct_id: str,
         *,
         config: MailSageConfig,
-        events_queue: sqs.IQueue,
+        events_queue: sqs.Queue,
         events_dead_letters: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -61,28 +63,44 @@ class Ses(Construct):
             service="ses", resource="configuration-set", resource_name=self.configuration_set_name
         )
 
-        self.topic = sns.Topic(self, "EventsTopic", display_name="MailSage SES events", enforce_ssl=True)
-        # The event destination adds the topic policy: SES may publish for this configuration set only.
-        self.configuration_set.add_event_destination(
-            "ToTopic",
-            destination=ses.EventDestination.sns_topic(self.topic),
-            events=list(EVENTS),
-        )
-        # An event SNS cannot deliver (the queue's policy broken, the queue gone) lands beside the
-        # ones the events function failed on: both are SES events not yet applied, the function reads
-        # either body (raw or in SNS's envelope: ses_events.unwrap), so one alarm and one redrive to
-        # the events queue serve both. The subscription adds the DLQ policy's statement: SNS may
-        # send to it for this topic only.
-        self.topic.add_subscription(
-            subscriptions.SqsSubscription(
-                events_queue, raw_message_delivery=True, dead_letter_queue=events_dead_letters
-            )
-        )
+        self._events_to_queue(events_queue, events_dead_letters)
 
         self.identities = {name: self._identity(name) for name in config.sender_identities}
         # Verified in the account already (an EmailIdentity for them would fail the deploy): only
         # their ARNs, for the sender's policy.
         self.existing_identities = config.existing_sender_identities
+
+    def _events_to_queue(self, events_queue: sqs.Queue, events_dead_letters: sqs.IQueue) -> None:
+        """SES publishes the configuration set's events to the default bus (AWS service events: no
+        charge per event, unlike an SNS publish); this stack's rule sends them to the events queue."""
+        pattern = ses_events.event_pattern(self.configuration_set_name, EVENTS.values())
+        self.events_rule = events.Rule(
+            self,
+            "EventsRule",
+            description="MailSage: this configuration set's SES events to the events queue",
+            event_pattern=events.EventPattern(
+                source=pattern["source"], detail_type=pattern["detail-type"], detail=pattern["detail"]
+            ),
+        )
+        # The target adds the queue policy's statement: EventBridge may send for this rule only. An
+        # event it cannot deliver (the queue's policy broken, the queue gone) after its retries (24 h)
+        # lands beside the ones the events function failed on: both are SES events not yet applied,
+        # the function reads either (ses_events.unwrap), so one alarm and one redrive serve both.
+        # The target adds that queue's statement too, for this rule only.
+        self.events_rule.add_target(targets.SqsQueue(events_queue, dead_letter_queue=events_dead_letters))
+        destination = self.configuration_set.add_event_destination(
+            "ToEventBus",
+            destination=ses.EventDestination.event_bus(
+                events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
+            ),
+            events=list(EVENTS),
+        )
+        # SES publishes only once the rule and the queue's policy let its events through: none is
+        # dropped on the bus while a first deploy (or the switch from SNS) is under way.
+        destination.node.add_dependency(self.events_rule)
+        policy = events_queue.node.try_find_child("Policy")  # the queue's QueuePolicy
+        if policy is not None:
+            destination.node.add_dependency(policy)
 
     def _identity(self, name: str) -> ses.EmailIdentity:
         """A sender identity this stack creates, for a domain or an address."""
