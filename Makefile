@@ -9,14 +9,14 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]' -e clients/python
 	touch $(STAMP)
 
 # What running needs: the package and the SMTP sink (tens of MB), not the AWS and CDK toolchain.
 RUN_STAMP := $(VENV)/.installed-run
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[local]'
+	$(BIN)/python -m pip install --quiet -e '.[local]' -e clients/python
 	touch $(RUN_STAMP)
 
 ## run: start the local stack (API on :8026, SMTP sink on :1026) in the foreground
@@ -25,7 +25,7 @@ run: $(RUN_STAMP)
 
 ## test: install what the tests need, lint, and run the whole suite (and the MIME properties under 3.12/3.13)
 test: $(STAMP) lint test-interpreters
-	$(BIN)/python -m pytest --durations=25  # the slowest, to keep CI within its 30 minutes
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25  # two workers, a file on one of them (some files check at their end what their tests covered); the slowest, to keep CI within its 30 minutes
 
 # The header-safety properties must hold whatever the interpreter's patch level (the email package
 # changed between patch releases): they run under the newest pyenv 3.12 and 3.13 too (3.11 is the

@@ -370,3 +370,33 @@ def test_single_sends_are_transactional_and_batches_bulk() -> None:
     assert lane_of(_job(JobKind.BATCH, 1)) is Lane.TRANSACTIONAL
     assert lane_of(_job(JobKind.BATCH, 2)) is Lane.BULK
     assert lane_of(_job(JobKind.BATCH, 1, campaign_id="spring")) is Lane.BULK
+
+
+class BusyStore(MemoryPacingStore):
+    """The memory store, where the next write first waits `lock_seconds` for another process's lock."""
+
+    def __init__(self, clock: ManualClock, lock_seconds: float) -> None:
+        super().__init__()
+        self.clock, self.lock_seconds = clock, lock_seconds
+
+    def change_pacing(self, key, change):  # type: ignore[no-untyped-def]
+        self.clock.advance(self.lock_seconds)
+        self.lock_seconds = 0.0
+        return super().change_pacing(key, change)
+
+
+def test_a_grant_that_waited_for_the_store_starts_when_it_was_written() -> None:
+    """A reservation whose write waited 1.5 s for the lock is granted from the time of the write.
+    Granted from the time it asked, it would start in the past: its messages leave when the sender
+    gets it, 1.5 s later than booked, together with the next grant's: more than the burst at once."""
+    clock, rate = ManualClock(), 10.0
+    limit = RouteLimit(rate=rate)
+    pacer = Pacer(BusyStore(clock, 1.5), lambda route: limit, clock, HORIZON)
+    clock.advance(IDLE_SECONDS * 2)  # an idle provider: the bucket is far behind the clock
+    first = pacer.reserve(ROUTE, Lane.BULK, "a", 1_000)
+    written = clock()
+    second = pacer.reserve(ROUTE, Lane.BULK, "a", 1_000)
+    assert isinstance(first, Grant) and isinstance(second, Grant)
+    assert first.start >= written, (first, written)
+    sent_at = [(max(g.start, written), g.count) for g in (first, second)]
+    assert sent_at[1][0] - sent_at[0][0] >= first.count / rate - PRECISION, sent_at

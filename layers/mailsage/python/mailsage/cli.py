@@ -1,4 +1,5 @@
-"""`mailsage serve | invoke | create-key | dead-letters | ingest | preflight`."""
+"""`mailsage serve | invoke | dead-letters | ingest | preflight`; the API commands (send, batch,
+jobs) are registered from cli_api.py, the key commands (keys, create-key) from cli_keys.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from mailsage.cli_api import add_api_commands
+from mailsage.cli_keys import add_key_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -109,34 +113,6 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _create_key(args: argparse.Namespace) -> int:
-    """A new API key for an account, on the local database or, with --table-name, a deployed table."""
-    import uuid
-
-    from mailsage.domain.auth import AuthService
-    from mailsage.domain.models import Account
-
-    account_id = args.account_id or str(uuid.uuid4())
-    if args.table_name:
-        from mailsage.adapters.aws.dynamodb import DynamoStore
-
-        if args.region:
-            os.environ["AWS_DEFAULT_REGION"] = args.region
-        store: Any = DynamoStore(args.table_name)
-    else:
-        from mailsage.settings import CommonSettings
-        from mailsage.wiring import backends
-
-        os.environ.setdefault("MAILSAGE_DATA_DIR", args.data_dir)
-        store = backends(CommonSettings()).store
-    if args.default_provider:
-        store.put_account(Account(account_id, default_provider=args.default_provider))
-    key = AuthService(store).create_key(account_id)
-    print(f"account id: {account_id}")
-    print(f"API key:    {key}   (shown once: only its hash is stored)")
-    return 0
-
-
 def _dead_letters(args: argparse.Namespace) -> int:
     """Send-queue chunks the queue gave up on, and ingest records the ingest function rejected."""
     from mailsage.local.ingest import dead_letter_listing, local_queues
@@ -222,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = os.environ.get("MAILSAGE_DATA_DIR", ".mailsage")
     _add_serve(sub, data_dir)
     _add_local_tools(sub, data_dir)
+    add_key_commands(sub, data_dir)
+    add_api_commands(sub, data_dir)
     _add_preflight(sub)
 
     args = parser.parse_args(argv)
@@ -277,20 +255,6 @@ def _add_local_tools(sub: Any, data_dir: str) -> None:
     )
     invoke.set_defaults(run=_invoke)
 
-    create = sub.add_parser(
-        "create-key", help="create an API key for an account (a new account if none given)"
-    )
-    create.add_argument("--account-id", type=_uuid, help="the account (a UUID); default: a new account")
-    create.add_argument(
-        "--table-name", help="the deployed DynamoDB table (stack output); default: the local database"
-    )
-    create.add_argument("--region", help="the deployed table's region (default: the AWS CLI's)")
-    create.add_argument(
-        "--default-provider", help="also set the account's default provider (ses or a relay name)"
-    )
-    create.add_argument("--data-dir", default=data_dir)
-    create.set_defaults(run=_create_key)
-
     dead = sub.add_parser(
         "dead-letters", help="list chunks the send queue gave up on and ingest records that were rejected"
     )
@@ -317,15 +281,6 @@ def _version() -> str:
         return version("mailsage")
     except PackageNotFoundError:  # run from the source tree without installing it (the layer)
         return "unknown (not installed)"
-
-
-def _uuid(value: str) -> str:
-    import uuid
-
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
 
 
 if __name__ == "__main__":

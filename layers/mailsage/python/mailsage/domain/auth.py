@@ -21,6 +21,11 @@ def _key_id(digest: str) -> str:
     return digest[:16]
 
 
+def key_id_of(key: str) -> str:
+    """The id under which a key is stored, listed and revoked."""
+    return _key_id(_digest(key))
+
+
 class AuthService:
     def __init__(self, keys: ApiKeyStore) -> None:
         self.keys = keys

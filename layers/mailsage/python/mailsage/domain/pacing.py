@@ -228,21 +228,22 @@ class Pacer:
         limit = self.limits(route)
         if limit is None or not limit.rate:
             return None
-        now, rate = self.clock(), limit.rate
+        # Every change reads the clock inside the compare-and-set, not before it: a write that waited
+        # for the store's lock would otherwise grant slots from a time already past, and the grant
+        # after it would start at the same instant: twice the rate for a moment.
+        rate = limit.rate
         return self.store.change_pacing(
-            _rate_key(route), lambda s: reserve(s, now, rate, lane, account, want, self.horizon)
+            _rate_key(route), lambda s: reserve(s, self.clock(), rate, lane, account, want, self.horizon)
         )
 
     def throttled(self, route: str) -> None:
-        now = self.clock()
         self.store.change_pacing(
-            _rate_key(route), lambda s: (penalize(s, now, THROTTLE_PENALTY_SECONDS), None)
+            _rate_key(route), lambda s: (penalize(s, self.clock(), THROTTLE_PENALTY_SECONDS), None)
         )
 
     def park(self, route: str, reason: str) -> float:
         """Park every sender of `route`; returns when it is probed again."""
-        now = self.clock()
-        return self.store.change_pacing(_rate_key(route), lambda s: park(s, now, reason))
+        return self.store.change_pacing(_rate_key(route), lambda s: park(s, self.clock(), reason))
 
     def unpark(self, route: str) -> None:
         self.store.change_pacing(_rate_key(route), lambda s: (unpark(s), None))
@@ -258,9 +259,9 @@ class Pacer:
         limit = self.limits(route)
         if limit is None or not limit.max_connections:
             return True
-        now, most = self.clock(), limit.max_connections
+        most = limit.max_connections
         return self.store.change_pacing(
-            _connections_key(route), lambda s: take_connection(s, now, holder, most)
+            _connections_key(route), lambda s: take_connection(s, self.clock(), holder, most)
         )
 
     def disconnect(self, route: str, holder: str) -> None:

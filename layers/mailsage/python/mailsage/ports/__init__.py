@@ -6,6 +6,7 @@ from mailsage.ports.pacing import Change, PacingState, PacingStore
 from mailsage.ports.queues import Queue, Received, Scheduler
 from mailsage.ports.stores import (
     AccountStore,
+    ApiKeyAdmin,
     ApiKeyStore,
     CampaignStore,
     ChunkStore,
@@ -24,6 +25,7 @@ from mailsage.ports.webhooks import Resolver, WebhookClient, WebhookResponse, We
 
 __all__ = [
     "AccountStore",
+    "ApiKeyAdmin",
     "ApiKeyStore",
     "CampaignStore",
     "Change",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from mailsage.domain.api_keys import ApiKeyInfo
 from mailsage.domain.models import (
     Account,
     CampaignStats,
@@ -32,7 +33,17 @@ class ApiKeyStore(Protocol):
         """(account_id, key_hash) for a key id, or None."""
 
 
-class AccountStore(ApiKeyStore, Protocol):
+class ApiKeyAdmin(Protocol):
+    """An operator's view of the keys (the CLI's `keys list|revoke`); the API never lists keys."""
+
+    def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyInfo]:
+        """Every key (of one account when given), oldest first."""
+
+    def delete_api_key(self, key_id: str) -> bool:
+        """Remove a key; whether it existed. Authentication fails for it from then on."""
+
+
+class AccountStore(ApiKeyStore, ApiKeyAdmin, Protocol):
     """Accounts (their sending preferences) and their API keys."""
 
     def put_account(self, account: Account) -> None: ...

@@ -6,6 +6,7 @@ import json
 
 from mailsage.adapters.sqlite import records
 from mailsage.adapters.sqlite.base import SqliteTables
+from mailsage.domain.api_keys import ApiKeyInfo
 from mailsage.domain.models import Account
 
 
@@ -23,6 +24,18 @@ class SqliteAccounts(SqliteTables):
             .fetchone()
         )
         return (row["account_id"], row["key_hash"]) if row else None
+
+    def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyInfo]:
+        query = "SELECT key_id, account_id, created_at FROM api_keys"
+        rows = self.db.connection().execute(
+            query + (" WHERE account_id = ?" if account_id else "") + " ORDER BY created_at, key_id",
+            (account_id,) if account_id else (),
+        )
+        return [ApiKeyInfo(row["key_id"], row["account_id"], row["created_at"]) for row in rows]
+
+    def delete_api_key(self, key_id: str) -> bool:
+        cursor = self.db.connection().execute("DELETE FROM api_keys WHERE key_id = ?", (key_id,))
+        return cursor.rowcount > 0
 
     def put_account(self, account: Account) -> None:
         domains = json.dumps(account.sender_domains) if account.sender_domains is not None else None
