@@ -1,7 +1,7 @@
 """What a first deploy into a fresh account needs, proven on the synthesized template: the API
 Gateway account's CloudWatch role, a default sender the stack can send from, identities already in
 the account referenced instead of created, and SES set up as documented (only the events MailSage
-consumes; a dead-letter queue for what EventBridge cannot deliver: tests/infra/test_ses_event_bus.py)."""
+consumes; a dead-letter queue for what SNS cannot deliver)."""
 
 from __future__ import annotations
 
@@ -262,6 +262,45 @@ def test_no_event_destination_turns_on_ses_tracking_or_send_events(
         for destination in s.resources("AWS::SES::ConfigurationSetEventDestination").values():
             subscribed = set(destination["Properties"]["EventDestination"]["MatchingEventTypes"])
             assert not subscribed & {"open", "click", "send"}
+
+
+def test_what_sns_cannot_deliver_goes_to_the_events_dead_letter_queue(synthesized: Synthesized) -> None:
+    # Given the subscription of the events queue to the SES events topic
+    _, subscription = one(synthesized, "AWS::SNS::Subscription")
+    queue_id = subscription["Properties"]["Endpoint"]["Fn::GetAtt"][0]
+    topic = subscription["Properties"]["TopicArn"]
+    # Then its redrive policy names the dead-letter queue the events queue itself redrives to
+    queue = synthesized.data["Resources"][queue_id]
+    dlq_arn = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+    assert subscription["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": dlq_arn}
+    # And that queue's policy lets SNS send to it for this topic only
+    dlq_id = dlq_arn["Fn::GetAtt"][0]
+    (policy,) = [
+        p
+        for p in synthesized.resources("AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": dlq_id}]
+    ]
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert allows == [
+        {
+            "Action": "sqs:SendMessage",
+            "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Resource": dlq_arn,
+        }
+    ]
+
+
+def test_the_dead_letter_queue_sns_writes_to_has_an_alarm(synthesized: Synthesized) -> None:
+    _, subscription = one(synthesized, "AWS::SNS::Subscription")
+    dlq_id = subscription["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    alarms = [
+        a
+        for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if refers_to(a["Properties"].get("Dimensions", []), dlq_id)
+    ]
+    assert alarms
 
 
 def test_cfn_lint_reports_no_errors_with_imported_identities(imported: Synthesized) -> None:

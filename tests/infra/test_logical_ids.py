@@ -46,6 +46,7 @@ PINNED = {
     "EventsFunctionLogsF2744197",
     "WebhooksFunctionLogs6BBDD086",
     "MonitoringAlarmTopicAF62D4F1",
+    "SesEventsTopic6239202B",
     "SesConfigurationSet74E7EAAF",
 }
 # Identities exist only when sender_identities names them (the configured stack).

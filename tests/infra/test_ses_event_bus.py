@@ -1,19 +1,35 @@
-"""SES events reach the events queue through EventBridge: the configuration set publishes to the
-account's default bus, the stack's rule selects this configuration set's events of the consumed
-types and sends them to the events queue, which only that rule may send to; what EventBridge
-cannot deliver lands in the events queue's own dead-letter queue."""
+"""Where SES's events go, by the context's `ses_event_destination`: an SNS topic by default, or
+EventBridge's default bus as an opt-in. On the bus, the stack's rule selects this configuration
+set's events of the consumed types and sends them to the events queue, which only that rule may
+send to; what EventBridge cannot deliver lands in the events queue's own dead-letter queue. Either
+way a template holds one destination, and a switch rewrites the queues' policies only once the new
+path is complete. The eventbridge stack is synthesized once, with cdk-nag."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.config import ConfigError, MailSageConfig
 from infra.constructs.ses import EVENTS
 from mailsage.adapters.aws import ses_events
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import Synthesized, cdk_json_context
 from tests.infra.test_first_deploy import DESTINATION_NAMES, consumed_event_types
+from tests.infra.test_logical_ids import PINNED, stateful_ids
+from tests.infra.test_nag_and_lint import (
+    CFN_LINT,
+    EXPECTED_ACKNOWLEDGMENTS,
+    LOGICAL_ID,
+    synthesize_with_nag,
+)
 from tests.infra.test_stack import as_list, function_ids
+
+EVENTS_TOPIC = "SesEventsTopic6239202B"  # pinned: tests/infra/test_logical_ids.py
 
 
 def destination_of(s: Synthesized) -> tuple[str, dict[str, Any]]:
@@ -52,12 +68,81 @@ def dead_letter_queue_id(s: Synthesized, queue_id: str) -> str:
     return str(redrive["deadLetterTargetArn"]["Fn::GetAtt"][0])
 
 
+@pytest.fixture(scope="session")
+def eventbridge_nagged(build_app: Callable[..., tuple[Any, Any]]) -> tuple[Synthesized, dict[str, str]]:
+    """The stack with `ses_event_destination` "eventbridge", synthesized once with cdk-nag (which
+    fails on a finding without acknowledgment), and the rules it acknowledged."""
+    built: list[tuple[Any, Any]] = []
+
+    def build(overrides: dict[str, Any], *, nag: bool = False) -> tuple[Any, Any]:
+        built.append(build_app(overrides, nag=nag))
+        return built[-1]
+
+    acknowledged = synthesize_with_nag(build, {"ses_event_destination": "eventbridge"})
+    ((app, stack),) = built
+    path = Path(app.synth().directory) / stack.template_file  # the assembly synthesized above
+    data = json.loads(path.read_text())
+    from aws_cdk.assertions import Template
+
+    return Synthesized(stack, Template.from_json(data), data, path), acknowledged
+
+
 @pytest.fixture
-def stack(synthesized: Synthesized) -> Synthesized:
-    """The stack with cdk.json's defaults: nothing in the context changes the events path (the
-    configured and imported stacks pass cdk-nag and cfn-lint with it in test_nag_and_lint.py and
-    test_first_deploy.py), and one synthesis keeps this file fast on its own."""
-    return synthesized
+def stack(eventbridge_nagged: tuple[Synthesized, dict[str, str]]) -> Synthesized:
+    return eventbridge_nagged[0]
+
+
+@pytest.fixture(params=["synthesized", "stack"])
+def either(request: pytest.FixtureRequest) -> Synthesized:
+    """The default (SNS) stack, then the eventbridge one."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+# --- the context key -----------------------------------------------------------------------------
+
+
+def test_sns_is_the_default_destination() -> None:
+    assert cdk_json_context()["ses_event_destination"] == "sns"
+    assert MailSageConfig.from_context({}.get).ses_event_destination == "sns"
+    assert MailSageConfig.from_context(
+        {"ses_event_destination": "EventBridge"}.get
+    ).ses_event_destination == ("eventbridge")
+
+
+@pytest.mark.parametrize("value", ["kinesis", "sns,eventbridge", "both"])
+def test_any_other_destination_is_refused_with_one_clear_line(value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        MailSageConfig.from_context({"ses_event_destination": value}.get)
+    assert str(refused.value) == (
+        f"context 'ses_event_destination' must be one of sns, eventbridge (got {value!r})"
+    )
+
+
+# --- the default: an SNS topic -------------------------------------------------------------------
+
+
+def test_by_default_ses_publishes_to_the_topic_the_events_queue_subscribes_to_and_no_rule_exists(
+    synthesized: Synthesized,
+) -> None:
+    # Given the default stack's one event destination
+    _, destination = destination_of(synthesized)
+    event_destination = destination["Properties"]["EventDestination"]
+    # Then it is the pinned topic, which the events queue subscribes to
+    assert event_destination["SnsDestination"] == {"TopicARN": {"Ref": EVENTS_TOPIC}}
+    assert "EventBridgeDestination" not in event_destination
+    (subscription,) = synthesized.resources("AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["TopicArn"] == {"Ref": EVENTS_TOPIC}
+    queue_id = events_queue_id(synthesized)
+    assert subscription["Properties"]["Endpoint"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    # And no rule exists, nor may EventBridge send to the events queue or its dead-letter queue
+    assert synthesized.resources("AWS::Events::Rule") == {}
+    for target_id in (queue_id, dead_letter_queue_id(synthesized, queue_id)):
+        assert [a["Principal"] for a in allows_on(synthesized, target_id)] == [
+            {"Service": "sns.amazonaws.com"}
+        ]
+
+
+# --- opted in: EventBridge's default bus ---------------------------------------------------------
 
 
 def test_the_configuration_set_publishes_to_the_default_event_bus_and_nowhere_else(
@@ -73,8 +158,9 @@ def test_the_configuration_set_publishes_to_the_default_event_bus_and_nowhere_el
     assert not {"SnsDestination", "KinesisFirehoseDestination", "CloudWatchDestination"} & set(
         event_destination
     )
-    # And no SNS topic is left for SES events (the one topic is the alarms')
+    # And no SNS topic or subscription is left for SES events (the one topic is the alarms')
     assert [k for k in stack.resources("AWS::SNS::Topic") if not k.startswith("MonitoringAlarmTopic")] == []
+    assert stack.resources("AWS::SNS::Subscription") == {}
 
 
 def test_the_rule_matches_this_configuration_sets_events_of_the_subscribed_types(stack: Synthesized) -> None:
@@ -124,27 +210,71 @@ def test_only_this_rule_may_send_to_the_events_queue_and_its_dead_letter_queue(s
         assert allow["Resource"] == {"Fn::GetAtt": [target_id, "Arn"]}
 
 
-def test_ses_publishes_only_once_the_rule_and_the_queue_policy_exist(stack: Synthesized) -> None:
+def test_ses_publishes_to_the_bus_only_once_the_rule_exists(stack: Synthesized) -> None:
     # Given the destination (a first deploy, or the switch from SNS, creates it)
     _, destination = destination_of(stack)
     rule_id, _ = rule_of(stack)
-    queue_id = events_queue_id(stack)
-    (policy_id,) = [
-        k
-        for k, p in stack.resources("AWS::SQS::QueuePolicy").items()
-        if {"Ref": queue_id} in p["Properties"]["Queues"]
-    ]
-    # Then CloudFormation creates it after them: no event reaches the bus before a rule takes it
-    assert {rule_id, policy_id} <= set(destination["DependsOn"])
+    # Then CloudFormation creates it after the rule: no event reaches the bus before a rule takes it
+    assert rule_id in destination["DependsOn"]
 
 
-def test_the_dead_letter_queue_eventbridge_writes_to_has_an_alarm(synthesized: Synthesized) -> None:
-    _, rule = rule_of(synthesized)
+def test_the_dead_letter_queue_eventbridge_writes_to_has_an_alarm(stack: Synthesized) -> None:
+    _, rule = rule_of(stack)
     dlq_id = rule["Targets"][0]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
     alarmed = [
         a
-        for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        for a in stack.resources("AWS::CloudWatch::Alarm").values()
         if {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
         in a["Properties"].get("Dimensions", [])
     ]
     assert alarmed
+
+
+def test_the_eventbridge_stack_keeps_every_pinned_logical_id_but_the_topics(stack: Synthesized) -> None:
+    # Switching back to SNS recreates the topic (nothing is stored in it); all else stays in place
+    assert stateful_ids(stack) == PINNED - {EVENTS_TOPIC}
+
+
+def test_the_eventbridge_stack_passes_cdk_nag_with_the_reviewed_acknowledgments(
+    eventbridge_nagged: tuple[Synthesized, dict[str, str]],
+) -> None:
+    _, acknowledged = eventbridge_nagged
+    assert {LOGICAL_ID.sub("<…", rule) for rule in acknowledged} == EXPECTED_ACKNOWLEDGMENTS
+
+
+def test_the_eventbridge_stack_passes_cfn_lint(stack: Synthesized) -> None:
+    result = subprocess.run(
+        [*CFN_LINT, str(stack.path), "--ignore-checks", "W3005"], capture_output=True, text=True, timeout=120
+    )
+    # exit code bits: 2 errors, 4 warnings, 8 informational; 1 means cfn-lint itself failed
+    assert result.returncode & (1 | 2) == 0, f"{result.stdout}\n{result.stderr}"
+
+
+# --- a switch from one to the other --------------------------------------------------------------
+
+
+def test_the_queue_policies_change_only_once_the_new_path_is_complete(either: Synthesized) -> None:
+    # Given the destination and what else its path needs (the rule, or the topic's subscription)
+    destination_id, _ = destination_of(either)
+    path = {
+        destination_id,
+        *either.resources("AWS::Events::Rule"),
+        *either.resources("AWS::SNS::Subscription"),
+    }
+    assert len(path) == 2
+    queue_id = events_queue_id(either)
+    policies = {
+        k: p
+        for k, p in either.resources("AWS::SQS::QueuePolicy").items()
+        if p["Properties"]["Queues"]
+        in ([{"Ref": queue_id}], [{"Ref": dead_letter_queue_id(either, queue_id)}])
+    }
+    assert len(policies) == 2
+    # Then the policies of the events queue and its dead-letter queue, which a switch rewrites (the
+    # old path's statement gone), are written after them: until then the old path delivers (it is
+    # deleted only at the end of the deploy)
+    for policy in policies.values():
+        assert path <= set(policy["DependsOn"])
+    # And no part of the new path waits for those policies (CDK's subscription would, by default)
+    for part in path:
+        assert not set(policies) & set(either.data["Resources"][part].get("DependsOn", []))

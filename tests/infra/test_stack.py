@@ -147,7 +147,7 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
     t.resource_count_is("AWS::SES::ConfigurationSet", 1)
-    t.resource_count_is("AWS::SNS::Topic", 1)  # alarms (SES events go through EventBridge)
+    t.resource_count_is("AWS::SNS::Topic", 2)  # SES events, alarms
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     t.resource_count_is("AWS::Lambda::EventSourceMapping", 5)  # the sender consumes both lanes
     t.resource_count_is("AWS::SES::EmailIdentity", 0)  # none by default
@@ -533,7 +533,40 @@ def test_scheduler_role_may_only_send_to_the_send_queue_and_its_dlq(synthesized:
 # --- SES ---------------------------------------------------------------------------------------
 
 
-# SES events to the events queue: tests/infra/test_ses_event_bus.py
+def test_ses_events_reach_the_events_queue_as_raw_json(synthesized: Synthesized) -> None:
+    (destination,) = synthesized.resources("AWS::SES::ConfigurationSetEventDestination").values()
+    event_destination = destination["Properties"]["EventDestination"]
+    # which events: tests/infra/test_first_deploy.py
+    topic_id = event_destination["SnsDestination"]["TopicARN"]["Ref"]
+    (subscription,) = synthesized.resources("AWS::SNS::Subscription").values()
+    props = subscription["Properties"]
+    assert props["Protocol"] == "sqs" and props["TopicArn"] == {"Ref": topic_id}
+    assert props["RawMessageDelivery"] is True
+    events_mapping_queue = next(
+        m["Properties"]["EventSourceArn"]
+        for m in synthesized.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": function_ids(synthesized)["events"]}
+    )
+    assert props["Endpoint"] == events_mapping_queue
+
+
+def test_only_ses_for_this_configuration_set_may_publish_to_the_events_topic(
+    synthesized: Synthesized,
+) -> None:
+    (destination,) = synthesized.resources("AWS::SES::ConfigurationSetEventDestination").values()
+    topic_id = destination["Properties"]["EventDestination"]["SnsDestination"]["TopicARN"]["Ref"]
+    config_set = destination["Properties"]["ConfigurationSetName"]["Ref"]
+    allows = [
+        st
+        for policy in synthesized.resources("AWS::SNS::TopicPolicy").values()
+        if policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        if st["Effect"] == "Allow"
+    ]
+    assert allows
+    for st in allows:
+        assert st["Principal"] == {"Service": "ses.amazonaws.com"} and st["Action"] == "sns:Publish"
+        assert refers_to(st["Condition"], config_set)
 
 
 def test_named_identities_use_the_configuration_set(configured: Synthesized) -> None:
@@ -633,7 +666,7 @@ def test_api_5xx_alarm_and_every_alarm_notifies_the_alarm_topic(synthesized: Syn
     (alarm_topic,) = [k for k in topics if "Alarm" in k]
     for alarm in alarms(synthesized):
         assert alarm["AlarmActions"] == [{"Ref": alarm_topic}]
-    synthesized.template.resource_count_is("AWS::SNS::Subscription", 0)  # no alarm_email by default
+    synthesized.template.resource_count_is("AWS::SNS::Subscription", 1)  # only the events queue
 
 
 def test_alarm_email_subscribes_to_the_alarm_topic(configured: Synthesized) -> None:
