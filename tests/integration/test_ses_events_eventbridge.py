@@ -1,7 +1,9 @@
-"""The events function over SES events in EventBridge's envelope, on both stores: the canonical
-sample (events/ses_bounce_eventbridge.json) applied to a message really sent through the sender on
-SQLite, and on DynamoDB/SQS under moto an event put on the default bus, selected by the stack's
-rule pattern, delivered by EventBridge to the events queue and applied from there."""
+"""The events function over SES events in EventBridge's envelope (a stack with `ses_event_destination`
+"eventbridge"), on both stores: the canonical sample (events/ses_bounce_eventbridge.json) applied to
+a message really sent through the sender on SQLite, and on DynamoDB/SQS under moto an event put on
+the default bus, selected by the stack's rule pattern, delivered by EventBridge to the events queue
+and applied from there. On both, an event that reaches the queue through both destinations while a
+stack switches between them is applied once."""
 
 from __future__ import annotations
 
@@ -149,3 +151,23 @@ def test_an_eventbridge_bounce_reaches_the_events_function_through_the_rule_on_d
     )
     assert [s.email for s in suppressions] == ["bounce@example.com"]
     assert "message.bounced" in [p["type"] for p in aws.published()]
+
+
+def test_one_event_through_both_destinations_during_the_switch_is_applied_once_on_dynamodb(
+    aws: AwsRuntime,  # noqa: F811
+) -> None:
+    # Given a message sent through the sender
+    job = aws.batch(["bounce@example.com"])
+    aws.worker.drain()
+    aws.published()
+    message = aws.message(job["job_id"], "bounce@example.com")
+    ids = {"account_id": aws.account_id, "job_id": message.job_id, "message_id": message.id}
+    body = eventbridge_body(ids, CONFIGURATION_SET, "bounce@example.com")
+    # When the same bounce arrives as SNS delivers it (raw), then as the EventBridge rule does
+    result = aws.events.lambda_handler(
+        sqs_record_event(body["detail"], body), LocalContext("mailsage-events")
+    )
+    # Then both records succeed, the message is bounced, and the webhook is told once
+    assert result == {"batchItemFailures": []}
+    assert aws.message(job["job_id"], "bounce@example.com").status.value == "bounced"
+    assert [p["type"] for p in aws.published()].count("message.bounced") == 1

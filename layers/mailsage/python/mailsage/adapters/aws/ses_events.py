@@ -1,5 +1,5 @@
-"""SES event notifications (configuration set -> EventBridge's default bus -> a rule -> SQS; before
-that SNS -> SQS) -> DeliveryReports.
+"""SES event notifications (configuration set -> SNS -> SQS by default, or -> EventBridge's default
+bus -> a rule -> SQS: infra's `ses_event_destination`) -> DeliveryReports.
 
 The sender tags every message it hands to SES with `account_id`, `job_id` and `message_id` (SES
 message tags); a notification is matched back by them. Mail sent through the same configuration
@@ -72,8 +72,8 @@ def event_pattern(configuration_set: str, event_types: Iterable[str]) -> dict[st
 
 def unwrap(body: dict[str, Any]) -> dict[str, Any]:
     """The SES notification inside its envelope: EventBridge's (`detail`), SNS's (`Message`, raw
-    delivery off), or `body` itself (SNS raw delivery). All three are read: records queued or
-    dead-lettered before the destination moved from SNS to EventBridge are still applied."""
+    delivery off), or `body` itself (SNS raw delivery). All three are read whatever the stack's
+    destination: records queued or dead-lettered before a switch between them are still applied."""
     if body.get("source") == _SOURCE and "detail-type" in body:
         detail = body.get("detail")
         if not isinstance(detail, dict):
