@@ -6,10 +6,9 @@
 - Single sends: one `/api/v1/emails/send` each, its chunk taken from the priority queue on its own
   (transactional traffic arrives spread out: one record per sender invocation).
 Then the SES events path of both: one Delivery notification per recipient (the configuration set
-subscribes only the types the events function acts on), put by SES on EventBridge's default bus
-and delivered by the stack's rule to the events queue in EventBridge's envelope (no charge for
-the event; one SQS SendMessage each), consumed by the real events handler in the groups the
-events queue's event source forms (`events_per_invocation`).
+subscribes only the types the events function acts on), published by SES to SNS and delivered
+raw to the events queue (one SNS publish and one SQS SendMessage each), consumed by the real
+events handler in the groups the events queue's event source forms (`events_per_invocation`).
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ def _resources(suffix: str) -> dict[str, str]:
         "MAILSAGE_SEND_QUEUE_URL": _queue(sqs, f"send-{suffix}"),
         "MAILSAGE_PRIORITY_QUEUE_URL": _queue(sqs, f"priority-{suffix}"),
         "MAILSAGE_WEBHOOK_QUEUE_URL": _queue(sqs, f"webhooks-{suffix}"),
-        "BENCH_EVENTS_QUEUE_URL": _queue(sqs, f"events-{suffix}"),  # what the EventBridge rule delivers to
+        "BENCH_EVENTS_QUEUE_URL": _queue(sqs, f"events-{suffix}"),  # the bench's own: what SNS delivers to
         "MAILSAGE_DEFAULT_FROM": "MailSage <noreply@mailsage.example>",
         "MAILSAGE_SES_MAX_RATE": f"{SES_RATE:g}",  # moto has no GetAccount
         "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
@@ -145,35 +144,17 @@ def delivery_notification(sent: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def eventbridge_event(notification: dict[str, Any]) -> dict[str, Any]:
-    """The SES event as the events queue receives it from the stack's rule: EventBridge's envelope
-    (the shape of events/ses_bounce_eventbridge.json), the SES event as its detail."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Email Delivered",
-        "source": "aws.ses",
-        "account": "123456789012",
-        "time": notification["delivery"]["timestamp"][:19] + "Z",
-        "region": REGION,
-        "resources": [],
-        "detail": notification,
-    }
-
-
 def events_path(meter: Meter, per_invocation: int, events: Any, invoke: Invocations) -> int:
-    """Every accepted send's Delivery notification onto the events queue as the EventBridge rule
-    delivers it (the SendMessage counted as any SQS request; the event itself costs nothing), then
-    the queue drained through the events handler in groups of `per_invocation`. Done in rounds of
-    100: moto's SQS slows as a queue fills. Returns the number of SES events."""
+    """Every accepted send's Delivery notification onto the events queue as SNS delivers it (the
+    publish is counted by the caller), then the queue drained through the events handler in groups
+    of `per_invocation`. Done in rounds of 100: moto's SQS slows as a queue fills."""
     import boto3
 
     sqs, url = boto3.client("sqs"), os.environ["BENCH_EVENTS_QUEUE_URL"]
     sent = list(meter.sent)
     for start in range(0, len(sent), 100):
         for one in sent[start : start + 100]:
-            body = eventbridge_event(delivery_notification(one))
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(delivery_notification(one)))
         drain(url, per_invocation, "events", events, invoke)
     return len(sent)
 
@@ -216,18 +197,18 @@ def run_once(
             if len(meter.sent) != emails:
                 raise RuntimeError(f"{len(meter.sent)} SES sends for {emails} emails")
             arrivals = SES_RATE if kind == "batch" else SINGLE_SENDS_PER_S
-            ses_events = events_path(
+            publishes = events_path(
                 meter, events_per_invocation(arrivals, events_window_s), handlers["events"], invoke
             )
             stored = stored_bytes(meter.table)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return _record(kind, emails, meter, invoke, ses_events, stored)
+    return _record(kind, emails, meter, invoke, publishes, stored)
 
 
 def _record(
-    kind: str, emails: int, meter: Meter, invoke: Invocations, ses_events: int, stored: int
+    kind: str, emails: int, meter: Meter, invoke: Invocations, publishes: int, stored: int
 ) -> dict[str, Any]:
     invocations = dict(invoke.count)
     sender_busy = invoke.cpu["sender"] + invoke.wait["sender"]
@@ -244,7 +225,7 @@ def _record(
         "units_by_operation_and_item": {k: v for k, v in sorted(meter.units_by.items()) if v},
         "rru": meter.rru,
         "sqs_requests": meter.sqs_requests,
-        "ses_events": ses_events,  # on EventBridge's default bus, each delivered to the events queue
+        "sns_publishes": publishes,
         "api_requests": invocations["api"],
         "invocations": invocations,
         "cpu_s": dict(invoke.cpu),

@@ -14,22 +14,17 @@ from typing import Any
 
 REGION = "us-east-1"
 SES_PER_1000 = 0.10
-PRICE_SOURCE = (
-    "AWS list prices as known 2024-11 (from memory, not fetched), us-east-1, no free tier; "
-    "EventBridge: AWS service events on the default bus free (from memory, matching third-party "
-    "pricing guides of 2026 found offline; AWS's own pricing page was not available)"
-)
+PRICE_SOURCE = "AWS list prices as known 2024-11 (from memory, not fetched), us-east-1, no free tier"
 PRICES: dict[str, float] = {
     "dynamodb_wru": 0.625 / 1e6,  # on-demand, per write request unit
     "dynamodb_rru": 0.125 / 1e6,  # on-demand, per read request unit
     "dynamodb_gb_month": 0.25,  # standard table class storage
     "sqs_request": 0.40 / 1e6,  # standard queue, per request (64 KB chunk)
-    # SES events reach the events queue through EventBridge's default bus (infra/constructs/ses.py):
-    # events AWS services put there are not charged, nor is a rule's delivery to an SQS target
-    # (from memory; third-party pricing guides of 2026 say the same: "AWS service events: free").
-    # The SQS SendMessage of that delivery is an SQS request, counted with the rest.
+    "sns_publish": 0.50 / 1e6,  # per publish (64 KB chunk); delivery to SQS is free
+    # The opt-in destination (ses_event_destination "eventbridge"): events AWS services put on the
+    # default bus, and a rule's delivery to SQS, are not charged (from memory; AWS's pricing page was
+    # not available offline). Its SendMessage is an SQS request, as SNS's delivery is.
     "eventbridge_aws_service_event": 0.0,
-    "sns_publish": 0.50 / 1e6,  # the destination before it (an alternative): per publish (64 KB chunk)
     "lambda_request": 0.20 / 1e6,
     "lambda_gb_second_arm64": 0.0000133334,
     "apigw_rest_request": 3.50 / 1e6,  # first 333 M requests/month
@@ -116,7 +111,7 @@ def price(run: dict[str, Any], emails: int) -> dict[str, float]:
         "dynamodb_reads": run["rru"] * p["dynamodb_rru"],
         "dynamodb_storage_1_month": run["stored_bytes"] / 1e9 * p["dynamodb_gb_month"],
         "sqs": run["sqs_requests"] * p["sqs_request"],
-        "eventbridge": run.get("ses_events", 0) * p["eventbridge_aws_service_event"],
+        "sns": run["sns_publishes"] * p["sns_publish"],
         "lambda_requests": sum(run["invocations"].values()) * p["lambda_request"],
         "lambda_duration": lambda_gb_seconds(run["cpu_s"], run["io_wait_s"]) * p["lambda_gb_second_arm64"],
         "lambda_paced_wait": lambda_gb_seconds({}, paced) * p["lambda_gb_second_arm64"],
@@ -140,8 +135,8 @@ def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
     - xray_lambda_default: every function in active tracing, sampled by Lambda's fixed default
       rule (1/s + 5%), the design before the API's own sampling rule;
     - sender_512mb: the sender (network-bound) at 512 MB: its waiting costs half;
-    - sns_destination: SES events through an SNS topic (raw delivery to the events queue) instead of
-      EventBridge's default bus: one publish per event on top (the same SQS requests)."""
+    - eventbridge_destination: SES events through EventBridge's default bus instead of the SNS
+      topic (the stack's opt-in): no publish per event, the same SQS requests; best effort."""
     base = price(run, emails)
     total = sum(base.values())
     traces = run["traces"] * PRICES["xray_trace_recorded"] * 1000 / emails
@@ -151,7 +146,9 @@ def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
         "http_api": total - http_api_saving(run, emails),
         "xray_lambda_default": total - base["xray"] + traces,
         "sender_512mb": total - sender_saving,
-        "sns_destination": total + run.get("ses_events", 0) * PRICES["sns_publish"] * 1000 / emails,
+        "eventbridge_destination": total
+        - base["sns"]
+        + run["sns_publishes"] * PRICES["eventbridge_aws_service_event"] * 1000 / emails,
     }
 
 
