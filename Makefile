@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-interpreters lint invoke openapi clean build synth deploy bench faults stress
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[local,aws,infra,dev]' -e clients/python
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 # What running needs: the package and the SMTP sink (tens of MB), not the AWS and CDK toolchain.
 RUN_STAMP := $(VENV)/.installed-run
-$(RUN_STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[local]' -e clients/python
 	touch $(RUN_STAMP)
@@ -48,9 +48,10 @@ test-interpreters:
 
 ## lint: ruff (style, and complexity: see [tool.ruff.lint] in pyproject.toml) and mypy
 lint: $(STAMP)
-	$(BIN)/ruff check layers functions infra tests bench
-	$(BIN)/ruff format --check layers functions infra tests bench
+	$(BIN)/ruff check layers functions infra tests bench clients
+	$(BIN)/ruff format --check layers functions infra tests bench clients
 	$(BIN)/mypy layers/mailsage/python/mailsage
+	$(BIN)/mypy --strict clients/python/src/mailsage_client
 
 ## invoke: run one handler with a sample event, e.g. make invoke FUNCTION=api EVENT=events/api_send.json
 invoke: $(STAMP)

@@ -1,15 +1,14 @@
-"""`make run` installs only `.[local]`: in a virtualenv with nothing else, `mailsage serve` starts,
-accepts an email and the built-in sink receives it (no boto3, no CDK)."""
+"""`make run` installs only `.[local]` and the Python client: in a virtualenv with nothing else,
+`mailsage serve` starts, `mailsage send` hands it an email and the built-in sink receives it (no
+boto3, no CDK)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,12 @@ def _run_install(venv: Path) -> None:
     recipe = re.search(r"^\$\(RUN_STAMP\):.*?\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
     assert recipe, "Makefile has no RUN_STAMP recipe"
     [install] = [line for line in recipe.group(1).splitlines() if "pip install" in line]
-    extras = re.search(r"-e '(\.\[[^\]]*\])'", install)
-    assert extras and extras.group(1) == ".[local]", install
+    # Exactly what it installs: the package with the `local` extra, and the Python client.
+    editable = re.findall(r"-e '?([^' ]+)'?", install)
+    assert editable == [".[local]", "clients/python"], install
+    args = [arg for path in editable for arg in ("-e", f"{ROOT}/{path.removeprefix('.')}")]
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[local]"],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args],
         check=True,
         timeout=INSTALL_BOUND_SECONDS,
     )
@@ -58,16 +59,19 @@ def test_what_make_run_installs_serves_and_sends(tmp_path: Path) -> None:
     try:
         assert server.stdout is not None
         lines = [server.stdout.readline() for _ in range(3)]
-        key = next(line.split()[-1] for line in lines if "API key:" in line)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/emails/send",
-            data=json.dumps(
-                {"recipient": {"email": "light@example.com"}, "subject": "light", "body": "installed"}
-            ).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        assert any("API key:" in line for line in lines), lines
+        # The CLI sends through the client, with the dev key `serve` keeps in the data directory.
+        sent = subprocess.run(
+            [str(venv / "bin" / "mailsage"), "send", "--url", f"http://127.0.0.1:{port}"]
+            + ["--data-dir", str(data_dir), "--to", "light@example.com", "--subject", "light"]
+            + ["--text", "installed"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=START_BOUND_SECONDS,
         )
-        with urllib.request.urlopen(request, timeout=START_BOUND_SECONDS) as reply:
-            assert reply.status == 202
+        assert sent.returncode == 0, sent.stderr
+        assert "job" in sent.stdout, sent.stdout
         outbox = data_dir / "outbox"
         assert wait_until(lambda: any(outbox.glob("*.eml")), START_BOUND_SECONDS)
         [message] = outbox.glob("*.eml")
