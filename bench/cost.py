@@ -175,4 +175,5 @@ def _top(details: dict[str, Any]) -> str:
     return (
         ", ".join(f"{k} {v:.2f}" for k, v in lines)
         + f"; HTTP API {other['http_api']:.2f}%, Lambda default tracing {other['xray_lambda_default']:.2f}%"
+        + f", EventBridge destination: {other['eventbridge_destination']:.2f}%"
     )

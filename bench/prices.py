@@ -21,6 +21,10 @@ PRICES: dict[str, float] = {
     "dynamodb_gb_month": 0.25,  # standard table class storage
     "sqs_request": 0.40 / 1e6,  # standard queue, per request (64 KB chunk)
     "sns_publish": 0.50 / 1e6,  # per publish (64 KB chunk); delivery to SQS is free
+    # The opt-in destination (ses_event_destination "eventbridge"): events AWS services put on the
+    # default bus, and a rule's delivery to SQS, are not charged (from memory; AWS's pricing page was
+    # not available offline). Its SendMessage is an SQS request, as SNS's delivery is.
+    "eventbridge_aws_service_event": 0.0,
     "lambda_request": 0.20 / 1e6,
     "lambda_gb_second_arm64": 0.0000133334,
     "apigw_rest_request": 3.50 / 1e6,  # first 333 M requests/month
@@ -130,7 +134,9 @@ def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
     - http_api: API Gateway HTTP API instead of REST (no usage plans; WAF only through CloudFront);
     - xray_lambda_default: every function in active tracing, sampled by Lambda's fixed default
       rule (1/s + 5%), the design before the API's own sampling rule;
-    - sender_512mb: the sender (network-bound) at 512 MB: its waiting costs half."""
+    - sender_512mb: the sender (network-bound) at 512 MB: its waiting costs half;
+    - eventbridge_destination: SES events through EventBridge's default bus instead of the SNS
+      topic (the stack's opt-in): no publish per event, the same SQS requests; best effort."""
     base = price(run, emails)
     total = sum(base.values())
     traces = run["traces"] * PRICES["xray_trace_recorded"] * 1000 / emails
@@ -140,6 +146,9 @@ def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
         "http_api": total - http_api_saving(run, emails),
         "xray_lambda_default": total - base["xray"] + traces,
         "sender_512mb": total - sender_saving,
+        "eventbridge_destination": total
+        - base["sns"]
+        + run["sns_publishes"] * PRICES["eventbridge_aws_service_event"] * 1000 / emails,
     }
 
 

@@ -60,6 +60,7 @@ CONTEXT_KEYS = (
     "max_request_bytes",
     "web_acl_arn",
     "trace_sample_rate",
+    "ses_event_destination",
 )
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -168,6 +169,7 @@ class MailSageConfig:
     # A regional AWS WAF web ACL (managed by the account) attached to the REST API's stage.
     web_acl_arn: str | None = None
     trace_sample_rate: float = 0.01  # share of API requests X-Ray records (infra/constructs/tracing.py)
+    ses_event_destination: str = "sns"  # or "eventbridge": cheaper, best effort (infra/constructs/ses.py)
     layers_dir: Path = PROJECT_ROOT / "build" / "layers"
     functions_dir: Path = PROJECT_ROOT / "functions"  # not a context key: the code lives in this repo
 
@@ -239,7 +241,6 @@ class MailSageConfig:
             get, "sender_priority_concurrency", 2, minimum=_MIN_CONCURRENCY, maximum=_MAX_CONCURRENCY
         )
         ses_max_rate = _optional_rate(get, "ses_max_rate")
-        log_level = _log_level(get)
         retention_days = _retention_days(get)
         existing_table, existing_secret = _existing_names(get)
         public_rate = _int(get, "public_routes_rate_limit", 100, minimum=1, maximum=10_000)
@@ -261,7 +262,7 @@ class MailSageConfig:
             sender_priority_concurrency=priority_concurrency,
             ses_max_rate=ses_max_rate,
             deletion_protection=_bool(get, "deletion_protection", stage == "prod"),
-            log_level=log_level,
+            log_level=_choice(get, "log_level", _LOG_LEVELS, "INFO"),
             retention_days=retention_days,
             existing_table_name=existing_table,
             existing_signing_secret_name=existing_secret,
@@ -272,6 +273,7 @@ class MailSageConfig:
             max_request_bytes=_max_request_bytes(get),
             web_acl_arn=_web_acl_arn(get),
             trace_sample_rate=_trace_sample_rate(get),
+            ses_event_destination=_choice(get, "ses_event_destination", ("sns", "eventbridge"), "sns"),
             layers_dir=_path(get, "layers_dir", "build/layers"),
         )
 
@@ -393,11 +395,11 @@ def _max_receive_count(get: Callable[[str], Any]) -> int:
     return max_receive_count
 
 
-def _log_level(get: Callable[[str], Any]) -> str:
-    log_level = _string(get, "log_level", "INFO").upper()
-    if log_level not in _LOG_LEVELS:
-        raise ConfigError(f"context 'log_level' must be one of {', '.join(_LOG_LEVELS)} (got {log_level!r})")
-    return log_level
+def _choice(get: Callable[[str], Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    choice = {c.lower(): c for c in choices}.get(_string(get, key, default).lower())
+    if choice is None:
+        raise ConfigError(f"context {key!r} must be one of {', '.join(choices)} (got {get(key)!r})")
+    return choice
 
 
 def _retention_days(get: Callable[[str], Any]) -> int | None:

@@ -1,6 +1,7 @@
 """Delivery feedback -> message statuses. The events queue carries SES event notifications
-(configuration set -> SNS -> SQS, raw delivery or not) and, from the embedded runtime's sink,
-delivery reports already in MailSage's terms; both become a DeliveryReport for FeedbackService."""
+(configuration set -> SNS -> SQS, raw delivery or not; or -> EventBridge -> SQS, the stack's
+opt-in) and, from the embedded runtime's sink, delivery reports already in MailSage's terms; both
+become a DeliveryReport for FeedbackService."""
 
 import json
 from typing import Any

@@ -1,4 +1,5 @@
-"""SES event notifications (configuration set event destination -> SNS -> SQS) -> DeliveryReports.
+"""SES event notifications (configuration set -> SNS -> SQS by default, or -> EventBridge's default
+bus -> a rule -> SQS: infra's `ses_event_destination`) -> DeliveryReports.
 
 The sender tags every message it hands to SES with `account_id`, `job_id` and `message_id` (SES
 message tags); a notification is matched back by them. Mail sent through the same configuration
@@ -8,6 +9,7 @@ set without them becomes a report without ids, which moves nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -40,8 +42,45 @@ _DETAIL_KEYS = {
 }
 
 
+# EventBridge's detail-type of each SES eventType (SES puts every event of a configuration set with
+# an EventBridge destination on the account's default bus, the event itself as `detail`).
+DETAIL_TYPES = {
+    "Email Sent": "Send",
+    "Email Delivered": "Delivery",
+    "Email Bounced": "Bounce",
+    "Email Complaint Received": "Complaint",
+    "Email Delivery Delayed": "DeliveryDelay",
+    "Email Rejected": "Reject",
+    "Email Rendering Failed": "Rendering Failure",
+    "Email Opened": "Open",
+    "Email Clicked": "Click",
+}
+_SOURCE = "aws.ses"
+
+
+def event_pattern(configuration_set: str, event_types: Iterable[str]) -> dict[str, Any]:
+    """The EventBridge rule pattern selecting, on the default bus, the events of `event_types` that
+    SES publishes for one configuration set: SES tags each with its configuration set's name, so
+    the rules of several stages (or other tools) on the same bus never take each other's events."""
+    wanted = set(event_types)
+    return {
+        "source": [_SOURCE],
+        "detail-type": [name for name, kind in DETAIL_TYPES.items() if kind in wanted],
+        "detail": {"mail": {"tags": {"ses:configuration-set": [configuration_set]}}},
+    }
+
+
 def unwrap(body: dict[str, Any]) -> dict[str, Any]:
-    """The SES notification inside an SNS envelope (raw message delivery off), or `body` itself."""
+    """The SES notification inside its envelope: EventBridge's (`detail`), SNS's (`Message`, raw
+    delivery off), or `body` itself (SNS raw delivery). All three are read whatever the stack's
+    destination: records queued or dead-lettered before a switch between them are still applied."""
+    if body.get("source") == _SOURCE and "detail-type" in body:
+        detail = body.get("detail")
+        if not isinstance(detail, dict):
+            return {}
+        kind = DETAIL_TYPES.get(str(body["detail-type"]))
+        # The detail carries its eventType; the detail-type names the same event if it ever does not.
+        return detail if "eventType" in detail or kind is None else {**detail, "eventType": kind}
     if body.get("Type") == "Notification" and "Message" in body:
         message = json.loads(body["Message"])
         return message if isinstance(message, dict) else {}
