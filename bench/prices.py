@@ -42,7 +42,7 @@ PRICES: dict[str, float] = {
 }
 
 # The deployment the bench prices (infra/constructs/functions.py, infra/capabilities.py).
-MEMORY_MB = {"api": 1024, "sender": 1024, "ingest": 1024, "events": 512, "webhooks": 512}
+MEMORY_MB = {"api": 1024, "sender": 512, "ingest": 1024, "events": 512, "webhooks": 512}
 FULL_VCPU_MB = 1769  # Lambda allocates CPU in proportion to memory; one full vCPU at 1,769 MB
 SES_RATE = 14.0  # a new production account's SES rate (messages/s); the bench paces to it
 
@@ -134,18 +134,20 @@ def alternatives(run: dict[str, Any], emails: int) -> dict[str, float]:
     - http_api: API Gateway HTTP API instead of REST (no usage plans; WAF only through CloudFront);
     - xray_lambda_default: every function in active tracing, sampled by Lambda's fixed default
       rule (1/s + 5%), the design before the API's own sampling rule;
-    - sender_512mb: the sender (network-bound) at 512 MB: its waiting costs half;
+    - sender_1024mb: the sender at 1,024 MB, as before it moved to 512: its waiting costs double;
     - eventbridge_destination: SES events through EventBridge's default bus instead of the SNS
       topic (the stack's opt-in): no publish per event, the same SQS requests; best effort."""
     base = price(run, emails)
     total = sum(base.values())
     traces = run["traces"] * PRICES["xray_trace_recorded"] * 1000 / emails
     wait = run["io_wait_s"].get("sender", 0.0) + run["paced_wait_s"]
-    sender_saving = wait * 0.5 * PRICES["lambda_gb_second_arm64"] * 1000 / emails
+    sender_at_1024 = (
+        wait * (1024 - MEMORY_MB["sender"]) / 1024 * PRICES["lambda_gb_second_arm64"] * 1000 / emails
+    )
     return {
         "http_api": total - http_api_saving(run, emails),
         "xray_lambda_default": total - base["xray"] + traces,
-        "sender_512mb": total - sender_saving,
+        "sender_1024mb": total + sender_at_1024,
         "eventbridge_destination": total
         - base["sns"]
         + run["sns_publishes"] * PRICES["eventbridge_aws_service_event"] * 1000 / emails,

@@ -47,9 +47,11 @@ class FunctionSpec:
         return f"mailsage-{self.name}"
 
 
-# Memory buys CPU on Lambda: rendering and MIME building in the sender are CPU-bound.
+# Memory buys CPU on Lambda. The sender mostly waits (on SES, DynamoDB and its pacing grants, billed
+# at its memory): about 5 ms of CPU a message takes ~17 ms at 512 MB (0.29 vCPU), so ten senders
+# still render over 500 messages a second, above most accounts' SES rate (bench/RESULTS.md).
 API = FunctionSpec("api", "MailSage HTTP API (validate, pre-render, persist, enqueue)", 1024, 29)
-SENDER = FunctionSpec("sender", "MailSage sender: delivers queued chunks via SES or SMTP", 1024, 120)
+SENDER = FunctionSpec("sender", "MailSage sender: delivers queued chunks via SES or SMTP", 512, 120)
 INGEST = FunctionSpec("ingest", "MailSage ingest: send requests dropped on the ingest queue", 1024, 60)
 EVENTS = FunctionSpec("events", "MailSage events: applies SES notifications to message status", 512, 30)
 # Network-bound: each record is one POST of at most MAILSAGE_WEBHOOK_TIMEOUT_SECONDS (10 s).

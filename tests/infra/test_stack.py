@@ -206,6 +206,12 @@ def test_functions_share_runtime_architecture_logs_and_tracing(synthesized: Synt
         assert 128 <= props["MemorySize"] <= 3008 and props["Timeout"] <= 900
 
 
+def test_the_cost_bench_prices_each_function_at_its_deployed_memory(synthesized: Synthesized) -> None:
+    from bench.prices import MEMORY_MB
+
+    assert {name: function(synthesized, name)["MemorySize"] for name in FUNCTION_NAMES} == MEMORY_MB
+
+
 def test_layers_target_the_same_runtime_and_architecture(synthesized: Synthesized) -> None:
     for layer in synthesized.resources("AWS::Lambda::LayerVersion").values():
         assert layer["Properties"]["CompatibleRuntimes"] == [f"python{PYTHON_RUNTIME_VERSION}"]

@@ -160,7 +160,8 @@ def test_each_alternative_changes_only_its_own_line() -> None:
     assert total - other["http_api"] == pytest.approx(1000 * 2.50e-6)
     # (the deployed rule traces 1% of the 1,000 requests; Lambda's default rule gave the run's 500)
     assert other["xray_lambda_default"] - total == pytest.approx((500 - 10) * 5.00e-6)
-    assert total - other["sender_512mb"] == pytest.approx(100 * 0.5 * 0.0000133334)
+    # (the sender waits at 512 MB: at 1,024 MB the same 100 s cost another 0.5 GB-s each)
+    assert other["sender_1024mb"] - total == pytest.approx(100 * 0.5 * 0.0000133334)
 
 
 def test_the_deployed_sampling_traces_a_share_of_api_requests_only() -> None:
