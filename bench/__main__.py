@@ -67,6 +67,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _merged(output: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """A run of some figures replaces their rows in the file and keeps the other figures' rows."""
+    try:
+        previous = json.loads(output.read_text())
+    except (OSError, ValueError):
+        return result
+    ran = {row["key"] for row in result["figures"]}
+    kept = [row for row in previous.get("figures", []) if row.get("key") not in ran]
+    timings = {**previous.get("seconds_by_figure", {}), **result["seconds_by_figure"]}
+    return {**previous, **result, "seconds_by_figure": timings, "figures": kept + result["figures"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(FIGURES)}")
@@ -101,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_by_figure": timings,
         "figures": rows,
     }
+    if args.only:
+        result = _merged(Path(args.output), result)
     Path(args.output).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {args.output}")
     return 0
