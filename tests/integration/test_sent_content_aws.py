@@ -113,3 +113,35 @@ def test_a_messages_content_on_aws_is_what_ses_was_given(
         html = message_from_bytes(raw, policy=policy.default).get_body(("html",))
         assert f"{API_URL}/t/o/" in html.get_content()  # type: ignore[union-attr]
         assert f"{API_URL}/t/c/" in html.get_content()  # type: ignore[union-attr]
+
+
+def test_an_internationalized_domain_reaches_ses_in_its_ascii_form(aws: tuple[str, str]) -> None:
+    """SES takes a destination's domain as IDNA A-labels only: the sender gives it that form, in
+    the destination and the To header (before, the chunk failed at every attempt)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    from mailsage.adapters.aws.dynamodb import DynamoStore
+    from mailsage.adapters.aws.sqs_queue import SqsQueue
+    from tests.moto_env import REGION
+
+    table, send_url = aws
+    key = AuthService(DynamoStore(table)).create_key(str(uuid.uuid4()))
+    api = ExecuteApiClient(load_handler("api"), key)
+    body = {
+        "recipient": {"email": "ann@straße.de"},
+        "subject": "Hello",
+        "body": "Hi",
+        "from": "hello@example.com",
+    }
+    assert api.post("/api/v1/emails/send", body).status == 202
+    received = SqsQueue(send_url).receive(max_messages=10)
+    result = load_handler("sender").lambda_handler(sqs_event(received), LocalContext("mailsage-sender"))
+    assert result == {"batchItemFailures": []}
+    [sent] = [
+        m for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages if b"Hi" in m.raw_data.encode()
+    ]
+    assert set(sent.destinations) == {"ann@xn--strae-oqa.de"}  # moto lists the To header too
+    assert (
+        str(message_from_bytes(sent.raw_data.encode(), policy=policy.default)["To"]) == "ann@xn--strae-oqa.de"
+    )

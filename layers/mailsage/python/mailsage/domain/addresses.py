@@ -17,8 +17,10 @@ def has_line_break(value: str | None) -> bool:
     return value is not None and ("\r" in value or "\n" in value)
 
 
-def normalize_email(address: str) -> str:
-    """The canonical form of a recipient address, or `InvalidRecipient` saying what is wrong."""
+def normalize_email(address: str, *, sendable: bool = False) -> str:
+    """The canonical form of a recipient address, or `InvalidRecipient` saying what is wrong.
+    `sendable`: also refuse a non-ASCII local part, which only SMTPUTF8 carries (SES and
+    MailSage's relays do not): accepted, it could only fail at send. An IDN domain is fine."""
     from email_validator import EmailNotValidError, validate_email
 
     problem = header_text_problem(address, tab=False)
@@ -28,9 +30,27 @@ def normalize_email(address: str) -> str:
         # Valid atext, but header parsers decode it as an RFC 2047 encoded word.
         raise InvalidRecipient(f"{address!r} is not accepted: '=?' starts an encoded word in mail headers")
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        return validate_email(address, check_deliverability=False, allow_smtputf8=not sendable).normalized
     except EmailNotValidError as exc:
         raise InvalidRecipient(f"{address!r} is not a valid email address: {exc}") from exc
+
+
+def envelope_address(address: str) -> str:
+    """`address` as the SMTP envelope, SES's destination and the To header carry it: an
+    internationalized domain as IDNA 2008 A-labels, as the address check computed them (Python's
+    own 'idna' codec is IDNA 2003, which sends straße.de to strasse.de, another domain). A
+    non-ASCII local part has no such form: ValueError."""
+    if address.isascii():
+        return address
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid address: {address!r}: {exc}") from exc
+    if ascii_email is None:
+        raise ValueError(f"a non-ASCII local part needs SMTPUTF8: {address!r}")
+    return ascii_email
 
 
 def check_display_name(name: str | None) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mailsage.domain.addresses import envelope_address
 from mailsage.domain.chunk_slots import STOP_MARGIN_MS, ChunkSlots, Step
 from mailsage.domain.clock import Clock, system_clock
 from mailsage.domain.composition import Composer
@@ -353,7 +354,8 @@ class DeliveryService:
         job = chunk.job
         tags = {"account_id": job.account_id, "job_id": job.id, "message_id": message.id}
         try:
-            chunk.sessions.send_first(chunk.routes, chunk.envelope_from, message.email, data, tags)
+            recipient = envelope_address(message.email)
+            chunk.sessions.send_first(chunk.routes, chunk.envelope_from, recipient, data, tags)
         except PermanentSendError as exc:
             chunk.run.offered = True
             if exc.hard_bounce:

@@ -49,7 +49,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from mailsage.domain.addresses import mailbox_name, quote_phrase
+from mailsage.domain.addresses import envelope_address, mailbox_name, quote_phrase
 from mailsage.domain.header_values import header_text_problem
 from mailsage.domain.rendering import Rendered
 
@@ -391,10 +391,10 @@ def _address(name: str, display: str | None, address: str) -> bytes:
     if not address.isascii():
         # An internationalized domain goes in its ASCII form; a non-ASCII local part would need
         # SMTPUTF8, which MailSage does not use.
-        local, _, domain = address.rpartition("@")
-        if not local.isascii():
-            raise ValueError(f"{name}: a non-ASCII local part needs SMTPUTF8: {address!r}")
-        address = f"{local}@{domain.encode('idna').decode('ascii')}"
+        try:
+            address = envelope_address(address)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
     if not display:
         return _header(name, address)
     return _with_name(name, display, address)

@@ -274,7 +274,7 @@ class SubmissionService:
         return messages, rejected
 
     def _check_recipient(self, recipient: RecipientInput, seen: dict[str, int], index: int) -> str:
-        email = normalize_email(recipient.email)
+        email = normalize_email(recipient.email, sendable=True)
         check_display_name(recipient.name)
         if email.lower() in seen:
             raise InvalidRecipient(f"duplicate address: the same as recipient {seen[email.lower()]}")
