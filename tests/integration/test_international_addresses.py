@@ -74,3 +74,22 @@ def test_v2_lists_a_non_ascii_local_part_as_an_error_and_sends_the_rest(
     assert reply.status == 202, reply.body
     assert [entry["status"] for entry in reply.body["data"]] == ["error", "queued"], reply.body
     assert "before the @-sign" in reply.body["data"][0]["error"]
+
+
+def test_a_non_ascii_local_part_accepted_before_this_check_fails_alone(
+    api: ApiClient, worker: Worker, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job accepted by an older version may hold one: that message fails, its chunk-mates go."""
+    from mailsage.domain import addresses, submission
+
+    monkeypatch.setattr(submission, "normalize_email", lambda a, sendable=False: addresses.normalize_email(a))
+    recipients = [{"email": "ann@example.com"}, {"email": "jörg@example.com"}, {"email": "bob@example.com"}]
+    reply = api.post(BATCH, {"recipients": recipients, **CONTENT})
+    assert reply.status == 202 and reply.body["accepted"] == 3, reply.body
+    worker.drain()
+    job = api.get(f"/api/v1/emails/jobs/{reply.body['job_id']}").body
+    assert job["state"] == "completed" and job["counts"]["failed"] == 1, job
+    assert sorted(str(read_eml(p)["To"]) for p in smtp_sink.messages()) == [
+        "ann@example.com",
+        "bob@example.com",
+    ]
