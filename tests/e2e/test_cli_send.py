@@ -297,3 +297,22 @@ def test_keys_on_a_deployed_table(capsys: pytest.CaptureFixture[str]) -> None:
         assert cli.main(["keys", "list", "--table-name", table, "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == []
         assert cli.main(["keys", "revoke", key_id, "--table-name", table]) == 1
+
+
+def test_the_banners_try_it_line_sends(server: LocalServer) -> None:
+    """`mailsage serve` prints a first send to copy into another terminal: it works as printed."""
+    import shlex
+
+    [line] = [line for line in server.banner.splitlines() if line.strip().startswith("try it:")]
+    command = shlex.split(line.split(":", 1)[1])
+    assert command[:2] == ["mailsage", "send"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAGE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mailsage.cli", *command[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=RUN_BOUND_SECONDS,
+    )
+    assert result.returncode == 0, result.stderr
+    assert wait_until(lambda: recipients_in_outbox(server)["you@example.com"] == 1, 30)

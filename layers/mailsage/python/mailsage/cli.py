@@ -60,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  API docs:   http://127.0.0.1:{args.port}/docs", flush=True)
     if not args.no_sink:
         print(f"  inbox:      http://127.0.0.1:{args.port}/inbox", flush=True)
+    print(f"  try it:     {_try_it(args)}", flush=True)
     outbox = f" (sink outbox: {runtime.config.data_dir / 'outbox'})" if not args.no_sink else ""
     print(f"  mail goes to {relay.split('@')[-1] or 'no MAILSAGE_SMTP_URL'}{outbox}", flush=True)
     while not signalled:
@@ -75,6 +76,19 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _try_it(args: argparse.Namespace) -> str:
+    """A first send from another terminal, with whatever this server's flags make it need (the CLI
+    finds the dev key in the data directory)."""
+    import shlex
+
+    command = ["mailsage", "send", "--to", "you@example.com", "--subject", "Hello", "--text", "It works"]
+    if args.port != 8026:
+        command += ["--url", f"http://127.0.0.1:{args.port}"]
+    if Path(args.data_dir).resolve() != Path(".mailsage").resolve():
+        command += ["--data-dir", str(Path(args.data_dir).resolve())]
+    return shlex.join(command)
 
 
 def _console_lines(logger_name: str) -> None:
