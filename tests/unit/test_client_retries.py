@@ -370,3 +370,38 @@ def test_a_success_reply_that_cannot_be_read_is_a_mailsage_error() -> None:
     with pytest.raises(MailSageError) as raised:
         script.client().jobs.get("job_1")
     assert raised.value.code == "invalid_reply" and raised.value.status == 200
+
+
+def test_waiting_for_a_job_that_does_not_finish_times_out_naming_its_state() -> None:
+    paused = {**JOB, "state": "paused"}
+    script = Script(*(httpx.Response(200, json=paused) for _ in range(3)))
+    with pytest.raises(TimeoutError, match="still paused after 2 s"):
+        script.client().jobs.wait("job_1", interval=2.0, timeout=3.0)
+    assert script.waits == [2.0]
+
+
+def test_waiting_for_a_job_returns_it_done() -> None:
+    done = {**JOB, "state": "completed", "finished_at": "2026-01-01T00:00:01Z"}
+    script = Script(httpx.Response(200, json=JOB), httpx.Response(200, json=done))
+    assert script.client().jobs.wait("job_1", interval=1.0, timeout=5.0).state == "completed"
+    assert script.waits == [1.0]
+
+
+def test_the_async_wait_times_out_as_the_sync_one() -> None:
+    waits: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={**JOB, "state": "paused"})
+
+    async def no_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def scenario() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with AsyncMailSage("http://mailsage.test", "key", http_client=http) as client:
+            client._sleep = no_sleep
+            await client.jobs.wait("job_1", interval=2.0, timeout=5.0)
+
+    with pytest.raises(TimeoutError, match="still paused after 4 s"):
+        asyncio.run(scenario())
+    assert waits == [2.0, 2.0]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any, Literal, TypeVar
 
 from mailsage_client import _calls_v1 as v1
-from mailsage_client._core import Call
+from mailsage_client._core import Call, next_wait
 from mailsage_client._pagination import AsyncPaginator
 from mailsage_client.models import (
     BatchReply,
@@ -136,11 +136,15 @@ class AsyncJobs(AsyncRunner):
                 return
             await self._sleep(interval)
 
-    async def wait(self, job_id: str, *, interval: float = 1.0) -> Job:
-        """The job once done (polled every `interval` seconds)."""
+    async def wait(self, job_id: str, *, interval: float = 1.0, timeout: float | None = None) -> Job:
+        """The job once done (polled every `interval` seconds). With `timeout`, `TimeoutError`
+        naming the state it is still in once the next poll would wait beyond it."""
+        waited = 0.0
         async for job in self.follow(job_id, interval=interval):
-            last = job
-        return last
+            if job.done:
+                return job
+            waited = next_wait(job_id, job.state, waited, interval, timeout)
+        raise AssertionError("follow ends with a done job")
 
 
 class AsyncTemplates(AsyncRunner):

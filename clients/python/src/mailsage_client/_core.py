@@ -198,3 +198,11 @@ def no_reply(base_url: str, timeout: float, exc: httpx.TransportError) -> APICon
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"no reply from {base_url} within {timeout} s", code="timeout")
     return APIConnectionError(f"could not reach {base_url}: {exc}", code="connection_error")
+
+
+def next_wait(job_id: str, state: str, waited: float, interval: float, timeout: float | None) -> float:
+    """The seconds waited after one more poll interval, or `TimeoutError` when that would pass
+    `timeout` (the time the requests themselves take is not counted)."""
+    if timeout is not None and waited + interval > timeout:
+        raise TimeoutError(f"job {job_id} is still {state} after {waited:g} s of waiting")
+    return waited + interval

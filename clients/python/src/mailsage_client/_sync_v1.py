@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
 from mailsage_client import _calls_v1 as v1
-from mailsage_client._core import Call
+from mailsage_client._core import Call, next_wait
 from mailsage_client._pagination import Paginator
 from mailsage_client.models import (
     BatchReply,
@@ -134,11 +134,16 @@ class Jobs(Runner):
                 return
             self._sleep(interval)
 
-    def wait(self, job_id: str, *, interval: float = 1.0) -> Job:
-        """The job once done (polled every `interval` seconds)."""
+    def wait(self, job_id: str, *, interval: float = 1.0, timeout: float | None = None) -> Job:
+        """The job once done (polled every `interval` seconds). With `timeout`, `TimeoutError`
+        naming the state it is still in once the next poll would wait beyond it: a paused job
+        never finishes by itself."""
+        waited = 0.0
         for job in self.follow(job_id, interval=interval):
-            last = job
-        return last
+            if job.done:
+                return job
+            waited = next_wait(job_id, job.state, waited, interval, timeout)
+        raise AssertionError("follow ends with a done job")
 
 
 class Templates(Runner):
