@@ -48,21 +48,12 @@ def api_key(args: argparse.Namespace) -> str:
     if args.api_key:
         return str(args.api_key)
     if (urlsplit(args.url).hostname or "") in LOOPBACK_HOSTS:
-        key = _dev_key(Path(args.data_dir)) or os.environ.get("MAILSAGE_DEV_API_KEY")
+        from mailsage.local.dev_credentials import remembered_key
+
+        key = remembered_key(Path(args.data_dir)) or os.environ.get("MAILSAGE_DEV_API_KEY")
         if key:
             return key
     raise CliError("no API key: pass --api-key or set MAILSAGE_API_KEY", status=2)
-
-
-def _dev_key(data_dir: Path) -> str | None:
-    from mailsage.local.dev_credentials import ACCOUNT_FILE
-
-    try:
-        remembered = json.loads((data_dir / ACCOUNT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    key = remembered.get("api_key") if isinstance(remembered, dict) else None
-    return key if isinstance(key, str) and key else None
 
 
 def client(args: argparse.Namespace) -> Any:

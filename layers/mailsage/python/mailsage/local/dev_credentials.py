@@ -40,6 +40,12 @@ def dev_credentials(data_dir: Path, auth: AuthService) -> tuple[str, str]:
     return account_id, key
 
 
+def remembered_key(data_dir: Path) -> str | None:
+    """The API key remembered in the data directory (what the CLI uses against this server)."""
+    key = _read(data_dir / ACCOUNT_FILE).get("api_key")
+    return key if isinstance(key, str) and key else None
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
