@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailsage.batch_file import BadFile, BatchFile, Recipient, format_of, idempotency_key, parse
+from mailsage.cli_api import content_fields
 from mailsage.cli_common import CliError, add_connection, client, one_line_errors, variables
 from mailsage.progress import ProgressLine, Snapshot
 
 PAGE_SIZE = 1000  # the API's default max_batch_recipients; a server set lower says so and is followed
-FINAL_STATES = frozenset({"completed", "stopped", "expired"})
 # Statuses of a message that left for the provider (what happened after is the provider's story).
 SENT_STATUSES = ("sent", "delivered", "deferred", "bounced", "complained")
 NOT_SENT_STATUSES = ("failed", "suppressed", "cancelled", "expired")
@@ -71,7 +71,7 @@ def add_batch(sub: Any, data_dir: str) -> None:
 @one_line_errors("batch")
 def _batch(args: argparse.Namespace) -> int:
     recipients = _read(args)
-    fields = _fields(args)
+    fields = content_fields(args)
     api = client(args)
     submitted = _submit(api, recipients, fields, args)
     if args.no_wait:
@@ -93,12 +93,6 @@ def _read(args: argparse.Namespace) -> BatchFile:
         raise CliError(f"{args.file}: {exc}", status=2) from None
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror or exc}", status=2) from None
-
-
-def _fields(args: argparse.Namespace) -> dict[str, Any]:
-    from mailsage.cli_api import content_fields
-
-    return content_fields(args)
 
 
 def _submit(api: Any, recipients: BatchFile, fields: dict[str, Any], args: argparse.Namespace) -> Submitted:
@@ -147,11 +141,11 @@ def _follow(api: Any, job_ids: list[str], poll_seconds: float) -> list[Any]:
     try:
         while True:
             for job_id in job_ids:
-                if job_id not in latest or latest[job_id].state not in FINAL_STATES:
+                if job_id not in latest or not latest[job_id].done:
                     latest[job_id] = api.jobs.get(job_id)
             jobs = [latest[job_id] for job_id in job_ids]
             progress.show(_snapshot(jobs))
-            if all(job.state in FINAL_STATES for job in jobs):
+            if all(job.done for job in jobs):
                 return jobs
             time.sleep(poll_seconds)
     except KeyboardInterrupt:
